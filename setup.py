@@ -1,0 +1,26 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="tb-attention",
+    version="0.1.0",
+    description="Watch transformer attention change during training, in TensorBoard",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["tb_attention", "tb_attention.*"]),
+    package_data={"tb_attention": ["static/*"]},
+    python_requires=">=3.9",
+    install_requires=[
+        "tensorboard>=2.21",
+        "numpy",
+        "protobuf",
+        "werkzeug",
+        "google-crc32c",
+    ],
+    extras_require={
+        # torch is deliberately unpinned here; see README for installing the CPU wheel.
+        "torch": ["torch", "transformers>=5"],
+    },
+    entry_points={
+        "tensorboard_plugins": ["attention = tb_attention.tb_loader:AttentionLoader"],
+    },
+)

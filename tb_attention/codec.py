@@ -1,0 +1,129 @@
+"""Array encodings shared by the event files and the HTTP payloads (see docs/format.md)."""
+
+import json
+import struct
+import zlib
+
+import numpy as np
+
+MAGIC = b"TBA1"
+MAGIC_ZLIB = b"TBAZ"
+_DTYPES = {"uint8", "float16", "float32", "float64", "int32"}
+_ALIGN = 8
+
+# cbrt8: w = 2^(-row_exp/8) * (code/255)^3
+_CBRT8_LUT = (np.arange(256, dtype=np.float64) / 255.0) ** 3
+_EXP_STEPS_PER_OCTAVE = 8
+
+
+def _pad(n):
+    return -n % _ALIGN
+
+
+def pack(arrays, meta=None):
+    """Packs named numpy arrays into one self-describing TBA1 container."""
+    header = {"meta": meta or {}, "arrays": {}}
+    bodies, offset = [], 0
+    for name, array in arrays.items():
+        array = np.ascontiguousarray(array)
+        dtype = array.dtype.newbyteorder("<")
+        if array.dtype.name not in _DTYPES:
+            raise TypeError(f"cannot pack dtype {array.dtype} (array {name!r})")
+        header["arrays"][name] = {"dtype": array.dtype.name, "shape": list(array.shape), "offset": offset}
+        raw = array.astype(dtype, copy=False).tobytes()
+        bodies += [raw, b"\0" * _pad(len(raw))]
+        offset += len(raw) + _pad(len(raw))
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * _pad(len(head))
+    return b"".join([MAGIC, struct.pack("<I", len(head)), head, *bodies])
+
+
+def compress(container):
+    return MAGIC_ZLIB + zlib.compress(container, 1)
+
+
+def decompress(blob):
+    """Returns the TBA1 container inside `blob`, which may be stored zlib-compressed."""
+    if blob[:4] == MAGIC_ZLIB:
+        try:
+            return zlib.decompress(blob[4:])
+        except zlib.error as e:
+            raise ValueError(f"corrupt compressed container: {e}") from None
+    return blob
+
+
+def unpack(blob):
+    """Returns (meta, {name: ndarray}) from a TBA1 container (compressed or not); ValueError if malformed."""
+    buf = decompress(blob)
+    if len(buf) < 8 or buf[:4] != MAGIC:
+        raise ValueError("not a TBA1 container")
+    (head_len,) = struct.unpack("<I", buf[4:8])
+    body = 8 + head_len
+    if body > len(buf):
+        raise ValueError("truncated TBA1 header")
+    try:
+        header = json.loads(buf[8:body])
+        arrays = {}
+        for name, spec in header["arrays"].items():
+            if spec["dtype"] not in _DTYPES:
+                raise ValueError(f"unknown dtype {spec['dtype']!r}")
+            dtype = np.dtype(spec["dtype"]).newbyteorder("<")
+            count = int(np.prod(spec["shape"], dtype=np.int64))
+            start = body + int(spec["offset"])
+            if start < body or start + count * dtype.itemsize > len(buf):
+                raise ValueError(f"array {name!r} runs past the end of the container")
+            arrays[name] = np.frombuffer(buf, dtype, count, start).reshape(spec["shape"])
+        return header.get("meta", {}), arrays
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"malformed TBA1 header: {e!r}") from None
+
+
+def encode_cbrt8(weights):
+    """float [..., K] weights in [0, 1] -> (codes uint8 [..., K], row_exp uint8 [...]).
+
+    Cube-root companding keeps small weights; a per-row power-of-2^(1/8) scale keeps diffuse rows precise.
+    """
+    w = np.asarray(weights, dtype=np.float32)
+    row_max = w.max(axis=-1)
+    with np.errstate(divide="ignore"):
+        exp = np.floor(-_EXP_STEPS_PER_OCTAVE * np.log2(row_max))
+    exp = np.clip(np.nan_to_num(exp, posinf=255.0), 0, 255)
+    # Float rounding can put the row maximum a hair above the scale; the clip below absorbs it.
+    inv_scale = np.exp2(exp / _EXP_STEPS_PER_OCTAVE).astype(np.float32)
+    x = w * inv_scale[..., None]
+    np.cbrt(x, out=x)
+    x *= 255.0
+    np.rint(x, out=x)
+    np.clip(x, 0, 255, out=x)
+    return x.astype(np.uint8), exp.astype(np.uint8)
+
+
+def decode_cbrt8(codes, row_exp):
+    scale = np.exp2(-np.asarray(row_exp, np.float64) / _EXP_STEPS_PER_OCTAVE)
+    return (_CBRT8_LUT[codes] * scale[..., None]).astype(np.float32)
+
+
+def cbrt8_error_bound(weights):
+    """The documented worst-case |decoded - w| for each weight (docs/format.md)."""
+    w = np.asarray(weights, np.float64)
+    m = w.max(axis=-1, keepdims=True)
+    return 0.00606 * np.cbrt(m) * np.cbrt(w) ** 2 + 1.23e-5 * m
+
+
+def attention_container(weights):
+    codes, row_exp = encode_cbrt8(weights)
+    return pack({"codes": codes, "row_exp": row_exp}, {"encoding": "cbrt8"})
+
+
+def qk_container(queries, keys):
+    return pack(
+        {"queries": np.asarray(queries, np.float16), "keys": np.asarray(keys, np.float16)},
+        {"encoding": "float16"},
+    )
+
+
+def decode_attention(blob):
+    meta, arrays = unpack(blob)
+    if meta.get("encoding") != "cbrt8":
+        raise ValueError(f"unknown attention encoding {meta.get('encoding')!r}")
+    return decode_cbrt8(arrays["codes"], arrays["row_exp"])

@@ -1,0 +1,222 @@
+"""The TensorBoard plugin: reads probes through the data provider and serves them (docs/http_api.md)."""
+
+import collections
+import json
+import logging
+import threading
+from importlib import resources
+
+import numpy as np
+from tensorboard import errors, plugin_util
+from tensorboard.backend import http_util
+from tensorboard.data import provider
+from tensorboard.plugins import base_plugin
+from werkzeug import wrappers
+
+from tb_attention import codec, metadata
+
+_log = logging.getLogger(__name__)
+_LARGE = 1_000_000_000  # "all samples"; hint 0 means the same and must not reach the provider as 0
+_MANIFEST_CACHE = 256
+
+
+class CorruptDataError(errors.PublicError):
+    """Stored data that cannot be decoded: the server keeps running and says which step is bad."""
+
+    http_code = 422
+
+
+def _param(request, name):
+    value = request.args.get(name)
+    if value is None or value == "":
+        raise errors.InvalidArgumentError(f"missing parameter {name!r}")
+    return value
+
+
+def _int_param(request, name):
+    value = _param(request, name)
+    if not value.isdigit() or len(value) > 18:
+        raise errors.InvalidArgumentError(f"parameter {name!r} must be a non-negative integer, got {value[:40]!r}")
+    return int(value)
+
+
+def _binary(request, container):
+    return http_util.Respond(request, container, "application/octet-stream")
+
+
+def _json(request, value):
+    return http_util.Respond(request, value, "application/json")
+
+
+class AttentionPlugin(base_plugin.TBPlugin):
+    plugin_name = metadata.PLUGIN_NAME
+
+    def __init__(self, context):
+        self._provider = context.data_provider
+        self._downsample = (context.sampling_hints or {}).get(self.plugin_name) or _LARGE
+        self._manifests = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def frontend_metadata(self):
+        return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="Attention")
+
+    def is_active(self):
+        return False  # TensorBoard enables the tab when the data provider lists our plugin's data
+
+    def get_plugin_apps(self):
+        return {
+            "/index.js": self._serve_index,
+            "/runs": self._serve_runs,
+            "/steps": self._serve_steps,
+            "/tokens": self._serve_tokens,
+            "/attention": self._serve_attention,
+            "/qk": self._serve_qk,
+            "/head_stats": self._serve_head_stats,
+        }
+
+    # -- reading -------------------------------------------------------------------------------
+    def _context(self, request):
+        return plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
+
+    def _series(self, request, kind, lister):
+        ctx, eid = self._context(request)
+        listing = lister(ctx, experiment_id=eid, plugin_name=self.plugin_name)
+        found = {}
+        for run, tags in listing.items():
+            for tag, series in tags.items():
+                try:
+                    content = metadata.parse_plugin_content(series.plugin_content)
+                except metadata.UnsupportedVersionError as e:
+                    _log.warning("skipping %s/%s: %s", run, tag, e)
+                    continue
+                if content is not None and content.get("kind") == kind:
+                    found.setdefault(run, {})[tag] = content
+        return found
+
+    def _probes(self, request):
+        return self._series(request, metadata.KIND_PROBE, self._provider.list_blob_sequences)
+
+    def _step_datums(self, request, run, tag):
+        probes = self._probes(request)
+        if tag not in probes.get(run, {}):
+            raise errors.NotFoundError(f"no attention probe {tag!r} in run {run!r}")
+        ctx, eid = self._context(request)
+        series = self._provider.read_blob_sequences(
+            ctx,
+            experiment_id=eid,
+            plugin_name=self.plugin_name,
+            downsample=self._downsample,
+            run_tag_filter=provider.RunTagFilter(runs=[run], tags=[tag]),
+        )
+        datums = {}
+        for datum in series.get(run, {}).get(tag, []):
+            datums.setdefault(datum.step, datum)  # a repeated step (Python loader) keeps its first write
+        return [datums[s] for s in sorted(datums)]
+
+    def _blobs(self, request):
+        run, tag, step = _param(request, "run"), _param(request, "tag"), _int_param(request, "step")
+        for datum in self._step_datums(request, run, tag):
+            if datum.step == step:
+                return datum.values
+        raise errors.NotFoundError(f"step {step} of probe {tag!r} in run {run!r} is not loaded")
+
+    def _read_blob(self, request, ref):
+        ctx, _ = self._context(request)
+        return self._provider.read_blob(ctx, blob_key=ref.blob_key)
+
+    def _manifest(self, request, blobs):
+        key = blobs[metadata.MANIFEST_INDEX].blob_key
+        with self._lock:
+            if key in self._manifests:
+                self._manifests.move_to_end(key)
+                return self._manifests[key]
+        try:
+            manifest = json.loads(self._read_blob(request, blobs[metadata.MANIFEST_INDEX]))
+            num_layers = int(manifest["num_layers"])
+            expected = 1 + num_layers * (2 if manifest["has_qk"] else 1)
+        except (ValueError, KeyError, TypeError) as e:
+            raise CorruptDataError(f"unreadable step manifest: {e!r}") from None
+        if len(blobs) != expected:
+            raise CorruptDataError(f"step has {len(blobs)} blobs, its manifest describes {expected}")
+        with self._lock:
+            self._manifests[key] = manifest
+            while len(self._manifests) > _MANIFEST_CACHE:
+                self._manifests.popitem(last=False)
+        return manifest
+
+    def _layer_blob(self, request, index_of):
+        blobs = self._blobs(request)
+        manifest = self._manifest(request, blobs)
+        layer = _int_param(request, "layer")
+        if layer >= manifest["num_layers"]:
+            raise errors.NotFoundError(f"layer {layer} out of range: this probe has {manifest['num_layers']} layers")
+        index = index_of(layer, manifest)
+        if index is None:
+            raise errors.NotFoundError("queries/keys were not logged for this step")
+        try:
+            container = codec.decompress(self._read_blob(request, blobs[index]))
+            codec.unpack(container)  # never hand the browser something it cannot decode
+        except ValueError as e:
+            raise CorruptDataError(f"layer {layer}: {e}") from None
+        return container
+
+    # -- routes --------------------------------------------------------------------------------
+    @wrappers.Request.application
+    def _serve_index(self, request):
+        bundle = resources.files("tb_attention").joinpath("static/index.js").read_bytes()
+        return http_util.Respond(request, bundle, "text/javascript")
+
+    @wrappers.Request.application
+    def _serve_runs(self, request):
+        probes = self._probes(request)
+        return _json(request, {"runs": [{"run": r, "probes": sorted(probes[r])} for r in sorted(probes)]})
+
+    @wrappers.Request.application
+    def _serve_steps(self, request):
+        datums = self._step_datums(request, _param(request, "run"), _param(request, "tag"))
+        return _json(request, {"steps": [d.step for d in datums], "wall_times": [d.wall_time for d in datums]})
+
+    @wrappers.Request.application
+    def _serve_tokens(self, request):
+        return _json(request, self._manifest(request, self._blobs(request)))
+
+    @wrappers.Request.application
+    def _serve_attention(self, request):
+        return _binary(request, self._layer_blob(request, lambda layer, m: metadata.attention_index(layer)))
+
+    @wrappers.Request.application
+    def _serve_qk(self, request):
+        def index(layer, m):
+            return metadata.qk_index(layer, m["num_layers"]) if m["has_qk"] else None
+
+        return _binary(request, self._layer_blob(request, index))
+
+    @wrappers.Request.application
+    def _serve_head_stats(self, request):
+        run, tag = _param(request, "run"), _param(request, "tag")
+        ctx, eid = self._context(request)
+        stats = self._series(request, metadata.KIND_HEAD_STATS, self._provider.list_tensors)
+        tags = {t: c for t, c in stats.get(run, {}).items() if c.get("probe") == tag}
+        if not tags:
+            raise errors.NotFoundError(f"no head statistics for probe {tag!r} in run {run!r}")
+        read = self._provider.read_tensors(
+            ctx,
+            experiment_id=eid,
+            plugin_name=self.plugin_name,
+            downsample=self._downsample,
+            run_tag_filter=provider.RunTagFilter(runs=[run], tags=list(tags)),
+        )
+        arrays = {}
+        for stat_tag, content in sorted(tags.items()):
+            datums = {}
+            for d in read.get(run, {}).get(stat_tag, []):
+                datums.setdefault(d.step, d)
+            ordered = [datums[s] for s in sorted(datums)]
+            if "steps" not in arrays:
+                arrays["steps"] = np.array([d.step for d in ordered], np.float64)
+                arrays["wall_times"] = np.array([d.wall_time for d in ordered], np.float64)
+            try:
+                arrays[content["stat"]] = np.stack([np.asarray(d.numpy, np.float32) for d in ordered])
+            except ValueError as e:
+                raise CorruptDataError(f"statistic {content['stat']!r} changes shape between steps: {e}") from None
+        return _binary(request, codec.pack(arrays))

@@ -1,0 +1,152 @@
+"""Checks and copies what the training loop hands to the writer; every error is raised before anything is written."""
+
+import numbers
+import sys
+
+import numpy as np
+
+_MAX_WEIGHT = 1.0 + 1e-3  # softmax in fp16/bf16 can round a hair above 1
+
+
+def _is_torch(x):
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def _shape(x, what):
+    if _is_torch(x) or isinstance(x, np.ndarray):
+        return tuple(x.shape)
+    raise TypeError(f"{what} must be a numpy array or torch tensor, got {type(x).__name__}")
+
+
+def _check_numeric(x, what):
+    dtype = str(x.dtype)
+    if _is_torch(x):
+        ok = x.dtype.is_floating_point or not (x.dtype.is_complex or dtype == "torch.bool")
+    else:
+        ok = x.dtype.kind in "fiu"
+    if not ok:
+        raise TypeError(f"{what} must hold real numbers, got dtype {dtype}")
+
+
+def _layer_list(value, what, inner_rank):
+    """Splits `value` into per-layer arrays of rank `inner_rank`, dropping a batch dimension of 1."""
+    if value is None:
+        raise TypeError(f"{what} must not be None")
+    if isinstance(value, (list, tuple)):
+        layers = list(value)
+    else:
+        shape = _shape(value, what)
+        if len(shape) != inner_rank + 1:
+            raise ValueError(
+                f"{what}: a single array must be {inner_rank + 1}-D [layers, ...], got shape {shape}; "
+                "for one layer pass a list with one array"
+            )
+        layers = [value[i] for i in range(shape[0])]
+    if not layers:
+        raise ValueError(f"{what} is empty: no layers")
+    shapes = []
+    for i, layer in enumerate(layers):
+        shape = _shape(layer, f"{what}[{i}]")
+        _check_numeric(layer, f"{what}[{i}]")
+        if len(shape) == inner_rank + 1 and shape[0] == 1:
+            layer, shape = layer[0], shape[1:]  # HF outputs carry a batch dimension
+            layers[i] = layer
+        elif len(shape) == inner_rank + 1:
+            raise ValueError(
+                f"{what}[{i}] has batch size {shape[0]}; log one example per tag, e.g. [a[row] for a in {what}]"
+            )
+        if len(shape) != inner_rank:
+            raise ValueError(f"{what}[{i}] must be {inner_rank}-D, got shape {shape}")
+        if 0 in shape:
+            raise ValueError(f"{what}[{i}] is empty (shape {shape})")
+        shapes.append(shape)
+    return layers, shapes
+
+
+def _torch():
+    # torch copies and reduces on all cores; use it when the caller has it loaded anyway.
+    return sys.modules.get("torch")
+
+
+def _copy_into(layers, shape, dtype, alloc):
+    """One contiguous copy, so later in-place edits by the training loop cannot change what gets written."""
+    out = alloc((len(layers),) + shape, dtype)
+    torch = _torch()
+    for i, layer in enumerate(layers):
+        if torch is not None:
+            src = layer.detach() if _is_torch(layer) else torch.from_numpy(np.asarray(layer))
+            torch.from_numpy(out[i]).copy_(src)
+        else:
+            np.copyto(out[i], layer, casting="unsafe")
+    return out
+
+
+def _extrema(array):
+    torch = _torch()
+    if torch is not None:
+        lo, hi = torch.aminmax(torch.from_numpy(array))
+        return float(lo), float(hi)
+    return float(array.min()), float(array.max())
+
+
+def attention(value, alloc=np.empty):
+    """-> float32 [L, H, Q, K]."""
+    layers, shapes = _layer_list(value, "attentions", 3)
+    heads = {s[0] for s in shapes}
+    if len(heads) > 1:
+        raise ValueError(f"attentions: layers have different head counts {sorted(heads)}; all layers must match")
+    if len(set(shapes)) > 1:
+        raise ValueError(f"attentions: layers have different shapes {sorted(set(shapes))}")
+    out = _copy_into(layers, shapes[0], np.float32, alloc)
+    lo, hi = _extrema(out)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError("attentions contain NaN or Inf")
+    if lo < 0:
+        raise ValueError(f"attentions contain negative weights (min {lo:.3g}); pass softmax probabilities")
+    if hi > _MAX_WEIGHT:
+        raise ValueError(f"attentions contain weights above 1 (max {hi:.3g}); pass softmax probabilities, not logits")
+    return out
+
+
+def vectors(value, what, length, d_head=None, alloc=np.empty):
+    """-> float16 [L, heads, length, d_head] for queries or keys."""
+    layers, shapes = _layer_list(value, what, 3)
+    if len(set(shapes)) > 1:
+        raise ValueError(f"{what}: layers have different shapes {sorted(set(shapes))}")
+    heads, n, d = shapes[0]
+    if n != length:
+        raise ValueError(f"{what} cover {n} positions but the attention has {length}")
+    if d_head is not None and d != d_head:
+        raise ValueError(f"{what} have head dimension {d}, queries have {d_head}")
+    # Stored as float16: values beyond its range become Inf in the copy and are reported with NaN/Inf.
+    out = _copy_into(layers, shapes[0], np.float16, alloc)
+    # NaN/Inf have all exponent bits set; integer test, since numpy's float16 reductions are slow.
+    if ((out.view(np.uint16) & 0x7C00) == 0x7C00).any():
+        raise ValueError(f"{what} contain NaN or Inf, or values beyond the float16 range (|x| > 65504)")
+    return out
+
+
+def token_list(value, what, length):
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, np.ndarray)):
+        raise TypeError(f"{what} must be a list of strings, got {type(value).__name__}")
+    tokens = list(value)
+    bad = [t for t in tokens if not isinstance(t, str)]
+    if bad:
+        raise TypeError(f"{what} must be strings; got {type(bad[0]).__name__} {bad[0]!r}")
+    if len(tokens) != length:
+        raise ValueError(f"{what} has {len(tokens)} entries but the attention covers {length} positions")
+    return [str(t) for t in tokens]
+
+
+def step_value(step):
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        raise TypeError(f"step must be an integer, got {type(step).__name__}")
+    if step < 0:
+        raise ValueError(f"step must be non-negative, got {step}")
+    return int(step)
+
+
+def tag_name(tag):
+    if not isinstance(tag, str) or not tag.strip():
+        raise ValueError(f"tag must be a non-empty string, got {tag!r}")
+    return tag
