@@ -1,0 +1,66 @@
+"""The cbrt8 attention encoding meets its documented error bound and size; containers reject bad bytes."""
+
+import numpy as np
+import pytest
+
+from tb_attention import codec
+from tests.conftest import softmax_attention
+
+
+def _rows(rng):
+    n = 64
+    uniform = np.full((1, n), 1 / n)
+    one_hot = np.eye(n)[:3]
+    tiny = softmax_attention(rng, 1, 1, 4, n, sharpness=12.0)[0, 0]
+    zero = np.zeros((1, n))
+    return np.concatenate([uniform, one_hot, tiny, zero, softmax_attention(rng, 1, 1, 50, n)[0, 0]]).astype(np.float32)
+
+
+def test_decoding_stays_within_the_documented_bound(rng):
+    w = _rows(rng)
+    decoded = codec.decode_attention(codec.attention_container(w[None]))[0]
+    bound = codec.cbrt8_error_bound(w)
+    assert np.all(np.abs(decoded - w) <= bound)
+    # and the bound is meaningful: 0.62 % of the row maximum at most
+    assert np.all(bound <= 0.0062 * w.max(-1, keepdims=True) + 1e-12)
+
+
+def test_uniform_and_one_hot_rows_are_exact_enough(rng):
+    w = _rows(rng)[:4]
+    decoded = codec.decode_attention(codec.attention_container(w[None]))[0]
+    np.testing.assert_allclose(decoded.sum(-1), 1.0, atol=0.02)
+    assert decoded[1].argmax() == 0 and decoded[1, 1:].max() == 0
+
+
+def test_size_is_one_byte_per_weight_plus_one_per_row(rng):
+    for k in (16, 32, 128, 512):
+        w = softmax_attention(rng, 1, 12, k)[0]
+        size = len(codec.attention_container(w))
+        assert size <= w.size + w.size // k + 256, k  # codes, row scales, a small header
+        if k >= 32:
+            assert size / w.size <= 1.1, k
+
+
+@pytest.mark.parametrize(
+    "blob, message",
+    [(b"", "not a TBA1"), (b"XXXX\0\0\0\0", "not a TBA1"), (b"TBA1\xff\0\0\0{}", "truncated"), (b"TBAZ123", "corrupt")],
+)
+def test_malformed_containers_raise_value_error(blob, message):
+    with pytest.raises(ValueError, match=message):
+        codec.unpack(blob)
+
+
+def test_container_rejects_arrays_running_past_the_end():
+    blob = codec.pack({"x": np.arange(10, dtype=np.float32)})
+    with pytest.raises(ValueError, match="past the end"):
+        codec.unpack(blob[:-8])
+
+
+def test_compressed_and_plain_containers_decode_the_same(rng):
+    arrays = {"a": np.arange(12, dtype=np.int32).reshape(3, 4), "b": rng.random(5).astype(np.float16)}
+    plain = codec.pack(arrays, {"k": 1})
+    for blob in (plain, codec.compress(plain)):
+        meta, out = codec.unpack(blob)
+        assert meta == {"k": 1}
+        for name in arrays:
+            np.testing.assert_array_equal(out[name], arrays[name])
