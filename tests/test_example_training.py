@@ -1,0 +1,25 @@
+"""The demo's training script runs, learns, and logs a probe whose attention changes between steps."""
+
+import os
+import sys
+
+import numpy as np
+
+from tb_attention import codec
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+import train_copy  # noqa: E402
+
+
+def test_copy_example_learns_and_logs_changing_attention(tmp_path, load):
+    final_loss = train_copy.main(["--logdir", str(tmp_path / "copy"), "--steps", "300", "--log-every", "100"])
+    assert final_loss < 1.0  # chance level is ln(16) = 2.77
+    loaded = load(tmp_path)
+    assert loaded.get("steps", run="copy", tag="probe/repeat").get_json()["steps"] == [0, 100, 200, 300]
+    first, last = (
+        codec.decode_attention(loaded.get("attention", run="copy", tag="probe/repeat", step=s, layer=1).get_data())
+        for s in (0, 300)
+    )
+    assert np.abs(first - last).max() > 0.3
+    manifest = loaded.get("tokens", run="copy", tag="probe/repeat", step=300).get_json()
+    assert manifest["tokens"][0] == "<bos>" and manifest["has_qk"]
