@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs what the tests need (Chromium from Debian, Python packages) and runs the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v chromium >/dev/null 2>&1; then
+  SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+python -m pip install -q -r requirements-test.txt -e .
+python -m pytest -q "$@"
