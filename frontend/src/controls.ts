@@ -1,0 +1,111 @@
+// Toolbar widgets: run/probe, layer and step. Each owns its element and reports user changes through a
+// callback; setters never fire callbacks, so programmatic updates cannot loop.
+
+function labelled(text: string, control: HTMLElement): HTMLLabelElement {
+  const label = document.createElement("label");
+  label.className = "control";
+  const span = document.createElement("span");
+  span.textContent = text;
+  label.append(span, control);
+  return label;
+}
+
+export interface ProbeRef {
+  run: string;
+  tag: string;
+}
+
+/** One <select> of "run / probe" pairs: simpler than two linked selects and just as short for typical logdirs. */
+export class ProbeSelect {
+  readonly el: HTMLLabelElement;
+  private readonly select = document.createElement("select");
+  private items: ProbeRef[] = [];
+
+  constructor(onChange: (p: ProbeRef) => void) {
+    this.select.id = "probe-select";
+    this.el = labelled("Run / probe", this.select);
+    this.select.addEventListener("change", () => {
+      const p = this.items[Number(this.select.value)];
+      if (p) onChange(p);
+    });
+  }
+
+  set(items: ProbeRef[], current: ProbeRef | null): void {
+    this.items = items;
+    this.select.replaceChildren(
+      ...items.map((p, i) => {
+        const o = document.createElement("option");
+        o.value = String(i);
+        o.textContent = `${p.run} / ${p.tag}`; // run and tag names are user data: text only
+        return o;
+      }),
+    );
+    const idx = current ? items.findIndex((p) => p.run === current.run && p.tag === current.tag) : -1;
+    if (idx >= 0) this.select.value = String(idx);
+  }
+}
+
+export class LayerSelect {
+  readonly el: HTMLLabelElement;
+  private readonly select = document.createElement("select");
+  private count = -1;
+
+  constructor(onChange: (layer: number) => void) {
+    this.select.id = "layer-select";
+    this.el = labelled("Layer", this.select);
+    this.select.addEventListener("change", () => onChange(Number(this.select.value)));
+  }
+
+  set(numLayers: number, layer: number): void {
+    if (numLayers !== this.count) {
+      this.count = numLayers;
+      this.select.replaceChildren(
+        ...Array.from({ length: numLayers }, (_, l) => {
+          const o = document.createElement("option");
+          o.value = String(l);
+          o.textContent = String(l);
+          return o;
+        }),
+      );
+    }
+    this.select.value = String(layer);
+  }
+}
+
+/** Slider over the *indices* of the logged steps (steps are sparse); the label shows the real step number. */
+export class StepSlider {
+  readonly el: HTMLLabelElement;
+  private readonly input = document.createElement("input");
+  private readonly label = document.createElement("span");
+  private steps: number[] = [];
+
+  constructor(onChange: (index: number) => void) {
+    this.input.type = "range";
+    this.input.id = "step-slider";
+    this.input.min = "0";
+    this.input.step = "1";
+    this.label.id = "step-label";
+    this.el = labelled("Step", this.input);
+    this.el.classList.add("step-control");
+    this.el.appendChild(this.label);
+    // "input" fires while dragging, so scrubbing animates; the cache and latest-request-wins keep it cheap.
+    this.input.addEventListener("input", () => {
+      this.showLabel();
+      onChange(Number(this.input.value));
+    });
+  }
+
+  set(steps: number[], index: number): void {
+    this.steps = steps;
+    this.input.max = String(Math.max(0, steps.length - 1));
+    this.input.disabled = steps.length <= 1;
+    this.input.value = String(index);
+    this.showLabel();
+  }
+
+  private showLabel(): void {
+    const i = Number(this.input.value);
+    const step = this.steps[i];
+    this.label.textContent = step === undefined ? "–" : `${step}  (${i + 1}/${this.steps.length})`;
+  }
+}
