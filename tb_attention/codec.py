@@ -33,9 +33,18 @@ def pack(arrays, meta=None):
         raw = array.astype(dtype, copy=False).tobytes()
         bodies += [raw, b"\0" * _pad(len(raw))]
         offset += len(raw) + _pad(len(raw))
+    # A checksum of the bodies: the Rust data server serves records without checking their CRC.
+    header["crc32"] = _crc(bodies)
     head = json.dumps(header, separators=(",", ":")).encode()
     head += b" " * _pad(len(head))
     return b"".join([MAGIC, struct.pack("<I", len(head)), head, *bodies])
+
+
+def _crc(chunks):
+    crc = 0
+    for chunk in chunks:
+        crc = zlib.crc32(chunk, crc)
+    return crc
 
 
 def compress(container):
@@ -48,7 +57,7 @@ def decompress(blob):
         try:
             return zlib.decompress(blob[4:])
         except zlib.error as e:
-            raise ValueError(f"corrupt compressed container: {e}") from None
+            raise ValueError(f"damaged data: corrupt compressed container ({e})") from None
     return blob
 
 
@@ -63,6 +72,8 @@ def unpack(blob):
         raise ValueError("truncated TBA1 header")
     try:
         header = json.loads(buf[8:body])
+        if "crc32" in header and _crc([memoryview(buf)[body:]]) != header["crc32"]:
+            raise ValueError("damaged data: checksum mismatch")
         arrays = {}
         for name, spec in header["arrays"].items():
             if spec["dtype"] not in _DTYPES:
@@ -74,7 +85,7 @@ def unpack(blob):
                 raise ValueError(f"array {name!r} runs past the end of the container")
             arrays[name] = np.frombuffer(buf, dtype, count, start).reshape(spec["shape"])
         return header.get("meta", {}), arrays
-    except (KeyError, TypeError, AttributeError) as e:
+    except (KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
         raise ValueError(f"malformed TBA1 header: {e!r}") from None
 
 

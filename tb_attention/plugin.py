@@ -78,7 +78,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
     def _context(self, request):
         return plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
 
-    def _series(self, request, kind, lister):
+    def _series(self, request, kind, lister, problems=None):
+        """{run: {tag: content}} of our series of `kind`; series a newer writer made go to `problems`."""
         ctx, eid = self._context(request)
         listing = lister(ctx, experiment_id=eid, plugin_name=self.plugin_name)
         found = {}
@@ -87,14 +88,15 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 try:
                     content = metadata.parse_plugin_content(series.plugin_content)
                 except metadata.UnsupportedVersionError as e:
-                    _log.warning("skipping %s/%s: %s", run, tag, e)
+                    if problems is not None:
+                        problems.setdefault(run, []).append({"tag": tag, "message": str(e)})
                     continue
                 if content is not None and content.get("kind") == kind:
                     found.setdefault(run, {})[tag] = content
         return found
 
-    def _probes(self, request):
-        return self._series(request, metadata.KIND_PROBE, self._provider.list_blob_sequences)
+    def _probes(self, request, problems=None):
+        return self._series(request, metadata.KIND_PROBE, self._provider.list_blob_sequences, problems)
 
     def _step_datums(self, request, run, tag):
         probes = self._probes(request)
@@ -168,8 +170,17 @@ class AttentionPlugin(base_plugin.TBPlugin):
 
     @wrappers.Request.application
     def _serve_runs(self, request):
-        probes = self._probes(request)
-        return _json(request, {"runs": [{"run": r, "probes": sorted(probes[r])} for r in sorted(probes)]})
+        problems = {}
+        probes = self._probes(request, problems)
+        runs = sorted(set(probes) | set(problems))
+        return _json(
+            request,
+            {
+                "runs": [
+                    {"run": r, "probes": sorted(probes.get(r, {})), "problems": problems.get(r, [])} for r in runs
+                ]
+            },
+        )
 
     @wrappers.Request.application
     def _serve_steps(self, request):

@@ -53,7 +53,16 @@ def test_malformed_containers_raise_value_error(blob, message):
 def test_container_rejects_arrays_running_past_the_end():
     blob = codec.pack({"x": np.arange(10, dtype=np.float32)})
     with pytest.raises(ValueError, match="past the end"):
-        codec.unpack(blob[:-8])
+        codec.unpack(blob.replace(b'"shape":[10]', b'"shape":[99]'))
+
+
+def test_damaged_bytes_fail_the_checksum():
+    blob = bytearray(codec.pack({"x": np.arange(10, dtype=np.float32)}))
+    blob[-5] ^= 0x10
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        codec.unpack(bytes(blob))
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        codec.unpack(bytes(blob[:-8]))
 
 
 def test_compressed_and_plain_containers_decode_the_same(rng):

@@ -34,7 +34,12 @@ def logged(tmp_path, rng):
 def test_runs_and_probes_are_listed(logged, load):
     loaded = load(logged[0])
     body = loaded.get("runs").get_json()
-    assert body == {"runs": [{"run": "a", "probes": ["probe/copy", "probe/cross"]}, {"run": "b", "probes": ["probe/copy"]}]}
+    assert body == {
+        "runs": [
+            {"run": "a", "probes": ["probe/copy", "probe/cross"], "problems": []},
+            {"run": "b", "probes": ["probe/copy"], "problems": []},
+        ]
+    }
 
 
 def test_all_steps_are_served_in_order(logged, load):

@@ -48,7 +48,7 @@ def test_tensorboard_serves_plugin_and_all_steps(logdir, tensorboard_server, loa
     assert listing["attention"]["enabled"] is True
     assert listing["attention"]["loading_mechanism"]["module_path"].endswith("/data/plugin/attention/index.js")
     runs = _poll_json(plugin + "runs", lambda b: b["runs"])
-    assert runs == {"runs": [{"run": "run1", "probes": ["probe/copy"]}]}
+    assert runs == {"runs": [{"run": "run1", "probes": ["probe/copy"], "problems": []}]}
     steps = _poll_json(plugin + "steps?run=run1&tag=probe/copy", lambda b: len(b["steps"]) == len(STEPS))
     assert steps["steps"] == STEPS
     status, ctype, body = _get(plugin + "attention?run=run1&tag=probe/copy&step=140&layer=1")
