@@ -82,3 +82,27 @@ def test_two_attention_writers_share_one_summary_writer(tmp_path, rng, load):
     for tag in ("enc", "dec"):
         assert loaded.get("steps", run="run", tag=tag).get_json()["steps"] == list(range(15))
         assert loaded.get("attention", run="run", tag=tag, step=14, layer=0).status_code == 200
+
+
+def test_a_logdir_copied_mid_run_loads(tmp_path, rng, load):
+    """What a periodic `gsutil rsync`/`aws s3 sync` of a live run sees: a prefix of the event file."""
+    import shutil
+
+    src, copy = tmp_path / "live", tmp_path / "copy"
+    w = AttentionWriter(str(src / "run"))
+    copies = []
+    for step in range(40):
+        w.add_attention("p", softmax_attention(rng, 2, 2, 32), tokens=[str(i) for i in range(32)], step=step)
+        if step in (5, 20):
+            w.flush()
+        if step in (10, 25):
+            shutil.copytree(src, copy / f"at{step}")  # copied while the background thread is writing
+            copies.append(step)
+    w.close()
+    loaded = load(copy)
+    for at in copies:
+        steps = loaded.get("steps", run=f"at{at}/run", tag="p").get_json()["steps"]
+        flushed = 6 if at == 10 else 21
+        assert steps == list(range(len(steps))) and flushed <= len(steps) <= 40
+        for step in steps:
+            assert loaded.get("attention", run=f"at{at}/run", tag="p", step=step, layer=1).status_code == 200
