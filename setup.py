@@ -15,12 +15,21 @@ setup(
         "protobuf",
         "werkzeug",
         "google-crc32c",
+        "tqdm",
     ],
     extras_require={
         # torch is deliberately unpinned here; see README for installing the CPU wheel.
         "torch": ["torch", "transformers>=5"],
+        # The Trainer callback needs the Trainer's own dependency; the Lightning callback needs Lightning.
+        "trainer": ["torch", "transformers>=5", "accelerate>=1.1"],
+        "lightning": ["torch", "lightning>=2.4"],
+        # t-SNE layouts of the Q/K embedding view (PCA and the faithful layout need only numpy); docs/embedding.md
+        "embedding": ["scikit-learn>=1.2"],
+        # UMAP layouts (optional: numba/llvmlite, slow first import); docs/embedding.md
+        "umap": ["umap-learn>=0.5"],
     },
     entry_points={
         "tensorboard_plugins": ["attention = tb_attention.tb_loader:AttentionLoader"],
+        "console_scripts": ["tb-attention = tb_attention.cli:main"],
     },
 )

@@ -79,7 +79,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--logdir", default="runs/copy")
     parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--log-every", type=int, default=20)
+    parser.add_argument("--log-every", type=int, default=20, help="log the full attention every N steps")
+    parser.add_argument("--metrics-every", type=int, default=1, help="log per-head metrics every N steps (0: off)")
     parser.add_argument("--half", type=int, default=12, help="length of the repeated sequence")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -102,11 +103,16 @@ def main(argv=None):
             loss.backward()
             optimizer.step()
             scalars.add_scalar("train/loss", loss.item(), step)
-            if step % args.log_every == 0:
+            full = step % args.log_every == 0
+            if full or (args.metrics_every and step % args.metrics_every == 0):
                 model.eval()
                 with torch.no_grad():
                     _, seen = model(probe)
                 model.train()
+                # Cheap per-head metrics (entropy, previous-token, induction score, ...; docs/metrics.md) every
+                # step; computed on the writer's background thread.
+                attention.add_metrics("probe/repeat", [w[0] for w, _, _ in seen], step=step, tokens=tokens)
+            if full:
                 attention.add_attention(
                     "probe/repeat",
                     [w[0] for w, _, _ in seen],

@@ -5,7 +5,7 @@ capture tools load on first use.
 """
 
 __version__ = "0.1.0"
-__all__ = ["AttentionWriter"]
+__all__ = ["AttentionWriter", "capture"]
 
 
 def __getattr__(name):
@@ -13,4 +13,8 @@ def __getattr__(name):
         from tb_attention.writer import AttentionWriter
 
         return AttentionWriter
+    if name == "capture":  # the subpackage is callable: tb_attention.capture(model, ...)
+        import importlib
+
+        return importlib.import_module("tb_attention.capture")
     raise AttributeError(f"module 'tb_attention' has no attribute {name!r}")

@@ -30,7 +30,8 @@ def pack(arrays, meta=None):
         if array.dtype.name not in _DTYPES:
             raise TypeError(f"cannot pack dtype {array.dtype} (array {name!r})")
         header["arrays"][name] = {"dtype": array.dtype.name, "shape": list(array.shape), "offset": offset}
-        raw = array.astype(dtype, copy=False).tobytes()
+        # A byte view, not a copy: the join below is the only copy of a (possibly 134 MB) layer.
+        raw = memoryview(np.ascontiguousarray(array.astype(dtype, copy=False))).cast("B")
         bodies += [raw, b"\0" * _pad(len(raw))]
         offset += len(raw) + _pad(len(raw))
     # A checksum of the bodies: the Rust data server serves records without checking their CRC.
@@ -95,6 +96,20 @@ def encode_cbrt8(weights):
     Cube-root companding keeps small weights; a per-row power-of-2^(1/8) scale keeps diffuse rows precise.
     """
     w = np.asarray(weights, dtype=np.float32)
+    codes = np.empty(w.shape, np.uint8)
+    row_exp = np.empty(w.shape[:-1], np.uint8)
+    # In slices of ~4M weights: temporaries stay small even for a 32-head, 2,048-token layer.
+    rows = w.reshape(-1, w.shape[-1])
+    chunk = max(1, (1 << 22) // max(1, w.shape[-1]))
+    for start in range(0, rows.shape[0], chunk):
+        part = rows[start : start + chunk]
+        c, e = _encode_rows(part)
+        codes.reshape(rows.shape)[start : start + chunk] = c
+        row_exp.reshape(-1)[start : start + chunk] = e
+    return codes, row_exp
+
+
+def _encode_rows(w):
     row_max = w.max(axis=-1)
     with np.errstate(divide="ignore"):
         exp = np.floor(-_EXP_STEPS_PER_OCTAVE * np.log2(row_max))

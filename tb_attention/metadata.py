@@ -23,6 +23,17 @@ def qk_index(layer, num_layers):
     return 1 + num_layers + layer
 
 
+def blob_count(manifest):
+    """Blobs a probe step holds: manifest, attention per layer, q/k per layer when logged, then the optional image
+    (PNG; `manifest["image"]["index"]` says where, so a later addition can follow it)."""
+    layers = int(manifest["num_layers"])
+    return 1 + layers * (2 if manifest["has_qk"] else 1) + (1 if manifest.get("image") else 0)
+
+
+def image_index(num_layers, has_qk):
+    return 1 + num_layers * (2 if has_qk else 1)
+
+
 def stats_tag(probe_tag, stat):
     return f"{probe_tag}/_{stat}"
 

@@ -56,6 +56,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
         self._downsample = (context.sampling_hints or {}).get(self.plugin_name) or _LARGE
         self._manifests = collections.OrderedDict()
         self._lock = threading.Lock()
+        from tb_attention import embedding_service  # joint q/k embedding routes (docs/embedding.md)
+
+        self._embedding = embedding_service.EmbeddingRoutes(self, context)
 
     def frontend_metadata(self):
         return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="Attention")
@@ -72,6 +75,11 @@ class AttentionPlugin(base_plugin.TBPlugin):
             "/attention": self._serve_attention,
             "/qk": self._serve_qk,
             "/head_stats": self._serve_head_stats,
+            "/metric_runs": self._serve_metric_runs,
+            "/head_diff": self._serve_head_diff,
+            "/rollout": self._serve_rollout,
+            "/image": self._serve_image,
+            **self._embedding.apps(),
         }
 
     # -- reading -------------------------------------------------------------------------------
@@ -134,9 +142,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 return self._manifests[key]
         try:
             manifest = json.loads(self._read_blob(request, blobs[metadata.MANIFEST_INDEX]))
-            num_layers = int(manifest["num_layers"])
-            expected = 1 + num_layers * (2 if manifest["has_qk"] else 1)
-        except (ValueError, KeyError, TypeError) as e:
+            expected = metadata.blob_count(manifest)
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise CorruptDataError(f"unreadable step manifest: {e!r}") from None
         if len(blobs) != expected:
             raise CorruptDataError(f"step has {len(blobs)} blobs, its manifest describes {expected}")
@@ -193,7 +200,16 @@ class AttentionPlugin(base_plugin.TBPlugin):
 
     @wrappers.Request.application
     def _serve_attention(self, request):
-        return _binary(request, self._layer_blob(request, lambda layer, m: metadata.attention_index(layer)))
+        container = self._layer_blob(request, lambda layer, m: metadata.attention_index(layer))
+        if request.args.get("head") is None:
+            return _binary(request, container)
+        # One head only (matrix view of long sequences: a 2,048-token layer of 12 heads is 50 MB of codes).
+        head = _int_param(request, "head")
+        meta, arrays = codec.unpack(container)
+        if head >= arrays["codes"].shape[0]:
+            raise errors.NotFoundError(f"head {head} out of range: this layer has {arrays['codes'].shape[0]} heads")
+        sliced = {"codes": arrays["codes"][head : head + 1], "row_exp": arrays["row_exp"][head : head + 1]}
+        return _binary(request, codec.pack(sliced, dict(meta, head=head)))
 
     @wrappers.Request.application
     def _serve_qk(self, request):
@@ -201,6 +217,27 @@ class AttentionPlugin(base_plugin.TBPlugin):
             return metadata.qk_index(layer, m["num_layers"]) if m["has_qk"] else None
 
         return _binary(request, self._layer_blob(request, index))
+
+    @wrappers.Request.application
+    def _serve_image(self, request):
+        from tb_attention import image
+
+        blobs = self._blobs(request)
+        info = self._manifest(request, blobs).get("image")
+        if not info:
+            raise errors.NotFoundError(
+                f"step {request.args.get('step')} of probe {request.args.get('tag')!r} has no image "
+                "(log one with add_attention(..., image=, patch_grid=))"
+            )
+        try:
+            index, width, height = int(info["index"]), int(info["width"]), int(info["height"])
+            if not 0 < index < len(blobs):
+                raise ValueError(f"image blob {index} out of range")
+            png = self._read_blob(request, blobs[index])
+            image.check_png(png, width, height)  # never hand the browser a picture it cannot draw
+        except (ValueError, KeyError, TypeError) as e:
+            raise CorruptDataError(f"step {request.args.get('step')}: {e}") from None
+        return http_util.Respond(request, png, "image/png")
 
     @wrappers.Request.application
     def _serve_head_stats(self, request):
@@ -217,17 +254,94 @@ class AttentionPlugin(base_plugin.TBPlugin):
             downsample=self._downsample,
             run_tag_filter=provider.RunTagFilter(runs=[run], tags=list(tags)),
         )
-        arrays = {}
+        # Series may hold different steps (sampling, a metric added later): align on the union, NaN where missing.
+        per_stat, walls = {}, {}
         for stat_tag, content in sorted(tags.items()):
             datums = {}
             for d in read.get(run, {}).get(stat_tag, []):
                 datums.setdefault(d.step, d)
-            ordered = [datums[s] for s in sorted(datums)]
-            if "steps" not in arrays:
-                arrays["steps"] = np.array([d.step for d in ordered], np.float64)
-                arrays["wall_times"] = np.array([d.wall_time for d in ordered], np.float64)
-            try:
-                arrays[content["stat"]] = np.stack([np.asarray(d.numpy, np.float32) for d in ordered])
-            except ValueError as e:
-                raise CorruptDataError(f"statistic {content['stat']!r} changes shape between steps: {e}") from None
-        return _binary(request, codec.pack(arrays))
+                walls.setdefault(d.step, d.wall_time)
+            per_stat[content["stat"]] = datums
+        steps = sorted(walls)
+        index = {s: i for i, s in enumerate(steps)}
+        arrays = {
+            "steps": np.array(steps, np.float64),
+            "wall_times": np.array([walls[s] for s in steps], np.float64),
+        }
+        for stat, datums in per_stat.items():
+            shapes = {np.shape(d.numpy) for d in datums.values()}
+            if len(shapes) != 1:
+                raise CorruptDataError(f"statistic {stat!r} changes shape between steps: {sorted(shapes)}")
+            out = np.full((len(steps),) + shapes.pop(), np.nan, np.float32)
+            for s, d in datums.items():
+                out[index[s]] = d.numpy
+            arrays[stat] = out
+        return _binary(request, codec.pack(arrays, {"stats": sorted(per_stat)}))
+
+    # -- evolution (docs/metrics.md) -------------------------------------------------------------
+    def _step_attention(self, request, run, tag, step):
+        """All layers of one probe step, decoded: float32 [L, H, Q, K]."""
+        for datum in self._step_datums(request, run, tag):
+            if datum.step == step:
+                blobs = datum.values
+                break
+        else:
+            raise errors.NotFoundError(f"step {step} of probe {tag!r} in run {run!r} is not loaded")
+        manifest = self._manifest(request, blobs)
+        try:
+            return np.stack([
+                codec.decode_attention(self._read_blob(request, blobs[metadata.attention_index(layer)]))
+                for layer in range(manifest["num_layers"])
+            ])
+        except ValueError as e:
+            raise CorruptDataError(f"step {step}: {e}") from None
+
+    @wrappers.Request.application
+    def _serve_metric_runs(self, request):
+        stats = self._series(request, metadata.KIND_HEAD_STATS, self._provider.list_tensors)
+        runs = []
+        for run in sorted(stats):
+            tags = {}
+            for content in stats[run].values():
+                if isinstance(content.get("probe"), str) and isinstance(content.get("stat"), str):
+                    tags.setdefault(content["probe"], set()).add(content["stat"])
+            runs.append({"run": run, "tags": [{"tag": t, "stats": sorted(tags[t])} for t in sorted(tags)]})
+        return _json(request, {"runs": runs})
+
+    @wrappers.Request.application
+    def _serve_head_diff(self, request):
+        from tb_attention import evolution
+
+        run, tag, step = _param(request, "run"), _param(request, "tag"), _int_param(request, "step")
+        run_b = request.args.get("run_b") or run
+        tag_b = request.args.get("tag_b") or tag
+        step_b = _int_param(request, "step_b")
+        a = self._step_attention(request, run, tag, step)
+        b = self._step_attention(request, run_b, tag_b, step_b)
+        if a.shape != b.shape:
+            raise errors.InvalidArgumentError(
+                f"cannot compare: attention shapes differ ({list(a.shape)} vs {list(b.shape)}) [L, H, Q, K]"
+            )
+        jsd = evolution.js_divergence(a, b).astype(np.float32)
+        return _binary(request, codec.pack({"jsd": jsd}, {"measure": "jensen_shannon_bits"}))
+
+    @wrappers.Request.application
+    def _serve_rollout(self, request):
+        from tb_attention import evolution
+
+        run, tag, step = _param(request, "run"), _param(request, "tag"), _int_param(request, "step")
+        fusion = request.args.get("fusion") or "mean"
+        if fusion not in evolution.FUSIONS:
+            raise errors.InvalidArgumentError(f"parameter 'fusion' must be one of {list(evolution.FUSIONS)}")
+        try:
+            residual = float(request.args.get("residual") or 0.5)
+        except ValueError:
+            raise errors.InvalidArgumentError("parameter 'residual' must be a number in [0, 1]") from None
+        if not 0.0 <= residual <= 1.0:
+            raise errors.InvalidArgumentError("parameter 'residual' must be a number in [0, 1]")
+        attn = self._step_attention(request, run, tag, step)
+        if attn.shape[-1] != attn.shape[-2]:
+            raise errors.InvalidArgumentError("rollout needs self-attention (this probe is cross-attention)")
+        out = evolution.rollout(attn, fusion, residual)
+        meta = {"fusion": fusion, "residual": residual, "approximation": "attention rollout (Abnar & Zuidema 2020)"}
+        return _binary(request, codec.pack({"rollout": out}, meta))

@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorboard.util import tensor_util
 
 from tb_attention import codec, metadata
+from tb_attention import image as image_mod
 
 # zlib pays off only where it saves real space (cbrt8 codes of long, peaked rows); q/k in fp16 hardly compress.
 _MIN_SAVING = 0.9
@@ -25,8 +25,14 @@ def head_entropy(attention):
     return (-plogp.sum(axis=-1)).mean(axis=-1).astype(np.float32)
 
 
-def manifest(attention, queries, keys, tokens, key_tokens):
+def manifest(attention, queries, keys, tokens, key_tokens, segments=None, image=None, patch_grid=None):
     num_layers, num_heads, query_len, key_len = attention.shape
+    extra = {} if segments is None else {"segments": segments}  # optional: absent unless logged
+    if patch_grid is not None:
+        extra["patch_grid"] = patch_grid
+    if image is not None:  # the PNG is the blob after the last attention / q/k blob
+        index = metadata.image_index(num_layers, queries is not None)
+        extra["image"] = {"index": index, "width": image.shape[1], "height": image.shape[0]}
     return {
         "version": metadata.VERSION,
         "tokens": tokens,
@@ -38,14 +44,17 @@ def manifest(attention, queries, keys, tokens, key_tokens):
         "has_qk": queries is not None,
         "num_kv_heads": None if keys is None else keys.shape[1],
         "d_head": None if queries is None else queries.shape[-1],
+        **extra,
     }
 
 
-def probe_blobs(attention, queries, keys, tokens, key_tokens):
-    blobs = [json.dumps(manifest(attention, queries, keys, tokens, key_tokens)).encode()]
+def probe_blobs(attention, queries, keys, tokens, key_tokens, segments=None, image=None, patch_grid=None):
+    blobs = [json.dumps(manifest(attention, queries, keys, tokens, key_tokens, segments, image, patch_grid)).encode()]
     blobs += [_maybe_compress(codec.attention_container(layer)) for layer in attention]
     if queries is not None:
         blobs += [_maybe_compress(codec.qk_container(q, k)) for q, k in zip(queries, keys)]
+    if image is not None:
+        blobs.append(image_mod.encode_png(image))  # PNG, not TBA1: the browser draws it as it is
     return blobs
 
 
@@ -65,20 +74,47 @@ def _value(tag, meta, first, tensor):
 
 
 def probe_events(job, first):
-    """-> [Event] for one add_attention call; `first` sends the series metadata (TensorBoard keeps only the first)."""
-    blobs = probe_blobs(job.attention, job.queries, job.keys, job.tokens, job.key_tokens)
+    """-> [Event] for one add_attention call's probe; `first` sends the series metadata (TensorBoard keeps only the
+    first). The per-head metrics of the step are separate events (`metric_events`)."""
+    blobs = probe_blobs(
+        job.attention, job.queries, job.keys, job.tokens, job.key_tokens, getattr(job, "segments", None),
+        getattr(job, "image", None), getattr(job, "patch_grid", None),
+    )
     probe_meta = metadata.create_summary_metadata(metadata.KIND_PROBE, job.description)
-    stat_meta = metadata.create_summary_metadata(metadata.KIND_HEAD_STATS, probe=job.tag, stat="entropy")
-    values = [
-        _value(job.tag, probe_meta, first, _blob_sequence_proto(blobs)),
-        _value(
-            metadata.stats_tag(job.tag, "entropy"),
-            stat_meta,
-            first,
-            tensor_util.make_tensor_proto(head_entropy(job.attention)),
-        ),
-    ]
-    return [
-        event_pb2.Event(wall_time=job.wall_time, step=job.step, summary=summary_pb2.Summary(value=[v]))
-        for v in values
-    ]
+    value = _value(job.tag, probe_meta, first, _blob_sequence_proto(blobs))
+    return [event_pb2.Event(wall_time=job.wall_time, step=job.step, summary=summary_pb2.Summary(value=[value]))]
+
+
+def metric_values(attention, options):
+    """float32 [L, H] per metric (tb_attention.metrics.compute) for attention [L, H, Q, K] or [L, B, H, Q, K]."""
+    from tb_attention import metrics
+
+    return metrics.compute(attention, **(options or {}))
+
+
+def metric_events(tag, step, wall_time, values, first):
+    """-> [Event], one `head_stats` tensor tag `<tag>/_<metric>` per metric; `first`: the set of metric names
+    whose series metadata still has to be sent."""
+    from tb_attention import metrics
+
+    # One event per step holding every metric's value: one record to frame, checksum and write.
+    summary_values = []
+    for name, value in values.items():
+        value = np.ascontiguousarray(value, np.float32)
+        tensor = tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_FLOAT,
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in value.shape]
+            ),
+            tensor_content=value.astype("<f4", copy=False).tobytes(),
+        )
+        meta = None
+        if name in first:
+            fields = {"probe": tag, "stat": name}
+            if name == "topk_mass":
+                fields["k"] = metrics.TOPK
+            meta = metadata.create_summary_metadata(
+                metadata.KIND_HEAD_STATS, metrics.DESCRIPTIONS.get(name, ""), **fields
+            )
+        summary_values.append(_value(metadata.stats_tag(tag, name), meta, meta is not None, tensor))
+    return [event_pb2.Event(wall_time=wall_time, step=step, summary=summary_pb2.Summary(value=summary_values))]

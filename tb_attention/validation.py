@@ -89,14 +89,21 @@ def _extrema(array):
     return float(array.min()), float(array.max())
 
 
-def attention(value, alloc=np.empty):
-    """-> float32 [L, H, Q, K]."""
+def attention(value, alloc=np.empty, max_bytes=None):
+    """-> float32 [L, H, Q, K]; refuses (before copying) a step whose float32 copy would exceed max_bytes."""
     layers, shapes = _layer_list(value, "attentions", 3)
     heads = {s[0] for s in shapes}
     if len(heads) > 1:
         raise ValueError(f"attentions: layers have different head counts {sorted(heads)}; all layers must match")
     if len(set(shapes)) > 1:
         raise ValueError(f"attentions: layers have different shapes {sorted(set(shapes))}")
+    size = len(layers) * int(np.prod(shapes[0])) * 4
+    if max_bytes is not None and size > max_bytes:
+        raise ValueError(
+            f"this step holds {size // 4:,} attention weights ({size / 2**30:.1f} GiB as float32), over "
+            f"max_step_bytes={max_bytes:,}: log a subset of layers or heads (e.g. [a[:8] for a in attentions[::4]]), "
+            "or raise max_step_bytes (see docs/scale.md)"
+        )
     out = _copy_into(layers, shapes[0], np.float32, alloc)
     lo, hi = _extrema(out)
     if not (np.isfinite(lo) and np.isfinite(hi)):
@@ -136,6 +143,21 @@ def token_list(value, what, length):
     if len(tokens) != length:
         raise ValueError(f"{what} has {len(tokens)} entries but the attention covers {length} positions")
     return [str(t) for t in tokens]
+
+
+def segment_ids(value, length):
+    """Optional per-query-token segment ids (sentence A = 0, B = 1, ...): -> list of ints, or None."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, np.ndarray)):
+        raise TypeError(f"segments must be a list of integers, got {type(value).__name__}")
+    ids = list(np.asarray(value).reshape(-1).tolist()) if isinstance(value, np.ndarray) else list(value)
+    bad = [v for v in ids if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0]
+    if bad:
+        raise ValueError(f"segments must be non-negative integers; got {bad[0]!r}")
+    if len(ids) != length:
+        raise ValueError(f"segments has {len(ids)} entries but the attention covers {length} query positions")
+    return [int(v) for v in ids]
 
 
 def step_value(step):

@@ -19,6 +19,17 @@ export interface Manifest {
   has_qk: boolean;
   num_kv_heads: number | null;
   d_head: number | null;
+  /** Optional: the q·k scaling the model used (one number, or one per layer); absent → 1/√d_head. */
+  scaling?: number | number[] | null;
+  /** Optional: segment id per query token (sentence A = 0, B = 1, …). */
+  segments?: number[] | null;
+  /** Optional (ViT): tokens 0..num_special-1 are CLS/registers, token i ≥ num_special is patch
+   * divmod(i − num_special, cols). */
+  patch_grid?: { rows: number; cols: number; num_special: number; patch_size: [number, number] | null } | null;
+  /** Optional: the probe's input image (PNG, `image` route). */
+  image?: { index: number; width: number; height: number } | null;
+  /** Frontend only: probe positions of the tokens a token subset kept (tokenFilter.ts); absent: all. */
+  kept?: { q: number[] | null; k: number[] | null };
 }
 
 export interface Attention {
@@ -27,6 +38,20 @@ export interface Attention {
   K: number;
   /** Decoded weights, [H, Q, K] row-major. */
   weights: Float32Array;
+}
+
+/** Queries and keys of one layer (post-RoPE where the model applies RoPE: what the model actually used). */
+export interface QK {
+  H: number;
+  Hkv: number;
+  Q: number;
+  K: number;
+  D: number;
+  /** [H, Q, D] row-major. */
+  queries: Float32Array;
+  /** [H_kv, K, D] row-major; not repeated for grouped-query attention. */
+  keys: Float32Array;
+  meta: Record<string, unknown>;
 }
 
 export interface HeadStats {
@@ -75,8 +100,17 @@ export async function fetchManifest(run: string, tag: string, step: number): Pro
   return (await (await get("tokens", { run, tag, step })).json()) as Manifest;
 }
 
-export async function fetchAttention(run: string, tag: string, step: number, layer: number): Promise<Attention> {
-  const c = await getContainer("attention", { run, tag, step, layer });
+/** One layer, all heads; or with `head`, only that head (H = 1). */
+export async function fetchAttention(
+  run: string,
+  tag: string,
+  step: number,
+  layer: number,
+  head?: number,
+): Promise<Attention> {
+  const params: Record<string, string | number> = { run, tag, step, layer };
+  if (head !== undefined) params["head"] = head;
+  const c = await getContainer("attention", params);
   const codes = c.arrays["codes"];
   const rowExp = c.arrays["row_exp"];
   if (c.meta["encoding"] !== "cbrt8" || !codes || !rowExp || codes.shape.length !== 3) {
@@ -94,4 +128,14 @@ export async function fetchHeadStats(run: string, tag: string): Promise<HeadStat
   if (!steps || !entropy || entropy.shape.length !== 3) throw new Error("head_stats: unexpected payload");
   const [, numLayers, numHeads] = entropy.shape as [number, number, number];
   return { steps: steps.data as Float64Array, entropy: entropy.data as Float32Array, numLayers, numHeads };
+}
+
+export async function fetchQK(run: string, tag: string, step: number, layer: number): Promise<QK> {
+  const c = await getContainer("qk", { run, tag, step, layer });
+  const q = c.arrays["queries"];
+  const k = c.arrays["keys"];
+  if (!q || !k || q.shape.length !== 3 || k.shape.length !== 3) throw new Error("qk: unexpected payload");
+  const [H, Q, D] = q.shape as [number, number, number];
+  const [Hkv, K] = k.shape as [number, number, number];
+  return { H, Hkv, Q, K, D, queries: q.data as Float32Array, keys: k.data as Float32Array, meta: c.meta };
 }

@@ -34,6 +34,10 @@ export class LruCache<V> {
     return entry.value;
   }
 
+  has(key: string): boolean {
+    return this.map.has(key);
+  }
+
   clear(): void {
     this.map.clear();
   }

@@ -10,6 +10,9 @@ function labelled(text: string, control: HTMLElement): HTMLLabelElement {
   return label;
 }
 
+/** A "Label [control]" pair for toolbars. */
+export const controlLabel = labelled;
+
 export interface ProbeRef {
   run: string;
   tag: string;

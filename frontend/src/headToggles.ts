@@ -58,6 +58,11 @@ export class HeadToggles {
     this.onChange(next.slice());
   }
 
+  /** Only head `h` active (keyboard ←/→). */
+  solo(h: number): void {
+    this.update(this.active.map((_, i) => i === h));
+  }
+
   get(): boolean[] {
     return this.active.slice();
   }

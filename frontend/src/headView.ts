@@ -12,6 +12,8 @@
 
 import type { Attention } from "./api";
 import { headColor } from "./palette";
+import { HoverLock } from "./hoverLock";
+import { kthLargest } from "./topk";
 
 export interface HeadViewData {
   /** Query tokens (left column). */
@@ -35,14 +37,14 @@ function bucketOf(alpha: number): number {
 }
 
 /** Row height shrinks from 20 px (≤ 32 tokens) to 12 px (≥ 160) so long sequences stay scannable. */
-function rowHeightFor(n: number): number {
+export function rowHeightFor(n: number): number {
   if (n <= 32) return 20;
   if (n >= 160) return 12;
   return Math.round(20 - ((n - 32) / 128) * 8);
 }
 
 /** Control characters would break a one-line row; show them escaped (the raw string stays in the title). */
-function displayText(token: string): string {
+export function displayText(token: string): string {
   // eslint-disable-next-line no-control-regex
   return token.replace(/[\u0000-\u001f\u007f]/g, (c) =>
     c === "\n" ? "\\n" : c === "\t" ? "\\t" : c === "\r" ? "\\r" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
@@ -61,6 +63,15 @@ export class HeadView {
   private readonly leftCol: HTMLDivElement;
   private readonly rightCol: HTMLDivElement;
 
+  private readonly lock = new HoverLock<{ side: Side; index: number }>(
+    (cur, locked) => {
+      this.setHover(cur ? cur.side : null, cur ? cur.index : 0);
+      this.hoveredEl?.classList.toggle("locked", locked);
+      this.root.dataset["locked"] = locked && cur ? `${cur.side}:${cur.index}` : "";
+      this.onTokenChange?.(cur);
+    },
+    (a, b) => a.side === b.side && a.index === b.index,
+  );
   private data: HeadViewData | null = null;
   private active: boolean[] = [];
   private hover: { side: Side; index: number } | null = null;
@@ -81,11 +92,20 @@ export class HeadView {
   private width = 0;
   private height = 0;
 
-  constructor() {
+  /** Lines per query in the full view: 0 = all, else only each query's k strongest keys (long sequences). */
+  topK = 0;
+  /** Line opacity = weight ÷ active heads × gain (1 = BertViz). */
+  gain = 1;
+  /** Colour of head h's lines (the model view's enlarged thumbnail uses its layer colour). */
+  colorOf: (h: number) => string = headColor;
+
+  constructor(canvasId = "head-canvas") {
     this.root = document.createElement("div");
     this.root.className = "head-view";
     this.canvas = document.createElement("canvas");
-    this.canvas.id = "head-canvas";
+    this.canvas.id = canvasId;
+    // The SVG export asks the canvas for vector shapes instead of its bitmap (export.ts).
+    (this.canvas as VectorCanvas).tbaVector = () => this.vector();
     this.root.appendChild(this.canvas);
     const ctx = this.canvas.getContext("2d");
     if (!ctx) throw new Error("this browser has no 2D canvas");
@@ -94,16 +114,22 @@ export class HeadView {
     this.leftCol = this.column("left");
     this.rightCol = this.column("right");
 
-    // Delegated hover: one listener pair instead of two per token.
-    this.root.addEventListener("mouseover", (e) => {
+    // Delegated hover: one listener pair instead of two per token. Click locks the token (Esc unlocks).
+    const tokenOf = (e: Event): { side: Side; index: number } | null => {
       const el = (e.target as Element).closest<HTMLElement>(".token");
-      if (el && el !== this.hoveredEl) {
-        this.setHover(el.classList.contains("left") ? "left" : "right", Number(el.dataset["index"]));
-      }
+      return el ? { side: el.classList.contains("left") ? "left" : "right", index: Number(el.dataset["index"]) } : null;
+    };
+    this.root.addEventListener("mouseover", (e) => {
+      const t = tokenOf(e);
+      if (t) this.lock.hover(t);
     });
     this.root.addEventListener("mouseout", (e) => {
       const to = (e.relatedTarget as Element | null)?.closest?.(".token");
-      if (!to || !this.root.contains(to)) this.setHover(null, 0);
+      if (!to || !this.root.contains(to)) this.lock.hover(null);
+    });
+    this.root.addEventListener("click", (e) => {
+      const t = tokenOf(e);
+      if (t) this.lock.click(t);
     });
     const onScroll = (): void => {
       if (this.scrollScheduled) return;
@@ -134,8 +160,35 @@ export class HeadView {
       this.layout(data.left, data.right);
     }
     if (this.hover && this.hover.index >= (this.hover.side === "left" ? data.left.length : data.right.length)) {
+      this.lock.reset();
+      this.root.dataset["locked"] = "";
       this.setHover(null, 0, false);
     }
+  }
+
+  /** Heads in the current data (2·H while drawing a comparison). */
+  headCount(): number {
+    return this.data ? this.data.attn.H : 0;
+  }
+
+  /** Called when the hovered/locked token changes (the ViT image overlay follows it). */
+  onTokenChange: ((cur: { side: Side; index: number } | null) => void) | null = null;
+
+  /** The hovered or locked token, if any. */
+  currentToken(): { side: Side; index: number } | null {
+    return this.hover;
+  }
+
+  /** Hover (click = false) or click a query token from outside the columns (the image overlay's patches). */
+  pickQuery(index: number | null, click: boolean): void {
+    const t = index === null ? null : { side: "left" as Side, index };
+    if (click && t) this.lock.click(t);
+    else this.lock.hover(t);
+  }
+
+  /** Esc: releases a locked token; false when none was locked. */
+  unlock(): boolean {
+    return this.lock.unlock();
   }
 
   setActive(active: boolean[]): void {
@@ -225,10 +278,8 @@ export class HeadView {
     // Stay under Chromium's 32767 px canvas side at high DPR.
     const dpr = Math.max(1, Math.min(window.devicePixelRatio || 1, 32767 / Math.max(1, winH)));
     if (winH !== this.winH || dpr !== this.dpr) {
-      for (const c of [this.canvas, this.base]) {
-        c.width = Math.round(this.width * dpr);
-        c.height = Math.round(winH * dpr);
-      }
+      this.canvas.width = Math.round(this.width * dpr);
+      this.canvas.height = Math.round(winH * dpr);
       this.canvas.style.height = `${winH}px`;
     }
     this.winTop = winTop;
@@ -243,7 +294,27 @@ export class HeadView {
 
   private drawWindow(): void {
     this.drawBase();
-    if (this.hover) this.drawHover();
+    if (this.hover) {
+      this.snapshot();
+      this.drawHover();
+    }
+  }
+
+  /**
+   * Copies the full (un-hovered) picture so leaving a token restores it with one drawImage. Taken lazily, when a
+   * hover starts, not after every paint: the copy would otherwise add ~30 % to each paint and step change.
+   */
+  private snapshot(): void {
+    const b = this.base;
+    if (b.width !== this.canvas.width || b.height !== this.canvas.height) {
+      b.width = this.canvas.width;
+      b.height = this.canvas.height;
+    }
+    const bctx = b.getContext("2d");
+    if (!bctx) return;
+    bctx.clearRect(0, 0, b.width, b.height);
+    bctx.drawImage(this.canvas, 0, 0);
+    this.baseValid = true;
   }
 
   private drawBase(): void {
@@ -256,13 +327,7 @@ export class HeadView {
       ctx.stroke(path);
     }
     ctx.globalAlpha = 1;
-    // Snapshot for cheap hover restore.
-    const bctx = this.base.getContext("2d");
-    if (bctx) {
-      bctx.clearRect(0, 0, this.base.width, this.base.height);
-      bctx.drawImage(this.canvas, 0, 0);
-      this.baseValid = true;
-    }
+    this.baseValid = false;
   }
 
   private buildPaths(): void {
@@ -270,7 +335,7 @@ export class HeadView {
     if (!this.data) return;
     const { Q, K, weights } = this.data.attn;
     const heads = this.activeHeads();
-    const nA = heads.length;
+    const nA = heads.length / this.gain; // opacity = weight ÷ active heads (BertViz) × gain
     const minW = MIN_ALPHA * nA; // w / nA < 1/255 is invisible
     const x0 = this.leftW + LINE_INSET;
     const x1 = this.leftW + LINE_GAP - LINE_INSET;
@@ -281,9 +346,10 @@ export class HeadView {
       for (let i = 0; i < Q; i++) {
         const yi = (i + 0.5) * rowH;
         const base = (h * Q + i) * K;
+        const rowMin = Math.max(minW, kthLargest(weights, base, K, this.topK));
         for (let j = 0; j < K; j++) {
           const w = weights[base + j];
-          if (w < minW) continue;
+          if (w < rowMin) continue;
           const b = bucketOf(w / nA);
           let p = paths[b];
           if (!p) p = paths[b] = new Path2D();
@@ -291,7 +357,7 @@ export class HeadView {
           p.lineTo(x1, (j + 0.5) * rowH);
         }
       }
-      paths.forEach((path, b) => path && this.linePaths.push({ color: headColor(h), alpha: BUCKET_ALPHA[b], path }));
+      paths.forEach((path, b) => path && this.linePaths.push({ color: this.colorOf(h), alpha: BUCKET_ALPHA[b], path }));
     }
   }
 
@@ -307,12 +373,15 @@ export class HeadView {
   }
 
   private setHover(side: Side | null, index: number, redraw = true): void {
-    if (this.hoveredEl) this.hoveredEl.classList.remove("hovered");
+    if (this.hoveredEl) this.hoveredEl.classList.remove("hovered", "locked");
     this.hoveredEl = null;
+    const wasFull = this.hover === null;
     this.hover = side ? { side, index } : null;
     if (!redraw) return;
     const t0 = performance.now();
     if (this.hover) {
+      if (wasFull && !this.baseValid) this.snapshot(); // the canvas still shows the full picture
+
       this.drawHover();
     } else if (this.baseValid) {
       this.ctx.save();
@@ -334,6 +403,7 @@ export class HeadView {
     const col = hv.side === "left" ? this.leftCol : this.rightCol;
     this.hoveredEl = col.querySelector<HTMLElement>(`.token[data-index="${hv.index}"]`);
     this.hoveredEl?.classList.add("hovered");
+    if (this.lock.isLocked) this.hoveredEl?.classList.add("locked");
 
     const ctx = this.ctx;
     ctx.clearRect(0, this.winTop, this.width, this.winH);
@@ -354,7 +424,7 @@ export class HeadView {
     ctx.lineWidth = rowH >= 16 ? 2 : 1;
     const paths: (Path2D | null)[] = new Array(BUCKETS);
     heads.forEach((h, slot) => {
-      const color = headColor(h);
+      const color = this.colorOf(h);
       ctx.fillStyle = color;
       paths.fill(null);
       for (let o = 0; o < n; o++) {
@@ -363,8 +433,8 @@ export class HeadView {
           ctx.globalAlpha = Math.min(1, w);
           ctx.fillRect(boxX + slot * boxW, o * rowH, boxW, rowH);
         }
-        if (w >= MIN_ALPHA * nA) {
-          const b = bucketOf(w / nA);
+        if (w >= (MIN_ALPHA * nA) / this.gain) {
+          const b = bucketOf((w * this.gain) / nA);
           let p = paths[b];
           if (!p) p = paths[b] = new Path2D();
           const yo = (o + 0.5) * rowH;
@@ -376,4 +446,68 @@ export class HeadView {
     });
     ctx.globalAlpha = 1;
   }
+
+  /**
+   * The current picture (full, or the hovered/locked token's lines and boxes) as vector shapes in canvas CSS px
+   * (origin at the canvas's top-left; rows outside the canvas window included), for the SVG export. null when it
+   * would be too many shapes for a sensible SVG (the export then embeds the bitmap).
+   */
+  vector(maxShapes = 250_000): VectorShape[] | null {
+    if (!this.data) return null;
+    const { Q, K, weights } = this.data.attn;
+    const heads = this.activeHeads();
+    const rowH = this.rowH;
+    const x0 = this.leftW + LINE_INSET;
+    const x1 = this.leftW + LINE_GAP - LINE_INSET;
+    const top = this.winTop;
+    const out: VectorShape[] = [];
+    const width = rowH >= 16 ? 2 : 1;
+    const hv = this.hover;
+    if (!hv) {
+      const nA = heads.length / this.gain;
+      for (const h of heads) {
+        const color = this.colorOf(h);
+        for (let i = 0; i < Q; i++) {
+          const base = (h * Q + i) * K;
+          const rowMin = Math.max(MIN_ALPHA * nA, kthLargest(weights, base, K, this.topK));
+          for (let j = 0; j < K; j++) {
+            const w = weights[base + j] as number;
+            if (w < rowMin) continue;
+            if (out.length >= maxShapes) return null;
+            const alpha = BUCKET_ALPHA[bucketOf(w / nA)] as number;
+            out.push({ line: [x0, (i + 0.5) * rowH - top, x1, (j + 0.5) * rowH - top], color, alpha, width });
+          }
+        }
+      }
+      return out;
+    }
+    const nA = heads.length;
+    const boxX = hv.side === "left" ? this.leftW + LINE_GAP : 0;
+    const boxW = (hv.side === "left" ? this.rightW : this.leftW) / Math.max(1, nA);
+    const n = hv.side === "left" ? K : Q;
+    const yh = (hv.index + 0.5) * rowH - top;
+    heads.forEach((h, slot) => {
+      const color = this.colorOf(h);
+      for (let o = 0; o < n; o++) {
+        const w = (hv.side === "left" ? weights[(h * Q + hv.index) * K + o] : weights[(h * Q + o) * K + hv.index]) as number;
+        if (w >= MIN_ALPHA) out.push({ rect: [boxX + slot * boxW, o * rowH - top, boxW, rowH], color, alpha: Math.min(1, w) });
+        if (w >= (MIN_ALPHA * nA) / this.gain) {
+          const yo = (o + 0.5) * rowH - top;
+          const alpha = BUCKET_ALPHA[bucketOf((w * this.gain) / nA)] as number;
+          out.push({ line: hv.side === "left" ? [x0, yh, x1, yo] : [x0, yo, x1, yh], color, alpha, width });
+        }
+      }
+    });
+    return out;
+  }
+}
+
+export type VectorCanvas = HTMLCanvasElement & { tbaVector?: () => VectorShape[] | null };
+
+export interface VectorShape {
+  line?: [number, number, number, number];
+  rect?: [number, number, number, number];
+  color: string;
+  alpha: number;
+  width?: number;
 }

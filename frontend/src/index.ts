@@ -1,61 +1,83 @@
 // Entry point TensorBoard calls (plugin_entry.html does `import("./index.js").then(m => m.render())`).
-// Owns the app state: which probe/step/layer is shown, the caches, and the order in which data is loaded.
+// The shell: owns the shared selection (probe, step, layer), the toolbar and tabs, the caches and the order in
+// which data is loaded; the active view (views.ts) draws the selection. Contract: view.ts, frontend/VIEWS.md.
 
 import {
   fetchAttention,
   fetchHeadStats,
   fetchManifest,
+  fetchQK,
   fetchRuns,
   fetchSteps,
   type Attention,
   type HeadStats,
   type Manifest,
+  type QK,
 } from "./api";
 import { LruCache } from "./cache";
-import { LayerSelect, ProbeSelect, StepSlider, type ProbeRef } from "./controls";
-import { HeadToggles } from "./headToggles";
-import { HeadView } from "./headView";
+import { CompareControl } from "./compareControl";
+import { controlLabel, LayerSelect, ProbeSelect, StepSlider } from "./controls";
+import { exportMenu } from "./exportMenu";
+import { SearchControl } from "./searchControl";
 import { installStyles } from "./styles";
+import { followTheme } from "./theme";
+import { queryFilter, specialSubset, subsetAttention, subsetManifest, subsetQK, type SpecialMode, type Subset } from "./tokenFilter";
+import type { ProbeRef, Selection, SharedState, View, ViewHost } from "./view";
+import { VIEWS } from "./views";
 
 declare global {
   interface Window {
-    /** performance.now() when the first head view finished painting (benchmark hook). */
+    /** performance.now() when the first view finished painting (benchmark hook). */
     __tbaFirstPaintMs?: number;
-    /** Durations of the last full paint and last hover redraw, ms (benchmark hook). */
-    __tbaTimings?: { paintMs: number; hoverMs: number };
+    /** The shell, for tests and benchmarks (e.g. `__tba.select({view: "model"})`). */
+    __tba?: App;
+    /** Set by an exported HTML snapshot: only whole layers are embedded, so heads are sliced locally. */
+    __tbaSnapshot?: boolean;
   }
 }
 
 const key = (...parts: (string | number)[]): string => JSON.stringify(parts);
 const PREFETCH_RADIUS = 2;
+const sameProbe = (a: ProbeRef | null | undefined, b: ProbeRef | null | undefined): boolean =>
+  !!a && !!b && a.run === b.run && a.tag === b.tag;
 
-class App {
-  private readonly view = new HeadView();
+class App implements ViewHost {
+  private readonly views: View[] = [];
+  private readonly factories = VIEWS;
+  private active = 0;
+  private readonly tabs = document.createElement("div");
   private readonly probeSelect = new ProbeSelect((p) => void this.selectProbe(p));
-  private readonly layerSelect = new LayerSelect((l) => {
-    this.layer = l;
-    void this.show();
-  });
-  private readonly stepSlider = new StepSlider((i) => {
-    this.stepIndex = i;
-    void this.show();
-  });
-  private readonly heads = new HeadToggles(() => this.repaint());
+  private readonly layerSelect = new LayerSelect((l) => this.select({ layer: l }));
+  private readonly stepSlider = new StepSlider((i) => this.select({ step: this.steps[i] as number }));
+  private readonly parts = document.createElement("div");
+  private readonly special = document.createElement("select");
+  private readonly compare = new CompareControl(() => this.select({}));
+  private readonly search = new SearchControl(
+    () => this.views[this.active]?.root,
+    () => this.select({}),
+  );
   private readonly message = document.createElement("div");
   private readonly summary = document.createElement("div");
+  private readonly main = document.createElement("div");
 
-  private readonly attention = new LruCache<Attention>(24, 256 << 20, (a) => a.weights.byteLength);
+  private readonly attentionCache = new LruCache<Attention>(48, 384 << 20, (a) => a.weights.byteLength);
+  private readonly qkCache = new LruCache<QK>(24, 128 << 20, (q) => q.queries.byteLength + q.keys.byteLength);
   private readonly manifests = new LruCache<Manifest>(64, Infinity, () => 0);
   private readonly stats = new LruCache<HeadStats | null>(8, Infinity, () => 0);
 
+  private probes: ProbeRef[] = [];
   private probe: ProbeRef | null = null;
   private steps: number[] = [];
   private stepIndex = 0;
   private layer = 0;
-  // Latest-request-wins: every load takes a ticket; a load whose ticket is stale when its data arrives
-  // (the user has moved on) is dropped instead of painting over newer state.
+  // Latest-request-wins for the shell's own loads (runs, steps, manifest).
   private ticket = 0;
-  private shown: { step: number; layer: number; manifest: Manifest } | null = null;
+  private current: SharedState | null = null;
+
+  get state(): SharedState {
+    if (!this.current) throw new Error("no shared state yet");
+    return this.current;
+  }
 
   mount(): void {
     installStyles();
@@ -67,30 +89,206 @@ class App {
     reload.textContent = "Reload";
     reload.title = "Look for new runs and steps";
     reload.addEventListener("click", () => void this.start());
-    toolbar.append(this.probeSelect.el, this.layerSelect.el, this.stepSlider.el, reload, this.heads.el);
+    this.tabs.className = "tba-tabs";
+    this.tabs.setAttribute("role", "tablist");
+    this.factories.forEach((_, i) => this.tabs.appendChild(this.tabButton(i)));
+    toolbar.append(
+      this.tabs, this.probeSelect.el, this.parts, this.layerSelect.el, this.stepSlider.el, this.compare.el,
+      this.specialControl(), this.search.el, exportMenu(this), reload,
+    );
     this.summary.className = "tba-summary";
     this.message.className = "tba-message";
     this.message.id = "message";
-    const main = document.createElement("div");
-    main.className = "tba-main";
-    main.appendChild(this.view.root);
-    document.body.append(toolbar, this.summary, this.message, main);
-    this.view.onHoverDrawn = (ms) => (this.timings().hoverMs = ms);
+    this.main.className = "tba-main";
+    document.body.append(toolbar, this.summary, this.message, this.main);
+    document.addEventListener("keydown", (e) => this.onKey(e));
+    followTheme(() => this.select({})); // canvases pick theme colours when they paint
+    this.activate(0, false);
+    window.__tba = this;
     void this.start();
   }
 
-  private timings(): { paintMs: number; hoverMs: number } {
-    return (window.__tbaTimings ??= { paintMs: NaN, hoverMs: NaN });
+  /** Hide special tokens ([CLS], [SEP], BOS, padding…), optionally renormalising rows; applies to every view. */
+  private specialControl(): HTMLLabelElement {
+    this.special.id = "special-select";
+    for (const [v, t] of [["show", "show"], ["hide", "hide"], ["renorm", "hide + renormalise"]]) {
+      const o = document.createElement("option");
+      o.value = v as string;
+      o.textContent = t as string;
+      this.special.appendChild(o);
+    }
+    this.special.title = "Special tokens ([CLS], [SEP], <s>, <pad>, <|endoftext|>, …): hide them, and optionally " +
+      "rescale each row of the remaining weights to sum to 1";
+    this.special.addEventListener("change", () => this.select({}));
+    return controlLabel("Special tokens", this.special);
   }
 
+  /**
+   * Encoder-decoder probes are logged as `<tag>/encoder`, `<tag>/decoder`, `<tag>/cross`: when the current probe
+   * is one of them, Encoder / Decoder / Cross buttons switch between its siblings (BertViz's attention filter).
+   */
+  private syncParts(): void {
+    const p = this.probe;
+    const m = p ? /^(.*)\/(encoder|decoder|cross)$/.exec(p.tag) : null;
+    const siblings = m
+      ? (["encoder", "decoder", "cross"] as const).filter((part) =>
+          this.probes.some((q) => q.run === p?.run && q.tag === `${m[1]}/${part}`),
+        )
+      : [];
+    this.parts.className = "tba-parts";
+    this.parts.id = "part-tabs";
+    this.parts.style.display = siblings.length >= 2 ? "" : "none";
+    this.parts.replaceChildren(
+      ...siblings.map((part) => {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.className = "tba-part";
+        b.dataset["part"] = part;
+        b.textContent = part === "cross" ? "Cross" : part[0]?.toUpperCase() + part.slice(1);
+        b.classList.toggle("active", m?.[2] === part);
+        b.addEventListener("click", () => this.select({ probe: { run: (p as ProbeRef).run, tag: `${m?.[1]}/${part}` } }));
+        return b;
+      }),
+    );
+  }
+
+  private tabButton(i: number): HTMLButtonElement {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "tba-tab";
+    b.setAttribute("role", "tab");
+    // Ids and labels of unbuilt views: build lazily, but the tab needs them now.
+    const v = this.view(i);
+    b.dataset["view"] = v.id;
+    b.textContent = v.label;
+    b.addEventListener("click", () => this.select({ view: v.id }));
+    return b;
+  }
+
+  private view(i: number): View {
+    let v = this.views[i];
+    if (!v) {
+      v = (this.factories[i] as () => View)();
+      v.root.dataset["viewRoot"] = v.id;
+      v.root.classList.add("tba-view");
+      v.root.style.display = "none";
+      this.views[i] = v;
+      this.main.appendChild(v.root);
+    }
+    return v;
+  }
+
+  private activate(i: number, render = true): void {
+    const prev = this.views[this.active];
+    if (prev && this.active !== i) {
+      prev.hide?.();
+      prev.root.style.display = "none";
+    }
+    this.active = i;
+    const v = this.view(i);
+    document.body.dataset["view"] = v.id;
+    this.tabs.querySelectorAll<HTMLElement>(".tba-tab").forEach((t, j) => {
+      t.classList.toggle("active", j === i);
+      t.setAttribute("aria-selected", String(j === i));
+    });
+    this.layerSelect.el.style.display = v.usesLayer === false ? "none" : "";
+    if (render && this.current) void this.render();
+  }
+
+  // -- ViewHost ------------------------------------------------------------------------------------
+  isCurrent(state: SharedState): boolean {
+    return state === this.current;
+  }
+
+  // Raw loaders (cached) and the token subset (special tokens hidden) applied on top, uncached: it is cheap.
+  private rawManifest(step: number, probe: ProbeRef): Promise<Manifest> {
+    return this.manifests.get(key(probe.run, probe.tag, step), () => fetchManifest(probe.run, probe.tag, step));
+  }
+
+  private rawAttention(step: number, layer: number, probe: ProbeRef): Promise<Attention> {
+    return this.attentionCache.get(key(probe.run, probe.tag, step, layer), () =>
+      fetchAttention(probe.run, probe.tag, step, layer),
+    );
+  }
+
+  private async subset(step: number, probe: ProbeRef): Promise<Subset | null> {
+    const mode = this.special.value as SpecialMode;
+    const filter = this.search.filter;
+    if (mode === "show" && !filter.trim()) return null;
+    const m = await this.rawManifest(step, probe);
+    return queryFilter(m, specialSubset(m, mode), filter);
+  }
+
+  async manifest(step: number, probe: ProbeRef = this.probe as ProbeRef): Promise<Manifest> {
+    return subsetManifest(await this.rawManifest(step, probe), await this.subset(step, probe));
+  }
+
+  async attention(step: number, layer: number, probe: ProbeRef = this.probe as ProbeRef): Promise<Attention> {
+    const [a, s] = await Promise.all([this.rawAttention(step, layer, probe), this.subset(step, probe)]);
+    return subsetAttention(a, s);
+  }
+
+  async attentionHead(step: number, layer: number, head: number, probe: ProbeRef = this.probe as ProbeRef): Promise<Attention> {
+    const layerKey = key(probe.run, probe.tag, step, layer);
+    let one: Attention;
+    if (this.attentionCache.has(layerKey) || window.__tbaSnapshot) {
+      const a = await this.rawAttention(step, layer, probe);
+      if (head >= a.H) throw new Error(`head ${head} out of range (${a.H} heads)`);
+      const n = a.Q * a.K;
+      one = { H: 1, Q: a.Q, K: a.K, weights: a.weights.subarray(head * n, (head + 1) * n) };
+    } else {
+      one = await this.attentionCache.get(key(probe.run, probe.tag, step, layer, "h", head), () =>
+        fetchAttention(probe.run, probe.tag, step, layer, head),
+      );
+    }
+    return subsetAttention(one, await this.subset(step, probe));
+  }
+
+  async qk(step: number, layer: number, probe: ProbeRef = this.probe as ProbeRef): Promise<QK> {
+    const raw = this.qkCache.get(key(probe.run, probe.tag, step, layer), () => fetchQK(probe.run, probe.tag, step, layer));
+    const [x, s] = await Promise.all([raw, this.subset(step, probe)]);
+    return subsetQK(x, s);
+  }
+
+  headStats(probe: ProbeRef = this.probe as ProbeRef): Promise<HeadStats | null> {
+    return this.stats.get(key(probe.run, probe.tag), () => fetchHeadStats(probe.run, probe.tag).catch(() => null));
+  }
+
+  select(sel: Selection): void {
+    if (sel.view !== undefined) {
+      const i = this.factories.findIndex((_, j) => this.view(j).id === sel.view);
+      if (i >= 0 && i !== this.active) this.activate(i, false);
+    }
+    if (sel.layer !== undefined) this.layer = sel.layer;
+    if (sel.step !== undefined) {
+      const i = this.steps.indexOf(sel.step);
+      if (i >= 0) this.stepIndex = i;
+    }
+    if (sel.probe && !sameProbe(sel.probe, this.probe)) {
+      void this.selectProbe(sel.probe);
+      return;
+    }
+    void this.update();
+  }
+
+  setSummary(text: string): void {
+    this.summary.textContent = text;
+  }
+
+  // -- loading -------------------------------------------------------------------------------------
   private setState(state: "loading" | "ready" | "error" | "empty", text = ""): void {
     document.body.dataset["state"] = state;
     this.message.textContent = text;
     this.message.classList.toggle("error", state === "error");
-    if (state === "error" || state === "empty") this.view.root.style.display = "none";
+    const v = this.views[this.active];
+    if (v) v.root.style.display = state === "error" || state === "empty" ? "none" : "";
   }
 
-  private fail(e: unknown): void {
+  activeView(): View {
+    return this.view(this.active);
+  }
+
+  fail(e: unknown): void {
     this.setState("error", `Could not load attention data: ${e instanceof Error ? e.message : String(e)}`);
   }
 
@@ -103,6 +301,7 @@ class App {
       const runs = await fetchRuns();
       if (ticket !== this.ticket) return;
       const probes = runs.flatMap((r) => r.probes.map((tag) => ({ run: r.run, tag })));
+      this.probes = probes;
       if (probes.length === 0) {
         this.probeSelect.set([], null);
         this.setState(
@@ -112,131 +311,129 @@ class App {
         );
         return;
       }
-      const keep = this.probe && probes.find((p) => p.run === this.probe?.run && p.tag === this.probe?.tag);
-      await this.selectProbe(keep || (probes[0] as ProbeRef), probes);
+      const keep = probes.find((p) => sameProbe(p, this.probe));
+      await this.selectProbe(keep || (probes[0] as ProbeRef), true);
     } catch (e) {
       if (ticket === this.ticket) this.fail(e);
     }
   }
 
-  private async selectProbe(probe: ProbeRef, probes?: ProbeRef[]): Promise<void> {
+  private async selectProbe(probe: ProbeRef, refreshList = false): Promise<void> {
     const ticket = ++this.ticket;
     this.setState("loading");
     try {
       const steps = await fetchSteps(probe.run, probe.tag);
       if (ticket !== this.ticket) return;
-      if (probes) this.probeSelect.set(probes, probe);
+      if (refreshList) this.probeSelect.set(this.probes, probe);
       if (steps.length === 0) {
         this.setState("empty", `${probe.run} / ${probe.tag} has no steps yet.`);
         return;
       }
       // Keep the step number when the new probe has it (comparing probes at one step); else show the latest.
-      const current = this.probe && this.steps[this.stepIndex];
-      const same = current === null || current === undefined ? -1 : steps.indexOf(current);
+      const current = this.probe ? this.steps[this.stepIndex] : undefined;
+      const same = current === undefined ? -1 : steps.indexOf(current);
       this.probe = probe;
+      this.probeSelect.set(this.probes, probe);
+      this.syncParts();
       this.steps = steps;
       this.stepIndex = same >= 0 ? same : steps.length - 1;
-      this.stepSlider.set(steps, this.stepIndex);
-      await this.show();
+      this.compare.sync(probe, steps, this.probes);
+      await this.update();
     } catch (e) {
       if (ticket === this.ticket) this.fail(e);
     }
   }
 
-  private loadAttention(step: number, layer: number): Promise<Attention> {
-    const { run, tag } = this.probe as ProbeRef;
-    return this.attention.get(key(run, tag, step, layer), () => fetchAttention(run, tag, step, layer));
-  }
-
-  private loadManifest(step: number): Promise<Manifest> {
-    const { run, tag } = this.probe as ProbeRef;
-    return this.manifests.get(key(run, tag, step), () => fetchManifest(run, tag, step));
-  }
-
-  /** Loads and paints the current (probe, step, layer); layer and head selection carry over. */
-  private async show(): Promise<void> {
-    if (!this.probe) return;
+  /** Builds the new shared state (manifest of the step, clamped layer) and renders the active view. */
+  private async update(): Promise<void> {
+    if (!this.probe || this.steps.length === 0) return;
     const ticket = ++this.ticket;
+    const probe = this.probe;
+    this.stepSlider.set(this.steps, this.stepIndex);
     const step = this.steps[this.stepIndex] as number;
     document.body.dataset["state"] = "loading";
+    // Start the current layer's attention with the manifest instead of after it (one round trip less on first
+    // paint); a layer the new probe lacks just fails quietly here and is clamped below.
+    const v = this.view(this.active);
+    if (v.usesLayer !== false && !v.prefetch) this.rawAttention(step, this.layer, probe).catch(() => undefined);
     try {
-      const manifest = await this.loadManifest(step);
+      const manifest = await this.manifest(step, probe);
       if (ticket !== this.ticket) return;
-      const layer = Math.min(this.layer, Math.max(0, manifest.num_layers - 1));
-      const attn = await this.loadAttention(step, layer);
-      if (ticket !== this.ticket) return;
-      // Coalesce bursts (slider drags) into at most one paint per frame.
-      await new Promise((r) => requestAnimationFrame(r));
-      if (ticket !== this.ticket) return;
-
-      const left = manifest.tokens;
-      const right = manifest.key_tokens ?? manifest.tokens;
-      if (attn.Q !== left.length || attn.K !== right.length) {
-        throw new Error(
-          `attention is ${attn.Q}×${attn.K} but the step has ${left.length} query and ${right.length} key tokens`,
-        );
-      }
-      this.layer = layer;
-      this.layerSelect.set(manifest.num_layers, layer);
-      const active = this.heads.setCount(attn.H);
-      this.view.root.style.display = "";
-      this.view.setData({ left, right, attn }, active);
-      this.shown = { step, layer, manifest };
-      this.paintNow();
-      this.summary.textContent =
-        `${manifest.num_layers} layers · ${attn.H} heads · ${left.length} query` +
-        (manifest.key_tokens ? ` / ${right.length} key` : "") +
-        " tokens · hover a token to isolate its attention";
-      void this.updateEntropyTitles(this.probe, step, layer, attn.H);
-      this.prefetch(layer);
+      this.layer = Math.min(this.layer, Math.max(0, manifest.num_layers - 1));
+      this.layerSelect.set(manifest.num_layers, this.layer);
+      const cmp = this.compare.resolve(probe, this.steps, this.stepIndex);
+      this.current = {
+        compare: cmp.ref,
+        compareNote: cmp.note,
+        probe,
+        probes: this.probes,
+        steps: this.steps,
+        stepIndex: this.stepIndex,
+        step,
+        layer: this.layer,
+        manifest,
+      };
+      await this.render();
     } catch (e) {
       if (ticket === this.ticket) this.fail(e);
     }
   }
 
-  /** Head toggles changed: same data, new subset of heads. */
-  private repaint(): void {
-    if (!this.shown) return;
-    this.view.setActive(this.heads.get());
-    this.paintNow();
+  private async render(): Promise<void> {
+    const state = this.current;
+    if (!state) return;
+    const v = this.view(this.active);
+    document.body.dataset["state"] = "loading";
+    v.root.style.display = "";
+    try {
+      await v.show(this);
+      if (state !== this.current || v !== this.views[this.active]) return;
+      window.__tbaFirstPaintMs ??= performance.now();
+      document.body.dataset["paintedStep"] = String(state.step);
+      document.body.dataset["paintedLayer"] = String(state.layer);
+      document.body.dataset["paintedView"] = v.id;
+      this.setState("ready");
+      if (this.search.text) this.search.highlight(false);
+      this.prefetch(state);
+    } catch (e) {
+      if (state === this.current) this.fail(e);
+    }
   }
 
-  private paintNow(): void {
-    const t0 = performance.now();
-    this.view.paint();
-    const t1 = performance.now();
-    this.timings().paintMs = t1 - t0;
-    window.__tbaFirstPaintMs ??= t1;
-    const shown = this.shown as { step: number; layer: number };
-    document.body.dataset["paintedStep"] = String(shown.step);
-    document.body.dataset["paintedLayer"] = String(shown.layer);
-    this.setState("ready");
-  }
-
-  private prefetch(layer: number): void {
+  /** Neighbouring steps' manifest and current layer, so scrubbing hits the cache. */
+  private prefetch(state: SharedState): void {
     for (let d = 1; d <= PREFETCH_RADIUS; d++) {
-      for (const i of [this.stepIndex + d, this.stepIndex - d]) {
-        const step = this.steps[i];
+      for (const i of [state.stepIndex + d, state.stepIndex - d]) {
+        const step = state.steps[i];
         if (step === undefined) continue;
-        this.loadManifest(step).catch(() => undefined);
-        this.loadAttention(step, layer).catch(() => undefined);
+        this.rawManifest(step, state.probe).catch(() => undefined);
+        const v = this.view(this.active);
+        if (v.prefetch) v.prefetch(this, step);
+        else if (v.usesLayer !== false) this.rawAttention(step, state.layer, state.probe).catch(() => undefined);
       }
     }
   }
 
-  private async updateEntropyTitles(probe: ProbeRef, step: number, layer: number, H: number): Promise<void> {
-    // Statistics are a nicety: a missing head_stats series must not break the view.
-    const stats = await this.stats
-      .get(key(probe.run, probe.tag), () => fetchHeadStats(probe.run, probe.tag).catch(() => null))
-      .catch(() => null);
-    if (!this.shown || this.shown.step !== step || this.shown.layer !== layer || this.probe !== probe) return;
-    const s = stats ? stats.steps.indexOf(step) : -1;
-    if (!stats || s < 0 || layer >= stats.numLayers || stats.numHeads !== H) {
-      this.heads.setTitles(null);
-      return;
+  private onKey(e: KeyboardEvent): void {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const t = e.target as HTMLElement | null;
+    // Typing in a text field is never a shortcut; in a select or the slider only [ and ] are (arrows are theirs).
+    if (t && (t.tagName === "TEXTAREA" || (t instanceof HTMLInputElement && t.type !== "range"))) return;
+    if (t && (t.tagName === "SELECT" || t.tagName === "INPUT") && e.key !== "[" && e.key !== "]") return;
+    const s = this.current;
+    if (!s) return;
+    const v = this.view(this.active);
+    let handled = true;
+    if (e.key === "[" || e.key === "]") {
+      const i = s.stepIndex + (e.key === "]" ? 1 : -1);
+      if (i >= 0 && i < s.steps.length) this.select({ step: s.steps[i] as number });
+    } else if ((e.key === "ArrowUp" || e.key === "ArrowDown") && v.usesLayer !== false) {
+      const l = s.layer + (e.key === "ArrowDown" ? 1 : -1);
+      if (l >= 0 && l < s.manifest.num_layers) this.select({ layer: l });
+    } else {
+      handled = v.onKey?.(e) ?? false;
     }
-    const at = (s * stats.numLayers + layer) * H;
-    this.heads.setTitles(stats.entropy.subarray(at, at + H));
+    if (handled) e.preventDefault();
   }
 }
 

