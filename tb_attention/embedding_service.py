@@ -30,26 +30,13 @@ from tensorboard.data import provider
 from werkzeug import wrappers
 
 from tb_attention import codec, embedding, metadata
+from tb_attention.params import int_param, param
 
 _log = logging.getLogger(__name__)
 _CACHE_VERSION = 1
 _MEMORY_ITEMS = 4096  # per-head layouts kept in memory (~17 KB each at 2,000 points)
 _LAYER_ITEMS = 16  # decoded layers (q/k of a whole probe batch: ~3 MB for MiniLM x 1,000 tokens) kept in memory
 _MANIFEST_ITEMS = 4096
-
-
-def _param(request, name):
-    value = request.args.get(name)
-    if value is None or value == "":
-        raise errors.InvalidArgumentError(f"missing parameter {name!r}")
-    return value
-
-
-def _int_param(request, name):
-    value = _param(request, name)
-    if not value.isdigit() or len(value) > 18:
-        raise errors.InvalidArgumentError(f"parameter {name!r} must be a non-negative integer, got {value[:40]!r}")
-    return int(value)
 
 
 def _flag(request, name, default=True):
@@ -410,7 +397,7 @@ class EmbeddingRoutes:
 
     def _common(self, request):
         ctx, eid = self._ctx(request)
-        run, tag, step = _param(request, "run"), _param(request, "tag"), _int_param(request, "step")
+        run, tag, step = param(request, "run"), param(request, "tag"), int_param(request, "step")
         method = _method(request)
         translate, scale = _flag(request, "translate"), _flag(request, "scale")
         return ctx, eid, self._batch(ctx, eid, run, tag, step), method, translate, scale
@@ -429,7 +416,7 @@ class EmbeddingRoutes:
     @wrappers.Request.application
     def _serve_info(self, request):
         ctx, eid = self._ctx(request)
-        run, tag = _param(request, "run"), _param(request, "tag")
+        run, tag = param(request, "run"), param(request, "tag")
         members = self._members(ctx, eid, run, tag)
         per_member = self._datums(ctx, eid, run, members)
         steps = sorted(set.intersection(*(set(d) for d in per_member)))
@@ -448,12 +435,12 @@ class EmbeddingRoutes:
         return _respond(request, body, "application/json")
 
     def _check_layer_head(self, request, batch, need_head=True):
-        layer = _int_param(request, "layer")
+        layer = int_param(request, "layer")
         if layer >= batch.num_layers:
             raise errors.NotFoundError(f"layer {layer} out of range: this probe has {batch.num_layers} layers")
         if not need_head:
             return layer, None
-        head = _int_param(request, "head")
+        head = int_param(request, "head")
         if head >= batch.num_heads:
             raise errors.NotFoundError(f"head {head} out of range: this probe has {batch.num_heads} heads")
         return layer, head

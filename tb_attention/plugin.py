@@ -14,6 +14,7 @@ from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
 from tb_attention import codec, metadata
+from tb_attention.params import int_param, param
 
 _log = logging.getLogger(__name__)
 _LARGE = 1_000_000_000  # "all samples"; hint 0 means the same and must not reach the provider as 0
@@ -24,20 +25,6 @@ class CorruptDataError(errors.PublicError):
     """Stored data that cannot be decoded: the server keeps running and says which step is bad."""
 
     http_code = 422
-
-
-def _param(request, name):
-    value = request.args.get(name)
-    if value is None or value == "":
-        raise errors.InvalidArgumentError(f"missing parameter {name!r}")
-    return value
-
-
-def _int_param(request, name):
-    value = _param(request, name)
-    if not value.isdigit() or len(value) > 18:
-        raise errors.InvalidArgumentError(f"parameter {name!r} must be a non-negative integer, got {value[:40]!r}")
-    return int(value)
 
 
 def _binary(request, container):
@@ -124,7 +111,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
         return [datums[s] for s in sorted(datums)]
 
     def _blobs(self, request):
-        run, tag, step = _param(request, "run"), _param(request, "tag"), _int_param(request, "step")
+        run, tag, step = param(request, "run"), param(request, "tag"), int_param(request, "step")
         for datum in self._step_datums(request, run, tag):
             if datum.step == step:
                 return datum.values
@@ -156,7 +143,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
     def _layer_blob(self, request, index_of):
         blobs = self._blobs(request)
         manifest = self._manifest(request, blobs)
-        layer = _int_param(request, "layer")
+        layer = int_param(request, "layer")
         if layer >= manifest["num_layers"]:
             raise errors.NotFoundError(f"layer {layer} out of range: this probe has {manifest['num_layers']} layers")
         index = index_of(layer, manifest)
@@ -166,7 +153,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
             container = codec.decompress(self._read_blob(request, blobs[index]))
             codec.unpack(container)  # never hand the browser something it cannot decode
         except ValueError as e:
-            raise CorruptDataError(f"layer {layer}: {e}") from None
+            raise CorruptDataError(f"layer {layer}: stored data cannot be decoded: {e}") from None
         return container
 
     # -- routes --------------------------------------------------------------------------------
@@ -191,7 +178,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
 
     @wrappers.Request.application
     def _serve_steps(self, request):
-        datums = self._step_datums(request, _param(request, "run"), _param(request, "tag"))
+        datums = self._step_datums(request, param(request, "run"), param(request, "tag"))
         return _json(request, {"steps": [d.step for d in datums], "wall_times": [d.wall_time for d in datums]})
 
     @wrappers.Request.application
@@ -204,7 +191,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
         if request.args.get("head") is None:
             return _binary(request, container)
         # One head only (matrix view of long sequences: a 2,048-token layer of 12 heads is 50 MB of codes).
-        head = _int_param(request, "head")
+        head = int_param(request, "head")
         meta, arrays = codec.unpack(container)
         if head >= arrays["codes"].shape[0]:
             raise errors.NotFoundError(f"head {head} out of range: this layer has {arrays['codes'].shape[0]} heads")
@@ -241,7 +228,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
 
     @wrappers.Request.application
     def _serve_head_stats(self, request):
-        run, tag = _param(request, "run"), _param(request, "tag")
+        run, tag = param(request, "run"), param(request, "tag")
         ctx, eid = self._context(request)
         stats = self._series(request, metadata.KIND_HEAD_STATS, self._provider.list_tensors)
         tags = {t: c for t, c in stats.get(run, {}).items() if c.get("probe") == tag}
@@ -312,10 +299,10 @@ class AttentionPlugin(base_plugin.TBPlugin):
     def _serve_head_diff(self, request):
         from tb_attention import evolution
 
-        run, tag, step = _param(request, "run"), _param(request, "tag"), _int_param(request, "step")
+        run, tag, step = param(request, "run"), param(request, "tag"), int_param(request, "step")
         run_b = request.args.get("run_b") or run
         tag_b = request.args.get("tag_b") or tag
-        step_b = _int_param(request, "step_b")
+        step_b = int_param(request, "step_b")
         a = self._step_attention(request, run, tag, step)
         b = self._step_attention(request, run_b, tag_b, step_b)
         if a.shape != b.shape:
@@ -329,7 +316,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
     def _serve_rollout(self, request):
         from tb_attention import evolution
 
-        run, tag, step = _param(request, "run"), _param(request, "tag"), _int_param(request, "step")
+        run, tag, step = param(request, "run"), param(request, "tag"), int_param(request, "step")
         fusion = request.args.get("fusion") or "mean"
         if fusion not in evolution.FUSIONS:
             raise errors.InvalidArgumentError(f"parameter 'fusion' must be one of {list(evolution.FUSIONS)}")

@@ -88,13 +88,7 @@ class AttentionWriter:
         image: the probe's input image (needs patch_grid), uint8 [H, W, 3] or [H, W], or float in [0, 1]; stored
             as PNG so the head view can paint the chosen query's attention over it.
         """
-        self._raise_if_failed()
-        if self._closed:
-            raise RuntimeError("AttentionWriter is closed")
-        tag = validation.tag_name(tag)
-        if tag.rsplit("/", 1)[-1].startswith("_"):
-            raise ValueError(f"tag {tag!r}: a last component starting with '_' is reserved for tb-attention")
-        step = validation.step_value(step)
+        tag, step = self._accepting(tag, step)
         last = self._last_step.get(tag)
         if last is not None and step <= last:
             raise ValueError(
@@ -144,13 +138,7 @@ class AttentionWriter:
         series' steps increase independently. When `add_attention` already logged metrics for this tag at
         `step`, the call is skipped and returns False; otherwise it returns True.
         """
-        self._raise_if_failed()
-        if self._closed:
-            raise RuntimeError("AttentionWriter is closed")
-        tag = validation.tag_name(tag)
-        if tag.rsplit("/", 1)[-1].startswith("_"):
-            raise ValueError(f"tag {tag!r}: a last component starting with '_' is reserved for tb-attention")
-        step = validation.step_value(step)
+        tag, step = self._accepting(tag, step)
         if not self._metrics_due(tag, step, "metrics"):
             return False
         attention = _metric_attention(attentions, self._pool.take)
@@ -203,7 +191,7 @@ class AttentionWriter:
         return [f"{prefix}/{i}" for i in range(n)]
 
     def add_capture(self, tag, cap, *, step, tokens=None, decoder_tokens=None, rows=None, image=None):
-        """Logs what `tb_attention.capture(model)` recorded (see docs/capturing.md); one tag per stream/row.
+        """Logs what `tb_attention.capture(model)` recorded (README, "Capturing from your model"); one tag per stream/row.
         ViT probes carry the captured input image unless `image=` (one, or one per batch row) replaces it."""
         from tb_attention.capture import log_capture
 
@@ -360,6 +348,16 @@ class AttentionWriter:
                 self._events.add_event(event)
             else:
                 self._summary_writer._get_file_writer().add_event(event, event.step, event.wall_time)
+
+    def _accepting(self, tag, step):
+        """Checks the writer can take a step and returns the validated (tag, step)."""
+        self._raise_if_failed()
+        if self._closed:
+            raise RuntimeError("AttentionWriter is closed")
+        tag = validation.tag_name(tag)
+        if tag.rsplit("/", 1)[-1].startswith("_"):
+            raise ValueError(f"tag {tag!r}: a last component starting with '_' is reserved for tb-attention")
+        return tag, validation.step_value(step)
 
     def _raise_if_failed(self):
         if self._error is not None:

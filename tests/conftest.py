@@ -26,6 +26,24 @@ def softmax_attention(rng, layers, heads, q_len, k_len=None, sharpness=3.0):
     return (weights / weights.sum(-1, keepdims=True)).astype(np.float32)
 
 
+def write_raw_probe(run_dir, tag, blobs, content, step=1):
+    """Writes a probe event by hand, bypassing the writer's checks (damaged or future data)."""
+    import json
+
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    from tb_attention import summary
+
+    writer = EventFileWriter(str(run_dir))
+    meta = metadata.create_summary_metadata(metadata.KIND_PROBE)
+    meta.plugin_data.content = json.dumps(content).encode()
+    value = summary_pb2.Summary.Value(tag=tag, tensor=summary._blob_sequence_proto(blobs))
+    value.metadata.CopyFrom(meta)
+    writer.add_event(event_pb2.Event(step=step, summary=summary_pb2.Summary(value=[value])))
+    writer.close()
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

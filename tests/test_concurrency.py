@@ -6,7 +6,6 @@ import time
 import urllib.error
 import urllib.request
 
-import numpy as np
 import pytest
 from torch.utils.tensorboard import SummaryWriter
 

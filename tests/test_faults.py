@@ -1,7 +1,6 @@
 """Crashes and damaged files: steps written before the damage still load, and nothing answers with a 500."""
 
 import glob
-import json
 import os
 import signal
 import subprocess
@@ -9,13 +8,10 @@ import sys
 import textwrap
 import time
 
-import numpy as np
-import pytest
-from tensorboard.compat.proto import event_pb2, summary_pb2
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.compat.proto import event_pb2
 
 from tb_attention import AttentionWriter, codec, metadata, summary
-from tests.conftest import softmax_attention
+from tests.conftest import softmax_attention, write_raw_probe
 
 TOKENS = [f"t{i}" for i in range(40)]
 
@@ -127,22 +123,12 @@ def test_flipped_byte_in_a_layer_is_reported_and_other_steps_load(tmp_path, rng,
         assert {statuses[s, layer] for s in range(3, 6) for layer in range(2)} == {404}
 
 
-def _write_raw(run_dir, tag, blobs, content):
-    writer = EventFileWriter(str(run_dir))
-    meta = metadata.create_summary_metadata(metadata.KIND_PROBE)
-    meta.plugin_data.content = json.dumps(content).encode()
-    value = summary_pb2.Summary.Value(tag=tag, tensor=summary._blob_sequence_proto(blobs))
-    value.metadata.CopyFrom(meta)
-    writer.add_event(event_pb2.Event(step=1, summary=summary_pb2.Summary(value=[value])))
-    writer.close()
-
-
 def test_undecodable_blob_and_bad_manifest_get_422_with_a_message(tmp_path, rng, load):
     attn = softmax_attention(rng, 1, 2, 3)
     good = summary.probe_blobs(attn, None, None, list("abc"), None)
-    _write_raw(tmp_path / "run", "garbage_layer", [good[0], b"\x00garbage"], {"version": 1, "kind": "probe"})
-    _write_raw(tmp_path / "run", "garbage_manifest", [b"{not json", good[1]], {"version": 1, "kind": "probe"})
-    _write_raw(tmp_path / "run", "fine", good, {"version": 1, "kind": "probe"})
+    write_raw_probe(tmp_path / "run", "garbage_layer", [good[0], b"\x00garbage"], {"version": 1, "kind": "probe"})
+    write_raw_probe(tmp_path / "run", "garbage_manifest", [b"{not json", good[1]], {"version": 1, "kind": "probe"})
+    write_raw_probe(tmp_path / "run", "fine", good, {"version": 1, "kind": "probe"})
     loaded = load(tmp_path)
     resp = loaded.get("attention", run="run", tag="garbage_layer", step=1, layer=0)
     assert resp.status_code == 422 and "not a TBA1 container" in resp.get_data(as_text=True)
@@ -155,8 +141,8 @@ def test_undecodable_blob_and_bad_manifest_get_422_with_a_message(tmp_path, rng,
 
 def test_newer_format_version_is_listed_as_a_problem_not_a_crash(tmp_path, rng, load):
     good = summary.probe_blobs(softmax_attention(rng, 1, 1, 2), None, None, list("ab"), None)
-    _write_raw(tmp_path / "run", "future", good, {"version": metadata.VERSION + 1, "kind": "probe"})
-    _write_raw(tmp_path / "run", "today", good, {"version": metadata.VERSION, "kind": "probe"})
+    write_raw_probe(tmp_path / "run", "future", good, {"version": metadata.VERSION + 1, "kind": "probe"})
+    write_raw_probe(tmp_path / "run", "today", good, {"version": metadata.VERSION, "kind": "probe"})
     loaded = load(tmp_path)
     (run,) = loaded.get("runs").get_json()["runs"]
     assert run["probes"] == ["today"]

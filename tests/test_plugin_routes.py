@@ -1,6 +1,5 @@
 """What the plugin serves decodes to what was logged, on both data loaders."""
 
-import json
 
 import numpy as np
 import pytest

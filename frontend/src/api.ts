@@ -6,6 +6,8 @@ import { decodeCbrt8, decodeContainer, type Container } from "./container";
 export interface RunInfo {
   run: string;
   probes: string[];
+  /** Series this version cannot read (e.g. written by a newer tb-attention), with the server's explanation. */
+  problems?: { tag: string; message: string }[];
 }
 
 export interface Manifest {

@@ -57,6 +57,7 @@ class App implements ViewHost {
     () => this.select({}),
   );
   private readonly message = document.createElement("div");
+  private readonly notice = document.createElement("div");
   private readonly summary = document.createElement("div");
   private readonly main = document.createElement("div");
 
@@ -97,10 +98,12 @@ class App implements ViewHost {
       this.specialControl(), this.search.el, exportMenu(this), reload,
     );
     this.summary.className = "tba-summary";
+    this.notice.className = "tba-notice";
+    this.notice.id = "notice";
     this.message.className = "tba-message";
     this.message.id = "message";
     this.main.className = "tba-main";
-    document.body.append(toolbar, this.summary, this.message, this.main);
+    document.body.append(toolbar, this.summary, this.notice, this.message, this.main);
     document.addEventListener("keydown", (e) => this.onKey(e));
     followTheme(() => this.select({})); // canvases pick theme colours when they paint
     this.activate(0, false);
@@ -300,6 +303,10 @@ class App implements ViewHost {
     try {
       const runs = await fetchRuns();
       if (ticket !== this.ticket) return;
+      // Unreadable series do not stop the rest from loading; say which and why (text only: names are user data).
+      this.notice.textContent = runs
+        .flatMap((r) => (r.problems ?? []).map((p) => `${r.run} / ${p.tag}: ${p.message}`))
+        .join("\n");
       const probes = runs.flatMap((r) => r.probes.map((tag) => ({ run: r.run, tag })));
       this.probes = probes;
       if (probes.length === 0) {

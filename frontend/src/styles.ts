@@ -37,6 +37,9 @@ button:hover, select:hover { border-color: #888; }
   color: #424242; white-space: pre-wrap; max-width: 760px; }
 .tba-message.error { background: #fdecea; color: #b71c1c; }
 .tba-message:empty { display: none; }
+.tba-notice { margin: 8px 16px 0; padding: 8px 12px; border-radius: 6px; background: #fff8e1; color: #6d4c00;
+  white-space: pre-wrap; max-width: 760px; font-size: 12px; }
+.tba-notice:empty { display: none; }
 .tba-main { padding: 12px 16px 40px; }
 .head-view { position: relative; }
 /* the line canvas of every HeadView (head tab, model view detail) */

@@ -844,6 +844,9 @@ button:hover, select:hover { border-color: #888; }
   color: #424242; white-space: pre-wrap; max-width: 760px; }
 .tba-message.error { background: #fdecea; color: #b71c1c; }
 .tba-message:empty { display: none; }
+.tba-notice { margin: 8px 16px 0; padding: 8px 12px; border-radius: 6px; background: #fff8e1; color: #6d4c00;
+  white-space: pre-wrap; max-width: 760px; font-size: 12px; }
+.tba-notice:empty { display: none; }
 .tba-main { padding: 12px 16px 40px; }
 .head-view { position: relative; }
 /* the line canvas of every HeadView (head tab, model view detail) */
@@ -4800,6 +4803,7 @@ var App = class {
       () => this.select({})
     );
     this.message = document.createElement("div");
+    this.notice = document.createElement("div");
     this.summary = document.createElement("div");
     this.main = document.createElement("div");
     this.attentionCache = new LruCache(48, 384 << 20, (a) => a.weights.byteLength);
@@ -4845,10 +4849,12 @@ var App = class {
       reload
     );
     this.summary.className = "tba-summary";
+    this.notice.className = "tba-notice";
+    this.notice.id = "notice";
     this.message.className = "tba-message";
     this.message.id = "message";
     this.main.className = "tba-main";
-    document.body.append(toolbar, this.summary, this.message, this.main);
+    document.body.append(toolbar, this.summary, this.notice, this.message, this.main);
     document.addEventListener("keydown", (e) => this.onKey(e));
     followTheme(() => this.select({}));
     this.activate(0, false);
@@ -5026,6 +5032,7 @@ var App = class {
     try {
       const runs = await fetchRuns();
       if (ticket !== this.ticket) return;
+      this.notice.textContent = runs.flatMap((r) => (r.problems ?? []).map((p) => `${r.run} / ${p.tag}: ${p.message}`)).join("\n");
       const probes = runs.flatMap((r) => r.probes.map((tag) => ({ run: r.run, tag })));
       this.probes = probes;
       if (probes.length === 0) {
