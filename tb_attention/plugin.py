@@ -1,9 +1,7 @@
 """The TensorBoard plugin: reads probes through the data provider and serves them (docs/http_api.md)."""
 
-import collections
 import json
 import logging
-import threading
 from importlib import resources
 
 import numpy as np
@@ -13,12 +11,13 @@ from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from tb_attention import codec, metadata
+from tb_attention import codec, lru, metadata
 from tb_attention.params import int_param, param
 
 _log = logging.getLogger(__name__)
 _LARGE = 1_000_000_000  # "all samples"; hint 0 means the same and must not reach the provider as 0
 _MANIFEST_CACHE = 256
+_STEP_INDEX_CACHE = 32  # probes whose step list is kept (a 10,000-step list is a few MB)
 
 
 class CorruptDataError(errors.PublicError):
@@ -41,8 +40,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
     def __init__(self, context):
         self._provider = context.data_provider
         self._downsample = (context.sampling_hints or {}).get(self.plugin_name) or _LARGE
-        self._manifests = collections.OrderedDict()
-        self._lock = threading.Lock()
+        self._manifests = lru.Lru(_MANIFEST_CACHE)
+        self._step_index = lru.Lru(_STEP_INDEX_CACHE)
         from tb_attention import embedding_service  # joint q/k embedding routes (docs/embedding.md)
 
         self._embedding = embedding_service.EmbeddingRoutes(self, context)
@@ -94,10 +93,24 @@ class AttentionPlugin(base_plugin.TBPlugin):
         return self._series(request, metadata.KIND_PROBE, self._provider.list_blob_sequences, problems)
 
     def _step_datums(self, request, run, tag):
-        probes = self._probes(request)
-        if tag not in probes.get(run, {}):
-            raise errors.NotFoundError(f"no attention probe {tag!r} in run {run!r}")
+        """The probe's steps, ascending. Re-reading them costs O(steps) per request, so they are cached under the
+        series' (max_step, max_wall_time), which changes whenever TensorBoard loads more of the series."""
         ctx, eid = self._context(request)
+        listing = self._provider.list_blob_sequences(
+            ctx, experiment_id=eid, plugin_name=self.plugin_name,
+            run_tag_filter=provider.RunTagFilter(runs=[run], tags=[tag]),
+        )
+        series = listing.get(run, {}).get(tag)
+        try:
+            content = series and metadata.parse_plugin_content(series.plugin_content)
+        except metadata.UnsupportedVersionError as e:
+            raise errors.NotFoundError(f"probe {tag!r} in run {run!r}: {e}") from None
+        if not content or content.get("kind") != metadata.KIND_PROBE:
+            raise errors.NotFoundError(f"no attention probe {tag!r} in run {run!r}")
+        key = (eid, run, tag, series.max_step, series.max_wall_time)
+        return self._step_index.get(key, lambda: self._read_step_datums(ctx, eid, run, tag))
+
+    def _read_step_datums(self, ctx, eid, run, tag):
         series = self._provider.read_blob_sequences(
             ctx,
             experiment_id=eid,
@@ -122,11 +135,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
         return self._provider.read_blob(ctx, blob_key=ref.blob_key)
 
     def _manifest(self, request, blobs):
-        key = blobs[metadata.MANIFEST_INDEX].blob_key
-        with self._lock:
-            if key in self._manifests:
-                self._manifests.move_to_end(key)
-                return self._manifests[key]
+        return self._manifests.get(blobs[metadata.MANIFEST_INDEX].blob_key, lambda: self._read_manifest(request, blobs))
+
+    def _read_manifest(self, request, blobs):
         try:
             manifest = json.loads(self._read_blob(request, blobs[metadata.MANIFEST_INDEX]))
             expected = metadata.blob_count(manifest)
@@ -134,10 +145,6 @@ class AttentionPlugin(base_plugin.TBPlugin):
             raise CorruptDataError(f"unreadable step manifest: {e!r}") from None
         if len(blobs) != expected:
             raise CorruptDataError(f"step has {len(blobs)} blobs, its manifest describes {expected}")
-        with self._lock:
-            self._manifests[key] = manifest
-            while len(self._manifests) > _MANIFEST_CACHE:
-                self._manifests.popitem(last=False)
         return manifest
 
     def _layer_blob(self, request, index_of):
