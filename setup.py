@@ -16,6 +16,7 @@ setup(
         "werkzeug",
         "google-crc32c",
         "tqdm",
+        "pillow",
     ],
     extras_require={
         # torch is deliberately unpinned here; see README for installing the CPU wheel.

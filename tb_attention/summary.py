@@ -17,14 +17,6 @@ def _maybe_compress(container):
     return packed if len(packed) < _MIN_SAVING * len(container) else container
 
 
-def head_entropy(attention):
-    """Mean over query rows of -sum_k w log w, in nats; float32 [L, H]."""
-    w = attention
-    with np.errstate(divide="ignore", invalid="ignore"):
-        plogp = np.where(w > 0, w * np.log(w), 0.0)
-    return (-plogp.sum(axis=-1)).mean(axis=-1).astype(np.float32)
-
-
 def manifest(attention, queries, keys, tokens, key_tokens, segments=None, image=None, patch_grid=None):
     num_layers, num_heads, query_len, key_len = attention.shape
     extra = {} if segments is None else {"segments": segments}  # optional: absent unless logged

@@ -133,6 +133,51 @@ def test_neuron_view_query_head_and_gqa(server):
         _no_xss(page, dialogs, errors)
 
 
+def test_neuron_view_compare_mode(server):
+    with plugin_page(server) as (page, errors, dialogs):
+        open_view(page, "neuron")
+        root = "[data-view-root='neuron']"
+        plain = signature(page, ".nv-body canvas")
+        assert page.locator(".nv-heading[data-col='dsoft']").count() == 0
+        page.select_option("#compare-select", label=f"step {STEPS[0]}")
+        page.wait_for_selector(f"{root}[data-compare='step {STEPS[0]}']")
+        wait_ready(page, "neuron")
+        # Reference and Δ columns, labelled with the reference step.
+        assert page.text_content(".nv-heading[data-col='dsoft']") == "Δ softmax"
+        assert page.locator(".nv-heading[data-col='dscore']").count() == 1
+        assert f"Reference: step {STEPS[0]}" in page.text_content(".nv-compare")
+        assert f"ref: step {STEPS[0]}" in page.text_content(".nv-header")
+        assert page.text_content(".tba-summary").startswith("Δ")
+        assert float(page.get_attribute(root, "data-delta-max")) > 0.01
+        # The Δ softmax column is painted (PuOr: not all one colour); the q/k strips are still there.
+        col = page.evaluate("""() => {
+            const c = document.querySelector('.nv-body canvas'), h = document.querySelector('.nv-heading[data-col=dsoft]');
+            const dpr = c.width / c.getBoundingClientRect().width, x = Math.round((parseFloat(h.style.left) + 29) * dpr);
+            const d = c.getContext('2d').getImageData(x, 0, 1, c.height).data, seen = new Set(); let painted = 0;
+            for (let i = 0; i < d.length; i += 4) if (d[i + 3]) { painted++; seen.add(d[i] + ',' + d[i + 1] + ',' + d[i + 2]); }
+            return {painted, colours: seen.size}; }""")
+        assert col["painted"] > 100 and col["colours"] > 5, col
+        assert page.locator(".nv-heading[data-col='q']").count() == 1
+        page.hover(".nv-k .token[data-index='3']")
+        assert "Δ softmax =" in page.get_attribute(".nv-k .token[data-index='3']", "title")
+        # Clearing Compare removes the columns and restores the plain picture.
+        page.select_option("#compare-select", label="—")
+        page.wait_for_selector(f"{root}[data-compare='']")
+        wait_ready(page, "neuron")
+        assert page.locator(".nv-heading[data-col='dsoft']").count() == 0
+        assert page.text_content(".nv-compare") == ""
+        assert signature(page, ".nv-body canvas")["hash"] == plain["hash"]
+        # A reference without q/k gets a message, not a failure.
+        page.fill("#step-slider", "0")
+        page.wait_for_selector(f"body[data-painted-step='{STEPS[0]}'][data-state=ready]")
+        page.select_option("#compare-select", label="exp3 / probe/noqk (same step)")
+        page.wait_for_function("document.querySelector('.nv-compare').textContent.includes('not logged')")
+        wait_ready(page, "neuron")
+        assert page.locator(".nv-heading[data-col='dsoft']").count() == 0
+        assert signature(page, ".nv-body canvas")["painted"] > 1000
+        _no_xss(page, dialogs, errors)
+
+
 def test_matrix_view_overview_zoom_tooltip(server):
     with plugin_page(server) as (page, errors, dialogs):
         open_view(page, "matrix")

@@ -18,6 +18,7 @@ import { LruCache } from "./cache";
 import { CompareControl } from "./compareControl";
 import { controlLabel, LayerSelect, ProbeSelect, StepSlider } from "./controls";
 import { exportMenu } from "./exportMenu";
+import { onHostReload } from "./hostEvents";
 import { SearchControl } from "./searchControl";
 import { installStyles } from "./styles";
 import { followTheme } from "./theme";
@@ -108,6 +109,7 @@ class App implements ViewHost {
     followTheme(() => this.select({})); // canvases pick theme colours when they paint
     this.activate(0, false);
     window.__tba = this;
+    onHostReload(() => void this.start()); // TensorBoard reloaded its data: look for new runs and steps
     void this.start();
   }
 

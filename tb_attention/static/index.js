@@ -742,6 +742,26 @@ function exportMenu(host) {
   return el2;
 }
 
+// src/hostEvents.ts
+function onHostReload(callback) {
+  if (window.parent === window) return;
+  const channel = new MessageChannel();
+  channel.port1.onmessage = (event) => {
+    let message;
+    try {
+      message = JSON.parse(String(event.data));
+    } catch {
+      return;
+    }
+    if (message.isReply) return;
+    if (message.type === "experimental.DataReloaded") callback();
+    channel.port1.postMessage(
+      JSON.stringify({ type: message.type, id: message.id, payload: null, error: null, isReply: true })
+    );
+  };
+  window.parent.postMessage("experimental.bootstrap", "*", [channel.port2]);
+}
+
 // src/searchControl.ts
 var SearchControl = class {
   constructor(root, onFilterChange) {
@@ -4415,7 +4435,10 @@ var NeuronView = class {
     this.qCol = document.createElement("div");
     this.kCol = document.createElement("div");
     this.note = document.createElement("div");
+    this.cmp = document.createElement("div");
+    // which reference Δ is against, or why there is none
     this.head = 0;
+    this.step = 0;
     this.data = null;
     this.tokensKey = "";
     this.query = new HoverLock(() => this.drawQuery());
@@ -4424,7 +4447,7 @@ var NeuronView = class {
     this.tokW = 90;
     this.stripW = 128;
     this.cellW = 2;
-    this.x = { qTok: 0, qVec: 0, gap: 0, kTok: 0, kVec: 0, prod: 0, score: 0, soft: 0, attn: 0, end: 0 };
+    this.x = { qTok: 0, qVec: 0, gap: 0, kTok: 0, kVec: 0, prod: 0, score: 0, soft: 0, attn: 0, rScore: 0, rSoft: 0, dScore: 0, dSoft: 0, end: 0 };
     this.headerH = 34;
     this.scores = null;
     this.root.className = "neuron-view";
@@ -4443,12 +4466,14 @@ var NeuronView = class {
     this.info.className = "nv-info";
     bar.append(lab, this.info);
     this.note.className = "tba-message";
+    this.cmp.className = "nv-info nv-compare";
+    this.cmp.style.marginBottom = "6px";
     this.body.className = "nv-body";
     this.header.className = "nv-header";
     this.qCol.className = "token-col nv-q";
     this.kCol.className = "token-col nv-k";
     this.body.append(this.canvas, this.header, this.qCol, this.kCol);
-    this.root.append(bar, this.note, this.body);
+    this.root.append(bar, this.cmp, this.note, this.body);
     this.qCol.addEventListener("mouseover", (e) => this.query.hover(indexOf(e)));
     this.qCol.addEventListener("mouseleave", () => this.query.hover(null));
     this.qCol.addEventListener("click", (e) => {
@@ -4469,6 +4494,7 @@ var NeuronView = class {
     }
     let qk;
     let attn;
+    const refP = this.loadRef(host, state);
     try {
       [qk, attn] = await Promise.all([host.qk(state.step, state.layer), host.attention(state.step, state.layer)]);
     } catch (e) {
@@ -4483,8 +4509,21 @@ var NeuronView = class {
     if (qk.Q !== attn.Q || qk.K !== attn.K || qk.H !== attn.H) {
       throw new Error(`q/k are ${qk.H}×${qk.Q}/${qk.K} but attention is ${attn.H}×${attn.Q}×${attn.K}`);
     }
+    let ref = await refP;
+    if (!host.isCurrent(state)) return;
+    if (ref && typeof ref !== "string") {
+      const a = [qk.H, qk.Hkv, qk.Q, qk.K, qk.D];
+      const b = [ref.qk.H, ref.qk.Hkv, ref.qk.Q, ref.qk.K, ref.qk.D];
+      if (a.join() !== b.join() || ref.attn.Q !== attn.Q || ref.attn.K !== attn.K) {
+        ref = `cannot compare with ${ref.ref.label}: q/k shapes differ ([H, H_kv, Q, K, D] ${a.join("×")} vs ${b.join("×")})`;
+      }
+    }
     const s = scalingOf(m, state.layer, qk.D);
-    this.data = { m, qk, attn, scaling: s.value, scalingKnown: s.known };
+    this.step = state.step;
+    this.data = { m, qk, attn, scaling: s.value, scalingKnown: s.known, ref: ref && typeof ref !== "string" ? ref : null };
+    const r = this.data.ref;
+    this.cmp.textContent = r ? `Reference: ${r.ref.label} (columns "ref") · Δ = step ${state.step} − ${r.ref.label}: orange = higher now, purple = lower` : typeof ref === "string" ? `Compare: ${ref}` : "";
+    this.root.dataset["compare"] = r ? r.ref.label : "";
     this.note.textContent = "";
     this.body.style.display = "";
     if (this.headSelect.options.length !== qk.H) {
@@ -4502,11 +4541,30 @@ var NeuronView = class {
     this.layout();
     this.paint();
     host.setSummary(
-      `layer ${state.layer} · ${qk.H} query heads, ${qk.Hkv} key heads · d_head ${qk.D} · ${qk.Q} tokens · hover a query token to see its computation, click to lock it (Esc unlocks), ←/→ change head`
+      (r ? deltaSummary(state, r.ref) + " · " : typeof ref === "string" ? `(${ref}) · ` : "") + `layer ${state.layer} · ${qk.H} query heads, ${qk.Hkv} key heads · d_head ${qk.D} · ${qk.Q} tokens · hover a query token to see its computation, click to lock it (Esc unlocks), ←/→ change head`
     );
+  }
+  /** The reference's q/k and attention, a reason why there is none (string), or null when comparison is off. */
+  async loadRef(host, state) {
+    try {
+      const t = await compareTarget(host, state);
+      if (t === null || typeof t === "string") return t;
+      if (!t.m.has_qk) return `queries and keys were not logged for ${t.ref.label}`;
+      const [qk, attn] = await Promise.all([
+        host.qk(t.ref.step, state.layer, t.ref.probe),
+        host.attention(t.ref.step, state.layer, t.ref.probe)
+      ]);
+      return { ref: t.ref, qk, attn, scaling: scalingOf(t.m, state.layer, qk.D).value };
+    } catch (e) {
+      const ref = state.compare?.label ?? "the reference";
+      if (e instanceof HttpError && e.status === 404) return `queries and keys were not logged for ${ref}`;
+      return `${ref}: ${e instanceof Error ? e.message : String(e)}`;
+    }
   }
   message(text) {
     this.data = null;
+    this.cmp.textContent = "";
+    this.root.dataset["compare"] = "";
     this.note.textContent = text;
     this.body.style.display = "none";
   }
@@ -4518,14 +4576,15 @@ var NeuronView = class {
     this.rowH = rowHeightFor(n);
     this.cellW = Math.max(1, Math.min(4, Math.floor(160 / d.qk.D)));
     this.stripW = this.cellW * d.qk.D;
-    const key2 = JSON.stringify([left, right, this.rowH]);
+    this.headerH = d.ref ? 50 : 34;
+    const key2 = JSON.stringify([left, right, this.rowH, this.headerH]);
     const ctx = this.canvas.getContext("2d");
     const fontPx = this.rowH >= 18 ? 13 : this.rowH >= 15 ? 12 : 10;
     ctx.font = `${fontPx}px system-ui, sans-serif`;
     let w = 0;
     for (const t of [...left, ...right]) w = Math.max(w, ctx.measureText(displayText(t)).width);
     this.tokW = Math.ceil(Math.min(180, Math.max(50, w))) + 14;
-    const x = { qTok: 0, qVec: 0, gap: 0, kTok: 0, kVec: 0, prod: 0, score: 0, soft: 0, attn: 0, end: 0 };
+    const x = { qTok: 0, qVec: 0, gap: 0, kTok: 0, kVec: 0, prod: 0, score: 0, soft: 0, attn: 0, rScore: 0, rSoft: 0, dScore: 0, dSoft: 0, end: 0 };
     x.qVec = this.tokW + 4;
     x.gap = x.qVec + this.stripW;
     x.kTok = x.gap + GAP;
@@ -4535,6 +4594,13 @@ var NeuronView = class {
     x.soft = x.score + CELL2 + 4;
     x.attn = x.soft + CELL2 + 4;
     x.end = x.attn + CELL2;
+    if (d.ref) {
+      x.rScore = x.end + 16;
+      x.rSoft = x.rScore + CELL2 + 4;
+      x.dScore = x.rSoft + CELL2 + 16;
+      x.dSoft = x.dScore + CELL2 + 4;
+      x.end = x.dSoft + CELL2 + 16;
+    }
     this.x = x;
     const height = this.headerH + n * this.rowH;
     this.body.style.width = `${x.end}px`;
@@ -4583,27 +4649,53 @@ var NeuronView = class {
     const sc = d.scalingKnown ? `scaling ${d.scaling.toPrecision(4)} (from the manifest)` : `scaling 1/√${qk.D} = ${d.scaling.toPrecision(4)} (assumed: the manifest carries no scaling)`;
     this.info.textContent = `${rope} · ${sc}${shared}`;
     const x = this.x;
-    this.header.replaceChildren(
-      ...[
-        [x.qTok, this.tokW, "Query"],
-        [x.qVec, this.stripW, "Query q"],
-        [x.kTok, this.tokW, "Key"],
-        [x.kVec, this.stripW, qk.Hkv < qk.H ? `Key k (head ${kh})` : "Key k"],
-        [x.prod, this.stripW, "q ⊙ k"],
-        [x.score, CELL2, "q·k · s"],
-        [x.soft, CELL2, "softmax"],
-        [x.attn, CELL2, "logged"]
-      ].map(([left, width, text]) => {
-        const el2 = document.createElement("div");
-        el2.className = "nv-heading";
-        el2.style.left = `${left}px`;
-        el2.style.width = `${width}px`;
-        el2.textContent = text;
-        return el2;
-      })
-    );
-    this.header.querySelector(".nv-heading:nth-child(7)").title = "softmax of the scaled scores over the keys the model did not mask (logged weight > 0); differences to 'logged' come from biases or masks q/k do not carry";
-    this.header.querySelector(".nv-heading:nth-child(8)").title = "the attention weight the model used";
+    const r = d.ref;
+    const rl = r ? r.ref.label : "";
+    const cols = [
+      [x.qTok, this.tokW, "Query", "qtok", ""],
+      [x.qVec, this.stripW, "Query q", "q", ""],
+      [x.kTok, this.tokW, "Key", "ktok", ""],
+      [x.kVec, this.stripW, qk.Hkv < qk.H ? `Key k (head ${kh})` : "Key k", "k", ""],
+      [x.prod, this.stripW, "q ⊙ k", "prod", ""],
+      [x.score, CELL2, "q·k · s", "score", ""],
+      [x.soft, CELL2, "softmax", "soft", "softmax of the scaled scores over the keys the model did not mask (logged weight > 0); differences to 'logged' come from biases or masks q/k do not carry"],
+      [x.attn, CELL2, "logged", "attn", "the attention weight the model used"]
+    ];
+    if (r) {
+      cols.push(
+        [x.rScore, CELL2, "q·k · s", "rscore", `q·k · s of ${rl}`],
+        [x.rSoft, CELL2, "softmax", "rsoft", `softmax of ${rl}`],
+        [x.dScore, CELL2, "Δ q·k·s", "dscore", `q·k · s now − ${rl}`],
+        [x.dSoft, CELL2 + 16, "Δ softmax", "dsoft", `softmax now − ${rl}`]
+      );
+    }
+    const heading = (cls, left, width, text, title) => {
+      const el2 = document.createElement("div");
+      el2.className = cls;
+      el2.style.left = `${left}px`;
+      el2.style.width = `${width}px`;
+      el2.textContent = text;
+      if (title) el2.title = title;
+      return el2;
+    };
+    const els = cols.map(([left, width, text, col, title]) => {
+      const el2 = heading("nv-heading", left, width, text, title);
+      el2.dataset["col"] = col;
+      return el2;
+    });
+    if (r) {
+      const now = `now: step ${this.step}`;
+      for (const [left, right, text] of [
+        [x.score, x.attn + CELL2, now],
+        [x.rScore, x.rSoft + CELL2, `ref: ${rl}`],
+        [x.dScore, x.end, "Δ = now − ref"]
+      ]) {
+        const el2 = heading("nv-info nv-group", left, right - left, text, text);
+        el2.style.cssText += "position: absolute; top: 28px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; border-top: 1px solid currentColor;";
+        els.push(el2);
+      }
+    }
+    this.header.replaceChildren(...els);
     const ctx = this.canvas.getContext("2d");
     ctx.clearRect(0, 0, x.end, this.headerH + Math.max(qk.Q, qk.K) * this.rowH);
     const qOff = h * qk.Q * qk.D;
@@ -4652,7 +4744,6 @@ var NeuronView = class {
     const { qk, attn } = d;
     const x = this.x;
     const h = this.head;
-    const kh = kvHeadOf(h, qk.H, qk.Hkv);
     const i = Math.min(this.query.current ?? 0, qk.Q - 1);
     const D = qk.D;
     const K = qk.K;
@@ -4662,46 +4753,52 @@ var NeuronView = class {
     ctx.clearRect(x.gap, top, x.kTok - x.gap, height);
     ctx.clearRect(x.prod - 2, top, x.end - x.prod + 2, height);
     ctx.clearRect(0, top, x.qVec, height);
-    const qOff = (h * qk.Q + i) * D;
-    const kOff = kh * K * D;
-    const aRow = attn.weights.subarray((h * attn.Q + i) * K, (h * attn.Q + i + 1) * K);
     const prod = new Float32Array(K * D);
-    const score = new Float64Array(K);
-    for (let j = 0; j < K; j++) {
-      let sum = 0;
-      for (let c = 0; c < D; c++) {
-        const p = qk.queries[qOff + c] * qk.keys[kOff + j * D + c];
-        prod[j * D + c] = p;
-        sum += p;
-      }
-      score[j] = sum * d.scaling;
-    }
-    const masked = (j) => aRow[j] === 0;
-    let mx = -Infinity;
-    for (let j = 0; j < K; j++) if (!masked(j)) mx = Math.max(mx, score[j]);
-    const soft = new Float64Array(K);
-    let z = 0;
-    for (let j = 0; j < K; j++) if (!masked(j)) z += soft[j] = Math.exp(score[j] - mx);
-    for (let j = 0; j < K; j++) soft[j] = z > 0 ? soft[j] / z : 0;
+    const cur = rowOf(qk, attn, h, i, d.scaling, prod);
+    const { score, soft, aRow, masked } = cur;
+    const ref = d.ref ? rowOf(d.ref.qk, d.ref.attn, h, i, d.ref.scaling) : null;
+    const both = (j) => !masked(j) && !(ref && ref.masked(j));
     this.strips(ctx, prod, 0, K, D, x.prod, maxAbs(prod, 0, K * D), masked);
     let sMax = 0;
-    for (let j = 0; j < K; j++) if (!masked(j)) sMax = Math.max(sMax, Math.abs(score[j]));
+    let dsMax = 0;
+    let dpMax = 0;
+    for (let j = 0; j < K; j++) {
+      if (!masked(j)) sMax = Math.max(sMax, Math.abs(score[j]));
+      if (ref && !ref.masked(j)) sMax = Math.max(sMax, Math.abs(ref.score[j]));
+      if (ref && both(j)) {
+        dsMax = Math.max(dsMax, Math.abs(score[j] - ref.score[j]));
+        dpMax = Math.max(dpMax, Math.abs(soft[j] - ref.soft[j]));
+      }
+    }
     const rh = this.rowH;
     const font = Math.max(9, Math.min(12, rh - 4));
     ctx.font = `${font}px system-ui, sans-serif`;
     ctx.textBaseline = "middle";
     ctx.textAlign = "right";
+    const grey = (x0, x1, y) => {
+      ctx.fillStyle = "rgba(128,128,128,0.12)";
+      ctx.fillRect(x0, y + 1, x1 - x0, rh - 2);
+    };
+    const scoreCell = (x0, y, s) => cell(ctx, x0, y, rh, s >= 0 ? POS : NEG, sMax > 0 ? Math.abs(s) / sMax : 0, s.toFixed(2), font);
     for (let j = 0; j < K; j++) {
       const y = top + j * rh;
-      if (masked(j)) {
-        ctx.fillStyle = "rgba(128,128,128,0.12)";
-        ctx.fillRect(x.score, y + 1, x.end - x.score, rh - 2);
-        continue;
+      if (masked(j)) grey(x.score, x.attn + CELL2, y);
+      else {
+        scoreCell(x.score, y, score[j]);
+        cell(ctx, x.soft, y, rh, POS, soft[j], soft[j].toFixed(3), font);
+        cell(ctx, x.attn, y, rh, POS, aRow[j], aRow[j].toFixed(3), font);
       }
-      const s = score[j];
-      cell(ctx, x.score, y, rh, s >= 0 ? POS : NEG, sMax > 0 ? Math.abs(s) / sMax : 0, s.toFixed(2), font);
-      cell(ctx, x.soft, y, rh, POS, soft[j], soft[j].toFixed(3), font);
-      cell(ctx, x.attn, y, rh, POS, aRow[j], aRow[j].toFixed(3), font);
+      if (!ref) continue;
+      if (ref.masked(j)) grey(x.rScore, x.rSoft + CELL2, y);
+      else {
+        scoreCell(x.rScore, y, ref.score[j]);
+        cell(ctx, x.rSoft, y, rh, POS, ref.soft[j], ref.soft[j].toFixed(3), font);
+      }
+      if (!both(j)) grey(x.dScore, x.dSoft + CELL2, y);
+      else {
+        deltaCell(ctx, x.dScore, y, rh, score[j] - ref.score[j], dsMax, 2, font);
+        deltaCell(ctx, x.dSoft, y, rh, soft[j] - ref.soft[j], dpMax, 3, font);
+      }
     }
     const yq = top + (i + 0.5) * rh;
     ctx.lineWidth = rh >= 16 ? 2 : 1;
@@ -4722,7 +4819,8 @@ var NeuronView = class {
     if (this.query.isLocked) el2?.classList.add("locked");
     this.root.dataset["query"] = String(i);
     this.root.dataset["locked"] = String(this.query.isLocked);
-    this.scores = { score, soft, aRow, i };
+    this.root.dataset["deltaMax"] = ref ? dpMax.toPrecision(4) : "";
+    this.scores = { cur, ref, i };
   }
   /** Exact numbers as the key token's tooltip (computed on hover; the canvas shows rounded ones). */
   keyTitle(el2, j) {
@@ -4730,11 +4828,20 @@ var NeuronView = class {
     const d = this.data;
     if (!s || !d) return;
     const right = d.m.key_tokens ?? d.m.tokens;
-    el2.title = `key ${j}: ${right[j] ?? ""}
+    const { score, soft, aRow } = s.cur;
+    let t = `key ${j}: ${right[j] ?? ""}
 query ${s.i}: ${d.m.tokens[s.i] ?? ""}
-q·k·s = ${s.score[j].toPrecision(5)}
-softmax = ${s.soft[j].toPrecision(4)}
-logged attention = ${s.aRow[j].toPrecision(4)}`;
+q·k·s = ${score[j].toPrecision(5)}
+softmax = ${soft[j].toPrecision(4)}
+logged attention = ${aRow[j].toPrecision(4)}`;
+    if (s.ref && d.ref) {
+      const rs = s.ref.score[j];
+      const rp = s.ref.soft[j];
+      t += `
+${d.ref.ref.label}: q·k·s = ${rs.toPrecision(5)}, softmax = ${rp.toPrecision(4)}
+Δ q·k·s = ${(score[j] - rs).toPrecision(4)}, Δ softmax = ${(soft[j] - rp).toPrecision(4)}`;
+    }
+    el2.title = t;
   }
   prefetch(host, step) {
     if (!host.state.manifest.has_qk) return;
@@ -4757,6 +4864,30 @@ function indexOf(e) {
   const el2 = e.target.closest(".token");
   return el2 ? Number(el2.dataset["index"]) : null;
 }
+function rowOf(qk, attn, h, i, scaling, prod) {
+  const { D, K } = qk;
+  const qOff = (h * qk.Q + i) * D;
+  const kOff = kvHeadOf(h, qk.H, qk.Hkv) * K * D;
+  const aRow = attn.weights.subarray((h * attn.Q + i) * K, (h * attn.Q + i + 1) * K);
+  const score = new Float64Array(K);
+  for (let j = 0; j < K; j++) {
+    let sum = 0;
+    for (let c = 0; c < D; c++) {
+      const p = qk.queries[qOff + c] * qk.keys[kOff + j * D + c];
+      if (prod) prod[j * D + c] = p;
+      sum += p;
+    }
+    score[j] = sum * scaling;
+  }
+  const masked = (j) => aRow[j] === 0;
+  let mx = -Infinity;
+  for (let j = 0; j < K; j++) if (!masked(j)) mx = Math.max(mx, score[j]);
+  const soft = new Float64Array(K);
+  let z = 0;
+  for (let j = 0; j < K; j++) if (!masked(j)) z += soft[j] = Math.exp(score[j] - mx);
+  for (let j = 0; j < K; j++) soft[j] = z > 0 ? soft[j] / z : 0;
+  return { score, soft, aRow, masked };
+}
 function maxAbs(v, off, n) {
   let m = 0;
   for (let i = off; i < off + n; i++) m = Math.max(m, Math.abs(v[i]));
@@ -4769,6 +4900,15 @@ function cell(ctx, x, y, rh, rgb, a, text, font) {
   ctx.fillStyle = a > 0.55 ? "#fff" : canvasText();
   ctx.font = `${font}px system-ui, sans-serif`;
   ctx.fillText(text, x + CELL2 - 3, y + rh / 2);
+}
+function deltaCell(ctx, x, y, rh, v, vmax, digits, font) {
+  const t = vmax > 0 ? Math.max(-1, Math.min(1, v / vmax)) : 0;
+  ctx.fillStyle = cssColor(PUOR, 127.5 + 127.5 * t);
+  ctx.fillRect(x, y + 1, CELL2, rh - 2);
+  if (rh < 11) return;
+  ctx.fillStyle = Math.abs(t) > 0.6 ? "#fff" : "#212121";
+  ctx.font = `${font}px system-ui, sans-serif`;
+  ctx.fillText((v > 0 ? "+" : "") + v.toFixed(digits), x + CELL2 - 3, y + rh / 2);
 }
 
 // src/views.ts
@@ -4859,6 +4999,7 @@ var App = class {
     followTheme(() => this.select({}));
     this.activate(0, false);
     window.__tba = this;
+    onHostReload(() => void this.start());
     void this.start();
   }
   /** Hide special tokens ([CLS], [SEP], BOS, padding…), optionally renormalising rows; applies to every view. */

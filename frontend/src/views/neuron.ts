@@ -3,12 +3,16 @@
 // the model logged. Needs the logged q/k (route `qk`). Hover a query token to preview, click to lock, Esc
 // unlocks; ←/→ change head. The softmax is recomputed in the browser over the keys the model did not mask
 // (inferred: logged weight 0), so a difference to the logged column reveals biases the q/k do not carry.
+// With the toolbar's "Compare with" set, the reference's q·k·s and softmax for the same layer/head/query and
+// Δ = current − reference are added as columns (Δ on the PuOr diverging map of the other views).
 
 import { HttpError, type Attention, type Manifest, type QK } from "../api";
+import { PUOR, cssColor } from "../colormap";
+import { compareTarget, deltaSummary } from "../compare";
 import { displayText, rowHeightFor } from "../headView";
 import { HoverLock } from "../hoverLock";
 import { canvasText } from "../theme";
-import type { View, ViewHost } from "../view";
+import type { CompareRef, SharedState, View, ViewHost } from "../view";
 import { checkShape } from "./head";
 
 const GAP = 110; // band of connector lines from the query to every key
@@ -16,12 +20,28 @@ const CELL = 58; // width of a number column
 const POS = [33, 102, 172]; // blue: positive
 const NEG = [230, 97, 1]; // orange: negative (blue/orange is colour-blind safe, as BertViz)
 
+interface Ref {
+  ref: CompareRef;
+  qk: QK;
+  attn: Attention;
+  scaling: number;
+}
+
 interface Data {
   m: Manifest;
   qk: QK;
   attn: Attention;
   scaling: number;
   scalingKnown: boolean;
+  /** The "Compare with" reference at the same layer, when it has q/k of the same shape. */
+  ref: Ref | null;
+}
+
+interface Row {
+  score: Float64Array;
+  soft: Float64Array;
+  aRow: Float32Array;
+  masked: (j: number) => boolean;
 }
 
 /** Scaling for `layer`: the manifest's `scaling` (number or per-layer list) when present, else 1/√d. */
@@ -48,7 +68,9 @@ export class NeuronView implements View {
   private readonly qCol = document.createElement("div");
   private readonly kCol = document.createElement("div");
   private readonly note = document.createElement("div");
+  private readonly cmp = document.createElement("div"); // which reference Δ is against, or why there is none
   private head = 0;
+  private step = 0;
   private data: Data | null = null;
   private tokensKey = "";
   private readonly query = new HoverLock<number>(() => this.drawQuery());
@@ -57,7 +79,7 @@ export class NeuronView implements View {
   private tokW = 90;
   private stripW = 128;
   private cellW = 2;
-  private x = { qTok: 0, qVec: 0, gap: 0, kTok: 0, kVec: 0, prod: 0, score: 0, soft: 0, attn: 0, end: 0 };
+  private x = { qTok: 0, qVec: 0, gap: 0, kTok: 0, kVec: 0, prod: 0, score: 0, soft: 0, attn: 0, rScore: 0, rSoft: 0, dScore: 0, dSoft: 0, end: 0 };
   private headerH = 34;
 
   constructor() {
@@ -77,12 +99,14 @@ export class NeuronView implements View {
     this.info.className = "nv-info";
     bar.append(lab, this.info);
     this.note.className = "tba-message";
+    this.cmp.className = "nv-info nv-compare";
+    this.cmp.style.marginBottom = "6px";
     this.body.className = "nv-body";
     this.header.className = "nv-header";
     this.qCol.className = "token-col nv-q";
     this.kCol.className = "token-col nv-k";
     this.body.append(this.canvas, this.header, this.qCol, this.kCol);
-    this.root.append(bar, this.note, this.body);
+    this.root.append(bar, this.cmp, this.note, this.body);
     this.qCol.addEventListener("mouseover", (e) => this.query.hover(indexOf(e)));
     this.qCol.addEventListener("mouseleave", () => this.query.hover(null));
     this.qCol.addEventListener("click", (e) => {
@@ -105,6 +129,7 @@ export class NeuronView implements View {
     }
     let qk: QK;
     let attn: Attention;
+    const refP = this.loadRef(host, state); // never rejects; loads alongside the current step
     try {
       [qk, attn] = await Promise.all([host.qk(state.step, state.layer), host.attention(state.step, state.layer)]);
     } catch (e) {
@@ -119,8 +144,23 @@ export class NeuronView implements View {
     if (qk.Q !== attn.Q || qk.K !== attn.K || qk.H !== attn.H) {
       throw new Error(`q/k are ${qk.H}×${qk.Q}/${qk.K} but attention is ${attn.H}×${attn.Q}×${attn.K}`);
     }
+    let ref = await refP;
+    if (!host.isCurrent(state)) return;
+    if (ref && typeof ref !== "string") {
+      const a = [qk.H, qk.Hkv, qk.Q, qk.K, qk.D];
+      const b = [ref.qk.H, ref.qk.Hkv, ref.qk.Q, ref.qk.K, ref.qk.D];
+      if (a.join() !== b.join() || ref.attn.Q !== attn.Q || ref.attn.K !== attn.K) {
+        ref = `cannot compare with ${ref.ref.label}: q/k shapes differ ([H, H_kv, Q, K, D] ${a.join("×")} vs ${b.join("×")})`;
+      }
+    }
     const s = scalingOf(m, state.layer, qk.D);
-    this.data = { m, qk, attn, scaling: s.value, scalingKnown: s.known };
+    this.step = state.step;
+    this.data = { m, qk, attn, scaling: s.value, scalingKnown: s.known, ref: ref && typeof ref !== "string" ? ref : null };
+    const r = this.data.ref;
+    this.cmp.textContent = r
+      ? `Reference: ${r.ref.label} (columns "ref") · Δ = step ${state.step} − ${r.ref.label}: orange = higher now, purple = lower`
+      : typeof ref === "string" ? `Compare: ${ref}` : "";
+    this.root.dataset["compare"] = r ? r.ref.label : "";
     this.note.textContent = "";
     this.body.style.display = "";
     if (this.headSelect.options.length !== qk.H) {
@@ -138,13 +178,34 @@ export class NeuronView implements View {
     this.layout();
     this.paint();
     host.setSummary(
+      (r ? deltaSummary(state, r.ref) + " · " : typeof ref === "string" ? `(${ref}) · ` : "") +
       `layer ${state.layer} · ${qk.H} query heads, ${qk.Hkv} key heads · d_head ${qk.D} · ${qk.Q} tokens · ` +
         "hover a query token to see its computation, click to lock it (Esc unlocks), ←/→ change head",
     );
   }
 
+  /** The reference's q/k and attention, a reason why there is none (string), or null when comparison is off. */
+  private async loadRef(host: ViewHost, state: SharedState): Promise<Ref | string | null> {
+    try {
+      const t = await compareTarget(host, state);
+      if (t === null || typeof t === "string") return t;
+      if (!t.m.has_qk) return `queries and keys were not logged for ${t.ref.label}`;
+      const [qk, attn] = await Promise.all([
+        host.qk(t.ref.step, state.layer, t.ref.probe),
+        host.attention(t.ref.step, state.layer, t.ref.probe),
+      ]);
+      return { ref: t.ref, qk, attn, scaling: scalingOf(t.m, state.layer, qk.D).value };
+    } catch (e) {
+      const ref = state.compare?.label ?? "the reference";
+      if (e instanceof HttpError && e.status === 404) return `queries and keys were not logged for ${ref}`;
+      return `${ref}: ${e instanceof Error ? e.message : String(e)}`;
+    }
+  }
+
   private message(text: string): void {
     this.data = null;
+    this.cmp.textContent = "";
+    this.root.dataset["compare"] = "";
     this.note.textContent = text;
     this.body.style.display = "none";
   }
@@ -157,14 +218,15 @@ export class NeuronView implements View {
     this.rowH = rowHeightFor(n);
     this.cellW = Math.max(1, Math.min(4, Math.floor(160 / d.qk.D)));
     this.stripW = this.cellW * d.qk.D;
-    const key = JSON.stringify([left, right, this.rowH]);
+    this.headerH = d.ref ? 50 : 34; // room for the now / ref / Δ group captions
+    const key = JSON.stringify([left, right, this.rowH, this.headerH]);
     const ctx = this.canvas.getContext("2d") as CanvasRenderingContext2D;
     const fontPx = this.rowH >= 18 ? 13 : this.rowH >= 15 ? 12 : 10;
     ctx.font = `${fontPx}px system-ui, sans-serif`;
     let w = 0;
     for (const t of [...left, ...right]) w = Math.max(w, ctx.measureText(displayText(t)).width);
     this.tokW = Math.ceil(Math.min(180, Math.max(50, w))) + 14;
-    const x = { qTok: 0, qVec: 0, gap: 0, kTok: 0, kVec: 0, prod: 0, score: 0, soft: 0, attn: 0, end: 0 };
+    const x = { qTok: 0, qVec: 0, gap: 0, kTok: 0, kVec: 0, prod: 0, score: 0, soft: 0, attn: 0, rScore: 0, rSoft: 0, dScore: 0, dSoft: 0, end: 0 };
     x.qVec = this.tokW + 4;
     x.gap = x.qVec + this.stripW;
     x.kTok = x.gap + GAP;
@@ -174,6 +236,13 @@ export class NeuronView implements View {
     x.soft = x.score + CELL + 4;
     x.attn = x.soft + CELL + 4;
     x.end = x.attn + CELL;
+    if (d.ref) {
+      x.rScore = x.end + 16;
+      x.rSoft = x.rScore + CELL + 4;
+      x.dScore = x.rSoft + CELL + 16;
+      x.dSoft = x.dScore + CELL + 4;
+      x.end = x.dSoft + CELL + 16; // + room for the "Δ softmax" heading
+    }
     this.x = x;
     const height = this.headerH + n * this.rowH;
     this.body.style.width = `${x.end}px`;
@@ -226,29 +295,57 @@ export class NeuronView implements View {
       : `scaling 1/√${qk.D} = ${d.scaling.toPrecision(4)} (assumed: the manifest carries no scaling)`;
     this.info.textContent = `${rope} · ${sc}${shared}`;
     const x = this.x;
-    this.header.replaceChildren(
-      ...[
-        [x.qTok, this.tokW, "Query"],
-        [x.qVec, this.stripW, "Query q"],
-        [x.kTok, this.tokW, "Key"],
-        [x.kVec, this.stripW, qk.Hkv < qk.H ? `Key k (head ${kh})` : "Key k"],
-        [x.prod, this.stripW, "q ⊙ k"],
-        [x.score, CELL, "q·k · s"],
-        [x.soft, CELL, "softmax"],
-        [x.attn, CELL, "logged"],
-      ].map(([left, width, text]) => {
-        const el = document.createElement("div");
-        el.className = "nv-heading";
-        el.style.left = `${left as number}px`;
-        el.style.width = `${width as number}px`;
-        el.textContent = text as string;
-        return el;
-      }),
-    );
-    this.header.querySelector<HTMLElement>(".nv-heading:nth-child(7)")!.title =
-      "softmax of the scaled scores over the keys the model did not mask (logged weight > 0); " +
-      "differences to 'logged' come from biases or masks q/k do not carry";
-    this.header.querySelector<HTMLElement>(".nv-heading:nth-child(8)")!.title = "the attention weight the model used";
+    const r = d.ref;
+    const rl = r ? r.ref.label : "";
+    // [left, width, text, data-col, title]; ref/Δ columns only when comparing.
+    const cols: [number, number, string, string, string][] = [
+      [x.qTok, this.tokW, "Query", "qtok", ""],
+      [x.qVec, this.stripW, "Query q", "q", ""],
+      [x.kTok, this.tokW, "Key", "ktok", ""],
+      [x.kVec, this.stripW, qk.Hkv < qk.H ? `Key k (head ${kh})` : "Key k", "k", ""],
+      [x.prod, this.stripW, "q ⊙ k", "prod", ""],
+      [x.score, CELL, "q·k · s", "score", ""],
+      [x.soft, CELL, "softmax", "soft", "softmax of the scaled scores over the keys the model did not mask " +
+        "(logged weight > 0); differences to 'logged' come from biases or masks q/k do not carry"],
+      [x.attn, CELL, "logged", "attn", "the attention weight the model used"],
+    ];
+    if (r) {
+      cols.push(
+        [x.rScore, CELL, "q·k · s", "rscore", `q·k · s of ${rl}`],
+        [x.rSoft, CELL, "softmax", "rsoft", `softmax of ${rl}`],
+        [x.dScore, CELL, "Δ q·k·s", "dscore", `q·k · s now − ${rl}`],
+        [x.dSoft, CELL + 16, "Δ softmax", "dsoft", `softmax now − ${rl}`],
+      );
+    }
+    const heading = (cls: string, left: number, width: number, text: string, title: string): HTMLElement => {
+      const el = document.createElement("div");
+      el.className = cls;
+      el.style.left = `${left}px`;
+      el.style.width = `${width}px`;
+      el.textContent = text; // run/tag names are user data: text only
+      if (title) el.title = title;
+      return el;
+    };
+    const els = cols.map(([left, width, text, col, title]) => {
+      const el = heading("nv-heading", left, width, text, title);
+      el.dataset["col"] = col;
+      return el;
+    });
+    if (r) {
+      // Group captions under the headings say which step/run each block of columns belongs to.
+      const now = `now: step ${this.step}`;
+      for (const [left, right, text] of [
+        [x.score, x.attn + CELL, now],
+        [x.rScore, x.rSoft + CELL, `ref: ${rl}`],
+        [x.dScore, x.end, "Δ = now − ref"],
+      ] as [number, number, string][]) {
+        const el = heading("nv-info nv-group", left, right - left, text, text);
+        el.style.cssText += "position: absolute; top: 28px; white-space: nowrap; overflow: hidden; " +
+          "text-overflow: ellipsis; border-top: 1px solid currentColor;";
+        els.push(el);
+      }
+    }
+    this.header.replaceChildren(...els);
     const ctx = this.canvas.getContext("2d") as CanvasRenderingContext2D;
     ctx.clearRect(0, 0, x.end, this.headerH + Math.max(qk.Q, qk.K) * this.rowH);
     // Column scales are per head, so rows are comparable within a column.
@@ -309,7 +406,6 @@ export class NeuronView implements View {
     const { qk, attn } = d;
     const x = this.x;
     const h = this.head;
-    const kh = kvHeadOf(h, qk.H, qk.Hkv);
     const i = Math.min(this.query.current ?? 0, qk.Q - 1);
     const D = qk.D;
     const K = qk.K;
@@ -319,47 +415,55 @@ export class NeuronView implements View {
     ctx.clearRect(x.gap, top, x.kTok - x.gap, height);
     ctx.clearRect(x.prod - 2, top, x.end - x.prod + 2, height);
     ctx.clearRect(0, top, x.qVec, height); // query highlight lives behind the query tokens
-    const qOff = (h * qk.Q + i) * D;
-    const kOff = kh * K * D;
-    const aRow = attn.weights.subarray((h * attn.Q + i) * K, (h * attn.Q + i + 1) * K);
-    // Elementwise products and scaled scores.
     const prod = new Float32Array(K * D);
-    const score = new Float64Array(K);
-    for (let j = 0; j < K; j++) {
-      let sum = 0;
-      for (let c = 0; c < D; c++) {
-        const p = (qk.queries[qOff + c] as number) * (qk.keys[kOff + j * D + c] as number);
-        prod[j * D + c] = p;
-        sum += p;
-      }
-      score[j] = sum * d.scaling;
-    }
-    const masked = (j: number): boolean => (aRow[j] as number) === 0;
-    let mx = -Infinity;
-    for (let j = 0; j < K; j++) if (!masked(j)) mx = Math.max(mx, score[j] as number);
-    const soft = new Float64Array(K);
-    let z = 0;
-    for (let j = 0; j < K; j++) if (!masked(j)) z += soft[j] = Math.exp((score[j] as number) - mx);
-    for (let j = 0; j < K; j++) soft[j] = z > 0 ? (soft[j] as number) / z : 0;
+    const cur = rowOf(qk, attn, h, i, d.scaling, prod);
+    const { score, soft, aRow, masked } = cur;
+    // The reference row: same head and query, its own q/k, scaling and mask.
+    const ref = d.ref ? rowOf(d.ref.qk, d.ref.attn, h, i, d.ref.scaling) : null;
+    const both = (j: number): boolean => !masked(j) && !(ref && ref.masked(j));
     this.strips(ctx, prod, 0, K, D, x.prod, maxAbs(prod, 0, K * D), masked);
+    // One |score| scale for now and ref, so their cells compare; Δ columns scale to their own max |Δ|.
     let sMax = 0;
-    for (let j = 0; j < K; j++) if (!masked(j)) sMax = Math.max(sMax, Math.abs(score[j] as number));
+    let dsMax = 0;
+    let dpMax = 0;
+    for (let j = 0; j < K; j++) {
+      if (!masked(j)) sMax = Math.max(sMax, Math.abs(score[j] as number));
+      if (ref && !ref.masked(j)) sMax = Math.max(sMax, Math.abs(ref.score[j] as number));
+      if (ref && both(j)) {
+        dsMax = Math.max(dsMax, Math.abs((score[j] as number) - (ref.score[j] as number)));
+        dpMax = Math.max(dpMax, Math.abs((soft[j] as number) - (ref.soft[j] as number)));
+      }
+    }
     const rh = this.rowH;
     const font = Math.max(9, Math.min(12, rh - 4));
     ctx.font = `${font}px system-ui, sans-serif`;
     ctx.textBaseline = "middle";
     ctx.textAlign = "right";
+    const grey = (x0: number, x1: number, y: number): void => {
+      ctx.fillStyle = "rgba(128,128,128,0.12)";
+      ctx.fillRect(x0, y + 1, x1 - x0, rh - 2);
+    };
+    const scoreCell = (x0: number, y: number, s: number): void =>
+      cell(ctx, x0, y, rh, s >= 0 ? POS : NEG, sMax > 0 ? Math.abs(s) / sMax : 0, s.toFixed(2), font);
     for (let j = 0; j < K; j++) {
       const y = top + j * rh;
-      if (masked(j)) {
-        ctx.fillStyle = "rgba(128,128,128,0.12)";
-        ctx.fillRect(x.score, y + 1, x.end - x.score, rh - 2);
-        continue;
+      if (masked(j)) grey(x.score, x.attn + CELL, y);
+      else {
+        scoreCell(x.score, y, score[j] as number);
+        cell(ctx, x.soft, y, rh, POS, soft[j] as number, (soft[j] as number).toFixed(3), font);
+        cell(ctx, x.attn, y, rh, POS, aRow[j] as number, (aRow[j] as number).toFixed(3), font);
       }
-      const s = score[j] as number;
-      cell(ctx, x.score, y, rh, s >= 0 ? POS : NEG, sMax > 0 ? Math.abs(s) / sMax : 0, s.toFixed(2), font);
-      cell(ctx, x.soft, y, rh, POS, soft[j] as number, (soft[j] as number).toFixed(3), font);
-      cell(ctx, x.attn, y, rh, POS, aRow[j] as number, (aRow[j] as number).toFixed(3), font);
+      if (!ref) continue;
+      if (ref.masked(j)) grey(x.rScore, x.rSoft + CELL, y);
+      else {
+        scoreCell(x.rScore, y, ref.score[j] as number);
+        cell(ctx, x.rSoft, y, rh, POS, ref.soft[j] as number, (ref.soft[j] as number).toFixed(3), font);
+      }
+      if (!both(j)) grey(x.dScore, x.dSoft + CELL, y);
+      else {
+        deltaCell(ctx, x.dScore, y, rh, (score[j] as number) - (ref.score[j] as number), dsMax, 2, font);
+        deltaCell(ctx, x.dSoft, y, rh, (soft[j] as number) - (ref.soft[j] as number), dpMax, 3, font);
+      }
     }
     // Connector lines from the query row to each key, opacity = logged attention (as BertViz, tanh(1.8·w)).
     const yq = top + (i + 0.5) * rh;
@@ -381,10 +485,12 @@ export class NeuronView implements View {
     if (this.query.isLocked) el?.classList.add("locked");
     this.root.dataset["query"] = String(i);
     this.root.dataset["locked"] = String(this.query.isLocked);
-    this.scores = { score, soft, aRow, i };
+    // Largest |Δ softmax| of this query (test/benchmark hook; "" when not comparing).
+    this.root.dataset["deltaMax"] = ref ? dpMax.toPrecision(4) : "";
+    this.scores = { cur, ref, i };
   }
 
-  private scores: { score: Float64Array; soft: Float64Array; aRow: Float32Array; i: number } | null = null;
+  private scores: { cur: Row; ref: Row | null; i: number } | null = null;
 
   /** Exact numbers as the key token's tooltip (computed on hover; the canvas shows rounded ones). */
   private keyTitle(el: HTMLElement, j: number): void {
@@ -392,10 +498,19 @@ export class NeuronView implements View {
     const d = this.data;
     if (!s || !d) return;
     const right = d.m.key_tokens ?? d.m.tokens;
-    el.title =
+    const { score, soft, aRow } = s.cur;
+    let t =
       `key ${j}: ${right[j] ?? ""}\nquery ${s.i}: ${d.m.tokens[s.i] ?? ""}\n` +
-      `q·k·s = ${(s.score[j] as number).toPrecision(5)}\nsoftmax = ${(s.soft[j] as number).toPrecision(4)}\n` +
-      `logged attention = ${(s.aRow[j] as number).toPrecision(4)}`;
+      `q·k·s = ${(score[j] as number).toPrecision(5)}\nsoftmax = ${(soft[j] as number).toPrecision(4)}\n` +
+      `logged attention = ${(aRow[j] as number).toPrecision(4)}`;
+    if (s.ref && d.ref) {
+      const rs = s.ref.score[j] as number;
+      const rp = s.ref.soft[j] as number;
+      t +=
+        `\n${d.ref.ref.label}: q·k·s = ${rs.toPrecision(5)}, softmax = ${rp.toPrecision(4)}` +
+        `\nΔ q·k·s = ${((score[j] as number) - rs).toPrecision(4)}, Δ softmax = ${((soft[j] as number) - rp).toPrecision(4)}`;
+    }
+    el.title = t;
   }
 
   prefetch(host: ViewHost, step: number): void {
@@ -422,6 +537,32 @@ function indexOf(e: Event): number | null {
   return el ? Number(el.dataset["index"]) : null;
 }
 
+/** Scaled scores q·k·s and their softmax over the unmasked keys (logged weight > 0) for query i of head h. */
+function rowOf(qk: QK, attn: Attention, h: number, i: number, scaling: number, prod?: Float32Array): Row {
+  const { D, K } = qk;
+  const qOff = (h * qk.Q + i) * D;
+  const kOff = kvHeadOf(h, qk.H, qk.Hkv) * K * D;
+  const aRow = attn.weights.subarray((h * attn.Q + i) * K, (h * attn.Q + i + 1) * K);
+  const score = new Float64Array(K);
+  for (let j = 0; j < K; j++) {
+    let sum = 0;
+    for (let c = 0; c < D; c++) {
+      const p = (qk.queries[qOff + c] as number) * (qk.keys[kOff + j * D + c] as number);
+      if (prod) prod[j * D + c] = p;
+      sum += p;
+    }
+    score[j] = sum * scaling;
+  }
+  const masked = (j: number): boolean => (aRow[j] as number) === 0;
+  let mx = -Infinity;
+  for (let j = 0; j < K; j++) if (!masked(j)) mx = Math.max(mx, score[j] as number);
+  const soft = new Float64Array(K);
+  let z = 0;
+  for (let j = 0; j < K; j++) if (!masked(j)) z += soft[j] = Math.exp((score[j] as number) - mx);
+  for (let j = 0; j < K; j++) soft[j] = z > 0 ? (soft[j] as number) / z : 0;
+  return { score, soft, aRow, masked };
+}
+
 function maxAbs(v: Float32Array, off: number, n: number): number {
   let m = 0;
   for (let i = off; i < off + n; i++) m = Math.max(m, Math.abs(v[i] as number));
@@ -444,4 +585,16 @@ function cell(
   ctx.fillStyle = a > 0.55 ? "#fff" : canvasText();
   ctx.font = `${font}px system-ui, sans-serif`;
   ctx.fillText(text, x + CELL - 3, y + rh / 2);
+}
+
+/** Signed Δ on PuOr (purple < 0 < orange), as the other views' Δ; opaque, so the text contrast is fixed. */
+function deltaCell(ctx: CanvasRenderingContext2D, x: number, y: number, rh: number, v: number, vmax: number,
+  digits: number, font: number): void {
+  const t = vmax > 0 ? Math.max(-1, Math.min(1, v / vmax)) : 0;
+  ctx.fillStyle = cssColor(PUOR, 127.5 + 127.5 * t);
+  ctx.fillRect(x, y + 1, CELL, rh - 2);
+  if (rh < 11) return;
+  ctx.fillStyle = Math.abs(t) > 0.6 ? "#fff" : "#212121";
+  ctx.font = `${font}px system-ui, sans-serif`;
+  ctx.fillText((v > 0 ? "+" : "") + v.toFixed(digits), x + CELL - 3, y + rh / 2);
 }
