@@ -13,6 +13,47 @@ function labelled(text: string, control: HTMLElement): HTMLLabelElement {
 /** A "Label [control]" pair for toolbars. */
 export const controlLabel = labelled;
 
+/** A labelled <select> of (value, text) options. */
+export function selectControl(id: string, label: string, options: [string, string][]): [HTMLLabelElement, HTMLSelectElement] {
+  const select = document.createElement("select");
+  select.id = id;
+  for (const [v, t] of options) {
+    const o = document.createElement("option");
+    o.value = v;
+    o.textContent = t;
+    select.appendChild(o);
+  }
+  return [labelled(label, select), select];
+}
+
+/** Fills a head <select> with 0..H-1, keeping the chosen head when it still exists. */
+export function setHeadOptions(select: HTMLSelectElement, H: number): void {
+  if (select.options.length === H) return;
+  const keep = Number(select.value) || 0;
+  select.replaceChildren(
+    ...Array.from({ length: H }, (_, h) => {
+      const o = document.createElement("option");
+      o.value = String(h);
+      o.textContent = String(h);
+      return o;
+    }),
+  );
+  select.value = String(Math.min(keep, H - 1));
+}
+
+/** The Head and Colour selects of the heatmap views (`${prefix}-head`, `${prefix}-scale`). */
+export function headAndScaleControls(prefix: string, magnitude: string, onChange: () => void) {
+  const [headLabel, head] = selectControl(`${prefix}-head`, "Head", [["0", "0"]]);
+  const [scaleLabel, scale] = selectControl(`${prefix}-scale`, "Colour", [
+    ["sqrt", magnitude],
+    ["linear", "linear"],
+    ["log", "log (3 decades)"],
+  ]);
+  head.addEventListener("change", onChange);
+  scale.addEventListener("change", onChange);
+  return { head, scale, headLabel, scaleLabel };
+}
+
 export interface ProbeRef {
   run: string;
   tag: string;

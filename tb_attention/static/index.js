@@ -195,6 +195,41 @@ function labelled(text, control) {
   return label2;
 }
 var controlLabel = labelled;
+function selectControl(id, label2, options) {
+  const select = document.createElement("select");
+  select.id = id;
+  for (const [v, t] of options) {
+    const o = document.createElement("option");
+    o.value = v;
+    o.textContent = t;
+    select.appendChild(o);
+  }
+  return [labelled(label2, select), select];
+}
+function setHeadOptions(select, H) {
+  if (select.options.length === H) return;
+  const keep = Number(select.value) || 0;
+  select.replaceChildren(
+    ...Array.from({ length: H }, (_, h) => {
+      const o = document.createElement("option");
+      o.value = String(h);
+      o.textContent = String(h);
+      return o;
+    })
+  );
+  select.value = String(Math.min(keep, H - 1));
+}
+function headAndScaleControls(prefix, magnitude, onChange) {
+  const [headLabel, head] = selectControl(`${prefix}-head`, "Head", [["0", "0"]]);
+  const [scaleLabel, scale] = selectControl(`${prefix}-scale`, "Colour", [
+    ["sqrt", magnitude],
+    ["linear", "linear"],
+    ["log", "log (3 decades)"]
+  ]);
+  head.addEventListener("change", onChange);
+  scale.addEventListener("change", onChange);
+  return { head, scale, headLabel, scaleLabel };
+}
 var ProbeSelect = class {
   constructor(onChange) {
     this.select = document.createElement("select");
@@ -2339,123 +2374,6 @@ function checkShape(attn, q, k) {
   }
 }
 
-// src/views/matrix.ts
-function selectControl(id, label2, options) {
-  const select = document.createElement("select");
-  select.id = id;
-  for (const [v, t] of options) {
-    const o = document.createElement("option");
-    o.value = v;
-    o.textContent = t;
-    select.appendChild(o);
-  }
-  const lab = document.createElement("label");
-  lab.className = "control";
-  const span = document.createElement("span");
-  span.textContent = label2;
-  lab.append(span, select);
-  return [lab, select];
-}
-function setHeadOptions(select, H) {
-  if (select.options.length === H) return;
-  const keep = Number(select.value) || 0;
-  select.replaceChildren(
-    ...Array.from({ length: H }, (_, h) => {
-      const o = document.createElement("option");
-      o.value = String(h);
-      o.textContent = String(h);
-      return o;
-    })
-  );
-  select.value = String(Math.min(keep, H - 1));
-}
-var MatrixView = class {
-  constructor() {
-    this.id = "matrix";
-    this.label = "Matrix view";
-    this.root = document.createElement("div");
-    this.panel = new HeatmapPanel("matrix");
-    this.host = null;
-    const bar = document.createElement("div");
-    bar.className = "tba-viewbar";
-    const [headLabel, head] = selectControl("matrix-head", "Head", [["0", "0"]]);
-    const [scaleLabel, scale] = selectControl("matrix-scale", "Colour", [
-      ["sqrt", "√ weight"],
-      ["linear", "linear"],
-      ["log", "log (3 decades)"]
-    ]);
-    this.head = head;
-    this.scale = scale;
-    head.addEventListener("change", () => this.rerender());
-    scale.addEventListener("change", () => this.rerender());
-    const reset = document.createElement("button");
-    reset.type = "button";
-    reset.textContent = "Reset zoom";
-    reset.id = "matrix-reset";
-    reset.addEventListener("click", () => this.panel.resetZoom());
-    bar.append(headLabel, scaleLabel, reset);
-    this.root.append(bar, this.panel.root);
-  }
-  rerender() {
-    if (this.host) this.host.select({});
-  }
-  async show(host) {
-    this.host = host;
-    const state = host.state;
-    const m = state.manifest;
-    setHeadOptions(this.head, m.num_heads);
-    const h = Number(this.head.value);
-    const left = m.tokens;
-    const right = m.key_tokens ?? m.tokens;
-    const [attn, target] = await Promise.all([
-      host.attentionHead(state.step, state.layer, h),
-      compareTarget(host, state)
-    ]);
-    if (!host.isCurrent(state)) return;
-    checkShape(attn, left.length, right.length);
-    const ref = target && typeof target !== "string" ? target.ref : null;
-    let values = attn.weights;
-    if (ref) {
-      const r = await host.attentionHead(ref.step, state.layer, h, ref.probe);
-      if (!host.isCurrent(state)) return;
-      values = attn.weights.map((w, i) => w - r.weights[i]);
-    }
-    let vmax = 0;
-    for (let i = 0; i < values.length; i++) vmax = Math.max(vmax, Math.abs(values[i]));
-    this.panel.set({
-      values,
-      off: 0,
-      Q: attn.Q,
-      K: attn.K,
-      left,
-      right,
-      signed: !!ref,
-      vmax,
-      scale: this.scale.value,
-      what: ref ? "Δ weight" : "weight"
-    });
-    this.panel.paint();
-    host.setSummary(
-      (ref ? deltaSummary(state, ref) + " · " : typeof target === "string" ? `(${target}) · ` : "") + `layer ${state.layer}, head ${h} · ${attn.Q} × ${attn.K} · colour range ${ref ? "±" : "0–"}${vmax.toPrecision(3)} (the largest) · drag on the overview to zoom, hover for values`
-    );
-  }
-  /** Only the head drawn (a 2,048-token layer of 12 heads would be 50 MB of codes per step). */
-  prefetch(host, step) {
-    host.attentionHead(step, host.state.layer, Number(this.head.value)).catch(() => void 0);
-  }
-  onKey(e) {
-    if (e.key === "Escape") return this.panel.resetZoom();
-    if (e.key === "ArrowLeft" || e.key === "ArrowRight") {
-      const H = this.head.options.length;
-      if (H === 0) return false;
-      this.head.value = String((Number(this.head.value) + (e.key === "ArrowRight" ? 1 : H - 1)) % H);
-      this.rerender();
-      return true;
-    }
-    return false;
-  }
-};
-
 // src/views/diff.ts
 var RANK_ROWS = 12;
 function totalVariation(a, b, h, Q, K) {
@@ -2476,16 +2394,9 @@ var DiffView = class {
     this.host = null;
     const bar = document.createElement("div");
     bar.className = "tba-viewbar";
-    const [headLabel, head] = selectControl("diff-head", "Head", [["0", "0"]]);
-    const [scaleLabel, scale] = selectControl("diff-scale", "Colour", [
-      ["sqrt", "√ |Δ|"],
-      ["linear", "linear"],
-      ["log", "log (3 decades)"]
-    ]);
+    const { head, scale, headLabel, scaleLabel } = headAndScaleControls("diff", "√ |Δ|", () => this.host?.select({}));
     this.head = head;
     this.scale = scale;
-    head.addEventListener("change", () => this.host?.select({}));
-    scale.addEventListener("change", () => this.host?.select({}));
     const hint = document.createElement("span");
     hint.className = "nv-info";
     hint.textContent = "Reference: “Compare with” in the toolbar (default: the previous logged step)";
@@ -4170,6 +4081,87 @@ var EvolutionView = class {
   }
   hide() {
     this.hover = null;
+  }
+};
+
+// src/views/matrix.ts
+var MatrixView = class {
+  constructor() {
+    this.id = "matrix";
+    this.label = "Matrix view";
+    this.root = document.createElement("div");
+    this.panel = new HeatmapPanel("matrix");
+    this.host = null;
+    const bar = document.createElement("div");
+    bar.className = "tba-viewbar";
+    const { head, scale, headLabel, scaleLabel } = headAndScaleControls("matrix", "√ weight", () => this.rerender());
+    this.head = head;
+    this.scale = scale;
+    const reset = document.createElement("button");
+    reset.type = "button";
+    reset.textContent = "Reset zoom";
+    reset.id = "matrix-reset";
+    reset.addEventListener("click", () => this.panel.resetZoom());
+    bar.append(headLabel, scaleLabel, reset);
+    this.root.append(bar, this.panel.root);
+  }
+  rerender() {
+    if (this.host) this.host.select({});
+  }
+  async show(host) {
+    this.host = host;
+    const state = host.state;
+    const m = state.manifest;
+    setHeadOptions(this.head, m.num_heads);
+    const h = Number(this.head.value);
+    const left = m.tokens;
+    const right = m.key_tokens ?? m.tokens;
+    const [attn, target] = await Promise.all([
+      host.attentionHead(state.step, state.layer, h),
+      compareTarget(host, state)
+    ]);
+    if (!host.isCurrent(state)) return;
+    checkShape(attn, left.length, right.length);
+    const ref = target && typeof target !== "string" ? target.ref : null;
+    let values = attn.weights;
+    if (ref) {
+      const r = await host.attentionHead(ref.step, state.layer, h, ref.probe);
+      if (!host.isCurrent(state)) return;
+      values = attn.weights.map((w, i) => w - r.weights[i]);
+    }
+    let vmax = 0;
+    for (let i = 0; i < values.length; i++) vmax = Math.max(vmax, Math.abs(values[i]));
+    this.panel.set({
+      values,
+      off: 0,
+      Q: attn.Q,
+      K: attn.K,
+      left,
+      right,
+      signed: !!ref,
+      vmax,
+      scale: this.scale.value,
+      what: ref ? "Δ weight" : "weight"
+    });
+    this.panel.paint();
+    host.setSummary(
+      (ref ? deltaSummary(state, ref) + " · " : typeof target === "string" ? `(${target}) · ` : "") + `layer ${state.layer}, head ${h} · ${attn.Q} × ${attn.K} · colour range ${ref ? "±" : "0–"}${vmax.toPrecision(3)} (the largest) · drag on the overview to zoom, hover for values`
+    );
+  }
+  /** Only the head drawn (a 2,048-token layer of 12 heads would be 50 MB of codes per step). */
+  prefetch(host, step) {
+    host.attentionHead(step, host.state.layer, Number(this.head.value)).catch(() => void 0);
+  }
+  onKey(e) {
+    if (e.key === "Escape") return this.panel.resetZoom();
+    if (e.key === "ArrowLeft" || e.key === "ArrowRight") {
+      const H = this.head.options.length;
+      if (H === 0) return false;
+      this.head.value = String((Number(this.head.value) + (e.key === "ArrowRight" ? 1 : H - 1)) % H);
+      this.rerender();
+      return true;
+    }
+    return false;
   }
 };
 

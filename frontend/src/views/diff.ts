@@ -6,10 +6,10 @@
 import type { Attention } from "../api";
 import type { Scale } from "../colormap";
 import { mismatch } from "../compare";
+import { headAndScaleControls, setHeadOptions } from "../controls";
 import { HeatmapPanel } from "../heatmap";
 import type { ProbeRef, SharedState, View, ViewHost } from "../view";
 import { checkShape } from "./head";
-import { selectControl, setHeadOptions } from "./matrix";
 
 const RANK_ROWS = 12;
 
@@ -35,16 +35,9 @@ export class DiffView implements View {
   constructor() {
     const bar = document.createElement("div");
     bar.className = "tba-viewbar";
-    const [headLabel, head] = selectControl("diff-head", "Head", [["0", "0"]]);
-    const [scaleLabel, scale] = selectControl("diff-scale", "Colour", [
-      ["sqrt", "√ |Δ|"],
-      ["linear", "linear"],
-      ["log", "log (3 decades)"],
-    ]);
+    const { head, scale, headLabel, scaleLabel } = headAndScaleControls("diff", "√ |Δ|", () => this.host?.select({}));
     this.head = head;
     this.scale = scale;
-    head.addEventListener("change", () => this.host?.select({}));
-    scale.addEventListener("change", () => this.host?.select({}));
     const hint = document.createElement("span");
     hint.className = "nv-info";
     hint.textContent = "Reference: “Compare with” in the toolbar (default: the previous logged step)";

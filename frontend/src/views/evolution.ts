@@ -6,6 +6,7 @@
 // to move the shared step cursor. Metric definitions: docs/metrics.md.
 
 import { VIRIDIS, cssColor } from "../colormap";
+import { selectControl } from "../controls";
 import type { ProbeRef, SharedState, View, ViewHost } from "../view";
 import {
   fetchJsd,
@@ -16,7 +17,6 @@ import {
   type MetricSeries,
   type Rollout,
 } from "./evolutionApi";
-import { selectControl } from "./matrix";
 
 declare global {
   interface Window {

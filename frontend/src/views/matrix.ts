@@ -6,38 +6,8 @@ import type { Scale } from "../colormap";
 import { compareTarget, deltaSummary } from "../compare";
 import { HeatmapPanel } from "../heatmap";
 import type { View, ViewHost } from "../view";
+import { headAndScaleControls, setHeadOptions } from "../controls";
 import { checkShape } from "./head";
-
-export function selectControl(id: string, label: string, options: [string, string][]): [HTMLLabelElement, HTMLSelectElement] {
-  const select = document.createElement("select");
-  select.id = id;
-  for (const [v, t] of options) {
-    const o = document.createElement("option");
-    o.value = v;
-    o.textContent = t;
-    select.appendChild(o);
-  }
-  const lab = document.createElement("label");
-  lab.className = "control";
-  const span = document.createElement("span");
-  span.textContent = label;
-  lab.append(span, select);
-  return [lab, select];
-}
-
-export function setHeadOptions(select: HTMLSelectElement, H: number): void {
-  if (select.options.length === H) return;
-  const keep = Number(select.value) || 0;
-  select.replaceChildren(
-    ...Array.from({ length: H }, (_, h) => {
-      const o = document.createElement("option");
-      o.value = String(h);
-      o.textContent = String(h);
-      return o;
-    }),
-  );
-  select.value = String(Math.min(keep, H - 1));
-}
 
 export class MatrixView implements View {
   readonly id = "matrix";
@@ -51,16 +21,9 @@ export class MatrixView implements View {
   constructor() {
     const bar = document.createElement("div");
     bar.className = "tba-viewbar";
-    const [headLabel, head] = selectControl("matrix-head", "Head", [["0", "0"]]);
-    const [scaleLabel, scale] = selectControl("matrix-scale", "Colour", [
-      ["sqrt", "√ weight"],
-      ["linear", "linear"],
-      ["log", "log (3 decades)"],
-    ]);
+    const { head, scale, headLabel, scaleLabel } = headAndScaleControls("matrix", "√ weight", () => this.rerender());
     this.head = head;
     this.scale = scale;
-    head.addEventListener("change", () => this.rerender());
-    scale.addEventListener("change", () => this.rerender());
     const reset = document.createElement("button");
     reset.type = "button";
     reset.textContent = "Reset zoom";
