@@ -22,23 +22,16 @@ import os
 
 from transformers import TrainerCallback
 
-from .probe import ProbeRunner
+from .probe import ProbeSchedule
 
 
-class AttentionCallback(TrainerCallback):
+class AttentionCallback(ProbeSchedule, TrainerCallback):
     def __init__(self, probe=None, *, tag="probe", every_n_steps=100, metrics_every_n_steps=None, tokenizer=None,
                  logdir=None, layers=None, heads=None, qk=True, patch_grid=None, probe_length=20, seed=0):
-        if int(every_n_steps) < 1:
-            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
-        self.runner = ProbeRunner(probe, tag=tag, tokenizer=tokenizer, layers=layers, heads=heads, qk=qk,
-                                  patch_grid=patch_grid, probe_length=probe_length, seed=seed)
-        self.every_n_steps = int(every_n_steps)
-        self.metrics_every_n_steps = metrics_every_n_steps
-        self.logdir = logdir
-        self.writer = None
-        self._active = False
+        super().__init__(probe, tag=tag, every_n_steps=every_n_steps, metrics_every_n_steps=metrics_every_n_steps,
+                         tokenizer=tokenizer, logdir=logdir, layers=layers, heads=heads, qk=qk,
+                         patch_grid=patch_grid, probe_length=probe_length, seed=seed)
         self._metrics_every = None
-        self.logged_steps = []
 
     # -- Trainer events ----------------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, processing_class=None, **kwargs):
@@ -62,21 +55,11 @@ class AttentionCallback(TrainerCallback):
         self._log(model, state, full=step % self.every_n_steps == 0, metrics=step % self._metrics_every == 0)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-        self._active = False
+        self._close()
 
     # -- internals ---------------------------------------------------------------------------------------------
     def _log(self, model, state, *, full, metrics):
-        if model is None or not (full or metrics):
-            return
-        step = state.global_step
-        if self.logged_steps and step <= self.logged_steps[-1]:
-            return  # e.g. resumed from a checkpoint: that step is already logged
-        self.runner.log(model, self.writer if state.is_world_process_zero else None, step, full=full,
-                        metrics=metrics)
-        self.logged_steps.append(step)
+        self._log_once(model, state.global_step, writes=state.is_world_process_zero, full=full, metrics=metrics)
 
     def _metrics_interval(self, args, state):
         every = self.metrics_every_n_steps

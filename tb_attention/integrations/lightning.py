@@ -21,25 +21,17 @@ try:
 except ImportError:  # the standalone package
     from pytorch_lightning.callbacks import Callback
 
-from .probe import ProbeRunner
+from .probe import ProbeSchedule
 
 
-class AttentionCallback(Callback):
+class AttentionCallback(ProbeSchedule, Callback):
     def __init__(self, probe=None, *, tag="probe", every_n_steps=100, metrics_every_n_steps=None, tokenizer=None,
                  logdir=None, model_attr=None, layers=None, heads=None, qk=True, patch_grid=None, probe_length=20,
                  seed=0):
-        if int(every_n_steps) < 1:
-            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
-        self.runner = ProbeRunner(probe, tag=tag, tokenizer=tokenizer, layers=layers, heads=heads, qk=qk,
-                                  patch_grid=patch_grid, probe_length=probe_length, seed=seed)
-        self.every_n_steps = int(every_n_steps)
-        self.metrics_every_n_steps = metrics_every_n_steps
-        self.logdir = logdir
+        super().__init__(probe, tag=tag, every_n_steps=every_n_steps, metrics_every_n_steps=metrics_every_n_steps,
+                         tokenizer=tokenizer, logdir=logdir, layers=layers, heads=heads, qk=qk,
+                         patch_grid=patch_grid, probe_length=probe_length, seed=seed)
         self.model_attr = model_attr
-        self.writer = None
-        self._active = False
-        self._last = None
-        self.logged_steps = []
 
     def on_train_start(self, trainer, pl_module):
         sharded = "FSDP" in type(getattr(trainer, "strategy", None)).__name__
@@ -62,19 +54,11 @@ class AttentionCallback(Callback):
         self._log(trainer, pl_module, full=step % self.every_n_steps == 0, metrics=step % max(1, int(every)) == 0)
 
     def on_train_end(self, trainer, pl_module):
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-        self._active = False
+        self._close()
 
     def _log(self, trainer, pl_module, *, full, metrics):
-        step = trainer.global_step
-        # With gradient accumulation several batches end on one optimizer step: log it once.
-        if not (full or metrics) or (self.logged_steps and step <= self.logged_steps[-1]):
-            return
         model = getattr(pl_module, self.model_attr) if self.model_attr else pl_module
-        self.runner.log(model, self.writer if trainer.is_global_zero else None, step, full=full, metrics=metrics)
-        self.logged_steps.append(step)
+        self._log_once(model, trainer.global_step, writes=trainer.is_global_zero, full=full, metrics=metrics)
 
 
 def _logdir(trainer):

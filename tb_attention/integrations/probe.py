@@ -108,6 +108,37 @@ class ProbeRunner:
             )
 
 
+class ProbeSchedule:
+    """What the Trainer and Lightning callbacks share: the probe, how often to log it, the writer, and which steps
+    were logged (a resumed run or gradient accumulation reaches the same optimizer step more than once)."""
+
+    def __init__(self, probe, *, tag, every_n_steps, metrics_every_n_steps, tokenizer, logdir, layers, heads, qk,
+                 patch_grid, probe_length, seed):
+        if int(every_n_steps) < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.runner = ProbeRunner(probe, tag=tag, tokenizer=tokenizer, layers=layers, heads=heads, qk=qk,
+                                  patch_grid=patch_grid, probe_length=probe_length, seed=seed)
+        self.every_n_steps = int(every_n_steps)
+        self.metrics_every_n_steps = metrics_every_n_steps
+        self.logdir = logdir
+        self.writer = None
+        self._active = False
+        self.logged_steps = []
+
+    def _log_once(self, model, step, *, writes, full, metrics):
+        """Runs the probe at `step` unless nothing is due or the step is already logged; only `writes` ranks write."""
+        if model is None or not (full or metrics) or (self.logged_steps and step <= self.logged_steps[-1]):
+            return
+        self.runner.log(model, self.writer if writes else None, step, full=full, metrics=metrics)
+        self.logged_steps.append(step)
+
+    def _close(self):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        self._active = False
+
+
 def _device(model):
     for p in model.parameters():
         return p.device
