@@ -55,6 +55,7 @@ def _worker(rank, init_file, logdir, results):
         with open(f"{results}/{rank}.json", "w") as f:
             json.dump({"probe_calls": len(probe_calls), "writer": writer is not None,
                        "world": distributed.world_size()}, f)
+        dist.barrier()  # tear gloo down together: a rank leaving while its peer still works aborts the peer
     finally:
         dist.destroy_process_group()
 
@@ -105,6 +106,7 @@ def _fsdp_worker(rank, init_file, logdir, results):
         ProbeRunner({"src": src}, tag="fsdp").log(model, writer_for_rank(logdir), 0)
         with open(f"{results}/fsdp{rank}.json", "w") as f:
             json.dump({"rank": rank}, f)
+        dist.barrier()  # tear gloo down together (see _worker)
     finally:
         dist.destroy_process_group()
 
