@@ -6,6 +6,17 @@ setup(
     description="Watch transformer attention change during training, in TensorBoard",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
+    license="MIT",
+    license_files=["LICENSE"],
+    classifiers=[
+        "Development Status :: 3 - Alpha",
+        "Intended Audience :: Science/Research",
+        "License :: OSI Approved :: MIT License",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Topic :: Scientific/Engineering :: Visualization",
+    ],
     packages=find_packages(include=["tb_attention", "tb_attention.*"]),
     package_data={"tb_attention": ["static/*"]},
     python_requires=">=3.9",
@@ -30,7 +41,7 @@ setup(
         "umap": ["umap-learn>=0.5"],
     },
     entry_points={
-        "tensorboard_plugins": ["attention = tb_attention.tb_loader:AttentionLoader"],
+        "tensorboard_plugins": ["attention = tb_attention.serve.loader:AttentionLoader"],
         "console_scripts": ["tb-attention = tb_attention.cli:main"],
     },
 )

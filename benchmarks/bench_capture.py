@@ -33,8 +33,15 @@ def minilm():
 
 def llama():
     torch.manual_seed(0)
-    config = T.LlamaConfig(vocab_size=1000, hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
-                           num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=1024)
+    config = T.LlamaConfig(
+        vocab_size=1000,
+        hidden_size=512,
+        intermediate_size=1536,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+    )
     return T.LlamaModel(config)
 
 
@@ -74,18 +81,26 @@ def main(argv=None):
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
-    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
-            else f"CPU, {torch.get_num_threads()} thread(s), process CPU time")
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU, {torch.get_num_threads()} thread(s), process CPU time"
+    )
     print(f"tb_attention capture overhead on {name}, torch {torch.__version__}, transformers {T.__version__}")
     print(f"{'model':<28}{'tokens':>7}{'plain ms':>10}{'capture ms':>12}{'ratio':>8}   (medians: plain, capture ms)")
     results = []
-    for label, build, tokens in (("all-MiniLM-L6-v2", minilm, 128), ("all-MiniLM-L6-v2", minilm, 512),
-                                 ("Llama-shaped (8L, GQA 8/2)", llama, 512)):
+    for label, build, tokens in (
+        ("all-MiniLM-L6-v2", minilm, 128),
+        ("all-MiniLM-L6-v2", minilm, 512),
+        ("Llama-shaped (8L, GQA 8/2)", llama, 512),
+    ):
         plain, captured, plain_median, captured_median = measure(build(), tokens, args.repeats, device)
         ratio = captured / plain
         results.append((label, tokens, ratio))
-        print(f"{label:<28}{tokens:>7}{plain * 1e3:>10.1f}{captured * 1e3:>12.1f}{ratio:>7.2f}x"
-              f"   ({plain_median * 1e3:.1f}, {captured_median * 1e3:.1f})")
+        print(
+            f"{label:<28}{tokens:>7}{plain * 1e3:>10.1f}{captured * 1e3:>12.1f}{ratio:>7.2f}x"
+            f"   ({plain_median * 1e3:.1f}, {captured_median * 1e3:.1f})"
+        )
     worst = max(r for *_, r in results)
     print(f"worst ratio {worst:.2f}x (target <= 1.5x): {'met' if worst <= 1.5 else 'NOT met'}")
     return results

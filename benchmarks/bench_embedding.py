@@ -12,7 +12,7 @@ Measured, in one run:
     time and faithfulness (mean per-query Spearman of 2-D distance vs q·k over the keys of the query's own
     sentence), on a sample of heads; and the faithfulness in the original space (cosine, as AttentionViz).
   * Ours: aligned PCA and the faithful layout for all 72 heads (time, faithfulness, q/k mixing), t-SNE warm-
-    started from the previous step (sample of heads), through tb_attention.embedding.
+    started from the previous step (sample of heads), through tb_attention.analysis.embedding.
   * The plugin: a logdir written with AttentionWriter.add_attention_batch, served through the real routes
     (Python loader, in process): matrix PCA response time and size, one head's payload, the faithful layout of
     all 72 heads as one background job; and, unless --no-browser, Chromium time from opening the Q/K embedding
@@ -41,7 +41,7 @@ warnings.filterwarnings("ignore", message="n_jobs value")  # umap-learn, on Atte
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tb_attention import embedding as E  # noqa: E402
+from tb_attention.analysis import embedding as E  # noqa: E402
 
 
 def sentences():
@@ -146,8 +146,14 @@ def main(argv=None):
         return res
     tokens = sum(b[0].shape[2] for b in step0)
     L, H = step0[0][0].shape[:2]
-    res["data"] = {"sentences": len(step0), "tokens": tokens, "points_per_head": 2 * tokens, "layers": L, "heads": H,
-                   "capture_s": round(time.perf_counter() - t, 1)}
+    res["data"] = {
+        "sentences": len(step0),
+        "tokens": tokens,
+        "points_per_head": 2 * tokens,
+        "layers": L,
+        "heads": H,
+        "capture_s": round(time.perf_counter() - t, 1),
+    }
     print(json.dumps(res["data"]), flush=True)
     import importlib.util
 
@@ -155,13 +161,27 @@ def main(argv=None):
     if have_umap:  # numba JIT-compiles on the first fit: keep that out of the per-head times (both pipelines)
         import umap
 
-        umap.UMAP(metric="cosine", init="random", random_state=0).fit_transform(np.random.default_rng(0).normal(size=(300, 8)))
+        umap.UMAP(metric="cosine", init="random", random_state=0).fit_transform(
+            np.random.default_rng(0).normal(size=(300, 8))
+        )
         E.umap(np.random.default_rng(0).normal(size=(300, 8)), np.random.default_rng(1).normal(size=(300, 2)))
 
     # -- ours, every head --------------------------------------------------------------------------------
-    ours = {"pca_s": [], "faithful_s": [], "pca": [], "faithful": [], "original_cos": [], "original_euclid": [],
-            "av_pca": [], "av_mixing_pca": [], "pca_translate_only": [],
-            "mixing_pca": [], "mixing_faithful": [], "stability_pca": [], "stability_faithful": []}
+    ours = {
+        "pca_s": [],
+        "faithful_s": [],
+        "pca": [],
+        "faithful": [],
+        "original_cos": [],
+        "original_euclid": [],
+        "av_pca": [],
+        "av_mixing_pca": [],
+        "pca_translate_only": [],
+        "mixing_pca": [],
+        "mixing_faithful": [],
+        "stability_pca": [],
+        "stability_faithful": [],
+    }
     t_all = time.perf_counter()
     for l in range(L):
         for h in range(H):
@@ -203,9 +223,22 @@ def main(argv=None):
     # -- AttentionViz settings vs ours on a sample of heads ---------------------------------------------
     rng = np.random.default_rng(0)
     sample = [(int(i) // H, int(i) % H) for i in rng.choice(L * H, size=min(args.heads, L * H), replace=False)]
-    av = {"heads": sample, "tsne_s": [], "tsne": [], "pca_s": [], "pca": [], "umap_s": [], "umap": [],
-          "ours_tsne_cold_s": [], "ours_tsne_warm_s": [], "ours_tsne": [], "ours_tsne_warm_stability": [],
-          "ours_tsne_cold_stability": [], "ours_faithful": [], "ours_pca": []}
+    av = {
+        "heads": sample,
+        "tsne_s": [],
+        "tsne": [],
+        "pca_s": [],
+        "pca": [],
+        "umap_s": [],
+        "umap": [],
+        "ours_tsne_cold_s": [],
+        "ours_tsne_warm_s": [],
+        "ours_tsne": [],
+        "ours_tsne_warm_stability": [],
+        "ours_tsne_cold_stability": [],
+        "ours_faithful": [],
+        "ours_pca": [],
+    }
     for l, h in sample:
         hd = head_of(step0, l, h)
         nq = len(hd.q)
@@ -233,11 +266,14 @@ def main(argv=None):
         y1c, _ = E.layout(hd1, "tsne", reference=base0)
         av["ours_tsne_warm_stability"].append(stability(y1w, y0))
         av["ours_tsne_cold_stability"].append(stability(y1c, y0))
-        print(f"  L{l}H{h}: AV t-SNE {av['tsne_s'][-1]:.2f}s F={av['tsne'][-1]:.2f} | AV PCA F={av['pca'][-1]:.2f} | "
-              + (f"AV UMAP {av['umap_s'][-1]:.2f}s F={av['umap'][-1]:.2f} | " if have_umap else "")
-              + f"ours faithful F={av['ours_faithful'][-1]:.2f}, PCA F={av['ours_pca'][-1]:.2f}, "
-              f"t-SNE {av['ours_tsne_cold_s'][-1]:.2f}s (warm {av['ours_tsne_warm_s'][-1]:.2f}s) "
-              f"F={av['ours_tsne'][-1]:.2f}", flush=True)
+        print(
+            f"  L{l}H{h}: AV t-SNE {av['tsne_s'][-1]:.2f}s F={av['tsne'][-1]:.2f} | AV PCA F={av['pca'][-1]:.2f} | "
+            + (f"AV UMAP {av['umap_s'][-1]:.2f}s F={av['umap'][-1]:.2f} | " if have_umap else "")
+            + f"ours faithful F={av['ours_faithful'][-1]:.2f}, PCA F={av['ours_pca'][-1]:.2f}, "
+            f"t-SNE {av['ours_tsne_cold_s'][-1]:.2f}s (warm {av['ours_tsne_warm_s'][-1]:.2f}s) "
+            f"F={av['ours_tsne'][-1]:.2f}",
+            flush=True,
+        )
     res["sample"] = {k: (v if k == "heads" else (round(float(np.mean(v)), 4) if v else None)) for k, v in av.items()}
     if not have_umap:
         res["sample"]["umap_note"] = "umap-learn not installed: AttentionViz UMAP not re-measured (peers: 5.5 s, 0.09)"
@@ -262,8 +298,14 @@ def write_logdir(logdir, step0, step1):
 
     with AttentionWriter(str(logdir / "minilm")) as w:
         for step, batch in ((0, step0), (100, step1)):
-            w.add_attention_batch("sents", [b[2] for b in batch], tokens=[b[3] for b in batch], step=step,
-                                  queries=[b[0] for b in batch], keys=[b[1] for b in batch])
+            w.add_attention_batch(
+                "sents",
+                [b[2] for b in batch],
+                tokens=[b[3] for b in batch],
+                step=step,
+                queries=[b[0] for b in batch],
+                keys=[b[1] for b in batch],
+            )
 
 
 def routes(step0, step1):
@@ -272,8 +314,8 @@ def routes(step0, step1):
     from tensorboard.plugins import base_plugin
     from werkzeug import test as werkzeug_test
 
-    from tb_attention import codec, metadata
-    from tb_attention.plugin import AttentionPlugin
+    from tb_attention.format import codec, metadata
+    from tb_attention.serve.plugin import AttentionPlugin
 
     logdir = pathlib.Path(tempfile.mkdtemp(prefix="bench-embedding-"))
     write_logdir(logdir, step0, step1)
@@ -355,10 +397,15 @@ def browser(logdir):
             page.mouse.click(x, y)
             page.wait_for_function("Number(document.querySelector('.emb-view').dataset.embLines) > 0")
             click = time.perf_counter() - t
-            return {"open_to_72_pca_scatters_painted_s": round(first, 3), "cells_painted": painted,
-                    "matrix_canvas_paint_ms": paint_ms, "open_to_72_faithful_painted_s": round(faithful, 2),
-                    "matrix_faithful_mean_faithfulness": mean_f, "click_query_to_lines_s": round(click, 3),
-                    "errors": errors}
+            return {
+                "open_to_72_pca_scatters_painted_s": round(first, 3),
+                "cells_painted": painted,
+                "matrix_canvas_paint_ms": paint_ms,
+                "open_to_72_faithful_painted_s": round(faithful, 2),
+                "matrix_faithful_mean_faithfulness": mean_f,
+                "click_query_to_lines_s": round(click, 3),
+                "errors": errors,
+            }
     finally:
         proc.kill()
         proc.wait()
@@ -382,7 +429,9 @@ def big_browser(tokens=10_000, length=25):
         e = np.exp(z - z.max(-1, keepdims=True))
         att.append((e / e.sum(-1, keepdims=True)).astype(np.float32))
     with AttentionWriter(str(logdir / "big")) as w:
-        w.add_attention_batch("b", att, tokens=[[f"w{i}" for i in range(length)]] * n_inputs, step=0, queries=qs, keys=ks)
+        w.add_attention_batch(
+            "b", att, tokens=[[f"w{i}" for i in range(length)]] * n_inputs, step=0, queries=qs, keys=ks
+        )
     proc, url = start_tensorboard(logdir, "--load_fast=false", "--reload_interval=0", "--reload_task=blocking")
     try:
         with plugin_page(url, width=1600, height=1000) as (page, errors, _):
@@ -400,8 +449,12 @@ def big_browser(tokens=10_000, length=25):
                 page.mouse.click(x, y)
                 page.wait_for_timeout(50)
                 draws.append(float(page.get_attribute(".emb-view", "data-emb-draw-ms") or "nan"))
-            return {"points_per_head": 2 * n_inputs * length, "draw_ms_median": float(np.nanmedian(draws)),
-                    "hover_pick_ms_median": float(np.nanmedian(picks)), "errors": errors}
+            return {
+                "points_per_head": 2 * n_inputs * length,
+                "draw_ms_median": float(np.nanmedian(draws)),
+                "hover_pick_ms_median": float(np.nanmedian(picks)),
+                "errors": errors,
+            }
     finally:
         proc.kill()
         proc.wait()

@@ -27,9 +27,9 @@ def overhead(steps, repeats, threads):
     import torch
 
     torch.set_num_threads(threads)
+    import train_copy
     from torch.nn import functional as F
 
-    import train_copy
     from tb_attention import AttentionWriter
 
     torch.manual_seed(0)
@@ -42,7 +42,7 @@ def overhead(steps, repeats, threads):
     def train_step():
         ids, half = train_copy.random_length_batch(64, 12, gen)
         logits, _ = model(ids[:, :-1])
-        loss = F.cross_entropy(logits[:, half + 1:].reshape(-1, logits.shape[-1]), ids[:, half + 2:].reshape(-1))
+        loss = F.cross_entropy(logits[:, half + 1 :].reshape(-1, logits.shape[-1]), ids[:, half + 2 :].reshape(-1))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -56,6 +56,7 @@ def overhead(steps, repeats, threads):
 
     for _ in range(20):
         train_step()  # warm-up
+
     def timed(fn):
         wall, cpu = time.perf_counter(), time.process_time()  # process CPU: all threads, incl. the writer's
         fn()
@@ -71,6 +72,7 @@ def overhead(steps, repeats, threads):
                 train_step()
                 log_metrics(writer, first + i)
             writer.flush()  # the background metrics work is included in the measurement
+
         return run
 
     def with_forward():
@@ -95,9 +97,13 @@ def overhead(steps, repeats, threads):
     print(f"  training step:                          {bw * 1e3:7.2f} ms / {bc * 1e3:7.2f} ms")
     print(f"  + probe forward (user's model):         {fw * 1e3:7.2f} ms / {fc * 1e3:7.2f} ms")
     print(f"  + probe forward + add_metrics:          {mw * 1e3:7.2f} ms / {mc * 1e3:7.2f} ms")
-    print(f"  tb-attention's share (add_metrics, background metrics + write): "
-          f"{100 * (mw - fw) / bw:5.1f} % wall, {100 * (mc - fc) / bc:5.1f} % CPU   (target <= 5 %)")
-    print(f"  everything, incl. the probe forward:    {100 * (mw - bw) / bw:5.1f} % wall, {100 * (mc - bc) / bc:5.1f} % CPU")
+    print(
+        f"  tb-attention's share (add_metrics, background metrics + write): "
+        f"{100 * (mw - fw) / bw:5.1f} % wall, {100 * (mc - fc) / bc:5.1f} % CPU   (target <= 5 %)"
+    )
+    print(
+        f"  everything, incl. the probe forward:    {100 * (mw - bw) / bw:5.1f} % wall, {100 * (mc - bc) / bc:5.1f} % CPU"
+    )
 
 
 def dashboard():
@@ -116,8 +122,7 @@ def dashboard():
             if step % 100 == 0:
                 w.add_attention("probe", attn, tokens=[f"t{i}" for i in range(T)], step=step)
     print(f"writing 1,000 metric steps x 72 heads:   {time.perf_counter() - t:7.2f} s")
-    proc, url = conftest.start_tensorboard(root, "--load_fast=false", "--reload_interval=0",
-                                           "--reload_task=blocking")
+    proc, url = conftest.start_tensorboard(root, "--load_fast=false", "--reload_interval=0", "--reload_task=blocking")
     try:
         from playwright.sync_api import sync_playwright
 
@@ -146,8 +151,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: no OpenMP spin-waits "
-                        "competing with the writer thread on a small machine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (1: no OpenMP spin-waits competing with the writer thread on a small machine)",
+    )
     parser.add_argument("--skip-browser", action="store_true")
     args = parser.parse_args()
     overhead(args.steps, args.repeats, args.threads)

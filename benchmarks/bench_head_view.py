@@ -22,8 +22,15 @@ from tests.conftest import start_tensorboard  # noqa: E402
 
 SIZES = (64, 128, 256, 512)
 LAYERS, HEADS = 6, 12
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def write_logs(root):
@@ -51,8 +58,9 @@ def main():
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
         for tokens in SIZES:
-            proc, base = start_tensorboard(root / f"t{tokens}", "--load_fast=false", "--reload_interval=0",
-                                           "--reload_task=blocking")
+            proc, base = start_tensorboard(
+                root / f"t{tokens}", "--load_fast=false", "--reload_interval=0", "--reload_task=blocking"
+            )
             try:
                 paints = []
                 for _ in range(3):
@@ -62,8 +70,11 @@ def main():
                     paints.append(page.evaluate("window.__tbaFirstPaintMs"))
                     if len(paints) < 3:
                         page.close()
-                hover = time_frame(page, "document.querySelector('.token.left[data-index=\"3\"]')"
-                                         ".dispatchEvent(new MouseEvent('mouseover', {bubbles: true}))")
+                hover = time_frame(
+                    page,
+                    "document.querySelector('.token.left[data-index=\"3\"]')"
+                    ".dispatchEvent(new MouseEvent('mouseover', {bubbles: true}))",
+                )
                 rows.append((tokens, statistics.median(paints), hover))
                 page.close()
             finally:

@@ -105,8 +105,10 @@ def load_test(root, load_fast, args):
         for th in threads:
             th.join()
         wall = time.time() - t
-        print(f"\n### load_fast={load_fast}: data visible after {loaded_s:.1f} s; {args.clients} clients x "
-              f"{args.requests} requests in {wall:.1f} s; errors: {len(errors)}; server RSS {rss_mb(proc.pid):.0f} MB")
+        print(
+            f"\n### load_fast={load_fast}: data visible after {loaded_s:.1f} s; {args.clients} clients x "
+            f"{args.requests} requests in {wall:.1f} s; errors: {len(errors)}; server RSS {rss_mb(proc.pid):.0f} MB"
+        )
         print("| route | requests | p50 ms | p95 ms |\n|---|---|---|---|")
         for route, ms in sorted(latencies.items()):
             ms.sort()
@@ -130,8 +132,10 @@ def long_run_memory(steps=10_000):
         before = rss_mb(proc.pid)
         ms = [get(f"{plugin}tokens?run=run&tag=probe&step={s}")[1] for s in range(0, steps, 10)]
         after = rss_mb(proc.pid)
-        print(f"\n### {steps}-step run: server RSS {before:.0f} MB before, {after:.0f} MB after requesting "
-              f"{len(ms)} different steps' tokens; tokens p50 {statistics.median(ms):.0f} ms")
+        print(
+            f"\n### {steps}-step run: server RSS {before:.0f} MB before, {after:.0f} MB after requesting "
+            f"{len(ms)} different steps' tokens; tokens p50 {statistics.median(ms):.0f} ms"
+        )
     finally:
         proc.kill()
 

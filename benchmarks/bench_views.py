@@ -46,9 +46,15 @@ LAYERS, HEADS = 6, 12
 SIZES = (64, 128, 512)
 STEPS = (0, 1, 2)
 BERTVIZ_REFERENCE = {  # docs/../shared reference: bertviz-measured.md, same kind of machine (not this run)
-    ("head", 64): "1.7 s", ("head", 128): "4.7 s", ("head", 256): "20 s", ("head", 512): "blank (never renders)",
-    ("model", 64): "5.8 s", ("model", 128): "23 s", ("model", 256): "out of memory (12 GB cap)",
-    ("model", 512): "blank", ("hover", 64): "0.42 s",
+    ("head", 64): "1.7 s",
+    ("head", 128): "4.7 s",
+    ("head", 256): "20 s",
+    ("head", 512): "blank (never renders)",
+    ("model", 64): "5.8 s",
+    ("model", 128): "23 s",
+    ("model", 256): "out of memory (12 GB cap)",
+    ("model", 512): "blank",
+    ("hover", 64): "0.42 s",
 }
 NEXT_FRAME = "new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)))"
 
@@ -103,24 +109,34 @@ def bench_ours(browser, root, n):
             page.evaluate(
                 """async (i) => { const el = document.querySelector(`.token.left[data-index="${i}"]`);
                    const t = performance.now(); el.dispatchEvent(new MouseEvent('mouseover', {bubbles: true}));
-                   await """ + NEXT_FRAME + """; return performance.now() - t; }""",
+                   await """
+                + NEXT_FRAME
+                + """; return performance.now() - t; }""",
                 i,
             )
             for i in (3, 7, 11, 15, 19)
         ]
         out["hover_ms"] = statistics.median(hovers)
         # Step change once cached: visit every step, then time moves between them (to ready + next frame).
-        select = """async (step) => { const t = performance.now(); window.__tba.select({step});
+        select = (
+            """async (step) => { const t = performance.now(); window.__tba.select({step});
             while (!(document.body.dataset.state === 'ready' && document.body.dataset.paintedStep === String(step)))
               await new Promise(r => setTimeout(r, 1));
-            await """ + NEXT_FRAME + """; return performance.now() - t; }"""
+            await """
+            + NEXT_FRAME
+            + """; return performance.now() - t; }"""
+        )
         for step in STEPS:
             page.evaluate(select, step)
         out["step_change_ms"] = statistics.median([page.evaluate(select, s) for s in (0, 1, 2, 1, 0, 2)])
-        model = """async () => { const t = performance.now(); window.__tba.select({view: 'model'});
+        model = (
+            """async () => { const t = performance.now(); window.__tba.select({view: 'model'});
             while (!(document.body.dataset.state === 'ready' && document.body.dataset.paintedView === 'model'))
               await new Promise(r => setTimeout(r, 1));
-            await """ + NEXT_FRAME + """; return performance.now() - t; }"""
+            await """
+            + NEXT_FRAME
+            + """; return performance.now() - t; }"""
+        )
         out["model_view_s"] = page.evaluate(model) / 1000
         out["browser_rss_gb"] = chromium_memory() / 1e9
         page.close()
@@ -132,17 +148,21 @@ def bench_ours(browser, root, n):
 
 # -- BertViz 1.4.1 -------------------------------------------------------------------------------------------
 def setup_bertviz(tmp):
-    subprocess.run([sys.executable, "-m", "pip", "download", "bertviz==1.4.1", "--no-deps", "-q", "-d", str(tmp)],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "bertviz==1.4.1", "--no-deps", "-q", "-d", str(tmp)], check=True
+    )
     with zipfile.ZipFile(next(tmp.glob("bertviz-1.4.1-*.whl"))) as z:
         z.extractall(tmp / "site")
-    subprocess.run(["npm", "pack", "d3@5.7.0", "jquery@2.1.0", "requirejs@2.3.6"], cwd=tmp, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["npm", "pack", "d3@5.7.0", "jquery@2.1.0", "requirejs@2.3.6"], cwd=tmp, check=True, capture_output=True
+    )
     js = tmp / "js"
     js.mkdir()
-    for tgz, member, name in (("d3-5.7.0.tgz", "package/dist/d3.min.js", "d3.min.js"),
-                              ("jquery-2.1.0.tgz", "package/dist/jquery.min.js", "jquery.min.js"),
-                              ("requirejs-2.3.6.tgz", "package/require.js", "require.min.js")):
+    for tgz, member, name in (
+        ("d3-5.7.0.tgz", "package/dist/d3.min.js", "d3.min.js"),
+        ("jquery-2.1.0.tgz", "package/dist/jquery.min.js", "jquery.min.js"),
+        ("requirejs-2.3.6.tgz", "package/require.js", "require.min.js"),
+    ):
         with tarfile.open(tmp / tgz) as t:
             (js / name).write_bytes(t.extractfile(member).read())
     sys.path.insert(0, str(tmp / "site"))
@@ -159,9 +179,11 @@ def bertviz_html(bertviz, kind, attn, tokens, out):
     t0 = time.perf_counter()
     html = fn(layers, tokens, html_action="return").data
     build_s = time.perf_counter() - t0
-    html = (html.replace("https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.6/require.min.js", "js/require.min.js")
-                .replace("https://cdnjs.cloudflare.com/ajax/libs/d3/5.7.0/d3.min", "js/d3.min")
-                .replace("https://cdnjs.cloudflare.com/ajax/libs/jquery/2.0.0/jquery.min", "js/jquery.min"))
+    html = (
+        html.replace("https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.6/require.min.js", "js/require.min.js")
+        .replace("https://cdnjs.cloudflare.com/ajax/libs/d3/5.7.0/d3.min", "js/d3.min")
+        .replace("https://cdnjs.cloudflare.com/ajax/libs/jquery/2.0.0/jquery.min", "js/jquery.min")
+    )
     out.write_text(html)
     return build_s, len(html)
 
@@ -187,7 +209,10 @@ def bench_bertviz(browser, bertviz, tmp, kind, n, timeout_s=120):
             res["hover_ms"] = page.evaluate(
                 """async () => { const el = document.querySelectorAll('#left text')[3];
                    const t = performance.now(); el.dispatchEvent(new MouseEvent('mouseover', {bubbles: true}));
-                   await """ + NEXT_FRAME + """; return performance.now() - t; }""")
+                   await """
+                + NEXT_FRAME
+                + """; return performance.now() - t; }"""
+            )
     except Exception as e:  # a page that never renders is a result, not a crash
         res["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"
     finally:
@@ -241,24 +266,34 @@ def main():
     print("|---|---|---|---|")
     o = lambda n, k: ours.get(n, {}).get(k)  # noqa: E731
     print(f"| head view first paint, 64 tokens | – | {fmt(o(64, 'head_first_paint_s'), 's')} | {bv('head', 64)} |")
-    print(f"| head view first paint, 128 tokens | ≤ 0.25 s | {fmt(o(128, 'head_first_paint_s'), 's')} | {bv('head', 128)} |")
-    print(f"| head view first paint, 512 tokens | ≤ 1 s | {fmt(o(512, 'head_first_paint_s'), 's')} | {bv('head', 512)} |")
+    print(
+        f"| head view first paint, 128 tokens | ≤ 0.25 s | {fmt(o(128, 'head_first_paint_s'), 's')} | {bv('head', 128)} |"
+    )
+    print(
+        f"| head view first paint, 512 tokens | ≤ 1 s | {fmt(o(512, 'head_first_paint_s'), 's')} | {bv('head', 512)} |"
+    )
     print(f"| model view (72 heads), 64 tokens | – | {fmt(o(64, 'model_view_s'), 's')} | {bv('model', 64)} |")
     print(f"| model view (72 heads), 128 tokens | – | {fmt(o(128, 'model_view_s'), 's')} | {bv('model', 128)} |")
     print(f"| model view (72 heads), 512 tokens | ≤ 2 s | {fmt(o(512, 'model_view_s'), 's')} | {bv('model', 512)} |")
     hov64 = o(64, "hover_ms")
-    bv_hover = bv("head", 64, "hover_ms") if ("head", 64) in theirs else f"{BERTVIZ_REFERENCE[('hover', 64)]} (reference)"
+    bv_hover = (
+        bv("head", 64, "hover_ms") if ("head", 64) in theirs else f"{BERTVIZ_REFERENCE[('hover', 64)]} (reference)"
+    )
     print(f"| hover to next frame, 64 tokens | – | {'–' if hov64 is None else f'{hov64:.0f} ms'} | {bv_hover} |")
     hov = o(512, "hover_ms")
-    print(f"| hover to next frame, 512 tokens | ≤ 50 ms | {'–' if hov is None else f'{hov:.0f} ms'} | {bv('head', 512)} |")
+    print(
+        f"| hover to next frame, 512 tokens | ≤ 50 ms | {'–' if hov is None else f'{hov:.0f} ms'} | {bv('head', 512)} |"
+    )
     sc = o(128, "step_change_ms")
     print(f"| step change, 128 tokens, cached | ≤ 100 ms | {'–' if sc is None else f'{sc:.0f} ms'} | no steps |")
     mem = o(512, "browser_rss_gb")
     print(f"| browser memory (PSS), 512 tokens | ≤ 1 GB | {fmt(mem, 'GB')} | {bv('head', 512)} |")
     for (kind, n), r in sorted(theirs.items()):
         if "rss_gb" in r:
-            print(f"\nBertViz {kind} view {n} tokens: HTML {r['html_mb']:.0f} MB built in {r['build_s']:.1f} s, "
-                  f"browser memory (PSS) {r['rss_gb']:.2f} GB")
+            print(
+                f"\nBertViz {kind} view {n} tokens: HTML {r['html_mb']:.0f} MB built in {r['build_s']:.1f} s, "
+                f"browser memory (PSS) {r['rss_gb']:.2f} GB"
+            )
 
 
 if __name__ == "__main__":

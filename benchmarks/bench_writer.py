@@ -39,8 +39,12 @@ def measure(tokens, repeats, with_qk):
             clone_ms.append((time.perf_counter() - t) * 1e3)
             t = time.perf_counter()
             w.add_attention(
-                "probe", attn, tokens=[f"t{i}" for i in range(tokens)], step=step,
-                queries=q if with_qk else None, keys=k if with_qk else None,
+                "probe",
+                attn,
+                tokens=[f"t{i}" for i in range(tokens)],
+                step=step,
+                queries=q if with_qk else None,
+                keys=k if with_qk else None,
             )
             add_ms.append((time.perf_counter() - t) * 1e3)
     size = sum(os.path.getsize(os.path.join(logdir, f)) for f in os.listdir(logdir))

@@ -1,6 +1,6 @@
 """The demo: train the tiny copy-task GPT (about a minute on a laptop CPU), then open TensorBoard on its logs.
 
-    python examples/demo.py [--logdir runs/demo] [--port 6006]
+python examples/demo.py [--logdir runs/demo] [--port 6006]
 """
 
 import argparse

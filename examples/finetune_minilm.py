@@ -42,7 +42,9 @@ class NegationData(torch.utils.data.Dataset):
             negated = rng.random() < 0.5
             text = f"i {rng.choice(NEGATIONS) if negated else 'do'} {rng.choice(VERBS)} {rng.choice(THINGS)}"
             enc = tokenizer(text, padding="max_length", max_length=16, truncation=True)
-            self.items.append({**{k: torch.tensor(v) for k, v in enc.items()}, "labels": torch.tensor(int(not negated))})
+            self.items.append(
+                {**{k: torch.tensor(v) for k, v in enc.items()}, "labels": torch.tensor(int(not negated))}
+            )
 
     def __len__(self):
         return len(self.items)
@@ -67,13 +69,24 @@ def main(argv=None):
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", os.path.join(args.output, "train"))
     training = TrainingArguments(
-        os.path.join(args.output, "checkpoints"), max_steps=args.steps, per_device_train_batch_size=16,
-        learning_rate=5e-5, logging_steps=2, save_steps=args.save_every, report_to=["tensorboard"], use_cpu=True,
+        os.path.join(args.output, "checkpoints"),
+        max_steps=args.steps,
+        per_device_train_batch_size=16,
+        learning_rate=5e-5,
+        logging_steps=2,
+        save_steps=args.save_every,
+        report_to=["tensorboard"],
+        use_cpu=True,
         disable_tqdm=True,
     )
     callback = AttentionCallback(PROBE, tag="probe/negation", every_n_steps=args.probe_every)
-    trainer = Trainer(model=model, args=training, train_dataset=NegationData(tokenizer, 512, 0),
-                      processing_class=tokenizer, callbacks=[callback])
+    trainer = Trainer(
+        model=model,
+        args=training,
+        train_dataset=NegationData(tokenizer, 512, 0),
+        processing_class=tokenizer,
+        callbacks=[callback],
+    )
     result = trainer.train()
     print(f"trained {args.steps} steps, loss {result.training_loss:.3f}; attention logged to {callback.logdir}")
     return result.training_loss

@@ -47,7 +47,9 @@ class TinyGPT(nn.Module):
         self.blocks = nn.ModuleList(Attention(d_model, heads) for _ in range(layers))
         self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(layers))
         self.mlps = nn.ModuleList(
-            nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model))
+            nn.Sequential(
+                nn.LayerNorm(d_model), nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model)
+            )
             for _ in range(layers)
         )
         self.head = nn.Linear(d_model, vocab)

@@ -74,7 +74,9 @@ def _load_model(ckpt, args):
     if ckpt.kind == "hf":
         return AutoModel.from_pretrained(ckpt.path)
     if not args.model:
-        raise ValueError("a state-dict checkpoint needs --model (a Hugging Face model name or folder) for its architecture")
+        raise ValueError(
+            "a state-dict checkpoint needs --model (a Hugging Face model name or folder) for its architecture"
+        )
     model = AutoModel.from_pretrained(args.model)
     if ckpt.path.endswith(".safetensors"):
         from safetensors.torch import load_file
@@ -90,12 +92,14 @@ def _load_model(ckpt, args):
     prefix = getattr(model, "base_model_prefix", "") + "."
     if prefix != "." and not any(k.startswith(prefix) for k in model.state_dict()):
         # Saved from a task model (e.g. BertForSequenceClassification): keep its base model's weights.
-        stripped = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        stripped = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         state = stripped or state
     missing, unexpected = model.load_state_dict(state, strict=False)
     own = set(model.state_dict())
     if len(missing) > len(own) // 2:
-        raise ValueError(f"the state dict does not fit --model {args.model}: {len(missing)} of {len(own)} weights missing")
+        raise ValueError(
+            f"the state dict does not fit --model {args.model}: {len(missing)} of {len(own)} weights missing"
+        )
     return model
 
 
@@ -117,7 +121,7 @@ def checkpoints_command(args):
     from tqdm import tqdm
 
     from tb_attention.integrations.probe import ProbeRunner
-    from tb_attention.writer import AttentionWriter
+    from tb_attention.write.writer import AttentionWriter
 
     try:  # transformers' per-load weight report would bury the progress bar; failures are reported below
         from transformers.utils import logging as hf_logging
@@ -130,7 +134,9 @@ def checkpoints_command(args):
         raise SystemExit(f"tb-attention: {args.dir} is not a directory")
     found, problems = find_checkpoints(args.dir)
     if not found and not problems:
-        raise SystemExit(f"tb-attention: no checkpoints in {args.dir} (expected checkpoint-<step>/ folders or *.pt files)")
+        raise SystemExit(
+            f"tb-attention: no checkpoints in {args.dir} (expected checkpoint-<step>/ folders or *.pt files)"
+        )
     probe = None
     if args.probe:
         with open(args.probe, encoding="utf-8") as f:
@@ -147,8 +153,10 @@ def checkpoints_command(args):
     todo = [c for c in found if c.step > resume_after]
     skipped = len(found) - len(todo)
     if skipped:
-        print(f"tb-attention: resuming after step {resume_after}: {skipped} checkpoint(s) already logged or earlier",
-              file=sys.stderr)
+        print(
+            f"tb-attention: resuming after step {resume_after}: {skipped} checkpoint(s) already logged or earlier",
+            file=sys.stderr,
+        )
     failed = list(problems)
     os.makedirs(args.logdir, exist_ok=True)
     logged = 0

@@ -6,8 +6,13 @@ import shutil
 import pytest
 
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 # Pixels painted (alpha > 0) and a hash of all pixels of every canvas matching `sel`, computed in the page.
@@ -48,6 +53,7 @@ def plugin_page(base_url, width=1280, height=900, downloads=False):
             page = browser.new_page(viewport={"width": width, "height": height}, accept_downloads=downloads)
             errors, dialogs = [], []
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
             def on_console(m):
                 url = (m.location or {}).get("url", "")
                 if m.type == "error" and "favicon" not in url:  # the bare plugin page has no favicon

@@ -16,8 +16,8 @@ from tensorboard.plugins import base_plugin
 from tensorboard.util import grpc_util
 from werkzeug import test as werkzeug_test
 
-from tb_attention import metadata
-from tb_attention.plugin import AttentionPlugin
+from tb_attention.format import metadata
+from tb_attention.serve.plugin import AttentionPlugin
 
 
 def softmax_attention(rng, layers, heads, q_len, k_len=None, sharpness=3.0):
@@ -33,12 +33,12 @@ def write_raw_probe(run_dir, tag, blobs, content, step=1):
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-    from tb_attention import summary
+    from tb_attention.write import encode
 
     writer = EventFileWriter(str(run_dir))
     meta = metadata.create_summary_metadata(metadata.KIND_PROBE)
     meta.plugin_data.content = json.dumps(content).encode()
-    value = summary_pb2.Summary.Value(tag=tag, tensor=summary._blob_sequence_proto(blobs))
+    value = summary_pb2.Summary.Value(tag=tag, tensor=encode._blob_sequence_proto(blobs))
     value.metadata.CopyFrom(meta)
     writer.add_event(event_pb2.Event(step=step, summary=summary_pb2.Summary(value=[value])))
     writer.close()
@@ -110,7 +110,15 @@ def load(request):
 def start_tensorboard(logdir, *extra_args, timeout=60):
     """Starts `tensorboard` on 127.0.0.1 with a free port; returns (process, base_url)."""
     cmd = [
-        sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1", "--port", "0",
+        sys.executable,
+        "-m",
+        "tensorboard.main",
+        "--logdir",
+        str(logdir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
         *extra_args,
     ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")

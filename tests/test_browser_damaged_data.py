@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from tb_attention import metadata, summary
+from tb_attention.format import metadata
+from tb_attention.write import encode
 from tests.browser_util import plugin_page
 from tests.conftest import softmax_attention, write_raw_probe
 
@@ -10,7 +11,7 @@ from tests.conftest import softmax_attention, write_raw_probe
 def test_damaged_step_and_newer_format_are_explained_in_the_ui(tmp_path, tensorboard_server):
     rng = np.random.default_rng(0)
     tokens = list("abcd")
-    blobs = lambda: summary.probe_blobs(softmax_attention(rng, 1, 2, 4), None, None, tokens, None)  # noqa: E731
+    blobs = lambda: encode.probe_blobs(softmax_attention(rng, 1, 2, 4), None, None, tokens, None)  # noqa: E731
     for step in (1, 2, 3):
         b = blobs()
         if step == 2:

@@ -30,14 +30,18 @@ def test_embedding_matrix_and_single_head_views(tmp_path, tensorboard_server):
         root = "[data-view-root='embedding']"
         assert page.locator(f"{root} .emb-cell").count() == L * H
         # PCA paints first; the default faithful layout replaces it once the server has computed it.
-        page.wait_for_selector(f"{root} .emb-view[data-emb-method='faithful'], .emb-view[data-emb-method='faithful']", timeout=60_000)
+        page.wait_for_selector(
+            f"{root} .emb-view[data-emb-method='faithful'], .emb-view[data-emb-method='faithful']", timeout=60_000
+        )
         sig = signature(page, ".emb-cell canvas")
         assert sig["painted"] > L * H * 50
         assert page.locator(".emb-cell-score").first.text_content().startswith("ρ ")
         # Open layer 1 head 2.
         page.click(".emb-cell[data-layer='1'][data-head='2']")
         page.wait_for_selector(".emb-view[data-emb-mode='single']")
-        page.wait_for_function("document.querySelector('.emb-view').dataset.embFaithfulness !== undefined && window.__tbaEmb.screenOf(0) !== null")
+        page.wait_for_function(
+            "document.querySelector('.emb-view').dataset.embFaithfulness !== undefined && window.__tbaEmb.screenOf(0) !== null"
+        )
         page.wait_for_selector(".emb-view[data-emb-mode='single'][data-emb-method='faithful']", timeout=60_000)
         before = signature(page, ".emb-canvas")
         assert before["painted"] > 200

@@ -7,7 +7,8 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from tb_attention import AttentionWriter, codec
+from tb_attention import AttentionWriter
+from tb_attention.format import codec
 from tests.browser_util import CHROMIUM_ARGS, chromium_path, open_view, plugin_page, signature, wait_ready
 from tests.conftest import softmax_attention, start_tensorboard
 
@@ -147,8 +148,13 @@ def test_special_tokens_search_segments_keyboard(logged):
         page.fill("#token-search", "")
         # Sentence A/B filter from the logged segments.
         options = page.eval_on_selector_all("#segment-filter option", "os => os.map(o => o.textContent)")
-        assert options == ["All", "Sentence A → Sentence A", "Sentence B → Sentence B",
-                           "Sentence A → Sentence B", "Sentence B → Sentence A"]
+        assert options == [
+            "All",
+            "Sentence A → Sentence A",
+            "Sentence B → Sentence B",
+            "Sentence A → Sentence B",
+            "Sentence B → Sentence A",
+        ]
         page.select_option("#segment-filter", label="Sentence A → Sentence B")
         wait_ready(page)
         assert page.locator(".token.left").count() == 6 and page.locator(".token.right").count() == 4
@@ -170,7 +176,11 @@ def test_encoder_decoder_switch_and_dark_mode(logged):
     with plugin_page(url) as (page, errors, _):
         page.select_option("#probe-select", label="b / t5/decoder")
         wait_ready(page)
-        assert page.eval_on_selector_all(".tba-part", "bs => bs.map(b => b.textContent)") == ["Encoder", "Decoder", "Cross"]
+        assert page.eval_on_selector_all(".tba-part", "bs => bs.map(b => b.textContent)") == [
+            "Encoder",
+            "Decoder",
+            "Cross",
+        ]
         page.click(".tba-part[data-part='cross']")
         page.wait_for_selector(".tba-part.active[data-part='cross']")
         wait_ready(page)
@@ -182,5 +192,3 @@ def test_encoder_decoder_switch_and_dark_mode(logged):
         bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
         assert bg == "rgb(32, 33, 36)"
         assert errors == []
-
-

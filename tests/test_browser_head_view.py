@@ -16,8 +16,13 @@ TOKENS = ["[CLS]", "the", "cat", XSS, "sat", "on", "the", "mat", ".", "it", "was
 STEPS = [0, 50, 100]
 LAYERS, HEADS, D_HEAD = 2, 4, 8
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 # Canvas signature computed in the frame: how many pixels are painted, and a hash of all of them.

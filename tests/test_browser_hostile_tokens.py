@@ -7,9 +7,9 @@ from tests.browser_util import plugin_page
 from tests.conftest import softmax_attention
 
 HOSTILE = [
-    "<img src=x onerror=\"window.__pwned=1\">",
+    '<img src=x onerror="window.__pwned=1">',
     "<script>window.__pwned=2</script>",
-    "\"><svg onload=window.__pwned=3>",
+    '"><svg onload=window.__pwned=3>',
     "javascript:alert(4)",
     "\u202egnp.exe",  # right-to-left override
     "a\u200bb\u200cc\u200dd\ufeff",  # zero-width characters

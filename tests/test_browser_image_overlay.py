@@ -37,8 +37,14 @@ def server(tmp_path_factory):
         for q in range(T):
             attn[0, head, q, 1 + _target(q, head)] = 0.997
     with AttentionWriter(str(root / "a_vit")) as w:
-        w.add_attention("vit", attn, tokens=TOKENS, step=0, image=_image(),
-                        patch_grid={"rows": ROWS, "cols": COLS, "patch_size": PATCH})
+        w.add_attention(
+            "vit",
+            attn,
+            tokens=TOKENS,
+            step=0,
+            image=_image(),
+            patch_grid={"rows": ROWS, "cols": COLS, "patch_size": PATCH},
+        )
     with AttentionWriter(str(root / "b_text")) as w:
         w.add_attention("text", attn, tokens=[f"w{i}" for i in range(T)], step=0)
     proc, url = start_tensorboard(root, "--load_fast=false", "--reload_interval=0", "--reload_task=blocking")

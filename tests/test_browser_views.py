@@ -42,8 +42,9 @@ def server(tmp_path_factory):
                 w.add_attention("probe/p", _pattern(rng, i, T), tokens=TOKENS, step=step, queries=q, keys=k)
     with AttentionWriter(str(root / "long")) as w:  # 2,048 tokens: the matrix view's case
         n = LONG
-        w.add_attention("probe/long", softmax_attention(rng, 1, 2, n, sharpness=4.0), tokens=[f"w{i}" for i in range(n)],
-                        step=0)
+        w.add_attention(
+            "probe/long", softmax_attention(rng, 1, 2, n, sharpness=4.0), tokens=[f"w{i}" for i in range(n)], step=0
+        )
     proc, url = start_tensorboard(root, "--load_fast=false", "--reload_interval=0", "--reload_task=blocking")
     yield url
     proc.kill()

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
-from tb_attention import codec  # noqa: E402
+from tb_attention.format import codec  # noqa: E402
 from tb_attention.integrations.hf import AttentionCallback  # noqa: E402
 
 
@@ -24,8 +24,13 @@ def _tokenizer():
 
 def _tiny_bert(tokenizer):
     config = transformers.BertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        max_position_embeddings=64, num_labels=2,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=2,
     )
     torch.manual_seed(0)
     return transformers.BertForSequenceClassification(config)
@@ -51,11 +56,19 @@ class _Data(torch.utils.data.Dataset):
 def _train(tmp_path, callback, report_to, max_steps=12):
     tok = _tokenizer()
     args = transformers.TrainingArguments(
-        str(tmp_path / "out"), max_steps=max_steps, per_device_train_batch_size=8, logging_steps=2,
-        report_to=report_to, save_strategy="no", use_cpu=True, learning_rate=1e-3, disable_tqdm=True,
+        str(tmp_path / "out"),
+        max_steps=max_steps,
+        per_device_train_batch_size=8,
+        logging_steps=2,
+        report_to=report_to,
+        save_strategy="no",
+        use_cpu=True,
+        learning_rate=1e-3,
+        disable_tqdm=True,
     )
-    trainer = transformers.Trainer(model=_tiny_bert(tok), args=args, train_dataset=_Data(tok), processing_class=tok,
-                                   callbacks=[callback])
+    trainer = transformers.Trainer(
+        model=_tiny_bert(tok), args=args, train_dataset=_Data(tok), processing_class=tok, callbacks=[callback]
+    )
     trainer.train()
     return trainer
 

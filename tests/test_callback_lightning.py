@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 L = pytest.importorskip("lightning")
 
-from tb_attention import codec  # noqa: E402
+from tb_attention.format import codec  # noqa: E402
 from tb_attention.integrations.lightning import AttentionCallback  # noqa: E402
 
 
@@ -35,8 +35,16 @@ def test_lightning_run_logs_next_to_the_logger(tmp_path, load):
     probe = {"src": torch.randn(1, 6, 16, generator=torch.Generator().manual_seed(3))}
     callback = AttentionCallback(probe, tag="probe", every_n_steps=4)
     logger = L.pytorch.loggers.TensorBoardLogger(str(tmp_path), name="tiny", version="v0")
-    trainer = L.Trainer(max_steps=8, log_every_n_steps=2, logger=logger, callbacks=[callback], accelerator="cpu",
-                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    trainer = L.Trainer(
+        max_steps=8,
+        log_every_n_steps=2,
+        logger=logger,
+        callbacks=[callback],
+        accelerator="cpu",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     trainer.fit(Tiny(), torch.utils.data.DataLoader(data, batch_size=8))
     assert callback.logdir == logger.log_dir
     assert callback.logged_steps == [0, 2, 4, 6, 8]

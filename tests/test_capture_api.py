@@ -15,16 +15,29 @@ V = 100
 
 def _bert(layers=2, dropout=0.0):
     torch.manual_seed(0)
-    config = T.BertConfig(vocab_size=V, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
-                          intermediate_size=64, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-                          max_position_embeddings=512)
+    config = T.BertConfig(
+        vocab_size=V,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=64,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        max_position_embeddings=512,
+    )
     return T.BertModel(config).eval()
 
 
 def _llama(kv_heads=2):
     torch.manual_seed(0)
-    config = T.LlamaConfig(vocab_size=V, hidden_size=64, num_hidden_layers=2, num_attention_heads=8,
-                           num_key_value_heads=kv_heads, intermediate_size=64)
+    config = T.LlamaConfig(
+        vocab_size=V,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=8,
+        num_key_value_heads=kv_heads,
+        intermediate_size=64,
+    )
     return T.LlamaModel(config).eval()
 
 
@@ -39,11 +52,22 @@ class FakeWriter:
         self.calls = []
 
     def add_attention(self, tag, attentions, *, tokens, step, queries=None, keys=None, key_tokens=None, **extra):
-        self.calls.append(dict(tag=tag, attentions=attentions, tokens=tokens, step=step, queries=queries,
-                               keys=keys, key_tokens=key_tokens, **extra))
+        self.calls.append(
+            dict(
+                tag=tag,
+                attentions=attentions,
+                tokens=tokens,
+                step=step,
+                queries=queries,
+                keys=keys,
+                key_tokens=key_tokens,
+                **extra,
+            )
+        )
 
 
 # -- selection and errors ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "kwargs, error, message",
@@ -118,6 +142,7 @@ def test_the_subpackage_is_callable_and_light():
 
 # -- padding and batches ----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_batch_rows_match_unpadded_single_runs(side):
     model = _bert() if side == "right" else _llama()
@@ -127,7 +152,7 @@ def test_batch_rows_match_unpadded_single_runs(side):
     for row, n in enumerate(lengths):
         mask[row, :n] = 1 if side == "right" else 0
         if side == "left":
-            mask[row, 9 - n:] = 1
+            mask[row, 9 - n :] = 1
     with torch.no_grad(), tc.capture(model, dtype=torch.float32) as cap:
         model(input_ids=ids, attention_mask=mask)
     for row, n in enumerate(lengths):
@@ -152,6 +177,7 @@ def test_last_forward_in_the_block_is_kept():
 
 
 # -- training mode and no_grad ----------------------------------------------------------------------------------------
+
 
 def test_training_mode_outputs_and_gradients_unchanged():
     model = _bert(dropout=0.3).train()
@@ -188,6 +214,7 @@ def test_no_grad_training_mode():
 
 
 # -- memory -----------------------------------------------------------------------------------------------------------
+
 
 def test_twelve_layers_at_512_tokens_keep_only_compact_cpu_copies():
     model = _bert(layers=12).train()
@@ -235,6 +262,7 @@ def test_no_tensor_of_the_forward_pass_is_retained(monkeypatch):
 
 # -- self-check -------------------------------------------------------------------------------------------------------
 
+
 def test_verify_detects_a_wrong_capture(monkeypatch):
     import tb_attention.capture.hf as hf
 
@@ -260,6 +288,7 @@ def test_verify_needs_a_forward():
 
 # -- writer bridge ----------------------------------------------------------------------------------------------------
 
+
 def test_log_capture_one_probe_per_row_without_padding():
     model = _bert()
     mask = torch.tensor([[1] * 5, [1] * 3 + [0] * 2])
@@ -280,9 +309,18 @@ def test_log_capture_one_probe_per_row_without_padding():
 
 def test_log_capture_encoder_decoder_tags_and_key_tokens():
     torch.manual_seed(0)
-    model = T.BartModel(T.BartConfig(vocab_size=V, d_model=32, encoder_layers=1, decoder_layers=1,
-                                     encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
-                                     decoder_ffn_dim=64)).eval()
+    model = T.BartModel(
+        T.BartConfig(
+            vocab_size=V,
+            d_model=32,
+            encoder_layers=1,
+            decoder_layers=1,
+            encoder_attention_heads=4,
+            decoder_attention_heads=4,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+        )
+    ).eval()
     with torch.no_grad(), tc.capture(model) as cap:
         model(input_ids=_ids(1, 6), decoder_input_ids=_ids(1, 3))
     writer = FakeWriter()
@@ -311,8 +349,11 @@ def test_log_capture_repeats_keys_for_irregular_head_subsets():
 
 def test_log_capture_labels_vit_patches():
     torch.manual_seed(0)
-    model = T.ViTModel(T.ViTConfig(image_size=8, patch_size=4, hidden_size=32, num_hidden_layers=1,
-                                   num_attention_heads=4, intermediate_size=64)).eval()
+    model = T.ViTModel(
+        T.ViTConfig(
+            image_size=8, patch_size=4, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64
+        )
+    ).eval()
     with torch.no_grad(), tc.capture(model) as cap:
         model(pixel_values=torch.randn(1, 3, 8, 8))
     writer = FakeWriter()
@@ -347,9 +388,18 @@ def test_flex_attention_is_refused_and_nothing_changes():
 
 def test_layer_indices_apply_per_stack_of_different_depth():
     torch.manual_seed(0)
-    model = T.BartModel(T.BartConfig(vocab_size=V, d_model=32, encoder_layers=1, decoder_layers=3,
-                                     encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
-                                     decoder_ffn_dim=64)).eval()
+    model = T.BartModel(
+        T.BartConfig(
+            vocab_size=V,
+            d_model=32,
+            encoder_layers=1,
+            decoder_layers=3,
+            encoder_attention_heads=4,
+            decoder_attention_heads=4,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+        )
+    ).eval()
     inputs = dict(input_ids=_ids(1, 6), decoder_input_ids=_ids(1, 3))
     with torch.no_grad(), tc.capture(model, layers=[2]) as cap:
         model(**inputs)
@@ -357,14 +407,19 @@ def test_layer_indices_apply_per_stack_of_different_depth():
     with torch.no_grad(), tc.capture(model, layers=-1) as last:
         model(**inputs)
     assert {s: [r.layer for r in recs] for s, recs in last.streams.items()} == {
-        "encoder": [0], "decoder": [2], "cross": [2]
+        "encoder": [0],
+        "decoder": [2],
+        "cross": [2],
     }
 
 
 def test_single_decoder_stack_is_the_self_stream_and_uses_attention_mask():
     torch.manual_seed(0)
-    model = T.OPTModel(T.OPTConfig(vocab_size=V, hidden_size=32, num_hidden_layers=2, ffn_dim=64,
-                                   num_attention_heads=4, word_embed_proj_dim=32)).eval()
+    model = T.OPTModel(
+        T.OPTConfig(
+            vocab_size=V, hidden_size=32, num_hidden_layers=2, ffn_dim=64, num_attention_heads=4, word_embed_proj_dim=32
+        )
+    ).eval()
     mask = torch.tensor([[1] * 6, [0] * 2 + [1] * 4])  # OPT pads on the left
     with torch.no_grad(), tc.capture(model) as cap:
         model(input_ids=_ids(2, 6), attention_mask=mask)
@@ -376,8 +431,9 @@ def test_single_decoder_stack_is_the_self_stream_and_uses_attention_mask():
 
 def test_generate_keeps_the_last_step_and_verify_refuses_the_cache():
     torch.manual_seed(0)
-    model = T.GPT2LMHeadModel(T.GPT2Config(vocab_size=V, n_embd=32, n_layer=2, n_head=4, bos_token_id=0,
-                                           eos_token_id=0, pad_token_id=0)).eval()
+    model = T.GPT2LMHeadModel(
+        T.GPT2Config(vocab_size=V, n_embd=32, n_layer=2, n_head=4, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    ).eval()
     with torch.no_grad(), tc.capture(model) as cap:
         model.generate(_ids(1, 5), max_new_tokens=3, do_sample=False)
     assert cap.streams["self"][0].weights.shape == (1, 4, 1, 7)  # one new query over the cached keys
@@ -408,8 +464,11 @@ def test_a_transformers_model_inside_a_wrapper():
 
 def test_fallback_inside_a_wrapper_requests_attentions_from_the_inner_model():
     torch.manual_seed(0)
-    inner = T.DebertaV2Model(T.DebertaV2Config(vocab_size=V, hidden_size=32, num_hidden_layers=2,
-                                               num_attention_heads=4, intermediate_size=64)).eval()
+    inner = T.DebertaV2Model(
+        T.DebertaV2Config(
+            vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64
+        )
+    ).eval()
 
     class Wrapper(torch.nn.Module):
         def __init__(self):

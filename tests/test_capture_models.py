@@ -39,34 +39,73 @@ MODELS = {
         dict(input_ids=_ids()),
     ),
     "gpt2": lambda: (
-        T.GPT2Model(T.GPT2Config(vocab_size=V, n_embd=32, n_layer=2, n_head=4, scale_attn_by_inverse_layer_idx=True,
-                                 bos_token_id=0, eos_token_id=0)),
+        T.GPT2Model(
+            T.GPT2Config(
+                vocab_size=V,
+                n_embd=32,
+                n_layer=2,
+                n_head=4,
+                scale_attn_by_inverse_layer_idx=True,
+                bos_token_id=0,
+                eos_token_id=0,
+            )
+        ),
         dict(input_ids=_ids()),
     ),
     "llama": lambda: (
-        _sharpen(T.LlamaModel(T.LlamaConfig(vocab_size=V, **SMALL, num_key_value_heads=2))), dict(input_ids=_ids())
+        _sharpen(T.LlamaModel(T.LlamaConfig(vocab_size=V, **SMALL, num_key_value_heads=2))),
+        dict(input_ids=_ids()),
     ),
     "mistral": lambda: (
         T.MistralModel(T.MistralConfig(vocab_size=V, **SMALL, num_key_value_heads=2, sliding_window=4)),
         dict(input_ids=_ids()),
     ),
     "qwen2": lambda: (
-        T.Qwen2Model(T.Qwen2Config(vocab_size=V, **SMALL, num_key_value_heads=1, use_sliding_window=True,
-                                   sliding_window=4, layer_types=["full_attention", "sliding_attention"])),
+        T.Qwen2Model(
+            T.Qwen2Config(
+                vocab_size=V,
+                **SMALL,
+                num_key_value_heads=1,
+                use_sliding_window=True,
+                sliding_window=4,
+                layer_types=["full_attention", "sliding_attention"],
+            )
+        ),
         dict(input_ids=_ids()),
     ),
     "gemma2": lambda: (
-        _sharpen(T.Gemma2Model(T.Gemma2Config(vocab_size=V, **SMALL, num_key_value_heads=2, head_dim=8,
-                                              sliding_window=4, attn_logit_softcapping=1.0, query_pre_attn_scalar=16))),
+        _sharpen(
+            T.Gemma2Model(
+                T.Gemma2Config(
+                    vocab_size=V,
+                    **SMALL,
+                    num_key_value_heads=2,
+                    head_dim=8,
+                    sliding_window=4,
+                    attn_logit_softcapping=1.0,
+                    query_pre_attn_scalar=16,
+                )
+            )
+        ),
         dict(input_ids=_ids()),
     ),
     "t5": lambda: (
-        T.T5Model(T.T5Config(vocab_size=V, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4)), _seq2seq()
+        T.T5Model(T.T5Config(vocab_size=V, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4)),
+        _seq2seq(),
     ),
     "bart": lambda: (
-        T.BartModel(T.BartConfig(vocab_size=V, d_model=32, encoder_layers=2, decoder_layers=2,
-                                 encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
-                                 decoder_ffn_dim=64)),
+        T.BartModel(
+            T.BartConfig(
+                vocab_size=V,
+                d_model=32,
+                encoder_layers=2,
+                decoder_layers=2,
+                encoder_attention_heads=4,
+                decoder_attention_heads=4,
+                encoder_ffn_dim=64,
+                decoder_ffn_dim=64,
+            )
+        ),
         _seq2seq(),
     ),
     "vit": lambda: (
@@ -74,8 +113,9 @@ MODELS = {
         dict(pixel_values=torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))),
     ),
     "transformer_encoder": lambda: (
-        torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(32, 4, 64, batch_first=True), 2,
-                                    enable_nested_tensor=False),
+        torch.nn.TransformerEncoder(
+            torch.nn.TransformerEncoderLayer(32, 4, 64, batch_first=True), 2, enable_nested_tensor=False
+        ),
         dict(src=torch.randn(1, 12, 32, generator=torch.Generator().manual_seed(0))),
     ),
 }

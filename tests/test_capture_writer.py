@@ -7,14 +7,16 @@ import torch
 import transformers as T
 
 import tb_attention.capture as tc
-from tb_attention import AttentionWriter, codec
+from tb_attention import AttentionWriter
 from tb_attention.capture import log_capture
+from tb_attention.format import codec
 
 
 def test_padded_batch_and_cross_attention_round_trip(tmp_path, load):
     torch.manual_seed(0)
-    bert = T.BertModel(T.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                    intermediate_size=64)).eval()
+    bert = T.BertModel(
+        T.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    ).eval()
     t5 = T.T5Model(T.T5Config(vocab_size=50, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4)).eval()
     ids = torch.randint(3, 50, (2, 5), generator=torch.Generator().manual_seed(0))
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
@@ -60,8 +62,11 @@ def test_minilm_example_logs_one_probe_per_sentence(tmp_path, load):
 
 def test_vit_probe_is_written_with_its_patch_grid(tmp_path, load):
     torch.manual_seed(0)
-    model = T.ViTModel(T.ViTConfig(image_size=8, patch_size=4, hidden_size=32, num_hidden_layers=1,
-                                   num_attention_heads=4, intermediate_size=64)).eval()
+    model = T.ViTModel(
+        T.ViTConfig(
+            image_size=8, patch_size=4, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64
+        )
+    ).eval()
     with torch.no_grad(), tc.capture(model) as cap:
         model(pixel_values=torch.randn(1, 3, 8, 8))
     with AttentionWriter(str(tmp_path / "run")) as writer:

@@ -13,7 +13,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
-from tb_attention import cli, codec  # noqa: E402
+from tb_attention import cli  # noqa: E402
+from tb_attention.format import codec  # noqa: E402
 from tests.test_callback_hf import _Data, _tiny_bert, _tokenizer  # noqa: E402
 
 
@@ -23,8 +24,14 @@ def saved(tmp_path_factory):
     out = tmp_path_factory.mktemp("train")
     tok = _tokenizer()
     args = transformers.TrainingArguments(
-        str(out / "ckpts"), max_steps=9, per_device_train_batch_size=8, save_steps=3, report_to="none",
-        use_cpu=True, learning_rate=1e-3, disable_tqdm=True,
+        str(out / "ckpts"),
+        max_steps=9,
+        per_device_train_batch_size=8,
+        save_steps=3,
+        report_to="none",
+        use_cpu=True,
+        learning_rate=1e-3,
+        disable_tqdm=True,
     )
     trainer = transformers.Trainer(model=_tiny_bert(tok), args=args, train_dataset=_Data(tok), processing_class=tok)
     trainer.train()
@@ -35,8 +42,13 @@ def saved(tmp_path_factory):
 
 
 def _run(*argv):
-    proc = subprocess.run([sys.executable, "-m", "tb_attention.cli", *map(str, argv)], capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tb_attention.cli", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )
     return proc.returncode, proc.stderr
 
 
@@ -85,8 +97,19 @@ def test_state_dicts_with_model_architecture(saved, tmp_path):
     ckpts = tmp_path / "ckpts"
     ckpts.mkdir()
     shutil.copy(saved / "final_step_12.pt", ckpts / "step_12.pt")
-    code = cli.main(["checkpoints", str(ckpts), "--logdir", str(tmp_path / "log"), "--model", str(saved / "arch"),
-                     "--quiet", "--probe-length", "5"])
+    code = cli.main(
+        [
+            "checkpoints",
+            str(ckpts),
+            "--logdir",
+            str(tmp_path / "log"),
+            "--model",
+            str(saved / "arch"),
+            "--quiet",
+            "--probe-length",
+            "5",
+        ]
+    )
     assert code == 0
     assert cli.logged_steps(str(tmp_path / "log"), "probe") == {12}
 

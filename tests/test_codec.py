@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tb_attention import codec
+from tb_attention.format import codec
 from tests.conftest import softmax_attention
 
 

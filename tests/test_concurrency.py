@@ -72,7 +72,9 @@ def test_two_attention_writers_share_one_summary_writer(tmp_path, rng, load):
     encoder, decoder = AttentionWriter(sw), AttentionWriter(sw)
     for step in range(15):
         encoder.add_attention("enc", softmax_attention(rng, 2, 2, 6), tokens=TOKENS, step=step)
-        decoder.add_attention("dec", softmax_attention(rng, 1, 4, 3, 6), tokens=list("xyz"), key_tokens=TOKENS, step=step)
+        decoder.add_attention(
+            "dec", softmax_attention(rng, 1, 4, 3, 6), tokens=list("xyz"), key_tokens=TOKENS, step=step
+        )
         sw.add_scalar("loss", 1.0, step)
     encoder.close()
     decoder.close()

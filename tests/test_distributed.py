@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 import torch.distributed as dist  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 
-from tb_attention import codec  # noqa: E402
+from tb_attention.format import codec  # noqa: E402
 
 WORLD = 2
 
@@ -18,12 +18,11 @@ WORLD = 2
 def _worker(rank, init_file, logdir, results):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:
-        from tb_attention import distributed
+        from tb_attention.integrations import distributed
         from tb_attention.integrations.probe import ProbeRunner, writer_for_rank
 
         torch.manual_seed(0)
-        layer = torch.nn.TransformerEncoderLayer(d_model=16, nhead=4, dim_feedforward=32, batch_first=True,
-                                                 dropout=0.0)
+        layer = torch.nn.TransformerEncoderLayer(d_model=16, nhead=4, dim_feedforward=32, batch_first=True, dropout=0.0)
         model = torch.nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
         ddp = torch.nn.parallel.DistributedDataParallel(model)
         optimizer = torch.optim.SGD(ddp.parameters(), lr=0.01)
@@ -53,8 +52,9 @@ def _worker(rank, init_file, logdir, results):
         if writer is not None:
             writer.close()
         with open(f"{results}/{rank}.json", "w") as f:
-            json.dump({"probe_calls": len(probe_calls), "writer": writer is not None,
-                       "world": distributed.world_size()}, f)
+            json.dump(
+                {"probe_calls": len(probe_calls), "writer": writer is not None, "world": distributed.world_size()}, f
+            )
         dist.barrier()  # tear gloo down together: a rank leaving while its peer still works aborts the peer
     finally:
         dist.destroy_process_group()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tb_attention import embedding as E
+from tb_attention.analysis import embedding as E
 
 
 def _softmax(x):
@@ -30,9 +30,16 @@ def _head(rng, probes=4, length=12, d=16, causal=False, q_offset=3.0, k_offset=-
 def test_normalisations_leave_every_softmax_row_unchanged(seed, translate, scale):
     rng = np.random.default_rng(seed)
     d = int(rng.integers(2, 65))
-    head = _head(rng, probes=int(rng.integers(1, 4)), length=int(rng.integers(1, 20)), d=d, causal=bool(seed % 2),
-                 q_offset=float(rng.uniform(0, 10)), k_offset=float(rng.uniform(0, 10)),
-                 k_scale=float(rng.uniform(0.01, 100)))
+    head = _head(
+        rng,
+        probes=int(rng.integers(1, 4)),
+        length=int(rng.integers(1, 20)),
+        d=d,
+        causal=bool(seed % 2),
+        q_offset=float(rng.uniform(0, 10)),
+        k_offset=float(rng.uniform(0, 10)),
+        k_scale=float(rng.uniform(0.01, 100)),
+    )
     qn, kn, info = E.normalise(head.q, head.k, translate, scale)
     for qi, ki, mask in head.groups:
         before = np.where(mask, head.q[qi].astype(np.float64) @ head.k[ki].astype(np.float64).T / np.sqrt(d), -np.inf)

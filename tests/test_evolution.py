@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from tb_attention import AttentionWriter, codec, evolution
+from tb_attention import AttentionWriter
+from tb_attention.analysis import evolution
+from tb_attention.format import codec
 from tests.conftest import softmax_attention
 
 
@@ -66,7 +68,9 @@ def test_routes_on_both_loaders(tmp_path, rng, load):
     _, across = codec.unpack(loaded.get("head_diff", run="r1", tag="p", step=10, run_b="r2", step_b=0).get_data())
     assert np.abs(across["jsd"]).max() < 1e-3  # same attention in both runs
 
-    meta, arrays = codec.unpack(loaded.get("rollout", run="r1", tag="p", step=10, fusion="max", residual="0.3").get_data())
+    meta, arrays = codec.unpack(
+        loaded.get("rollout", run="r1", tag="p", step=10, fusion="max", residual="0.3").get_data()
+    )
     assert meta["fusion"] == "max" and "Abnar" in meta["approximation"]
     np.testing.assert_allclose(arrays["rollout"], evolution.rollout(a1, "max", 0.3), atol=1e-2)
 

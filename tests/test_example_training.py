@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 
-from tb_attention import codec
+from tb_attention.format import codec
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
 import train_copy  # noqa: E402

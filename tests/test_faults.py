@@ -10,7 +10,9 @@ import time
 
 from tensorboard.compat.proto import event_pb2
 
-from tb_attention import AttentionWriter, codec, metadata, summary
+from tb_attention import AttentionWriter
+from tb_attention.format import codec, metadata
+from tb_attention.write import encode
 from tests.conftest import softmax_attention, write_raw_probe
 
 TOKENS = [f"t{i}" for i in range(40)]
@@ -125,7 +127,7 @@ def test_flipped_byte_in_a_layer_is_reported_and_other_steps_load(tmp_path, rng,
 
 def test_undecodable_blob_and_bad_manifest_get_422_with_a_message(tmp_path, rng, load):
     attn = softmax_attention(rng, 1, 2, 3)
-    good = summary.probe_blobs(attn, None, None, list("abc"), None)
+    good = encode.probe_blobs(attn, None, None, list("abc"), None)
     write_raw_probe(tmp_path / "run", "garbage_layer", [good[0], b"\x00garbage"], {"version": 1, "kind": "probe"})
     write_raw_probe(tmp_path / "run", "garbage_manifest", [b"{not json", good[1]], {"version": 1, "kind": "probe"})
     write_raw_probe(tmp_path / "run", "fine", good, {"version": 1, "kind": "probe"})
@@ -140,7 +142,7 @@ def test_undecodable_blob_and_bad_manifest_get_422_with_a_message(tmp_path, rng,
 
 
 def test_newer_format_version_is_listed_as_a_problem_not_a_crash(tmp_path, rng, load):
-    good = summary.probe_blobs(softmax_attention(rng, 1, 1, 2), None, None, list("ab"), None)
+    good = encode.probe_blobs(softmax_attention(rng, 1, 1, 2), None, None, list("ab"), None)
     write_raw_probe(tmp_path / "run", "future", good, {"version": metadata.VERSION + 1, "kind": "probe"})
     write_raw_probe(tmp_path / "run", "today", good, {"version": metadata.VERSION, "kind": "probe"})
     loaded = load(tmp_path)

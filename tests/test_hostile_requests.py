@@ -9,9 +9,32 @@ from tb_attention import AttentionWriter
 from tests.conftest import softmax_attention
 
 ADVERSARIAL = [
-    "", " ", "-1", "1e3", "0x10", "1.5", "NaN", "inf", "99999999999999999999999999", "2147483648", "٣", "１",
-    "../../../../etc/passwd", "/etc/passwd", "..%2F..%2Fetc%2Fpasswd", "C:\\Windows\\win.ini", "\x00", "run\x00",
-    "<script>alert(1)</script>", "' OR 1=1 --", "%s%s%s", "{}", "[]", "a" * 5000, "\u202eevil", "\u200b",
+    "",
+    " ",
+    "-1",
+    "1e3",
+    "0x10",
+    "1.5",
+    "NaN",
+    "inf",
+    "99999999999999999999999999",
+    "2147483648",
+    "٣",
+    "１",
+    "../../../../etc/passwd",
+    "/etc/passwd",
+    "..%2F..%2Fetc%2Fpasswd",
+    "C:\\Windows\\win.ini",
+    "\x00",
+    "run\x00",
+    "<script>alert(1)</script>",
+    "' OR 1=1 --",
+    "%s%s%s",
+    "{}",
+    "[]",
+    "a" * 5000,
+    "\u202eevil",
+    "\u200b",
 ]
 PARAMS = ["run", "tag", "step", "layer", "head", "step2", "run2", "method", "probe", "k"]
 
@@ -22,8 +45,12 @@ def loaded(tmp_path, load):
     with AttentionWriter(str(tmp_path / "run")) as w:
         for step in (0, 5):
             w.add_attention(
-                "p", softmax_attention(rng, 2, 2, 4), tokens=list("abcd"), step=step,
-                queries=rng.normal(size=(2, 2, 4, 3)), keys=rng.normal(size=(2, 1, 4, 3)),
+                "p",
+                softmax_attention(rng, 2, 2, 4),
+                tokens=list("abcd"),
+                step=step,
+                queries=rng.normal(size=(2, 2, 4, 3)),
+                keys=rng.normal(size=(2, 1, 4, 3)),
             )
     return load(tmp_path)
 

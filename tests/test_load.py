@@ -28,8 +28,13 @@ def test_twenty_concurrent_clients_get_no_errors(tmp_path, rng, tensorboard_serv
         for _ in range(15):
             step, layer = rnd.randrange(STEPS), rnd.randrange(LAYERS)
             route = rnd.choice(
-                ["runs", "steps?run=run&tag=p", f"tokens?run=run&tag=p&step={step}",
-                 f"attention?run=run&tag=p&step={step}&layer={layer}", "head_stats?run=run&tag=p"]
+                [
+                    "runs",
+                    "steps?run=run&tag=p",
+                    f"tokens?run=run&tag=p&step={step}",
+                    f"attention?run=run&tag=p&step={step}&layer={layer}",
+                    "head_stats?run=run&tag=p",
+                ]
             )
             try:
                 with urllib.request.urlopen(plugin + route, timeout=60) as resp:
@@ -53,4 +58,4 @@ def test_plugin_caches_stay_bounded_over_a_long_run(tmp_path, load):
     loaded = load(tmp_path)
     for step in range(600):
         assert loaded.get("tokens", run="run", tag="p", step=step).status_code == 200
-    assert len(loaded.plugin._manifests) <= 256
+    assert len(loaded.plugin._reader.manifests) <= 256

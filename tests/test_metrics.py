@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from tb_attention import metrics
+from tb_attention.analysis import metrics
 
 N = 4
 UNIFORM = np.full((N, N), 1 / N)
@@ -77,9 +77,7 @@ def test_induction_pattern_on_a_repeated_sequence():
 
 def test_padding_is_excluded():
     # A 3-token sequence padded to 4: the pad key gets weight that must be dropped, the pad query row ignored.
-    w = np.array(
-        [[0.5, 0.0, 0.0, 0.5], [0.25, 0.25, 0.0, 0.5], [0.2, 0.2, 0.2, 0.4], [1.0, 0.0, 0.0, 0.0]]
-    )
+    w = np.array([[0.5, 0.0, 0.0, 0.5], [0.25, 0.25, 0.0, 0.5], [0.2, 0.2, 0.2, 0.4], [1.0, 0.0, 0.0, 0.0]])
     mask = np.array([True, True, True, False])
     clean = np.array([[1.0, 0, 0], [0.5, 0.5, 0], [1 / 3, 1 / 3, 1 / 3]])
     for name in ("entropy", "distance", "max_weight", "topk_mass", "sink_mass", "prev_token", "diagonal"):
@@ -124,8 +122,9 @@ def test_compute_batches_layers_heads_and_masks():
     assert set(out) == set(metrics.NAMES)
     assert all(v.shape == (L, H) and v.dtype == np.float32 for v in out.values())
     # Same as averaging the per-row values of every valid row by hand.
-    rows = np.concatenate([metrics.entropy(attn[1, b, 2, : mask[b].sum(), : mask[b].sum()], per_row=True)
-                           for b in range(B)])
+    rows = np.concatenate(
+        [metrics.entropy(attn[1, b, 2, : mask[b].sum(), : mask[b].sum()], per_row=True) for b in range(B)]
+    )
     assert out["entropy"][1, 2] == pytest.approx(rows.mean(), rel=1e-6)
     # Every metric of compute() equals its documented function, row by row over the valid rows.
     for name in metrics.NAMES:

@@ -5,7 +5,9 @@ import time
 import numpy as np
 import pytest
 
-from tb_attention import AttentionWriter, codec, metrics
+from tb_attention import AttentionWriter
+from tb_attention.analysis import metrics
+from tb_attention.format import codec
 from tests.conftest import softmax_attention
 
 L, H, T = 2, 3, 7
@@ -83,11 +85,11 @@ def test_add_metrics_rejects_bad_input_before_writing(tmp_path, rng):
 
 
 def test_metrics_of_consecutive_steps_are_batched_but_flush_does_not_wait(tmp_path, rng, monkeypatch):
-    from tb_attention import summary
+    from tb_attention.write import encode
 
     calls = []
-    real = summary.metric_values
-    monkeypatch.setattr(summary, "metric_values", lambda a, o: calls.append(a.shape) or real(a, o))
+    real = encode.metric_values
+    monkeypatch.setattr(encode, "metric_values", lambda a, o: calls.append(a.shape) or real(a, o))
     attn = softmax_attention(rng, L, H, T)
     with AttentionWriter(str(tmp_path)) as w:
         for step in range(40):

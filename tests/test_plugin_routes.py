@@ -1,10 +1,10 @@
 """What the plugin serves decodes to what was logged, on both data loaders."""
 
-
 import numpy as np
 import pytest
 
-from tb_attention import AttentionWriter, codec
+from tb_attention import AttentionWriter
+from tb_attention.format import codec
 from tests.conftest import softmax_attention
 
 L, H, T, D = 3, 4, 9, 8
@@ -78,7 +78,12 @@ def test_tokens_route_returns_untouched_strings_and_shapes(logged, load):
     manifest = loaded.get("tokens", run="a", tag="probe/copy", step=20).get_json()
     assert manifest["tokens"] == data["a", "probe/copy", 20][3]
     assert manifest["tokens"][-1] == "<img src=x onerror=alert(1)>"
-    assert (manifest["num_layers"], manifest["num_heads"], manifest["num_kv_heads"], manifest["d_head"]) == (L, H, H // 2, D)
+    assert (manifest["num_layers"], manifest["num_heads"], manifest["num_kv_heads"], manifest["d_head"]) == (
+        L,
+        H,
+        H // 2,
+        D,
+    )
     cross = loaded.get("tokens", run="a", tag="probe/cross", step=7).get_json()
     assert cross["key_tokens"] == list("uvwxyz") and cross["has_qk"] is False
 

@@ -5,7 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from tb_attention import AttentionWriter, codec
+from tb_attention import AttentionWriter
+from tb_attention.format import codec
 
 L, H, HKV, D = 2, 4, 2, 8
 LENGTHS = [6, 7, 5, 8, 6, 7, 5, 6, 7, 8, 6]  # 11 inputs: sents/10 must sort after sents/9
@@ -47,8 +48,12 @@ def logged(tmp_path):
             qs = [q.astype(np.float32) for q, _ in vectors]
             ks = [k.astype(np.float32) for _, k in vectors]
             tags = w.add_attention_batch(
-                "sents", [_attention(q, k) for q, k in zip(qs, ks)], tokens=[[f"w{i}" for i in range(n)] for n in LENGTHS],
-                step=step, queries=qs, keys=ks,
+                "sents",
+                [_attention(q, k) for q, k in zip(qs, ks)],
+                tokens=[[f"w{i}" for i in range(n)] for n in LENGTHS],
+                step=step,
+                queries=qs,
+                keys=ks,
             )
         plain = _attention(qs[0], ks[0])
         w.add_attention("plain", plain, tokens=[f"w{i}" for i in range(LENGTHS[0])], step=0)
@@ -110,7 +115,7 @@ def test_pca_layout_is_small_scored_and_fixed_for_a_fixed_dataset(logged, load):
 def test_faithful_layout_runs_as_a_job_is_cached_on_disk_and_scores_higher(logged, load, tmp_path_factory):
     loaded = load(logged)
     cache = tmp_path_factory.mktemp("cache")
-    loaded.plugin._embedding._cache_dir = str(cache)
+    loaded.plugin._embedding._layouts.cache_dir = str(cache)
     params = dict(run="a", tag="sents", step=20, layer=0, head=1)
     first = loaded.get("embedding", method="faithful", **params)
     assert first.status_code in (200, 202)
@@ -120,7 +125,7 @@ def test_faithful_layout_runs_as_a_job_is_cached_on_disk_and_scores_higher(logge
     assert list(cache.rglob("*.npz"))
     # A fresh server on the same cache answers at once.
     other = load(logged)
-    other.plugin._embedding._cache_dir = str(cache)
+    other.plugin._embedding._layouts.cache_dir = str(cache)
     again = other.get("embedding", method="faithful", **params)
     _, _, xy_again = _layout(again)
     np.testing.assert_allclose(xy_again, xy, atol=1e-3 * np.abs(xy).max())
@@ -147,7 +152,12 @@ def test_matrix_serves_every_head_and_jobs_never_block_other_requests(logged, lo
 
 
 BAD_REQUESTS = [
-    ("embedding", {"tag": "sents", "step": "0", "layer": "0", "head": "0", "method": "mds"}, 400, "'method' must be one of"),
+    (
+        "embedding",
+        {"tag": "sents", "step": "0", "layer": "0", "head": "0", "method": "mds"},
+        400,
+        "'method' must be one of",
+    ),
     ("embedding", {"tag": "sents", "step": "0", "layer": "0", "head": "0", "translate": "2"}, 400, "must be 0 or 1"),
     ("embedding", {"tag": "sents", "step": "0", "layer": "2", "head": "0"}, 404, "layer 2 out of range"),
     ("embedding", {"tag": "sents", "step": "0", "layer": "0", "head": "4"}, 404, "head 4 out of range"),
@@ -155,7 +165,12 @@ BAD_REQUESTS = [
     ("embedding", {"tag": "sents", "step": "5", "layer": "0", "head": "0"}, 404, "step 5 is not loaded"),
     ("embedding", {"tag": "nope", "step": "0", "layer": "0", "head": "0"}, 404, "no probe or probe batch"),
     ("embedding", {"tag": "plain", "step": "0", "layer": "0", "head": "0"}, 404, "not logged"),
-    ("embedding", {"run": "zz", "tag": "sents", "step": "0", "layer": "0", "head": "0"}, 404, "no attention probes in run"),
+    (
+        "embedding",
+        {"run": "zz", "tag": "sents", "step": "0", "layer": "0", "head": "0"},
+        404,
+        "no attention probes in run",
+    ),
     ("embedding_matrix", {"tag": "sents", "step": "x"}, 400, "non-negative integer"),
     ("embedding_matrix", {"tag": "sents", "step": "0", "scale": "yes"}, 400, "must be 0 or 1"),
     ("embedding_info", {"tag": "nope"}, 404, "no probe or probe batch"),
@@ -177,15 +192,15 @@ def test_tsne_is_warm_started_from_the_previous_step_and_missing_libraries_are_a
     loaded = load(logged)
     # In the server thread (the fallback when no worker process can start): scikit-learn is imported once per
     # test session instead of once per worker process. The worker path is covered by the faithful tests.
-    loaded.plugin._embedding._worker_failed = True
+    loaded.plugin._embedding._layouts.worker_failed = True
     params = dict(run="a", tag="sents", layer=0, head=0, method="tsne")
     meta0, _, _ = _layout(_until_done(loaded, "embedding", step=0, **params))
     assert meta0["warm_start"] is False and meta0["aligned"] is True
     meta10, _, _ = _layout(_until_done(loaded, "embedding", step=10, **params))
     assert meta10["warm_start"] is True
-    from tb_attention import embedding_service
+    from tb_attention.serve import embedding_routes
 
-    monkeypatch.setattr(embedding_service, "available", lambda m: m in ("pca", "faithful"))
+    monkeypatch.setattr(embedding_routes, "available", lambda m: m in ("pca", "faithful"))
     resp = loaded.get("embedding", step=0, **dict(params, method="umap"))
     assert resp.status_code == 400 and "umap-learn" in resp.get_data(as_text=True)
     assert loaded.get("embedding_batches").get_json()["methods"]["tsne"] is False
@@ -200,6 +215,8 @@ def test_add_attention_batch_checks_its_lists_and_steps_before_writing(tmp_path)
             w.add_attention_batch("b", [attn, attn], tokens=[list("abcd")], step=0)
         with pytest.raises(ValueError, match="at least one input"):
             w.add_attention_batch("b", [], tokens=[], step=0)
-        assert w.add_attention_batch("b", [attn, attn], tokens=[list("abcd")] * 2, step=0, queries=[q, q], keys=[k, k]) == ["b/0", "b/1"]
+        assert w.add_attention_batch(
+            "b", [attn, attn], tokens=[list("abcd")] * 2, step=0, queries=[q, q], keys=[k, k]
+        ) == ["b/0", "b/1"]
         with pytest.raises(ValueError, match="not after the last logged step"):
             w.add_attention_batch("b", [attn, attn], tokens=[list("abcd")] * 2, step=0)

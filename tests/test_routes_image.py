@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tb_attention import AttentionWriter, metadata
+from tb_attention import AttentionWriter
+from tb_attention.format import metadata
 from tests.conftest import softmax_attention
 
 L, H, ROWS, COLS, SPECIAL = 2, 3, 3, 4, 1
@@ -33,8 +34,16 @@ def logdir(tmp_path, rng):
     with AttentionWriter(str(tmp_path / "run")) as w:
         w.add_attention("vit", softmax_attention(rng, L, H, T), tokens=TOKENS, step=0, patch_grid=grid, image=img)
         q = rng.normal(size=(L, H, T, 4)).astype(np.float32)
-        w.add_attention("vit", softmax_attention(rng, L, H, T), tokens=TOKENS, step=1, patch_grid=(ROWS, COLS),
-                        image=img[..., 0].astype(np.float32) / 255, queries=q, keys=q)  # grey, float
+        w.add_attention(
+            "vit",
+            softmax_attention(rng, L, H, T),
+            tokens=TOKENS,
+            step=1,
+            patch_grid=(ROWS, COLS),
+            image=img[..., 0].astype(np.float32) / 255,
+            queries=q,
+            keys=q,
+        )  # grey, float
         w.add_attention("vit", softmax_attention(rng, L, H, T), tokens=TOKENS, step=2, patch_grid=(ROWS, COLS))
     return tmp_path, img
 
@@ -67,7 +76,7 @@ def test_step_without_image_is_404_with_a_message(logdir, load):
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "not_png"])
 def test_damaged_png_is_422(tmp_path, rng, load, damage, monkeypatch):
-    from tb_attention import image as image_mod
+    from tb_attention.format import image as image_mod
 
     real = image_mod.encode_png
 
@@ -76,15 +85,16 @@ def test_damaged_png_is_422(tmp_path, rng, load, damage, monkeypatch):
         if damage == "flip":
             png[len(png) // 2] ^= 0xFF
         elif damage == "truncate":
-            del png[len(png) - 30:]
+            del png[len(png) - 30 :]
         else:
             png[:8] = b"GIF89a.."
         return bytes(png)
 
     monkeypatch.setattr(image_mod, "encode_png", broken)
     with AttentionWriter(str(tmp_path / "run")) as w:
-        w.add_attention("vit", softmax_attention(rng, L, H, T), tokens=TOKENS, step=0, patch_grid=(ROWS, COLS),
-                        image=_picture())
+        w.add_attention(
+            "vit", softmax_attention(rng, L, H, T), tokens=TOKENS, step=0, patch_grid=(ROWS, COLS), image=_picture()
+        )
     loaded = load(tmp_path)
     resp = loaded.get("image", run="run", tag="vit", step=0)
     assert resp.status_code == 422, resp.get_data(as_text=True)
@@ -103,8 +113,11 @@ def test_damaged_png_is_422(tmp_path, rng, load, damage, monkeypatch):
         (dict(image=np.full((24, 32), np.nan, np.float32), patch_grid=(ROWS, COLS)), ValueError, "NaN"),
         (dict(image=np.full((24, 32), 2.0, np.float32), patch_grid=(ROWS, COLS)), ValueError, r"\[0, 1\]"),
         (dict(image=[[0, 1]], patch_grid=(ROWS, COLS)), TypeError, "numpy array"),
-        (dict(image=np.zeros((16, 32), np.uint8), patch_grid={"rows": ROWS, "cols": COLS, "patch_size": 8}),
-         ValueError, "needs at least 32x24"),
+        (
+            dict(image=np.zeros((16, 32), np.uint8), patch_grid={"rows": ROWS, "cols": COLS, "patch_size": 8}),
+            ValueError,
+            "needs at least 32x24",
+        ),
         (dict(patch_grid=(4, 4)), ValueError, "more patches"),
         (dict(patch_grid={"rows": ROWS, "cols": COLS, "num_special": 2}), ValueError, "num_special"),
     ],
@@ -122,8 +135,9 @@ def test_real_vit_capture_logs_its_image(tmp_path, load):
     import tb_attention
 
     torch.manual_seed(0)
-    config = transformers.ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2,
-                                    num_attention_heads=4, intermediate_size=64)
+    config = transformers.ViTConfig(
+        image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64
+    )
     model = transformers.ViTModel(config).eval()
     pixels = torch.randn(2, 3, 16, 12)  # not square: rows and columns must not be swapped; two rows
     with torch.no_grad(), tb_attention.capture(model) as cap:

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from tb_attention import AttentionWriter, codec
+from tb_attention import AttentionWriter
+from tb_attention.format import codec
 from tests.conftest import softmax_attention
 
 L, H, T = 2, 3, 7
@@ -57,8 +58,13 @@ def test_segments_are_served_in_the_manifest(tmp_path, rng, load):
 
 @pytest.mark.parametrize(
     "segments, error",
-    [([0, 1], ValueError), ([0, 0, 1, 1, -1], ValueError), ([0, 0, 1, 1, True], ValueError), ("00011", TypeError),
-     ([0, 0, 1, 1, 1.5], ValueError)],
+    [
+        ([0, 1], ValueError),
+        ([0, 0, 1, 1, -1], ValueError),
+        ([0, 0, 1, 1, True], ValueError),
+        ("00011", TypeError),
+        ([0, 0, 1, 1, 1.5], ValueError),
+    ],
 )
 def test_bad_segments_are_refused_before_writing(tmp_path, rng, segments, error):
     attn = softmax_attention(rng, 1, 2, 5)

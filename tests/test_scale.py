@@ -6,7 +6,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from tb_attention import AttentionWriter, codec
+from tb_attention import AttentionWriter
+from tb_attention.format import codec
 from tests.conftest import softmax_attention
 
 LAYERS, HEADS, KV_HEADS, TOKENS, D_HEAD = 32, 32, 8, 2048, 128

@@ -10,7 +10,8 @@ import urllib.request
 import numpy as np
 import pytest
 
-from tb_attention import AttentionWriter, codec
+from tb_attention import AttentionWriter
+from tb_attention.format import codec
 from tests.conftest import softmax_attention
 
 STEPS = list(range(0, 150, 10))  # 15 steps: more than TensorBoard's default of 10 kept per blob tag
@@ -66,6 +67,6 @@ def test_explicit_samples_per_plugin_still_wins(logdir, tensorboard_server):
 
 
 def test_entry_point_module_imports_nothing_heavy():
-    code = "import sys, tb_attention.tb_loader; print(sorted(m for m in ('numpy', 'torch', 'tb_attention.plugin', 'tb_attention.writer') if m in sys.modules))"
+    code = "import sys, tb_attention.serve.loader; print(sorted(m for m in ('numpy', 'torch', 'tb_attention.serve.plugin', 'tb_attention.write.writer') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from tb_attention import AttentionWriter, codec
+from tb_attention import AttentionWriter
+from tb_attention.format import codec
 from tests.conftest import softmax_attention
 
 
@@ -40,16 +41,16 @@ def test_training_loop_may_reuse_its_buffer_after_add(tmp_path, rng, load):
 
 
 def test_pending_memory_is_bounded(tmp_path, rng, monkeypatch):
-    from tb_attention import summary
+    from tb_attention.write import encode
 
     gate, peak = threading.Event(), []
-    real = summary.probe_events
+    real = encode.probe_events
 
     def slow_probe_events(job, first):
         gate.wait(10)
         return real(job, first)
 
-    monkeypatch.setattr(summary, "probe_events", slow_probe_events)
+    monkeypatch.setattr(encode, "probe_events", slow_probe_events)
     attn = softmax_attention(rng, 2, 2, 16)  # 8 KiB per step
     w = AttentionWriter(str(tmp_path / "r"), max_pending_bytes=20_000)
     done = threading.Event()
@@ -57,7 +58,7 @@ def test_pending_memory_is_bounded(tmp_path, rng, monkeypatch):
     def produce():
         for step in range(6):
             w.add_attention("p", attn, tokens=[str(i) for i in range(16)], step=step)
-            peak.append(w._pending_bytes)
+            peak.append(w._queue._pending_bytes)
         done.set()
 
     threading.Thread(target=produce, daemon=True).start()
@@ -81,9 +82,9 @@ def test_shares_the_event_file_of_a_torch_summary_writer(tmp_path, rng, load):
 
 
 def test_background_failure_surfaces_on_the_next_call(tmp_path, rng, monkeypatch):
-    from tb_attention import summary
+    from tb_attention.write import encode
 
-    monkeypatch.setattr(summary, "probe_events", lambda job, first: 1 / 0)
+    monkeypatch.setattr(encode, "probe_events", lambda job, first: 1 / 0)
     w = AttentionWriter(str(tmp_path / "r"))
     w.add_attention("p", softmax_attention(rng, 1, 1, 2), tokens=list("ab"), step=0)
     with pytest.raises(RuntimeError, match="could not write a step"):

@@ -25,7 +25,12 @@ BAD_INPUTS = [
     ("rank", lambda r: (good(r)[0], {}), ValueError, "must be 4-D"),
     ("layer rank", lambda r: ([good(r)[0, 0], good(r)[1, 0]], {}), ValueError, "must be 3-D"),
     ("head counts", lambda r: ([good(r)[0], good(r)[1, :2]], {}), ValueError, "different head counts"),
-    ("batch > 1", lambda r: (tuple(torch.from_numpy(np.stack([a, a])) for a in good(r)), {}), ValueError, "batch size 2"),
+    (
+        "batch > 1",
+        lambda r: (tuple(torch.from_numpy(np.stack([a, a])) for a in good(r)), {}),
+        ValueError,
+        "batch size 2",
+    ),
     ("token count", lambda r: (good(r), {"tokens": list("abcd")}), ValueError, "tokens has 4 entries"),
     ("token type", lambda r: (good(r), {"tokens": [1, 2, 3, 4, 5]}), TypeError, "must be strings"),
     ("tokens as string", lambda r: (good(r), {"tokens": "abcde"}), TypeError, "list of strings"),

@@ -15,8 +15,12 @@ from .record import LayerRecord
 from .weights import take_heads
 
 # Output fields holding per-layer attention, and the stream each one feeds.
-_FIELDS = {"attentions": "self", "encoder_attentions": "encoder", "decoder_attentions": "decoder",
-           "cross_attentions": "cross"}
+_FIELDS = {
+    "attentions": "self",
+    "encoder_attentions": "encoder",
+    "decoder_attentions": "decoder",
+    "cross_attentions": "cross",
+}
 
 
 class FallbackRecorder(HFBackend):

@@ -118,9 +118,7 @@ class HFRecorder(HFBackend):
         is_causal = getattr(module, "is_causal", True) if is_causal is None else is_causal
         # Only SDPA/flash rely on the is_causal flag; an eager function without a mask attends everywhere.
         implicit_causal = original != "eager" and bool(is_causal)
-        add_mask = additive_mask(
-            mask, q.shape[2], k.shape[2], q.device, implicit_causal, kwargs.get("sliding_window")
-        )
+        add_mask = additive_mask(mask, q.shape[2], k.shape[2], q.device, implicit_causal, kwargs.get("sliding_window"))
         bias = kwargs.get("position_bias")
         if bias is not None:
             bias = take_heads(bias.detach(), heads) if bias.shape[1] > 1 else bias.detach()
@@ -131,8 +129,16 @@ class HFRecorder(HFBackend):
         softcap = kwargs.get("softcap")
         session = self.session
         weights = attention_probs(
-            q, k, kv_map, scaling, add_mask, softcap, bias, sinks,
-            dtype=session.cap.dtype, scratch=session.scratch(q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2]),
+            q,
+            k,
+            kv_map,
+            scaling,
+            add_mask,
+            softcap,
+            bias,
+            sinks,
+            dtype=session.cap.dtype,
+            scratch=session.scratch(q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2]),
         )
         extras = {
             "scaling": scaling,
@@ -145,9 +151,18 @@ class HFRecorder(HFBackend):
         store, qk = session.store, session.qk
         session.add(
             LayerRecord(
-                stream, layer, name, heads, store(weights, owned=True), None, None,
-                queries=store(q) if qk else None, keys=store(k) if qk else None,
-                kv_heads=kv_heads if qk else None, kv_map=kv_map if qk else None, extras=extras,
+                stream,
+                layer,
+                name,
+                heads,
+                store(weights, owned=True),
+                None,
+                None,
+                queries=store(q) if qk else None,
+                keys=store(k) if qk else None,
+                kv_heads=kv_heads if qk else None,
+                kv_map=kv_map if qk else None,
+                extras=extras,
             )
         )
 

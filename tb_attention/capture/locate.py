@@ -47,7 +47,7 @@ class Locator:
         return self.label(stack, is_cross), layer, size
 
     def label(self, stack: str, cross: bool) -> str:
-        """"cross", "encoder"/"decoder" when the stack's path says so, else the path ("self" at the root).
+        """ "cross", "encoder"/"decoder" when the stack's path says so, else the path ("self" at the root).
 
         ``normalize_streams`` renames a lone self-attention stream to "self" once the forward pass is done.
         """

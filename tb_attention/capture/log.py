@@ -40,8 +40,14 @@ def log_capture(
                 keys = [k[r.kv_map] for k, r in zip(keys, recs, strict=True)]
             name = base if batch == 1 else f"{base}/{row}"
             writer.add_attention(
-                name, probe.attentions, tokens=q_tokens, step=step, queries=probe.queries, keys=keys,
-                key_tokens=k_tokens if stream == "cross" else None, **_extras(cap, stream, row, probe, image),
+                name,
+                probe.attentions,
+                tokens=q_tokens,
+                step=step,
+                queries=probe.queries,
+                keys=keys,
+                key_tokens=k_tokens if stream == "cross" else None,
+                **_extras(cap, stream, row, probe, image),
             )
             written.append(name)
     return written

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .verify import verify
+
 
 @dataclass
 class LayerRecord:
@@ -73,11 +75,12 @@ class Probe:
 class Capture:
     """Result of ``tb_attention.capture``: filled when the model runs inside the ``with`` block."""
 
-    def __init__(self, model: torch.nn.Module, layers, heads, dtype: torch.dtype, method: str):
+    def __init__(self, model: torch.nn.Module, layers, heads, dtype: torch.dtype, method: str, session_class=None):
         self.model = model
         self.layers = layers
         self.heads = heads
         self.dtype = dtype
+        self._session_class = session_class
         self.method = method  # "attention_interface", "torch_mha" or "output_attentions" (fallback: no q/k)
         self.streams: dict[str, list[LayerRecord]] = {}
         self.vision: VisionInfo | None = None
@@ -136,6 +139,4 @@ class Capture:
 
     def verify(self, atol: float = 1e-5):
         """Re-run the captured input with eager attention; see ``tb_attention.capture.verify.verify``."""
-        from .verify import verify
-
-        return verify(self, atol=atol)
+        return verify(self, self._session_class, atol=atol)

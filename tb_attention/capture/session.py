@@ -8,6 +8,7 @@ import warnings
 
 import torch
 
+from . import inputs
 from .locate import Locator, check_selection, wants_layer
 from .record import Capture, LayerRecord
 from .vision import vision_info
@@ -37,7 +38,8 @@ class CaptureSession:
         self.locator = Locator(model)
         self.backend = _backend(model, self, reference)
         self.layers, self.heads = check_selection(layers, heads, self.locator.num_layers(), self.backend.num_heads())
-        self.cap = Capture(model, self.layers, self.heads, dtype, self.backend.method)
+        # The capture re-runs its input under a fresh session of this class for verify().
+        self.cap = Capture(model, self.layers, self.heads, dtype, self.backend.method, session_class=CaptureSession)
         self._owned = set(self.locator.names)
         self._selected: dict = {}
         self._scratch = None
@@ -110,7 +112,7 @@ class CaptureSession:
 
     def _before(self, module, args, kwargs):
         self.cap.streams.clear()
-        self.cap.inputs = (_to_cpu(args), _to_cpu(kwargs))
+        self.cap.inputs = (inputs.to_cpu(args), inputs.to_cpu(kwargs))
         return self.backend.before(args, kwargs)
 
     def _after(self, module, args, kwargs, output):
@@ -146,31 +148,3 @@ def _named_inputs(model, args, kwargs) -> dict:
         return dict(inspect.signature(model.forward).bind_partial(*args, **kwargs).arguments)
     except TypeError:
         return dict(kwargs)
-
-
-def _to_cpu(tree):
-    """CPU copies of the tensors in (nested) forward arguments, with their device kept for ``verify``."""
-    if isinstance(tree, torch.Tensor):
-        return _Stored(tree.detach().cpu(), tree.device)
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(_to_cpu(t) for t in tree)
-    if isinstance(tree, dict):
-        return {k: _to_cpu(v) for k, v in tree.items()}
-    return tree
-
-
-def to_device(tree):
-    if isinstance(tree, _Stored):
-        return tree.tensor.to(tree.device)
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(to_device(t) for t in tree)
-    if isinstance(tree, dict):
-        return {k: to_device(v) for k, v in tree.items()}
-    return tree
-
-
-class _Stored:
-    __slots__ = ("tensor", "device")
-
-    def __init__(self, tensor, device):
-        self.tensor, self.device = tensor, device

@@ -93,8 +93,14 @@ class MHARecorder:
             padding = torch.arange(src.shape[1], device=src.device)[None] >= lengths[:, None]
         with torch.no_grad():
             x = layer.norm1(src) if layer.norm_first else src
-        mha = {"query": x, "key": x, "value": x, "key_padding_mask": padding, "attn_mask": a["src_mask"],
-               "is_causal": a["is_causal"]}
+        mha = {
+            "query": x,
+            "key": x,
+            "value": x,
+            "key_padding_mask": padding,
+            "attn_mask": a["src_mask"],
+            "is_causal": a["is_causal"],
+        }
         self._record(layer.self_attn, mha)
 
     def _record(self, module, a: dict) -> None:
@@ -115,34 +121,65 @@ class MHARecorder:
         scaling = module.head_dim**-0.5
         session = self.session
         weights = attention_probs(
-            q, k, list(range(len(heads))), scaling, mask,
-            dtype=session.cap.dtype, scratch=session.scratch(q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2]),
+            q,
+            k,
+            list(range(len(heads))),
+            scaling,
+            mask,
+            dtype=session.cap.dtype,
+            scratch=session.scratch(q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2]),
         )
         store, qk = session.store, session.qk
         key_valid = _key_valid(a["key_padding_mask"], k.shape[0], k.shape[2])
         return LayerRecord(
-            "", 0, "", heads, store(weights, owned=True), None, key_valid,
-            queries=store(q) if qk else None, keys=store(k) if qk else None,
-            kv_heads=heads if qk else None, kv_map=list(range(len(heads))) if qk else None,
+            "",
+            0,
+            "",
+            heads,
+            store(weights, owned=True),
+            None,
+            key_valid,
+            queries=store(q) if qk else None,
+            keys=store(k) if qk else None,
+            kv_heads=heads if qk else None,
+            kv_map=list(range(len(heads))) if qk else None,
             extras={"scaling": scaling, "self_attention": a["query"] is a["key"]},
         )
 
     def _reference(self, module, a, heads) -> LayerRecord:
         # module.forward (not module(...)) so that our own hook does not fire again.
         _, weights = module.forward(
-            a["query"], a["key"], a["value"], key_padding_mask=a["key_padding_mask"], need_weights=True,
-            attn_mask=a["attn_mask"], average_attn_weights=False, is_causal=a["is_causal"],
+            a["query"],
+            a["key"],
+            a["value"],
+            key_padding_mask=a["key_padding_mask"],
+            need_weights=True,
+            attn_mask=a["attn_mask"],
+            average_attn_weights=False,
+            is_causal=a["is_causal"],
         )
         weights = weights if weights.dim() == 4 else weights[None]
         valid = _key_valid(a["key_padding_mask"], weights.shape[0], weights.shape[3])
-        return LayerRecord("", 0, "", heads, self.session.store(take_heads(weights, heads)), None, valid,
-                           extras={"self_attention": a["query"] is a["key"]})
+        return LayerRecord(
+            "",
+            0,
+            "",
+            heads,
+            self.session.store(take_heads(weights, heads)),
+            None,
+            valid,
+            extras={"self_attention": a["query"] is a["key"]},
+        )
 
     def fill_validity(self, cap, named: dict) -> None:
         # Self-attention queries are its keys; cross-attention queries are the tokens of the self-attention in the
         # same layer (nn.TransformerDecoderLayer's self_attn next to its multihead_attn).
-        own = {_parent(r.module_name): r.key_valid for recs in cap.streams.values() for r in recs
-               if r.extras.get("self_attention")}
+        own = {
+            _parent(r.module_name): r.key_valid
+            for recs in cap.streams.values()
+            for r in recs
+            if r.extras.get("self_attention")
+        }
         for recs in cap.streams.values():
             for r in recs:
                 if r.extras.get("self_attention"):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .session import CaptureSession, to_device
+from .inputs import to_device
 
 
 @dataclass
@@ -34,9 +34,10 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def verify(cap, atol: float = 1e-5) -> VerifyReport:
+def verify(cap, session_class, atol: float = 1e-5) -> VerifyReport:
     """Run the last captured input again, in eval mode without gradients, once through the capture path and once
-    through eager attention, and compare the attention weights layer by layer."""
+    through eager attention, and compare the attention weights layer by layer. `session_class` is the
+    CaptureSession (passed in, so that this module does not import the session that records what it checks)."""
     if cap.inputs is None:
         raise ValueError("nothing to verify: run the model inside the capture block first")
     model = cap.model
@@ -48,8 +49,8 @@ def verify(cap, atol: float = 1e-5) -> VerifyReport:
     model.eval()  # dropout would make eager's returned weights differ from the pre-dropout probabilities
     try:
         with torch.no_grad():
-            ours = _run(model, cap, args, kwargs, reference=False)
-            eager = _run(model, cap, args, kwargs, reference=True)
+            ours = _run(session_class, model, cap, args, kwargs, reference=False)
+            eager = _run(session_class, model, cap, args, kwargs, reference=True)
     finally:
         for m, training in modes:
             m.training = training
@@ -61,10 +62,10 @@ def verify(cap, atol: float = 1e-5) -> VerifyReport:
     return VerifyReport(cap.method, diffs, atol)
 
 
-def _run(model, cap, args, kwargs, reference: bool):
+def _run(session_class, model, cap, args, kwargs, reference: bool):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="tb_attention:")  # the user saw the fallback warning already
-        session = CaptureSession(model, cap.layers, cap.heads, qk=False, dtype=torch.float32, reference=reference)
+        session = session_class(model, cap.layers, cap.heads, qk=False, dtype=torch.float32, reference=reference)
         with session as result:
             model(*args, **kwargs)
     return result

@@ -26,11 +26,36 @@ from .probe import ProbeSchedule
 
 
 class AttentionCallback(ProbeSchedule, TrainerCallback):
-    def __init__(self, probe=None, *, tag="probe", every_n_steps=100, metrics_every_n_steps=None, tokenizer=None,
-                 logdir=None, layers=None, heads=None, qk=True, patch_grid=None, probe_length=20, seed=0):
-        super().__init__(probe, tag=tag, every_n_steps=every_n_steps, metrics_every_n_steps=metrics_every_n_steps,
-                         tokenizer=tokenizer, logdir=logdir, layers=layers, heads=heads, qk=qk,
-                         patch_grid=patch_grid, probe_length=probe_length, seed=seed)
+    def __init__(
+        self,
+        probe=None,
+        *,
+        tag="probe",
+        every_n_steps=100,
+        metrics_every_n_steps=None,
+        tokenizer=None,
+        logdir=None,
+        layers=None,
+        heads=None,
+        qk=True,
+        patch_grid=None,
+        probe_length=20,
+        seed=0,
+    ):
+        super().__init__(
+            probe,
+            tag=tag,
+            every_n_steps=every_n_steps,
+            metrics_every_n_steps=metrics_every_n_steps,
+            tokenizer=tokenizer,
+            logdir=logdir,
+            layers=layers,
+            heads=heads,
+            qk=qk,
+            patch_grid=patch_grid,
+            probe_length=probe_length,
+            seed=seed,
+        )
         self._metrics_every = None
 
     # -- Trainer events ----------------------------------------------------------------------------------------
@@ -42,7 +67,7 @@ class AttentionCallback(ProbeSchedule, TrainerCallback):
         self.runner.prepare(getattr(processing_class, "tokenizer", None) or processing_class)
         self._metrics_every = self._metrics_interval(args, state)
         if state.is_world_process_zero and self.writer is None:
-            from tb_attention.writer import AttentionWriter
+            from tb_attention.write.writer import AttentionWriter
 
             self.logdir = self.logdir or trainer_logdir(args)
             self.writer = AttentionWriter(self.logdir)

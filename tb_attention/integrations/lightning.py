@@ -25,12 +25,37 @@ from .probe import ProbeSchedule
 
 
 class AttentionCallback(ProbeSchedule, Callback):
-    def __init__(self, probe=None, *, tag="probe", every_n_steps=100, metrics_every_n_steps=None, tokenizer=None,
-                 logdir=None, model_attr=None, layers=None, heads=None, qk=True, patch_grid=None, probe_length=20,
-                 seed=0):
-        super().__init__(probe, tag=tag, every_n_steps=every_n_steps, metrics_every_n_steps=metrics_every_n_steps,
-                         tokenizer=tokenizer, logdir=logdir, layers=layers, heads=heads, qk=qk,
-                         patch_grid=patch_grid, probe_length=probe_length, seed=seed)
+    def __init__(
+        self,
+        probe=None,
+        *,
+        tag="probe",
+        every_n_steps=100,
+        metrics_every_n_steps=None,
+        tokenizer=None,
+        logdir=None,
+        model_attr=None,
+        layers=None,
+        heads=None,
+        qk=True,
+        patch_grid=None,
+        probe_length=20,
+        seed=0,
+    ):
+        super().__init__(
+            probe,
+            tag=tag,
+            every_n_steps=every_n_steps,
+            metrics_every_n_steps=metrics_every_n_steps,
+            tokenizer=tokenizer,
+            logdir=logdir,
+            layers=layers,
+            heads=heads,
+            qk=qk,
+            patch_grid=patch_grid,
+            probe_length=probe_length,
+            seed=seed,
+        )
         self.model_attr = model_attr
 
     def on_train_start(self, trainer, pl_module):
@@ -40,7 +65,7 @@ class AttentionCallback(ProbeSchedule, Callback):
             return
         self.runner.prepare()
         if trainer.is_global_zero and self.writer is None:
-            from tb_attention.writer import AttentionWriter
+            from tb_attention.write.writer import AttentionWriter
 
             self.logdir = self.logdir or _logdir(trainer)
             self.writer = AttentionWriter(self.logdir)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from tb_attention import metrics as _metrics
-from tb_attention import distributed
+from tb_attention.analysis import metrics as _metrics
+from tb_attention.integrations import distributed
 
 
 class ProbeRunner:
@@ -22,8 +22,19 @@ class ProbeRunner:
     metrics of the whole batch (padding excluded) under ``tag``.
     """
 
-    def __init__(self, probe=None, *, tag="probe", tokenizer=None, layers=None, heads=None, qk=True,
-                 patch_grid=None, probe_length=20, seed=0):
+    def __init__(
+        self,
+        probe=None,
+        *,
+        tag="probe",
+        tokenizer=None,
+        layers=None,
+        heads=None,
+        qk=True,
+        patch_grid=None,
+        probe_length=20,
+        seed=0,
+    ):
         self.probe = probe
         self.tag = tag
         self.tokenizer = tokenizer
@@ -102,8 +113,12 @@ class ProbeRunner:
             if grid is None and cap.vision is not None and stream in ("self", "encoder"):
                 grid = cap.vision.grid
             writer.add_metrics(
-                name, [r.weights for r in recs], step=step, tokens=tokens,
-                query_mask=recs[0].query_valid, key_mask=recs[0].key_valid,
+                name,
+                [r.weights for r in recs],
+                step=step,
+                tokens=tokens,
+                query_mask=recs[0].query_valid,
+                key_mask=recs[0].key_valid,
                 patch_grid=grid if stream != "cross" else None,
             )
 
@@ -112,12 +127,35 @@ class ProbeSchedule:
     """What the Trainer and Lightning callbacks share: the probe, how often to log it, the writer, and which steps
     were logged (a resumed run or gradient accumulation reaches the same optimizer step more than once)."""
 
-    def __init__(self, probe, *, tag, every_n_steps, metrics_every_n_steps, tokenizer, logdir, layers, heads, qk,
-                 patch_grid, probe_length, seed):
+    def __init__(
+        self,
+        probe,
+        *,
+        tag,
+        every_n_steps,
+        metrics_every_n_steps,
+        tokenizer,
+        logdir,
+        layers,
+        heads,
+        qk,
+        patch_grid,
+        probe_length,
+        seed,
+    ):
         if int(every_n_steps) < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
-        self.runner = ProbeRunner(probe, tag=tag, tokenizer=tokenizer, layers=layers, heads=heads, qk=qk,
-                                  patch_grid=patch_grid, probe_length=probe_length, seed=seed)
+        self.runner = ProbeRunner(
+            probe,
+            tag=tag,
+            tokenizer=tokenizer,
+            layers=layers,
+            heads=heads,
+            qk=qk,
+            patch_grid=patch_grid,
+            probe_length=probe_length,
+            seed=seed,
+        )
         self.every_n_steps = int(every_n_steps)
         self.metrics_every_n_steps = metrics_every_n_steps
         self.logdir = logdir
@@ -149,6 +187,6 @@ def writer_for_rank(logdir, **kwargs):
     """An AttentionWriter on the rank that writes (rank 0, or the only process); None on the others."""
     if not distributed.is_writer_rank():
         return None
-    from tb_attention.writer import AttentionWriter
+    from tb_attention.write.writer import AttentionWriter
 
     return AttentionWriter(logdir, **kwargs)

@@ -172,3 +172,50 @@ def tag_name(tag):
     if not isinstance(tag, str) or not tag.strip():
         raise ValueError(f"tag must be a non-empty string, got {tag!r}")
     return tag
+
+
+def metric_coords(patch_grid, query_len, key_len):
+    if patch_grid is None:
+        return {}
+    from tb_attention.analysis import metrics
+
+    if query_len != key_len:
+        raise ValueError("patch_grid is for self-attention over an image's tokens")
+    if isinstance(patch_grid, dict):  # the manifest's form: {"rows", "cols", ...}
+        patch_grid = (patch_grid["rows"], patch_grid["cols"])
+    rows, cols = (int(x) for x in patch_grid)
+    coords = metrics.patch_coords(query_len, (rows, cols))
+    return {"query_coords": coords, "key_coords": coords}
+
+
+def metric_attention(value, alloc):
+    """Validated copy: [L, H, Q, K], or [L, B, H, Q, K] for a per-layer batch of more than one example."""
+    if (
+        isinstance(value, (list, tuple))
+        and value
+        and all(hasattr(a, "shape") and len(a.shape) == 4 and a.shape[0] > 1 for a in value)
+    ):
+        rows = [attention([layer[b] for layer in value]) for b in range(value[0].shape[0])]
+        if len({r.shape for r in rows}) > 1:
+            raise ValueError("attentions: batch rows have different shapes")
+        return np.stack(rows, axis=1)
+    return attention(value, alloc)
+
+
+def row_array(value, what, batch, length, dtype):
+    """A copy of a per-token array ([length], or [batch, length] for a batch); None stays None."""
+    if value is None:
+        return None
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    array = np.array(value, dtype=dtype)
+    if dtype is None and array.dtype.kind not in "iuUSO":
+        raise TypeError(f"{what} must be token ids or strings, got dtype {array.dtype}")
+    expected = (length,) if batch is None else (batch, length)
+    if batch is not None and array.shape == (length,):
+        array = np.broadcast_to(array, expected).copy()
+    if batch is None and array.shape == (1, length):
+        array = array[0]
+    if array.shape != expected:
+        raise ValueError(f"{what} has shape {array.shape}; expected {expected}")
+    return array

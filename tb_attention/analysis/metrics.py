@@ -106,7 +106,7 @@ def is_causal(attn, tol=0.0):
     mats = w.reshape((-1,) + w.shape[-2:])
     # A block of matrices at a time: no full-size temporary for long probes, few calls for short ones.
     block = max(1, _CHUNK_ELEMENTS // max(1, w.shape[-1] * w.shape[-2]))
-    return not any((mats[i:i + block][:, upper[0], upper[1]] > tol).any() for i in range(0, len(mats), block))
+    return not any((mats[i : i + block][:, upper[0], upper[1]] > tol).any() for i in range(0, len(mats), block))
 
 
 def key_counts(shape, key_mask=None, causal=False):
@@ -302,15 +302,30 @@ def compute(attn, *, query_mask=None, key_mask=None, tokens=None, query_coords=N
     index = {name: i for i, name in enumerate(NAMES)}
     for offset, block in blocks:
         for c0 in range(0, block.shape[1], chunk):
-            _chunk(block[:, c0:c0 + chunk], offset + c0, sums, counts_ok, index, qm, km, counts, offsets, targets,
-                   first_key, prev_ok, query_coords, key_coords)
+            _chunk(
+                block[:, c0 : c0 + chunk],
+                offset + c0,
+                sums,
+                counts_ok,
+                index,
+                qm,
+                km,
+                counts,
+                offsets,
+                targets,
+                first_key,
+                prev_ok,
+                query_coords,
+                key_coords,
+            )
     with np.errstate(divide="ignore", invalid="ignore"):
         means = np.where(counts_ok > 0, sums / np.maximum(counts_ok, 1), np.nan)
     return {name: means[i].reshape(num_layers, heads).astype(np.float32) for name, i in index.items()}
 
 
-def _chunk(raw, h0, sums, counts_ok, index, qm, km, counts, offsets, targets, first_key, prev_ok, query_coords,
-           key_coords):
+def _chunk(
+    raw, h0, sums, counts_ok, index, qm, km, counts, offsets, targets, first_key, prev_ok, query_coords, key_coords
+):
     """Adds the row sums and valid-row counts of every metric for heads [h0, h0 + n) (raw: [B, n, Q, K])."""
     q, k = raw.shape[-2:]
     square = q == k
@@ -331,7 +346,7 @@ def _chunk(raw, h0, sums, counts_ok, index, qm, km, counts, offsets, targets, fi
         rows["distance"] = (np.nan_to_num(d), ~np.isnan(d))
     rows["max_weight"] = (part.max(-1), ok)
     kk = min(TOPK, k)
-    rows["topk_mass"] = (np.partition(part, k - kk, axis=-1)[..., k - kk:].sum(-1), ok)
+    rows["topk_mass"] = (np.partition(part, k - kk, axis=-1)[..., k - kk :].sum(-1), ok)
     if first_key is None:
         rows["sink_mass"] = (part[..., 0], ok)
     else:
@@ -348,8 +363,8 @@ def _chunk(raw, h0, sums, counts_ok, index, qm, km, counts, offsets, targets, fi
     for name, (values, valid) in rows.items():
         valid = np.broadcast_to(valid, values.shape)
         i = index[name]
-        sums[i, h0:h0 + n] = np.where(valid, values, 0).sum(axis=(0, 2))
-        counts_ok[i, h0:h0 + n] = valid.sum(axis=(0, 2))
+        sums[i, h0 : h0 + n] = np.where(valid, values, 0).sum(axis=(0, 2))
+        counts_ok[i, h0 : h0 + n] = valid.sum(axis=(0, 2))
 
 
 # -- probes ----------------------------------------------------------------------------------------------------
@@ -371,8 +386,7 @@ def repeated_random_tokens(tokenizer_or_vocab, length=20, *, seed=0, bos=True):
         convert = tok.convert_ids_to_tokens
         names = convert(list(range(len(tok))))
         # Placeholders such as BERT's [unused17] are not special ids but were never trained: leave them out too.
-        vocab = np.array([i for i, name in enumerate(names)
-                          if i not in special and not _UNUSED.match(str(name))])
+        vocab = np.array([i for i, name in enumerate(names) if i not in special and not _UNUSED.match(str(name))])
         start = getattr(tok, "bos_token_id", None)
         if start is None:
             start = getattr(tok, "cls_token_id", None)

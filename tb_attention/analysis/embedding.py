@@ -234,8 +234,14 @@ def tsne(points, init, perplexity=30.0, warm=False):
     # previous layout is refined in place (measured: half the time and 30 % less step-to-step motion than cold).
     init = (init - init.mean(0)) / (np.std(init[:, 0]) + 1e-12) * (10.0 if warm else 1e-4)
     model = TSNE(
-        n_components=2, perplexity=min(perplexity, (len(points) - 1) / 3), init=init, learning_rate="auto",
-        max_iter=250 if warm else 400, early_exaggeration=1.0 if warm else 12.0, random_state=0, n_jobs=1,
+        n_components=2,
+        perplexity=min(perplexity, (len(points) - 1) / 3),
+        init=init,
+        learning_rate="auto",
+        max_iter=250 if warm else 400,
+        early_exaggeration=1.0 if warm else 12.0,
+        random_state=0,
+        n_jobs=1,
     )
     return model.fit_transform(np.asarray(points, np.float32))
 
@@ -278,7 +284,11 @@ def faithfulness(head, qpos, kpos, per_query=False, block=2_000_000):
     def block_rho(qi, ki, allowed):
         s = np.einsum("...nd,...md->...nm", q64[qi], k64[ki])
         a, b = qpos[qi], kpos[ki]
-        d2 = np.sum(a * a, -1)[..., :, None] + np.sum(b * b, -1)[..., None, :] - 2 * np.einsum("...nd,...md->...nm", a, b)
+        d2 = (
+            np.sum(a * a, -1)[..., :, None]
+            + np.sum(b * b, -1)[..., None, :]
+            - 2 * np.einsum("...nd,...md->...nm", a, b)
+        )
         return _row_spearman(s, d2, allowed)
 
     qi, ki, allowed = head.padded()

@@ -67,8 +67,11 @@ def grid(patch_grid, query_len, key_len):
     special = query_len - rows * cols
     if special < 0:
         raise ValueError(f"patch_grid {rows}x{cols} has more patches than the {query_len} tokens")
-    if isinstance(patch_grid, dict) and patch_grid.get("num_special") is not None \
-            and patch_grid["num_special"] != special:
+    if (
+        isinstance(patch_grid, dict)
+        and patch_grid.get("num_special") is not None
+        and patch_grid["num_special"] != special
+    ):
         raise ValueError(
             f"num_special {patch_grid['num_special']} but {query_len} tokens - {rows}x{cols} patches = {special}"
         )

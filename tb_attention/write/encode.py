@@ -5,8 +5,8 @@ import json
 import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
-from tb_attention import codec, metadata
-from tb_attention import image as image_mod
+from tb_attention.format import codec, metadata
+from tb_attention.format import image as image_mod
 
 # zlib pays off only where it saves real space (cbrt8 codes of long, peaked rows); q/k in fp16 hardly compress.
 _MIN_SAVING = 0.9
@@ -69,8 +69,14 @@ def probe_events(job, first):
     """-> [Event] for one add_attention call's probe; `first` sends the series metadata (TensorBoard keeps only the
     first). The per-head metrics of the step are separate events (`metric_events`)."""
     blobs = probe_blobs(
-        job.attention, job.queries, job.keys, job.tokens, job.key_tokens, getattr(job, "segments", None),
-        getattr(job, "image", None), getattr(job, "patch_grid", None),
+        job.attention,
+        job.queries,
+        job.keys,
+        job.tokens,
+        job.key_tokens,
+        getattr(job, "segments", None),
+        getattr(job, "image", None),
+        getattr(job, "patch_grid", None),
     )
     probe_meta = metadata.create_summary_metadata(metadata.KIND_PROBE, job.description)
     value = _value(job.tag, probe_meta, first, _blob_sequence_proto(blobs))
@@ -78,8 +84,8 @@ def probe_events(job, first):
 
 
 def metric_values(attention, options):
-    """float32 [L, H] per metric (tb_attention.metrics.compute) for attention [L, H, Q, K] or [L, B, H, Q, K]."""
-    from tb_attention import metrics
+    """float32 [L, H] per metric (tb_attention.analysis.metrics.compute) for attention [L, H, Q, K] or [L, B, H, Q, K]."""
+    from tb_attention.analysis import metrics
 
     return metrics.compute(attention, **(options or {}))
 
@@ -87,7 +93,7 @@ def metric_values(attention, options):
 def metric_events(tag, step, wall_time, values, first):
     """-> [Event], one `head_stats` tensor tag `<tag>/_<metric>` per metric; `first`: the set of metric names
     whose series metadata still has to be sent."""
-    from tb_attention import metrics
+    from tb_attention.analysis import metrics
 
     # One event per step holding every metric's value: one record to frame, checksum and write.
     summary_values = []

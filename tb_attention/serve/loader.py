@@ -14,9 +14,9 @@ class AttentionLoader(base_plugin.TBLoader):
             samples.setdefault(PLUGIN_NAME, 0)
 
     def load(self, context):
-        from tb_attention import fast_crc
-        from tb_attention.plugin import AttentionPlugin
+        from tb_attention.format import crc
+        from tb_attention.serve.plugin import AttentionPlugin
 
-        fast_crc.install()  # the Python data loader checks every record's CRC
+        crc.install()  # the Python data loader checks every record's CRC
 
         return AttentionPlugin(context)

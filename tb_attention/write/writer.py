@@ -1,27 +1,17 @@
 """AttentionWriter: validates on the caller's thread, encodes and writes on a background thread."""
 
 import atexit
-import collections
 import os
-import threading
 import time
 import weakref
 
 import numpy as np
 
-from tb_attention import buffers, fast_crc, image as image_mod, summary, validation
-
-Job = collections.namedtuple(
-    "Job", "tag step wall_time attention queries keys tokens key_tokens description metrics segments image patch_grid",
-    defaults=(None, None, None, None),
-)
-# add_metrics: attention is [L, H, Q, K] or [L, B, H, Q, K]; options go to tb_attention.metrics.compute.
-MetricsJob = collections.namedtuple("MetricsJob", "tag step wall_time attention options queries keys",
-                                    defaults=(None, None))
-
-
-def _nbytes(job):
-    return sum(a.nbytes for a in (job.attention, job.queries, job.keys, getattr(job, "image", None)) if a is not None)
+from tb_attention.format import crc
+from tb_attention.format import image as image_mod
+from tb_attention.write import buffers, encode, validation
+from tb_attention.write.jobs import Job, MetricsJob
+from tb_attention.write.queue import WriteQueue
 
 
 class AttentionWriter:
@@ -34,7 +24,7 @@ class AttentionWriter:
     """
 
     def __init__(self, target, *, max_pending_bytes=512 << 20, max_step_bytes=2 << 30, flush_secs=10):
-        fast_crc.install()
+        crc.install()
         self._summary_writer = None
         self._events = None
         if isinstance(target, (str, os.PathLike)):
@@ -51,26 +41,32 @@ class AttentionWriter:
         self._max_pending = int(max_pending_bytes)
         self._max_step = int(max_step_bytes)
         self._pool = buffers.BufferPool(self._max_pending)
-        self._pending = collections.deque()
-        self._pending_bytes = 0
-        self._busy = False
-        self._cond = threading.Condition()
         self._last_step = {}
         # Metrics series have their own steps: {tag: (last step, "attention" | "metrics")}.
         self._last_metrics = {}
-        self._flushing = 0
         self._described = set()
-        self._error = None
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="tb-attention-writer", daemon=True)
-        self._thread.start()
+        self._queue = WriteQueue(self._max_pending, self._write_jobs, self._release)
         # Daemon threads die at exit; don't lose steps the user forgot to close().
         atexit.register(_close_quietly, weakref.ref(self))
 
     # -- public API ----------------------------------------------------------------------------
     def add_attention(
-        self, tag, attentions, *, tokens, step, queries=None, keys=None, key_tokens=None, walltime=None,
-        description="", metrics=True, patch_grid=None, segments=None, image=None,
+        self,
+        tag,
+        attentions,
+        *,
+        tokens,
+        step,
+        queries=None,
+        keys=None,
+        key_tokens=None,
+        walltime=None,
+        description="",
+        metrics=True,
+        patch_grid=None,
+        segments=None,
+        image=None,
     ):
         """Logs one probe input's attention at `step`.
 
@@ -111,19 +107,40 @@ class AttentionWriter:
         options = None
         if metrics and self._metrics_due(tag, step, "attention"):
             options = {"tokens": tokens if key_tokens is None else None}
-            options.update(_coords(grid and (grid["rows"], grid["cols"]), query_len, key_len))
+            options.update(validation.metric_coords(grid and (grid["rows"], grid["cols"]), query_len, key_len))
         job = Job(
-            tag, step, time.time() if walltime is None else float(walltime), attention, queries, keys,
-            tokens, key_tokens, str(description), options, segments, image, grid,
+            tag,
+            step,
+            time.time() if walltime is None else float(walltime),
+            attention,
+            queries,
+            keys,
+            tokens,
+            key_tokens,
+            str(description),
+            options,
+            segments,
+            image,
+            grid,
         )
         self._last_step[tag] = step
         if options is not None:
             self._last_metrics[tag] = (step, "attention")
-        self._enqueue(job)
+        self._queue.put(job)
 
     def add_metrics(
-        self, tag, attentions, *, step, tokens=None, mask=None, query_mask=None, key_mask=None, patch_grid=None,
-        causal=None, walltime=None,
+        self,
+        tag,
+        attentions,
+        *,
+        step,
+        tokens=None,
+        mask=None,
+        query_mask=None,
+        key_mask=None,
+        patch_grid=None,
+        causal=None,
+        walltime=None,
     ):
         """Logs only the per-head metrics (docs/metrics.md) of a probe's attention at `step`: cheap enough for
         every training step. The training thread validates and copies; the metrics are computed in the background.
@@ -141,7 +158,7 @@ class AttentionWriter:
         tag, step = self._accepting(tag, step)
         if not self._metrics_due(tag, step, "metrics"):
             return False
-        attention = _metric_attention(attentions, self._pool.take)
+        attention = validation.metric_attention(attentions, self._pool.take)
         query_len, key_len = attention.shape[-2:]
         batch = attention.shape[1] if attention.ndim == 5 else None
         if mask is not None:
@@ -151,15 +168,15 @@ class AttentionWriter:
                 raise ValueError("mask= is for self-attention; pass query_mask and key_mask for cross-attention")
             query_mask = key_mask = mask
         options = {
-            "query_mask": _row_array(query_mask, "query_mask", batch, query_len, bool),
-            "key_mask": _row_array(key_mask, "key_mask", batch, key_len, bool),
-            "tokens": _row_array(tokens, "tokens", batch, query_len, None),
+            "query_mask": validation.row_array(query_mask, "query_mask", batch, query_len, bool),
+            "key_mask": validation.row_array(key_mask, "key_mask", batch, key_len, bool),
+            "tokens": validation.row_array(tokens, "tokens", batch, query_len, None),
             "causal": causal,
         }
-        options.update(_coords(patch_grid, query_len, key_len))
+        options.update(validation.metric_coords(patch_grid, query_len, key_len))
         job = MetricsJob(tag, step, time.time() if walltime is None else float(walltime), attention, options)
         self._last_metrics[tag] = (step, "metrics")
-        self._enqueue(job)
+        self._queue.put(job)
         return True
 
     def add_attention_batch(self, prefix, attentions, *, tokens, step, queries=None, keys=None, walltime=None):
@@ -184,8 +201,12 @@ class AttentionWriter:
                 raise ValueError(f"step {step} for tag {tag!r} is not after the last logged step {last}")
         for i in range(n):
             self.add_attention(
-                f"{prefix}/{i}", attentions[i], tokens=tokens[i], step=step,
-                queries=None if queries is None else queries[i], keys=None if keys is None else keys[i],
+                f"{prefix}/{i}",
+                attentions[i],
+                tokens=tokens[i],
+                step=step,
+                queries=None if queries is None else queries[i],
+                keys=None if keys is None else keys[i],
                 walltime=walltime,
             )
         return [f"{prefix}/{i}" for i in range(n)]
@@ -201,13 +222,7 @@ class AttentionWriter:
 
     def flush(self):
         """Waits until everything added so far is written to the event file."""
-        with self._cond:
-            self._flushing += 1
-            self._cond.notify_all()
-            try:
-                self._cond.wait_for(lambda: not self._pending and not self._busy)
-            finally:
-                self._flushing -= 1
+        self._queue.drain()
         if self._events is not None:
             self._events.flush()
         elif self._summary_writer is not None:
@@ -221,9 +236,7 @@ class AttentionWriter:
             self.flush()
         finally:
             self._closed = True
-            with self._cond:
-                self._cond.notify_all()
-            self._thread.join()
+            self._queue.close()
             if self._events is not None:
                 self._events.close()
 
@@ -266,87 +279,47 @@ class AttentionWriter:
             )
         return q, k
 
-    def _enqueue(self, job):
-        size = _nbytes(job)
-        with self._cond:
-            # A single step larger than the budget still goes through once the queue is empty.
-            self._cond.wait_for(lambda: not self._pending or self._pending_bytes + size <= self._max_pending)
-            self._pending.append((job, size))
-            self._pending_bytes += size
-            # Only the background thread waits for new jobs. While it gathers per-step metrics it needs waking only
-            # when its wait could end (saves a thread switch per training step).
-            if (len(self._pending) == 1 or not _batchable(job) or len(self._pending) >= _METRICS_BATCH
-                    or self._pending_bytes > self._max_pending // 2):
-                self._cond.notify_all()
+    def _write_jobs(self, jobs):
+        if len(jobs) > 1:
+            self._write_metrics_batch(jobs)
+        else:
+            self._write(jobs[0])
 
-    def _run(self):
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._pending or self._closed)
-                if not self._pending:
-                    return
-                if _batchable(self._pending[0][0]):
-                    # Per-step metrics of a small probe: let a few steps gather and compute them in one pass (the
-                    # per-call numpy overhead dominates at this size). Ends early on flush/close, on a probe step,
-                    # or when memory is short.
-                    self._cond.wait_for(
-                        lambda: self._closed or self._flushing or len(self._pending) >= _METRICS_BATCH
-                        or not isinstance(self._pending[-1][0], MetricsJob)
-                        or self._pending_bytes > self._max_pending // 2,
-                        timeout=_METRICS_LINGER_S,
-                    )
-                jobs = [self._pending.popleft()]
-                while (self._pending and len(jobs) < _METRICS_BATCH
-                       and _same_batch(jobs[0][0], self._pending[0][0])):
-                    jobs.append(self._pending.popleft())
-                self._busy = True
-            try:
-                if len(jobs) > 1:
-                    self._write_metrics_batch([job for job, _ in jobs])
-                else:
-                    self._write(jobs[0][0])
-            except Exception as e:  # surfaced to the training thread on its next call
-                self._error = self._error or e
-            finally:
-                for job, _ in jobs:
-                    for array in (job.attention, job.queries, job.keys):
-                        self._pool.give(array)
-                with self._cond:
-                    self._busy = False
-                    self._pending_bytes -= sum(size for _, size in jobs)
-                    self._cond.notify_all()
+    def _release(self, job):
+        for array in (job.attention, job.queries, job.keys):
+            self._pool.give(array)
 
     def _write_metrics_batch(self, jobs):
         """Metrics of several steps of one small probe, computed in one pass (heads of all steps side by side)."""
         first_job = jobs[0]
         num_layers, heads = first_job.attention.shape[:2]
         stacked = np.concatenate([job.attention for job in jobs], axis=1)  # [L, S*H, Q, K]
-        values = summary.metric_values(stacked, first_job.options)
+        values = encode.metric_values(stacked, first_job.options)
         for i, job in enumerate(jobs):
-            step_values = {name: v[:, i * heads:(i + 1) * heads] for name, v in values.items()}
+            step_values = {name: v[:, i * heads : (i + 1) * heads] for name, v in values.items()}
             first = {name for name in step_values if (job.tag, name) not in self._described}
-            self._emit(summary.metric_events(job.tag, job.step, job.wall_time, step_values, first))
+            self._emit(encode.metric_events(job.tag, job.step, job.wall_time, step_values, first))
             self._described.update((job.tag, name) for name in step_values)
 
     def _write(self, job):
         if isinstance(job, Job):
             # Written (and released) before the metrics are computed: the encoded blobs of a long probe are large.
-            self._emit(summary.probe_events(job, job.tag not in self._described))
+            self._emit(encode.probe_events(job, job.tag not in self._described))
             self._described.add(job.tag)
             options = job.metrics
         else:
             options = job.options
         if options is not None:
-            values = summary.metric_values(job.attention, options)
+            values = encode.metric_values(job.attention, options)
             first = {name for name in values if (job.tag, name) not in self._described}
-            self._emit(summary.metric_events(job.tag, job.step, job.wall_time, values, first))
+            self._emit(encode.metric_events(job.tag, job.step, job.wall_time, values, first))
             self._described.update((job.tag, name) for name in values)
 
     def _emit(self, events):
         for event in events:
             if self._events is not None:
                 self._events.add_event(event)
-            else:
+            elif self._summary_writer is not None:
                 self._summary_writer._get_file_writer().add_event(event, event.step, event.wall_time)
 
     def _accepting(self, tag, step):
@@ -360,75 +333,9 @@ class AttentionWriter:
         return tag, validation.step_value(step)
 
     def _raise_if_failed(self):
-        if self._error is not None:
-            error, self._error = self._error, None
+        error = self._queue.take_error()
+        if error is not None:
             raise RuntimeError(f"tb-attention could not write a step: {error!r}") from error
-
-
-_METRICS_BATCH = 32
-_METRICS_LINGER_S = 0.5
-_BATCH_MAX_BYTES = 1 << 20
-
-
-def _batchable(job):
-    """Metrics of one (unbatched, unmasked) small probe: can be computed together with other steps'."""
-    if not isinstance(job, MetricsJob) or job.attention.ndim != 4 or job.attention.nbytes > _BATCH_MAX_BYTES:
-        return False
-    o = job.options
-    return o.get("query_mask") is None and o.get("key_mask") is None and "query_coords" not in o
-
-
-def _same_batch(a, b):
-    if not (_batchable(a) and _batchable(b)) or a.tag != b.tag or a.attention.shape != b.attention.shape:
-        return False
-    ta, tb = a.options.get("tokens"), b.options.get("tokens")
-    same_tokens = (ta is None and tb is None) or (ta is not None and tb is not None and np.array_equal(ta, tb))
-    return same_tokens and a.options.get("causal") == b.options.get("causal")
-
-
-def _coords(patch_grid, query_len, key_len):
-    if patch_grid is None:
-        return {}
-    from tb_attention import metrics
-
-    if query_len != key_len:
-        raise ValueError("patch_grid is for self-attention over an image's tokens")
-    if isinstance(patch_grid, dict):  # the manifest's form: {"rows", "cols", ...}
-        patch_grid = (patch_grid["rows"], patch_grid["cols"])
-    rows, cols = (int(x) for x in patch_grid)
-    coords = metrics.patch_coords(query_len, (rows, cols))
-    return {"query_coords": coords, "key_coords": coords}
-
-
-def _metric_attention(value, alloc):
-    """Validated copy: [L, H, Q, K], or [L, B, H, Q, K] for a per-layer batch of more than one example."""
-    if isinstance(value, (list, tuple)) and value and all(
-        hasattr(a, "shape") and len(a.shape) == 4 and a.shape[0] > 1 for a in value
-    ):
-        rows = [validation.attention([layer[b] for layer in value]) for b in range(value[0].shape[0])]
-        if len({r.shape for r in rows}) > 1:
-            raise ValueError("attentions: batch rows have different shapes")
-        return np.stack(rows, axis=1)
-    return validation.attention(value, alloc)
-
-
-def _row_array(value, what, batch, length, dtype):
-    """A copy of a per-token array ([length], or [batch, length] for a batch); None stays None."""
-    if value is None:
-        return None
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    array = np.array(value, dtype=dtype)
-    if dtype is None and array.dtype.kind not in "iuUSO":
-        raise TypeError(f"{what} must be token ids or strings, got dtype {array.dtype}")
-    expected = (length,) if batch is None else (batch, length)
-    if batch is not None and array.shape == (length,):
-        array = np.broadcast_to(array, expected).copy()
-    if batch is None and array.shape == (1, length):
-        array = array[0]
-    if array.shape != expected:
-        raise ValueError(f"{what} has shape {array.shape}; expected {expected}")
-    return array
 
 
 def _close_quietly(ref):

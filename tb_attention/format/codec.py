@@ -31,7 +31,7 @@ def pack(arrays, meta=None):
             raise TypeError(f"cannot pack dtype {array.dtype} (array {name!r})")
         header["arrays"][name] = {"dtype": array.dtype.name, "shape": list(array.shape), "offset": offset}
         # A byte view, not a copy: the join below is the only copy of a (possibly 134 MB) layer.
-        raw = memoryview(np.ascontiguousarray(array.astype(dtype, copy=False))).cast("B")
+        raw = memoryview(np.ascontiguousarray(array.astype(dtype, copy=False))).cast("B")  # type: ignore[arg-type]
         bodies += [raw, b"\0" * _pad(len(raw))]
         offset += len(raw) + _pad(len(raw))
     # A checksum of the bodies: the Rust data server serves records without checking their CRC.

@@ -40,9 +40,7 @@ def stats_tag(probe_tag, stat):
 
 def create_summary_metadata(kind, description="", **fields):
     content = dict(version=VERSION, kind=kind, **fields)
-    data_class = (
-        summary_pb2.DATA_CLASS_BLOB_SEQUENCE if kind == KIND_PROBE else summary_pb2.DATA_CLASS_TENSOR
-    )
+    data_class = summary_pb2.DATA_CLASS_BLOB_SEQUENCE if kind == KIND_PROBE else summary_pb2.DATA_CLASS_TENSOR
     return summary_pb2.SummaryMetadata(
         summary_description=description,
         plugin_data=summary_pb2.SummaryMetadata.PluginData(

@@ -1,0 +1,132 @@
+"""A probe batch (`tag/0`, `tag/1`, … logged by `add_attention_batch`) at one step, read for the Q/K embedding:
+its member probes, their manifests, and one layer's queries and keys pooled over the batch."""
+
+import collections
+import hashlib
+import json
+import re
+import threading
+
+import numpy as np
+from tensorboard import errors
+
+from tb_attention.analysis import embedding
+from tb_attention.format import codec, metadata
+from tb_attention.serve.probe_reader import CorruptDataError
+
+_LAYER_ITEMS = 16  # decoded layers (q/k of a whole probe batch: ~3 MB for MiniLM x 1,000 tokens) kept in memory
+
+
+class Batch:
+    """A probe batch at one step: member probes in order, their datums, manifests."""
+
+    def __init__(self, run, tag, members, datums, manifests, per_member):
+        self.run, self.tag, self.members, self.datums, self.manifests = run, tag, members, datums, manifests
+        self.step = datums[0].step
+        self.per_member = per_member  # [{step: datum}] per member: every step, for the alignment chain
+        common = set(per_member[0])
+        for d in per_member[1:]:
+            common &= set(d)
+        self.steps = sorted(common)
+        m0 = manifests[0]
+        self.num_layers, self.num_heads = m0["num_layers"], m0["num_heads"]
+        self.num_kv_heads, self.d_head = m0.get("num_kv_heads"), m0.get("d_head")
+        # Names this batch's data: the wall times change when a run is rewritten, so cached layouts never go stale.
+        self.fingerprint = hashlib.sha1(
+            json.dumps([run, tag, members, [round(d.wall_time, 6) for d in datums]]).encode()
+        ).hexdigest()[:16]
+
+
+class BatchReader:
+    def __init__(self, reader):
+        self._reader = reader
+        self._lock = threading.Lock()
+        self._layers = collections.OrderedDict()
+
+    def probe_tags(self, ctx, eid):
+        """{run: [probe tag]}."""
+        return {run: list(tags) for run, tags in self._reader.probes(ctx, eid).items()}
+
+    def members(self, ctx, eid, run, tag):
+        probes = self.probe_tags(ctx, eid).get(run)
+        if probes is None:
+            raise errors.NotFoundError(f"no attention probes in run {run!r}")
+        pattern = re.compile(re.escape(tag) + r"/(\d+)$")
+        numbered = sorted((int(m.group(1)), t) for t in probes if (m := pattern.match(t)))
+        if numbered:
+            return [t for _, t in numbered]
+        if tag in probes:
+            return [tag]
+        raise errors.NotFoundError(f"no probe or probe batch {tag!r} in run {run!r}")
+
+    def datums(self, ctx, eid, run, members):
+        """[{step: datum}] per member."""
+        series = self._reader.read_series(ctx, eid, run, members)
+        per_member = []
+        for tag in members:
+            by_step: dict = {}
+            for d in series.get(tag, []):
+                by_step.setdefault(d.step, d)
+            per_member.append(by_step)
+        return per_member
+
+    def manifest(self, ctx, datum):
+        return self._reader.manifest(ctx, datum.values)
+
+    def batch(self, ctx, eid, run, tag, step, members=None, per_member=None):
+        if members is None:
+            members = self.members(ctx, eid, run, tag)
+            per_member = self.datums(ctx, eid, run, members)
+        missing = [t for t, d in zip(members, per_member) if step not in d]
+        if missing:
+            raise errors.NotFoundError(
+                f"step {step} is not loaded for {len(missing)} probe(s) of {tag!r}, e.g. {missing[0]!r}"
+            )
+        datums = [d[step] for d in per_member]
+        manifests = [self.manifest(ctx, d) for d in datums]
+        shapes = {
+            (m["num_layers"], m["num_heads"], m.get("num_kv_heads"), m.get("d_head"), m["has_qk"]) for m in manifests
+        }
+        if len(shapes) != 1:
+            raise errors.InvalidArgumentError(
+                f"the probes of {tag!r} disagree on layers/heads/d_head: {sorted(map(str, shapes))}"
+            )
+        if not manifests[0]["has_qk"]:
+            raise errors.NotFoundError(f"queries/keys were not logged for {tag!r} at step {step}")
+        return Batch(run, tag, members, datums, manifests, per_member)
+
+    def sibling(self, ctx, batch, step):
+        """The same batch at another step (no new listing)."""
+        return self.batch(ctx, None, batch.run, batch.tag, step, batch.members, batch.per_member)
+
+    def layer(self, ctx, batch, layer):
+        """(q [H, Nq, D], k [Hkv, Nk, D], q_probe, k_probe, masks) of one layer over the batch."""
+        key = (batch.fingerprint, layer)
+        with self._lock:
+            if key in self._layers:
+                self._layers.move_to_end(key)
+                return self._layers[key]
+        qs, ks, masks = [], [], []
+        try:
+            for datum in batch.datums:
+                blobs = datum.values
+                _, arrays = codec.unpack(self._reader.read_blob(ctx, blobs[metadata.qk_index(layer, batch.num_layers)]))
+                attn = codec.decode_attention(self._reader.read_blob(ctx, blobs[metadata.attention_index(layer)]))
+                qs.append(np.asarray(arrays["queries"], np.float32))
+                ks.append(np.asarray(arrays["keys"], np.float32))
+                masks.append((attn > 0).any(0))  # keys a query may attend to: causal/padding masks are exact zeros
+        except (ValueError, KeyError) as e:
+            raise CorruptDataError(f"layer {layer}: stored data cannot be decoded: {e}") from None
+        q_probe = np.concatenate([np.full(q.shape[1], i) for i, q in enumerate(qs)])
+        k_probe = np.concatenate([np.full(k.shape[1], i) for i, k in enumerate(ks)])
+        value = (np.concatenate(qs, 1), np.concatenate(ks, 1), q_probe, k_probe, masks)
+        with self._lock:
+            self._layers[key] = value
+            while len(self._layers) > _LAYER_ITEMS:
+                self._layers.popitem(last=False)
+        return value
+
+    def head(self, ctx, batch, layer, head):
+        q, k, q_probe, k_probe, masks = self.layer(ctx, batch, layer)
+        group = q.shape[0] // k.shape[0]
+        return embedding.Head(q[head], k[head // group], q_probe, k_probe, masks)

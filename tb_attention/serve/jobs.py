@@ -1,0 +1,65 @@
+"""Background jobs of the Q/K embedding: one thread runs them in order, requests poll their progress.
+
+A request never waits for a nonlinear layout: it gets `202` with the job's progress and asks again. A job that
+failed answers its message once; the next request starts it afresh.
+"""
+
+import concurrent.futures
+import logging
+import threading
+
+from tensorboard import errors
+
+from tb_attention.analysis import embedding
+
+_log = logging.getLogger(__name__)
+_MAX_JOBS = 1024  # beyond this, finished jobs are forgotten (their results are in the layout cache)
+
+
+class Job:
+    def __init__(self):
+        self.state, self.progress, self.message, self.done = "queued", 0.0, "", threading.Event()
+
+
+class JobRunner:
+    def __init__(self):
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tb-attention-embedding")
+        self._jobs = {}
+        self._lock = threading.Lock()
+
+    def submit(self, job_key, fn):
+        """The job running under `job_key`, or a new one running fn(job) (fn may set job.progress)."""
+        with self._lock:
+            job = self._jobs.get(job_key)
+            if job is not None and job.state in ("queued", "running"):
+                return job
+            if len(self._jobs) > _MAX_JOBS:
+                self._jobs = {k: v for k, v in self._jobs.items() if v.state in ("queued", "running")}
+            job = Job()
+            self._jobs[job_key] = job
+
+        def run():
+            job.state = "running"
+            try:
+                fn(job)
+                job.state, job.progress = "done", 1.0
+            except (errors.PublicError, embedding.MissingDependencyError) as e:
+                job.state, job.message = "error", str(e)
+            except Exception as e:  # noqa: BLE001 - reported to the client as a message, logged here
+                _log.exception("embedding job %s failed", job_key)
+                job.state, job.message = "error", f"layout failed: {type(e).__name__}: {e}"
+            finally:
+                job.done.set()
+
+        self._pool.submit(run)
+        return job
+
+    def forget(self, job):
+        """Drops a failed job so that a retry starts afresh."""
+        with self._lock:
+            self._jobs = {k: v for k, v in self._jobs.items() if v is not job}
+
+    def wait(self, timeout=60):
+        """Waits for every queued job (tests and benchmarks)."""
+        for job in list(self._jobs.values()):
+            job.done.wait(timeout)

@@ -1,0 +1,222 @@
+"""The TensorBoard plugin: reads probes through the data provider and serves them (docs/http_api.md)."""
+
+from importlib import resources
+
+import numpy as np
+from tensorboard import errors, plugin_util
+from tensorboard.backend import http_util
+from tensorboard.plugins import base_plugin
+
+from tb_attention.format import codec, metadata
+from tb_attention.serve import http, probe_reader
+from tb_attention.serve.params import int_param, param
+from tb_attention.serve.probe_reader import CorruptDataError
+
+
+class AttentionPlugin(base_plugin.TBPlugin):
+    plugin_name = metadata.PLUGIN_NAME
+
+    def __init__(self, context):
+        hint = (context.sampling_hints or {}).get(self.plugin_name)
+        self._reader = probe_reader.ProbeReader(context.data_provider, hint)
+        from tb_attention.serve import embedding_routes  # joint q/k embedding routes (docs/embedding.md)
+
+        self._embedding = embedding_routes.EmbeddingRoutes(self._reader, context)
+
+    def frontend_metadata(self):
+        return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="Attention")
+
+    def is_active(self):
+        return False  # TensorBoard enables the tab when the data provider lists our plugin's data
+
+    def get_plugin_apps(self):
+        return {
+            "/index.js": self._serve_index,
+            "/runs": self._serve_runs,
+            "/steps": self._serve_steps,
+            "/tokens": self._serve_tokens,
+            "/attention": self._serve_attention,
+            "/qk": self._serve_qk,
+            "/head_stats": self._serve_head_stats,
+            "/metric_runs": self._serve_metric_runs,
+            "/head_diff": self._serve_head_diff,
+            "/rollout": self._serve_rollout,
+            "/image": self._serve_image,
+            **self._embedding.apps(),
+        }
+
+    def _context(self, request):
+        return plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
+
+    def _step_blobs(self, request):
+        """(ctx, blobs, manifest) of the step a request names (run, tag, step)."""
+        ctx, eid = self._context(request)
+        run, tag, step = param(request, "run"), param(request, "tag"), int_param(request, "step")
+        blobs = self._reader.blobs(ctx, eid, run, tag, step)
+        return ctx, blobs, self._reader.manifest(ctx, blobs)
+
+    def _layer_blob(self, request, index_of):
+        ctx, blobs, manifest = self._step_blobs(request)
+        layer = int_param(request, "layer")
+        if layer >= manifest["num_layers"]:
+            raise errors.NotFoundError(f"layer {layer} out of range: this probe has {manifest['num_layers']} layers")
+        index = index_of(layer, manifest)
+        if index is None:
+            raise errors.NotFoundError("queries/keys were not logged for this step")
+        return self._reader.layer_container(ctx, blobs, manifest, layer, index)
+
+    # -- routes --------------------------------------------------------------------------------
+    @http.route
+    def _serve_index(self, request):
+        bundle = resources.files("tb_attention").joinpath("static/index.js").read_bytes()
+        return http_util.Respond(request, bundle, "text/javascript")
+
+    @http.route
+    def _serve_runs(self, request):
+        problems: dict = {}
+        ctx, eid = self._context(request)
+        probes = self._reader.probes(ctx, eid, problems)
+        runs = sorted(set(probes) | set(problems))
+        return http.json(
+            request,
+            {"runs": [{"run": r, "probes": sorted(probes.get(r, {})), "problems": problems.get(r, [])} for r in runs]},
+        )
+
+    @http.route
+    def _serve_steps(self, request):
+        ctx, eid = self._context(request)
+        datums = self._reader.step_datums(ctx, eid, param(request, "run"), param(request, "tag"))
+        return http.json(request, {"steps": [d.step for d in datums], "wall_times": [d.wall_time for d in datums]})
+
+    @http.route
+    def _serve_tokens(self, request):
+        return http.json(request, self._step_blobs(request)[2])
+
+    @http.route
+    def _serve_attention(self, request):
+        container = self._layer_blob(request, lambda layer, m: metadata.attention_index(layer))
+        if request.args.get("head") is None:
+            return http.binary(request, container)
+        # One head only (matrix view of long sequences: a 2,048-token layer of 12 heads is 50 MB of codes).
+        head = int_param(request, "head")
+        meta, arrays = codec.unpack(container)
+        if head >= arrays["codes"].shape[0]:
+            raise errors.NotFoundError(f"head {head} out of range: this layer has {arrays['codes'].shape[0]} heads")
+        sliced = {"codes": arrays["codes"][head : head + 1], "row_exp": arrays["row_exp"][head : head + 1]}
+        return http.binary(request, codec.pack(sliced, dict(meta, head=head)))
+
+    @http.route
+    def _serve_qk(self, request):
+        def index(layer, m):
+            return metadata.qk_index(layer, m["num_layers"]) if m["has_qk"] else None
+
+        return http.binary(request, self._layer_blob(request, index))
+
+    @http.route
+    def _serve_image(self, request):
+        from tb_attention.format import image
+
+        ctx, blobs, manifest = self._step_blobs(request)
+        info = manifest.get("image")
+        if not info:
+            raise errors.NotFoundError(
+                f"step {request.args.get('step')} of probe {request.args.get('tag')!r} has no image "
+                "(log one with add_attention(..., image=, patch_grid=))"
+            )
+        try:
+            index, width, height = int(info["index"]), int(info["width"]), int(info["height"])
+            if not 0 < index < len(blobs):
+                raise ValueError(f"image blob {index} out of range")
+            png = self._reader.read_blob(ctx, blobs[index])
+            image.check_png(png, width, height)  # never hand the browser a picture it cannot draw
+        except (ValueError, KeyError, TypeError) as e:
+            raise CorruptDataError(f"step {request.args.get('step')}: {e}") from None
+        return http_util.Respond(request, png, "image/png")
+
+    @http.route
+    def _serve_head_stats(self, request):
+        run, tag = param(request, "run"), param(request, "tag")
+        ctx, eid = self._context(request)
+        stats = self._reader.head_stat_series(ctx, eid)
+        tags = {t: c for t, c in stats.get(run, {}).items() if c.get("probe") == tag}
+        if not tags:
+            raise errors.NotFoundError(f"no head statistics for probe {tag!r} in run {run!r}")
+        read = self._reader.read_tensors(ctx, eid, run, tags)
+        # Series may hold different steps (sampling, a metric added later): align on the union, NaN where missing.
+        per_stat: dict = {}
+        walls: dict = {}
+        for stat_tag, content in sorted(tags.items()):
+            datums: dict = {}
+            for d in read.get(stat_tag, []):
+                datums.setdefault(d.step, d)
+                walls.setdefault(d.step, d.wall_time)
+            per_stat[content["stat"]] = datums
+        steps = sorted(walls)
+        index = {s: i for i, s in enumerate(steps)}
+        arrays = {
+            "steps": np.array(steps, np.float64),
+            "wall_times": np.array([walls[s] for s in steps], np.float64),
+        }
+        for stat, datums in per_stat.items():
+            shapes = {np.shape(d.numpy) for d in datums.values()}
+            if len(shapes) != 1:
+                raise CorruptDataError(f"statistic {stat!r} changes shape between steps: {sorted(shapes)}")
+            out = np.full((len(steps),) + shapes.pop(), np.nan, np.float32)
+            for s, d in datums.items():
+                out[index[s]] = d.numpy
+            arrays[stat] = out
+        return http.binary(request, codec.pack(arrays, {"stats": sorted(per_stat)}))
+
+    # -- evolution (docs/metrics.md) -------------------------------------------------------------
+    @http.route
+    def _serve_metric_runs(self, request):
+        ctx, eid = self._context(request)
+        stats = self._reader.head_stat_series(ctx, eid)
+        runs = []
+        for run in sorted(stats):
+            tags: dict = {}
+            for content in stats[run].values():
+                if isinstance(content.get("probe"), str) and isinstance(content.get("stat"), str):
+                    tags.setdefault(content["probe"], set()).add(content["stat"])
+            runs.append({"run": run, "tags": [{"tag": t, "stats": sorted(tags[t])} for t in sorted(tags)]})
+        return http.json(request, {"runs": runs})
+
+    @http.route
+    def _serve_head_diff(self, request):
+        from tb_attention.analysis import evolution
+
+        run, tag, step = param(request, "run"), param(request, "tag"), int_param(request, "step")
+        run_b = request.args.get("run_b") or run
+        tag_b = request.args.get("tag_b") or tag
+        step_b = int_param(request, "step_b")
+        ctx, eid = self._context(request)
+        a = self._reader.step_attention(ctx, eid, run, tag, step)
+        b = self._reader.step_attention(ctx, eid, run_b, tag_b, step_b)
+        if a.shape != b.shape:
+            raise errors.InvalidArgumentError(
+                f"cannot compare: attention shapes differ ({list(a.shape)} vs {list(b.shape)}) [L, H, Q, K]"
+            )
+        jsd = evolution.js_divergence(a, b).astype(np.float32)
+        return http.binary(request, codec.pack({"jsd": jsd}, {"measure": "jensen_shannon_bits"}))
+
+    @http.route
+    def _serve_rollout(self, request):
+        from tb_attention.analysis import evolution
+
+        run, tag, step = param(request, "run"), param(request, "tag"), int_param(request, "step")
+        fusion = request.args.get("fusion") or "mean"
+        if fusion not in evolution.FUSIONS:
+            raise errors.InvalidArgumentError(f"parameter 'fusion' must be one of {list(evolution.FUSIONS)}")
+        try:
+            residual = float(request.args.get("residual") or 0.5)
+        except ValueError:
+            raise errors.InvalidArgumentError("parameter 'residual' must be a number in [0, 1]") from None
+        if not 0.0 <= residual <= 1.0:
+            raise errors.InvalidArgumentError("parameter 'residual' must be a number in [0, 1]")
+        ctx, eid = self._context(request)
+        attn = self._reader.step_attention(ctx, eid, run, tag, step)
+        if attn.shape[-1] != attn.shape[-2]:
+            raise errors.InvalidArgumentError("rollout needs self-attention (this probe is cross-attention)")
+        out = evolution.rollout(attn, fusion, residual)
+        meta = {"fusion": fusion, "residual": residual, "approximation": "attention rollout (Abnar & Zuidema 2020)"}
+        return http.binary(request, codec.pack({"rollout": out}, meta))
