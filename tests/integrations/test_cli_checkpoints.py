@@ -15,14 +15,14 @@ pytest.importorskip("accelerate")
 
 from tb_attention import cli  # noqa: E402
 from tb_attention.format import codec  # noqa: E402
-from tests.test_callback_hf import _Data, _tiny_bert, _tokenizer  # noqa: E402
+from tests.models import ClassificationData, minilm_tokenizer, tiny_bert  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     """checkpoint-3, -6, -9 from a real Trainer run, plus a state dict of the final model."""
     out = tmp_path_factory.mktemp("train")
-    tok = _tokenizer()
+    tok = minilm_tokenizer()
     args = transformers.TrainingArguments(
         str(out / "ckpts"),
         max_steps=9,
@@ -33,7 +33,9 @@ def saved(tmp_path_factory):
         learning_rate=1e-3,
         disable_tqdm=True,
     )
-    trainer = transformers.Trainer(model=_tiny_bert(tok), args=args, train_dataset=_Data(tok), processing_class=tok)
+    trainer = transformers.Trainer(
+        model=tiny_bert(tok), args=args, train_dataset=ClassificationData(tok), processing_class=tok
+    )
     trainer.train()
     torch.save(trainer.model.state_dict(), out / "final_step_12.pt")
     trainer.save_model(str(out / "arch"))  # config for --model

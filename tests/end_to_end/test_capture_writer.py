@@ -47,7 +47,7 @@ def test_minilm_example_logs_one_probe_per_sentence(tmp_path, load):
     import os
     import sys
 
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "examples"))
     import capture_minilm
 
     report = capture_minilm.main(["--logdir", str(tmp_path / "minilm")])

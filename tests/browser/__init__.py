@@ -1,0 +1,1 @@
+"""Chromium tests: the real TensorBoard, the plugin iframe, every view (tests/browser_util.py)."""
