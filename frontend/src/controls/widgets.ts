@@ -1,0 +1,159 @@
+// Toolbar widgets: run/probe, layer and step. Each owns its element and reports user changes through a
+// callback; setters never fire callbacks, so programmatic updates cannot loop.
+
+function labelled(text: string, control: HTMLElement): HTMLLabelElement {
+  const label = document.createElement("label");
+  label.className = "control";
+  const span = document.createElement("span");
+  span.textContent = text;
+  label.append(span, control);
+  return label;
+}
+
+/** A "Label [control]" pair for toolbars. */
+export const controlLabel = labelled;
+
+/** A labelled <select> of (value, text) options. */
+export function selectControl(
+  id: string,
+  label: string,
+  options: [string, string][],
+): [HTMLLabelElement, HTMLSelectElement] {
+  const select = document.createElement("select");
+  select.id = id;
+  for (const [v, t] of options) {
+    const o = document.createElement("option");
+    o.value = v;
+    o.textContent = t;
+    select.appendChild(o);
+  }
+  return [labelled(label, select), select];
+}
+
+/** Fills a head <select> with 0..H-1, keeping the chosen head when it still exists. */
+export function setHeadOptions(select: HTMLSelectElement, H: number): void {
+  if (select.options.length === H) return;
+  const keep = Number(select.value) || 0;
+  select.replaceChildren(
+    ...Array.from({ length: H }, (_, h) => {
+      const o = document.createElement("option");
+      o.value = String(h);
+      o.textContent = String(h);
+      return o;
+    }),
+  );
+  select.value = String(Math.min(keep, H - 1));
+}
+
+/** The Head and Colour selects of the heatmap views (`${prefix}-head`, `${prefix}-scale`). */
+export function headAndScaleControls(prefix: string, magnitude: string, onChange: () => void) {
+  const [headLabel, head] = selectControl(`${prefix}-head`, "Head", [["0", "0"]]);
+  const [scaleLabel, scale] = selectControl(`${prefix}-scale`, "Colour", [
+    ["sqrt", magnitude],
+    ["linear", "linear"],
+    ["log", "log (3 decades)"],
+  ]);
+  head.addEventListener("change", onChange);
+  scale.addEventListener("change", onChange);
+  return { head, scale, headLabel, scaleLabel };
+}
+
+export interface ProbeRef {
+  run: string;
+  tag: string;
+}
+
+/** One <select> of "run / probe" pairs: simpler than two linked selects and just as short for typical logdirs. */
+export class ProbeSelect {
+  readonly el: HTMLLabelElement;
+  private readonly select = document.createElement("select");
+  private items: ProbeRef[] = [];
+
+  constructor(onChange: (p: ProbeRef) => void) {
+    this.select.id = "probe-select";
+    this.el = labelled("Run / probe", this.select);
+    this.select.addEventListener("change", () => {
+      const p = this.items[Number(this.select.value)];
+      if (p) onChange(p);
+    });
+  }
+
+  set(items: ProbeRef[], current: ProbeRef | null): void {
+    this.items = items;
+    this.select.replaceChildren(
+      ...items.map((p, i) => {
+        const o = document.createElement("option");
+        o.value = String(i);
+        o.textContent = `${p.run} / ${p.tag}`; // run and tag names are user data: text only
+        return o;
+      }),
+    );
+    const idx = current ? items.findIndex((p) => p.run === current.run && p.tag === current.tag) : -1;
+    if (idx >= 0) this.select.value = String(idx);
+  }
+}
+
+export class LayerSelect {
+  readonly el: HTMLLabelElement;
+  private readonly select = document.createElement("select");
+  private count = -1;
+
+  constructor(onChange: (layer: number) => void) {
+    this.select.id = "layer-select";
+    this.el = labelled("Layer", this.select);
+    this.select.addEventListener("change", () => onChange(Number(this.select.value)));
+  }
+
+  set(numLayers: number, layer: number): void {
+    if (numLayers !== this.count) {
+      this.count = numLayers;
+      this.select.replaceChildren(
+        ...Array.from({ length: numLayers }, (_, l) => {
+          const o = document.createElement("option");
+          o.value = String(l);
+          o.textContent = String(l);
+          return o;
+        }),
+      );
+    }
+    this.select.value = String(layer);
+  }
+}
+
+/** Slider over the *indices* of the logged steps (steps are sparse); the label shows the real step number. */
+export class StepSlider {
+  readonly el: HTMLLabelElement;
+  private readonly input = document.createElement("input");
+  private readonly label = document.createElement("span");
+  private steps: number[] = [];
+
+  constructor(onChange: (index: number) => void) {
+    this.input.type = "range";
+    this.input.id = "step-slider";
+    this.input.min = "0";
+    this.input.step = "1";
+    this.label.id = "step-label";
+    this.el = labelled("Step", this.input);
+    this.el.classList.add("step-control");
+    this.el.appendChild(this.label);
+    // "input" fires while dragging, so scrubbing animates; the cache and latest-request-wins keep it cheap.
+    this.input.addEventListener("input", () => {
+      this.showLabel();
+      onChange(Number(this.input.value));
+    });
+  }
+
+  set(steps: number[], index: number): void {
+    this.steps = steps;
+    this.input.max = String(Math.max(0, steps.length - 1));
+    this.input.disabled = steps.length <= 1;
+    this.input.value = String(index);
+    this.showLabel();
+  }
+
+  private showLabel(): void {
+    const i = Number(this.input.value);
+    const step = this.steps[i];
+    this.label.textContent = step === undefined ? "–" : `${step}  (${i + 1}/${this.steps.length})`;
+  }
+}

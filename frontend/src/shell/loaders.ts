@@ -1,0 +1,109 @@
+// The loaders behind ViewHost.manifest / attention / attentionHead / qk / headStats. The raw routes are cached
+// (LRU of promises, so a prefetch and the real request share one fetch); the token subset (special tokens
+// hidden, query search) is applied on top of every load, uncached: it is cheap next to a fetch.
+
+import {
+  fetchAttention,
+  fetchHeadStats,
+  fetchManifest,
+  fetchQK,
+  type Attention,
+  type HeadStats,
+  type Manifest,
+  type QK,
+} from "../data/api";
+import { LruCache } from "../data/cache";
+import {
+  queryFilter,
+  specialSubset,
+  subsetAttention,
+  subsetManifest,
+  subsetQK,
+  type SpecialMode,
+  type Subset,
+} from "../data/tokenFilter";
+import type { ProbeRef } from "./view";
+
+declare global {
+  interface Window {
+    /** Set by an exported HTML snapshot: only whole layers are embedded, so heads are sliced locally. */
+    __tbaSnapshot?: boolean;
+  }
+}
+
+const key = (...parts: (string | number)[]): string => JSON.stringify(parts);
+
+/** What the toolbar currently asks to hide: read at the start of every load. */
+export interface TokenChoice {
+  mode: SpecialMode;
+  filter: string;
+}
+
+export class Loaders {
+  private readonly attentionCache = new LruCache<Attention>(48, 384 << 20, (a) => a.weights.byteLength);
+  private readonly qkCache = new LruCache<QK>(24, 128 << 20, (q) => q.queries.byteLength + q.keys.byteLength);
+  private readonly manifests = new LruCache<Manifest>(64, Infinity, () => 0);
+  private readonly stats = new LruCache<HeadStats | null>(8, Infinity, () => 0);
+
+  constructor(private readonly tokens: () => TokenChoice) {}
+
+  // Raw loads (no subset): the shell prefetches these, so they warm the cache whatever the token choice.
+  rawManifest(step: number, probe: ProbeRef): Promise<Manifest> {
+    return this.manifests.get(key(probe.run, probe.tag, step), () => fetchManifest(probe.run, probe.tag, step));
+  }
+
+  rawAttention(step: number, layer: number, probe: ProbeRef): Promise<Attention> {
+    return this.attentionCache.get(key(probe.run, probe.tag, step, layer), () =>
+      fetchAttention(probe.run, probe.tag, step, layer),
+    );
+  }
+
+  private async subset(step: number, probe: ProbeRef): Promise<Subset | null> {
+    const { mode, filter } = this.tokens();
+    if (mode === "show" && !filter.trim()) return null;
+    const m = await this.rawManifest(step, probe);
+    return queryFilter(m, specialSubset(m, mode), filter);
+  }
+
+  async manifest(step: number, probe: ProbeRef): Promise<Manifest> {
+    return subsetManifest(await this.rawManifest(step, probe), await this.subset(step, probe));
+  }
+
+  async attention(step: number, layer: number, probe: ProbeRef): Promise<Attention> {
+    const [a, s] = await Promise.all([this.rawAttention(step, layer, probe), this.subset(step, probe)]);
+    return subsetAttention(a, s);
+  }
+
+  async attentionHead(step: number, layer: number, head: number, probe: ProbeRef): Promise<Attention> {
+    const layerKey = key(probe.run, probe.tag, step, layer);
+    let one: Attention;
+    if (this.attentionCache.has(layerKey) || window.__tbaSnapshot) {
+      const a = await this.rawAttention(step, layer, probe);
+      if (head >= a.H) throw new Error(`head ${head} out of range (${a.H} heads)`);
+      const n = a.Q * a.K;
+      one = { H: 1, Q: a.Q, K: a.K, weights: a.weights.subarray(head * n, (head + 1) * n) };
+    } else {
+      one = await this.attentionCache.get(key(probe.run, probe.tag, step, layer, "h", head), () =>
+        fetchAttention(probe.run, probe.tag, step, layer, head),
+      );
+    }
+    return subsetAttention(one, await this.subset(step, probe));
+  }
+
+  async qk(step: number, layer: number, probe: ProbeRef): Promise<QK> {
+    const raw = this.qkCache.get(key(probe.run, probe.tag, step, layer), () =>
+      fetchQK(probe.run, probe.tag, step, layer),
+    );
+    const [x, s] = await Promise.all([raw, this.subset(step, probe)]);
+    return subsetQK(x, s);
+  }
+
+  headStats(probe: ProbeRef): Promise<HeadStats | null> {
+    return this.stats.get(key(probe.run, probe.tag), () => fetchHeadStats(probe.run, probe.tag).catch(() => null));
+  }
+
+  /** New steps change the statistics series (Reload). */
+  clearStats(): void {
+    this.stats.clear();
+  }
+}

@@ -1,0 +1,128 @@
+// Diff view: the current (probe, step) against a reference: another step of the same probe, or another run/probe
+// at the same step. A signed heatmap of Δattention = current − reference (PuOr diverging map, colour-blind safe)
+// for one head, and a ranking of every layer × head by how much it changed (mean over queries of the total
+// variation distance ½·Σ_k |Δ|, 0 = identical rows, 1 = disjoint). Click a ranking row to show that head.
+// The ranking table lives in ranking.ts.
+
+import { checkShape } from "../../data/api";
+import type { Scale } from "../../draw/colormap";
+import { mismatch } from "../../data/compare";
+import { headAndScaleControls, setHeadOptions } from "../../controls/widgets";
+import { HeatmapPanel } from "../../draw/heatmap";
+import type { ProbeRef, SharedState, View, ViewHost } from "../../shell/view";
+import { Ranking } from "./ranking";
+
+export class DiffView implements View {
+  readonly id = "diff";
+  readonly label = "Diff";
+  readonly root = document.createElement("div");
+  private readonly panel = new HeatmapPanel("diff");
+  private readonly head: HTMLSelectElement;
+  private readonly scale: HTMLSelectElement;
+  private readonly note = document.createElement("div");
+  private readonly rank = new Ranking((layer, head) => {
+    if (!this.host) return;
+    this.head.value = String(head);
+    this.host.select({ layer });
+  });
+  private readonly content = document.createElement("div");
+  private host: ViewHost | null = null;
+
+  constructor() {
+    const bar = document.createElement("div");
+    bar.className = "tba-viewbar";
+    const { head, scale, headLabel, scaleLabel } = headAndScaleControls("diff", "√ |Δ|", () => this.host?.select({}));
+    this.head = head;
+    this.scale = scale;
+    const hint = document.createElement("span");
+    hint.className = "nv-info";
+    hint.textContent = "Reference: “Compare with” in the toolbar (default: the previous logged step)";
+    bar.append(headLabel, scaleLabel, hint);
+    this.note.className = "tba-message";
+    this.content.className = "diff-content";
+    this.content.append(this.panel.root, this.rank.el);
+    this.root.append(bar, this.note, this.content);
+  }
+
+  /** The shared "Compare with" choice; when it is off, the previous logged step (or the next, at the first). */
+  private resolve(state: SharedState): { probe: ProbeRef; step: number; label: string } | string {
+    if (state.compare) return state.compare;
+    if (state.compareNote) return `Nothing to compare: ${state.compareNote}.`;
+    const step = state.steps[state.stepIndex - 1] ?? state.steps[state.stepIndex + 1];
+    if (step === undefined) return "Only one step is logged: choose another run under “Compare with”.";
+    return { probe: state.probe, step, label: `step ${step}` };
+  }
+
+  async show(host: ViewHost): Promise<void> {
+    this.host = host;
+    const state = host.state;
+    const m = state.manifest;
+    setHeadOptions(this.head, m.num_heads);
+    const ref = this.resolve(state);
+    if (typeof ref === "string") return this.message(ref);
+    if (ref.probe === state.probe && ref.step === state.step)
+      return this.message("The reference is the step shown: Δ = 0.");
+    const refManifest = await host.manifest(ref.step, ref.probe).catch(() => null);
+    if (!host.isCurrent(state)) return;
+    if (!refManifest) return this.message(`${ref.label} is not available.`);
+    const bad = mismatch(m, refManifest);
+    if (bad) return this.message(`${bad[0]?.toUpperCase()}${bad.slice(1)}.`);
+    const h = Number(this.head.value);
+    const [a, b] = await Promise.all([
+      host.attention(state.step, state.layer),
+      host.attention(ref.step, state.layer, ref.probe),
+    ]);
+    if (!host.isCurrent(state)) return;
+    const left = m.tokens;
+    const right = m.key_tokens ?? m.tokens;
+    checkShape(a, left.length, right.length);
+    checkShape(b, left.length, right.length);
+    const n = a.Q * a.K;
+    const delta = new Float32Array(n);
+    let vmax = 0;
+    for (let i = 0; i < n; i++) {
+      const d = (a.weights[h * n + i] as number) - (b.weights[h * n + i] as number);
+      delta[i] = d;
+      vmax = Math.max(vmax, Math.abs(d));
+    }
+    this.note.textContent = "";
+    this.content.style.display = "";
+    this.panel.set({
+      values: delta,
+      off: 0,
+      Q: a.Q,
+      K: a.K,
+      left,
+      right,
+      signed: true,
+      vmax,
+      scale: this.scale.value as Scale,
+      what: "Δ weight",
+    });
+    this.panel.paint();
+    const tokensDiffer = JSON.stringify(refManifest.tokens) !== JSON.stringify(m.tokens);
+    host.setSummary(
+      `Δ = step ${state.step} − ${ref.label} · layer ${state.layer}, head ${h} · orange: more attention now, ` +
+        `purple: less · colour range ±${vmax.toPrecision(3)}` +
+        (tokensDiffer ? " · NOTE: the tokens differ" : ""),
+    );
+    await this.rank.show(host, state, ref, a, () => Number(this.head.value));
+  }
+
+  private message(text: string): void {
+    this.note.textContent = text;
+    this.content.style.display = "none";
+  }
+
+  onKey(e: KeyboardEvent): boolean {
+    if (e.key === "Escape") return this.panel.resetZoom();
+    if (e.key === "ArrowLeft" || e.key === "ArrowRight") {
+      const H = this.head.options.length;
+      if (H === 0) return false;
+      this.head.value = String((Number(this.head.value) + (e.key === "ArrowRight" ? 1 : H - 1)) % H);
+      this.host?.select({});
+      return true;
+    }
+    return false;
+  }
+}

@@ -1,0 +1,159 @@
+// Typed wrappers for the joint query-key embedding routes (docs/http_api.md, docs/embedding.md).
+
+import { HttpError } from "../../data/api";
+import { decodeContainer } from "../../data/container";
+
+export type Method = "pca" | "faithful" | "tsne" | "umap";
+export const METHODS: Method[] = ["faithful", "pca", "tsne", "umap"];
+export const METHOD_LABEL: Record<Method, string> = {
+  faithful: "Faithful (default)",
+  pca: "PCA",
+  tsne: "t-SNE",
+  umap: "UMAP",
+};
+
+export interface BatchInfo {
+  tag: string;
+  probes: string[];
+  steps: number[];
+  num_layers: number;
+  num_heads: number;
+  num_kv_heads: number | null;
+  d_head: number | null;
+  has_qk: boolean;
+  tokens: string[][];
+  key_tokens: (string[] | null)[];
+  methods: Record<Method, boolean>;
+}
+
+export interface Options {
+  method: Method;
+  translate: boolean;
+  scale: boolean;
+}
+
+export interface Scores {
+  faithfulness: number | null;
+  original: number | null;
+  mixing: number | null;
+}
+
+export interface HeadLayout extends Scores {
+  method: Method;
+  /** World coordinates, [N, 2] row-major: queries first, then keys. */
+  xy: Float32Array;
+  norm: Float32Array;
+  numQueries: number;
+  numKeys: number;
+  scale: number | null;
+  aligned: boolean;
+}
+
+export interface MatrixLayout {
+  method: Method;
+  L: number;
+  H: number;
+  N: number;
+  numQueries: number;
+  /** [L, H, N, 2] uint8 coordinates inside each head's own box. */
+  xy: Uint8Array;
+  faithfulness: Float32Array;
+  original: Float32Array;
+  mixing: Float32Array;
+}
+
+/** A nonlinear layout still being computed: the server answered 202 with its job's progress. */
+export interface Pending {
+  pending: true;
+  state: string;
+  progress: number;
+}
+
+function url(route: string, params: Record<string, string | number>): string {
+  return `${route}?${new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)])).toString()}`;
+}
+
+async function request(route: string, params: Record<string, string | number>): Promise<Response> {
+  const res = await fetch(url(route, params));
+  if (!res.ok) {
+    const text = (await res.text().catch(() => "")).trim().slice(0, 500);
+    throw new HttpError(res.status, `${route}: ${text || res.statusText || "request failed"} (HTTP ${res.status})`);
+  }
+  return res;
+}
+
+export async function fetchBatchInfo(run: string, tag: string): Promise<BatchInfo> {
+  return (await (await request("embedding_info", { run, tag })).json()) as BatchInfo;
+}
+
+function optionParams(o: Options): Record<string, string> {
+  return { method: o.method, translate: o.translate ? "1" : "0", scale: o.scale ? "1" : "0" };
+}
+
+function num(v: unknown): number | null {
+  return typeof v === "number" && Number.isFinite(v) ? v : null;
+}
+
+export async function fetchHead(
+  run: string,
+  tag: string,
+  step: number,
+  layer: number,
+  head: number,
+  o: Options,
+): Promise<HeadLayout | Pending> {
+  const res = await request("embedding", { run, tag, step, layer, head, ...optionParams(o) });
+  if (res.status === 202) return { pending: true, ...((await res.json()) as { state: string; progress: number }) };
+  const c = decodeContainer(await res.arrayBuffer());
+  const xyArr = c.arrays["xy"];
+  const norm = c.arrays["norm"];
+  if (!xyArr || !norm) throw new Error("embedding: unexpected payload");
+  const bbox = c.meta["bbox"] as [number, number, number, number];
+  const unit = xyArr.data as Float32Array;
+  const xy = new Float32Array(unit.length);
+  const sx = bbox[2] - bbox[0];
+  const sy = bbox[3] - bbox[1];
+  for (let i = 0; i < unit.length; i += 2) {
+    xy[i] = bbox[0] + (unit[i] as number) * sx;
+    xy[i + 1] = bbox[1] + (unit[i + 1] as number) * sy;
+  }
+  return {
+    method: c.meta["method"] as Method,
+    xy,
+    norm: norm.data as Float32Array,
+    numQueries: Number(c.meta["num_queries"]),
+    numKeys: Number(c.meta["num_keys"]),
+    faithfulness: num(c.meta["faithfulness"]),
+    original: num(c.meta["original"]),
+    mixing: num(c.meta["mixing"]),
+    scale: num(c.meta["scale"]),
+    aligned: c.meta["aligned"] === true,
+  };
+}
+
+export async function fetchMatrix(run: string, tag: string, step: number, o: Options): Promise<MatrixLayout | Pending> {
+  const res = await request("embedding_matrix", { run, tag, step, ...optionParams(o) });
+  if (res.status === 202) return { pending: true, ...((await res.json()) as { state: string; progress: number }) };
+  const c = decodeContainer(await res.arrayBuffer());
+  const xy = c.arrays["xy"];
+  const f = c.arrays["faithfulness"];
+  const orig = c.arrays["original"];
+  const mix = c.arrays["mixing"];
+  if (!xy || !f || !orig || !mix || xy.shape.length !== 4) throw new Error("embedding_matrix: unexpected payload");
+  const [L, H, N] = xy.shape as [number, number, number, number];
+  return {
+    method: c.meta["method"] as Method,
+    L,
+    H,
+    N,
+    numQueries: Number(c.meta["num_queries"]),
+    xy: xy.data as Uint8Array,
+    faithfulness: f.data as Float32Array,
+    original: orig.data as Float32Array,
+    mixing: mix.data as Float32Array,
+  };
+}
+
+export function isPending(x: unknown): x is Pending {
+  return typeof x === "object" && x !== null && (x as Pending).pending === true;
+}

@@ -1,0 +1,94 @@
+// Matrix mode: every layer × head as a small scatter of the batch's queries (green) and keys (pink), drawn as
+// pixels (72 heads × thousands of points stay cheap), each with its faithfulness score. The server sends the
+// points already fitted to each head's box as bytes.
+
+import type { MatrixLayout } from "./api";
+import { el, fmt } from "./dom";
+import { interleave, K_RGB, Q_RGB } from "./points";
+
+const CELL = 104; // matrix cell, CSS px
+
+export class MatrixGrid {
+  readonly el = el("div", "emb-matrix");
+  private cells: HTMLCanvasElement[] = [];
+  private cellScores: HTMLElement[] = [];
+  private shape = "";
+
+  private build(L: number, H: number): void {
+    const key = `${L}x${H}`;
+    if (key === this.shape) return;
+    this.shape = key;
+    const dpr = window.devicePixelRatio || 1;
+    this.el.style.gridTemplateColumns = `auto repeat(${H}, ${CELL + 2}px)`;
+    const children: HTMLElement[] = [el("div")];
+    for (let h = 0; h < H; h++) children.push(el("div", "emb-col-label", `H${h}`));
+    this.cells = [];
+    this.cellScores = [];
+    for (let l = 0; l < L; l++) {
+      children.push(el("div", "emb-row-label", `L${l}`));
+      for (let h = 0; h < H; h++) {
+        const cell = el("div", "emb-cell");
+        cell.dataset["layer"] = String(l);
+        cell.dataset["head"] = String(h);
+        cell.title = `Layer ${l}, head ${h}: click for the single-head view`;
+        const c = el("canvas");
+        c.width = Math.round(CELL * dpr);
+        c.height = Math.round(CELL * dpr);
+        c.style.width = `${CELL}px`;
+        c.style.height = `${CELL}px`;
+        const score = el("div", "emb-cell-score");
+        cell.append(c, el("div", "emb-cell-label", `L${l} H${h}`), score);
+        this.cells.push(c);
+        this.cellScores.push(score);
+        children.push(cell);
+      }
+    }
+    this.el.replaceChildren(...children);
+  }
+
+  /** Paints every head's layout; the shell's test hooks read the timings and scores off `root`. */
+  paint(m: MatrixLayout, root: HTMLElement): void {
+    this.build(m.L, m.H);
+    const t0 = performance.now();
+    for (let c = 0; c < m.L * m.H; c++) {
+      const canvas = this.cells[c];
+      if (!canvas) continue;
+      const ctx = canvas.getContext("2d");
+      if (!ctx) continue;
+      const W = canvas.width;
+      const img = ctx.createImageData(W, canvas.height);
+      const d = img.data;
+      const pad = Math.round(W * 0.06);
+      const span = W - 2 * pad - 2;
+      const base = c * m.N * 2;
+      const r = Math.max(1, Math.round(W / 70));
+      for (let n = 0; n < m.N; n++) {
+        const i = interleave(n, m.numQueries, m.N);
+        const px = pad + Math.round(((m.xy[base + 2 * i] as number) / 255) * span);
+        const py = pad + Math.round((1 - (m.xy[base + 2 * i + 1] as number) / 255) * span);
+        const rgb = i < m.numQueries ? Q_RGB : K_RGB;
+        for (let dy = 0; dy <= r; dy++) {
+          let o = ((py + dy) * W + px) * 4;
+          for (let dx = 0; dx <= r; dx++, o += 4) {
+            d[o] = rgb[0];
+            d[o + 1] = rgb[1];
+            d[o + 2] = rgb[2];
+            d[o + 3] = 200;
+          }
+        }
+      }
+      ctx.putImageData(img, 0, 0);
+      const score = this.cellScores[c];
+      if (score) {
+        score.textContent = `ρ ${fmt(m.faithfulness[c])}`;
+        score.title =
+          `faithfulness (mean per-query Spearman of 2-D distance vs q·k): ${fmt(m.faithfulness[c])}; ` +
+          `original space ${fmt(m.original[c])}; q/k mixing ${fmt(m.mixing[c])}`;
+      }
+    }
+    root.dataset["embMethod"] = m.method;
+    root.dataset["embPaintMs"] = (performance.now() - t0).toFixed(1);
+    const mean = Array.from(m.faithfulness).reduce((a, b) => a + b, 0) / Math.max(1, m.faithfulness.length);
+    root.dataset["embMeanFaithfulness"] = mean.toFixed(3);
+  }
+}

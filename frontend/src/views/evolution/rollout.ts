@@ -1,0 +1,90 @@
+// Attention rollout (Abnar & Zuidema 2020) at the shared step, after the shared layer: heads fused, the residual
+// mixed in, multiplied through the layers (computed by the server, route rollout). An approximation: it ignores
+// values, MLPs and norms, and the panel says so.
+
+import { VIRIDIS, cssColor } from "../../draw/colormap";
+import type { SharedState, ViewHost } from "../../shell/view";
+import { fetchRollout, type Rollout } from "./api";
+import { canvas, panel, sizeCanvas } from "./layout";
+
+export class RolloutPanel {
+  readonly el: HTMLDivElement;
+  private readonly canvas = canvas("evo-rollout", "evo-rollout");
+  private readonly title: HTMLHeadingElement;
+  private readonly note = document.createElement("div");
+  private readonly cache = new Map<string, Promise<Rollout>>();
+
+  constructor() {
+    this.note.className = "evo-note";
+    [this.el, this.title] = panel("", this.canvas, this.note);
+  }
+
+  /** `fusion` and `residualText` are the toolbar's values (invalid residuals fall back to 0.5). */
+  async show(host: ViewHost, state: SharedState, fusionChoice: string, residualText: string): Promise<void> {
+    const fusion = fusionChoice || "mean";
+    let residual = Number(residualText);
+    if (!Number.isFinite(residual) || residual < 0 || residual > 1) residual = 0.5;
+    const man = state.manifest;
+    this.title.textContent = `Attention rollout after layer ${state.layer} (approximation)`;
+    if (man.key_tokens) {
+      sizeCanvas(this.canvas, 1, 1);
+      this.note.textContent = "Rollout needs self-attention; this probe is cross-attention.";
+      return;
+    }
+    const key = `${state.probe.run}\u0000${state.probe.tag}\u0000${state.step}\u0000${fusion}\u0000${residual}`;
+    let p = this.cache.get(key);
+    if (!p) {
+      p = fetchRollout(state.probe.run, state.probe.tag, state.step, fusion, residual);
+      p.catch(() => this.cache.delete(key));
+      this.cache.set(key, p);
+      while (this.cache.size > 16) this.cache.delete(this.cache.keys().next().value as string);
+    }
+    let r: Rollout;
+    try {
+      r = await p;
+    } catch (e) {
+      if (!host.isCurrent(state)) return;
+      this.note.textContent = `Rollout unavailable: ${(e as Error).message}`;
+      return;
+    }
+    if (!host.isCurrent(state)) return;
+    const layer = Math.min(state.layer, r.L - 1);
+    const T = r.T;
+    const cell = Math.max(3, Math.min(14, Math.floor(300 / T)));
+    const lab = 64;
+    const ctx = sizeCanvas(this.canvas, lab + T * cell + 2, T * cell + lab);
+    this.note.textContent =
+      `Abnar & Zuidema (2020): heads fused by ${fusion}, Â = ${residual}·I + ${(1 - residual).toFixed(2)}·A, ` +
+      "multiplied through the layers. Row = position, column = input token it draws from. It ignores values, " +
+      "MLPs and norms: an approximation, not an attribution.";
+    if (!ctx) return;
+    const base = layer * T * T;
+    let mx = 0;
+    for (let i = 0; i < T * T; i++) mx = Math.max(mx, r.data[base + i] as number);
+    for (let i = 0; i < T; i++) {
+      for (let j = 0; j < T; j++) {
+        const x = (r.data[base + i * T + j] as number) / (mx || 1);
+        ctx.fillStyle = cssColor(VIRIDIS, Math.sqrt(x) * 255);
+        ctx.fillRect(lab + j * cell, i * cell, cell, cell);
+      }
+    }
+    // Token labels (canvas text: never HTML).
+    if (cell >= 7) {
+      ctx.font = `${Math.min(11, cell)}px sans-serif`;
+      ctx.fillStyle = "#333";
+      ctx.textBaseline = "middle";
+      ctx.textAlign = "right";
+      man.tokens.forEach((t, i) => ctx.fillText(t.slice(0, 9), lab - 3, i * cell + cell / 2));
+      ctx.save();
+      ctx.textAlign = "right";
+      man.tokens.forEach((t, j) => {
+        ctx.save();
+        ctx.translate(lab + j * cell + cell / 2, T * cell + 3);
+        ctx.rotate(-Math.PI / 2);
+        ctx.fillText(t.slice(0, 9), 0, 0);
+        ctx.restore();
+      });
+      ctx.restore();
+    }
+  }
+}

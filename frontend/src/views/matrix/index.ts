@@ -1,0 +1,100 @@
+// Matrix (heatmap) view for long sequences: query × key weights of one head of the current layer, an overview
+// readable at 2,048 tokens, zoom, tooltips. Fetches only the head it draws (route `attention?head=`), or
+// slices it from an already cached layer. Head, colour scale and zoom survive step changes.
+
+import { checkShape } from "../../data/api";
+import type { Scale } from "../../draw/colormap";
+import { compareTarget, deltaSummary } from "../../data/compare";
+import { HeatmapPanel } from "../../draw/heatmap";
+import type { View, ViewHost } from "../../shell/view";
+import { headAndScaleControls, setHeadOptions } from "../../controls/widgets";
+
+export class MatrixView implements View {
+  readonly id = "matrix";
+  readonly label = "Matrix view";
+  readonly root = document.createElement("div");
+  private readonly panel = new HeatmapPanel("matrix");
+  private readonly head: HTMLSelectElement;
+  private readonly scale: HTMLSelectElement;
+  private host: ViewHost | null = null;
+
+  constructor() {
+    const bar = document.createElement("div");
+    bar.className = "tba-viewbar";
+    const { head, scale, headLabel, scaleLabel } = headAndScaleControls("matrix", "√ weight", () => this.rerender());
+    this.head = head;
+    this.scale = scale;
+    const reset = document.createElement("button");
+    reset.type = "button";
+    reset.textContent = "Reset zoom";
+    reset.id = "matrix-reset";
+    reset.addEventListener("click", () => this.panel.resetZoom());
+    bar.append(headLabel, scaleLabel, reset);
+    this.root.append(bar, this.panel.root);
+  }
+
+  private rerender(): void {
+    if (this.host) this.host.select({});
+  }
+
+  async show(host: ViewHost): Promise<void> {
+    this.host = host;
+    const state = host.state;
+    const m = state.manifest;
+    setHeadOptions(this.head, m.num_heads);
+    const h = Number(this.head.value);
+    const left = m.tokens;
+    const right = m.key_tokens ?? m.tokens;
+    const [attn, target] = await Promise.all([
+      host.attentionHead(state.step, state.layer, h),
+      compareTarget(host, state),
+    ]);
+    if (!host.isCurrent(state)) return;
+    checkShape(attn, left.length, right.length);
+    const ref = target && typeof target !== "string" ? target.ref : null;
+    let values = attn.weights;
+    if (ref) {
+      // Comparing: signed Δ on the diverging map.
+      const r = await host.attentionHead(ref.step, state.layer, h, ref.probe);
+      if (!host.isCurrent(state)) return;
+      values = attn.weights.map((w, i) => w - (r.weights[i] as number));
+    }
+    let vmax = 0;
+    for (let i = 0; i < values.length; i++) vmax = Math.max(vmax, Math.abs(values[i] as number));
+    this.panel.set({
+      values,
+      off: 0,
+      Q: attn.Q,
+      K: attn.K,
+      left,
+      right,
+      signed: !!ref,
+      vmax,
+      scale: this.scale.value as Scale,
+      what: ref ? "Δ weight" : "weight",
+    });
+    this.panel.paint();
+    host.setSummary(
+      (ref ? deltaSummary(state, ref) + " · " : typeof target === "string" ? `(${target}) · ` : "") +
+        `layer ${state.layer}, head ${h} · ${attn.Q} × ${attn.K} · colour range ${ref ? "±" : "0–"}${vmax.toPrecision(3)} ` +
+        "(the largest) · drag on the overview to zoom, hover for values",
+    );
+  }
+
+  /** Only the head drawn (a 2,048-token layer of 12 heads would be 50 MB of codes per step). */
+  prefetch(host: ViewHost, step: number): void {
+    host.attentionHead(step, host.state.layer, Number(this.head.value)).catch(() => undefined);
+  }
+
+  onKey(e: KeyboardEvent): boolean {
+    if (e.key === "Escape") return this.panel.resetZoom();
+    if (e.key === "ArrowLeft" || e.key === "ArrowRight") {
+      const H = this.head.options.length;
+      if (H === 0) return false;
+      this.head.value = String((Number(this.head.value) + (e.key === "ArrowRight" ? 1 : H - 1)) % H);
+      this.rerender();
+      return true;
+    }
+    return false;
+  }
+}

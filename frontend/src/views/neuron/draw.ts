@@ -1,0 +1,173 @@
+// Painting the neuron view's canvas: vector strips (one cell per dimension, colour by sign, opacity by
+// magnitude), the number columns of one query (scores, softmax, logged weights, the reference's, Δ on PuOr as
+// in the other views), and the connector lines from the query to every key.
+
+import { PUOR, cssColor } from "../../draw/colormap";
+import { canvasText } from "../../shell/theme";
+import { CELL, type Layout } from "./layout";
+import type { Row } from "./math";
+
+const POS = [33, 102, 172]; // blue: positive
+const NEG = [230, 97, 1]; // orange: negative (blue/orange is colour-blind safe, as BertViz)
+
+/** rows × D cells at (x0, header), colour by sign, opacity |v| / scale; one putImageData per strip. */
+export function strips(
+  ctx: CanvasRenderingContext2D,
+  lay: Layout,
+  v: Float32Array,
+  off: number,
+  rows: number,
+  D: number,
+  x0: number,
+  scale: number,
+  mask?: (r: number) => boolean,
+): void {
+  const dpr = ctx.getTransform().a;
+  const w = Math.max(1, Math.round(lay.stripW * dpr));
+  const rh = lay.rowH * dpr;
+  const hgt = Math.max(1, Math.round(rows * rh));
+  const img = ctx.createImageData(w, hgt);
+  const px = img.data;
+  const inv = scale > 0 ? 1 / scale : 0;
+  for (let r = 0; r < rows; r++) {
+    if (mask && mask(r)) continue;
+    const y0 = Math.round(r * rh + 1);
+    const y1 = Math.max(y0 + 1, Math.round((r + 1) * rh - 1));
+    for (let c = 0; c < D; c++) {
+      const val = v[off + r * D + c] as number;
+      const a = Math.min(1, Math.abs(val) * inv);
+      const col = val >= 0 ? POS : NEG;
+      const xa = Math.round((c * w) / D);
+      const xb = Math.round(((c + 1) * w) / D);
+      for (let y = y0; y < y1 && y < hgt; y++) {
+        for (let xx = xa; xx < xb; xx++) {
+          const p = (y * w + xx) * 4;
+          px[p] = col[0] as number;
+          px[p + 1] = col[1] as number;
+          px[p + 2] = col[2] as number;
+          px[p + 3] = Math.round(a * 255);
+        }
+      }
+    }
+  }
+  ctx.putImageData(img, Math.round(x0 * dpr), Math.round(lay.headerH * dpr));
+}
+
+/**
+ * The number columns for every key of one query: now (`cur`) and, when comparing, the reference and Δ. Masked
+ * keys are greyed. Returns the largest |Δ softmax| (0 when not comparing).
+ */
+export function numberColumns(
+  ctx: CanvasRenderingContext2D,
+  lay: Layout,
+  K: number,
+  cur: Row,
+  ref: Row | null,
+): number {
+  const x = lay.x;
+  const top = lay.headerH;
+  const { score, soft, aRow, masked } = cur;
+  const both = (j: number): boolean => !masked(j) && !(ref && ref.masked(j));
+  // One |score| scale for now and ref, so their cells compare; Δ columns scale to their own max |Δ|.
+  let sMax = 0;
+  let dsMax = 0;
+  let dpMax = 0;
+  for (let j = 0; j < K; j++) {
+    if (!masked(j)) sMax = Math.max(sMax, Math.abs(score[j] as number));
+    if (ref && !ref.masked(j)) sMax = Math.max(sMax, Math.abs(ref.score[j] as number));
+    if (ref && both(j)) {
+      dsMax = Math.max(dsMax, Math.abs((score[j] as number) - (ref.score[j] as number)));
+      dpMax = Math.max(dpMax, Math.abs((soft[j] as number) - (ref.soft[j] as number)));
+    }
+  }
+  const rh = lay.rowH;
+  const font = Math.max(9, Math.min(12, rh - 4));
+  ctx.font = `${font}px system-ui, sans-serif`;
+  ctx.textBaseline = "middle";
+  ctx.textAlign = "right";
+  const grey = (x0: number, x1: number, y: number): void => {
+    ctx.fillStyle = "rgba(128,128,128,0.12)";
+    ctx.fillRect(x0, y + 1, x1 - x0, rh - 2);
+  };
+  const scoreCell = (x0: number, y: number, s: number): void =>
+    cell(ctx, x0, y, rh, s >= 0 ? POS : NEG, sMax > 0 ? Math.abs(s) / sMax : 0, s.toFixed(2), font);
+  for (let j = 0; j < K; j++) {
+    const y = top + j * rh;
+    if (masked(j)) grey(x.score, x.attn + CELL, y);
+    else {
+      scoreCell(x.score, y, score[j] as number);
+      cell(ctx, x.soft, y, rh, POS, soft[j] as number, (soft[j] as number).toFixed(3), font);
+      cell(ctx, x.attn, y, rh, POS, aRow[j] as number, (aRow[j] as number).toFixed(3), font);
+    }
+    if (!ref) continue;
+    if (ref.masked(j)) grey(x.rScore, x.rSoft + CELL, y);
+    else {
+      scoreCell(x.rScore, y, ref.score[j] as number);
+      cell(ctx, x.rSoft, y, rh, POS, ref.soft[j] as number, (ref.soft[j] as number).toFixed(3), font);
+    }
+    if (!both(j)) grey(x.dScore, x.dSoft + CELL, y);
+    else {
+      deltaCell(ctx, x.dScore, y, rh, (score[j] as number) - (ref.score[j] as number), dsMax, 2, font);
+      deltaCell(ctx, x.dSoft, y, rh, (soft[j] as number) - (ref.soft[j] as number), dpMax, 3, font);
+    }
+  }
+  return dpMax;
+}
+
+/** Connector lines from query row i to each key, opacity = logged attention (as BertViz, tanh(1.8·w)). */
+export function connectors(ctx: CanvasRenderingContext2D, lay: Layout, i: number, aRow: Float32Array): void {
+  const x = lay.x;
+  const top = lay.headerH;
+  const rh = lay.rowH;
+  const yq = top + (i + 0.5) * rh;
+  ctx.lineWidth = rh >= 16 ? 2 : 1;
+  ctx.strokeStyle = `rgb(${POS.join(",")})`;
+  for (let j = 0; j < aRow.length; j++) {
+    const a = Math.tanh(1.8 * (aRow[j] as number));
+    if (a < 1 / 255) continue;
+    ctx.globalAlpha = a;
+    ctx.beginPath();
+    ctx.moveTo(x.gap + 4, yq);
+    ctx.lineTo(x.kTok - 4, top + (j + 0.5) * rh);
+    ctx.stroke();
+  }
+  ctx.globalAlpha = 1;
+}
+
+function cell(
+  ctx: CanvasRenderingContext2D,
+  x: number,
+  y: number,
+  rh: number,
+  rgb: number[],
+  a: number,
+  text: string,
+  font: number,
+): void {
+  ctx.fillStyle = `rgba(${rgb.join(",")},${Math.min(1, Math.max(0, a)).toFixed(3)})`;
+  ctx.fillRect(x, y + 1, CELL, rh - 2);
+  if (rh < 11) return; // too small for digits; the tooltip has them
+  ctx.fillStyle = a > 0.55 ? "#fff" : canvasText();
+  ctx.font = `${font}px system-ui, sans-serif`;
+  ctx.fillText(text, x + CELL - 3, y + rh / 2);
+}
+
+/** Signed Δ on PuOr (purple < 0 < orange), as the other views' Δ; opaque, so the text contrast is fixed. */
+function deltaCell(
+  ctx: CanvasRenderingContext2D,
+  x: number,
+  y: number,
+  rh: number,
+  v: number,
+  vmax: number,
+  digits: number,
+  font: number,
+): void {
+  const t = vmax > 0 ? Math.max(-1, Math.min(1, v / vmax)) : 0;
+  ctx.fillStyle = cssColor(PUOR, 127.5 + 127.5 * t);
+  ctx.fillRect(x, y + 1, CELL, rh - 2);
+  if (rh < 11) return;
+  ctx.fillStyle = Math.abs(t) > 0.6 ? "#fff" : "#212121";
+  ctx.font = `${font}px system-ui, sans-serif`;
+  ctx.fillText((v > 0 ? "+" : "") + v.toFixed(digits), x + CELL - 3, y + rh / 2);
+}

@@ -1,0 +1,351 @@
+// Neuron view (BertViz's expanded neuron view) for any captured model: for one layer, head and query token,
+// the query vector, every key vector, q⊙k, the scaled score q·k·s, softmax of those scores, and the attention
+// the model logged. Needs the logged q/k (route `qk`). Hover a query token to preview, click to lock, Esc
+// unlocks; ←/→ change head. The softmax is recomputed in the browser over the keys the model did not mask
+// (inferred: logged weight 0), so a difference to the logged column reveals biases the q/k do not carry.
+// With the toolbar's "Compare with" set, the reference's q·k·s and softmax for the same layer/head/query and
+// Δ = current − reference are added as columns (Δ on the PuOr diverging map of the other views).
+// This file loads the data and follows the query token; layout.ts places the columns, draw.ts paints them,
+// math.ts recomputes the scores and softmax.
+
+import { HoverLock } from "../../controls/hoverLock";
+import { checkShape, HttpError, type Attention, type Manifest, type QK } from "../../data/api";
+import { compareTarget, deltaSummary } from "../../data/compare";
+import { displayText } from "../../draw/tokens";
+import type { CompareRef, SharedState, View, ViewHost } from "../../shell/view";
+import { connectors, numberColumns, strips } from "./draw";
+import { columnLayout, headings, INITIAL_LAYOUT, type Layout } from "./layout";
+import { kvHeadOf, maxAbs, rowOf, scalingOf, type Row } from "./math";
+
+interface Ref {
+  ref: CompareRef;
+  qk: QK;
+  attn: Attention;
+  scaling: number;
+}
+
+interface Data {
+  m: Manifest;
+  qk: QK;
+  attn: Attention;
+  scaling: number;
+  scalingKnown: boolean;
+  /** The "Compare with" reference at the same layer, when it has q/k of the same shape. */
+  ref: Ref | null;
+}
+
+export class NeuronView implements View {
+  readonly id = "neuron";
+  readonly label = "Neuron view";
+  readonly root = document.createElement("div");
+  private readonly headSelect = document.createElement("select");
+  private readonly info = document.createElement("div");
+  private readonly body = document.createElement("div");
+  private readonly canvas = document.createElement("canvas");
+  private readonly header = document.createElement("div");
+  private readonly qCol = document.createElement("div");
+  private readonly kCol = document.createElement("div");
+  private readonly note = document.createElement("div");
+  private readonly cmp = document.createElement("div"); // which reference Δ is against, or why there is none
+  private head = 0;
+  private step = 0;
+  private data: Data | null = null;
+  private tokensKey = "";
+  private readonly query = new HoverLock<number>(() => this.drawQuery());
+  private lay: Layout = INITIAL_LAYOUT;
+
+  constructor() {
+    this.root.className = "neuron-view";
+    const bar = document.createElement("div");
+    bar.className = "tba-viewbar";
+    this.headSelect.id = "neuron-head";
+    this.headSelect.addEventListener("change", () => {
+      this.head = Number(this.headSelect.value);
+      this.paint();
+    });
+    const lab = document.createElement("label");
+    lab.className = "control";
+    const span = document.createElement("span");
+    span.textContent = "Head";
+    lab.append(span, this.headSelect);
+    this.info.className = "nv-info";
+    bar.append(lab, this.info);
+    this.note.className = "tba-message";
+    this.cmp.className = "nv-info nv-compare";
+    this.cmp.style.marginBottom = "6px";
+    this.body.className = "nv-body";
+    this.header.className = "nv-header";
+    this.qCol.className = "token-col nv-q";
+    this.kCol.className = "token-col nv-k";
+    this.body.append(this.canvas, this.header, this.qCol, this.kCol);
+    this.root.append(bar, this.cmp, this.note, this.body);
+    this.qCol.addEventListener("mouseover", (e) => this.query.hover(indexOf(e)));
+    this.qCol.addEventListener("mouseleave", () => this.query.hover(null));
+    this.qCol.addEventListener("click", (e) => {
+      const i = indexOf(e);
+      if (i !== null) this.query.click(i);
+    });
+    this.kCol.addEventListener("mouseover", (e) => {
+      const j = indexOf(e);
+      if (j !== null) this.keyTitle(e.target as HTMLElement, j);
+    });
+  }
+
+  async show(host: ViewHost): Promise<void> {
+    const state = host.state;
+    const m = state.manifest;
+    if (!m.has_qk) {
+      this.message(
+        "Queries and keys were not logged for this probe, so there is no neuron view.\n" +
+          "Log them with add_attention(..., queries=q, keys=k) (or the capture API) to see q, k, q⊙k and q·k.",
+      );
+      return;
+    }
+    let qk: QK;
+    let attn: Attention;
+    const refP = this.loadRef(host, state); // never rejects; loads alongside the current step
+    try {
+      [qk, attn] = await Promise.all([host.qk(state.step, state.layer), host.attention(state.step, state.layer)]);
+    } catch (e) {
+      if (e instanceof HttpError && e.status === 404 && host.isCurrent(state)) {
+        this.message("Queries and keys were not logged for this step.");
+        return;
+      }
+      throw e;
+    }
+    if (!host.isCurrent(state)) return;
+    checkShape(attn, m.tokens.length, (m.key_tokens ?? m.tokens).length);
+    if (qk.Q !== attn.Q || qk.K !== attn.K || qk.H !== attn.H) {
+      throw new Error(`q/k are ${qk.H}×${qk.Q}/${qk.K} but attention is ${attn.H}×${attn.Q}×${attn.K}`);
+    }
+    let ref = await refP;
+    if (!host.isCurrent(state)) return;
+    if (ref && typeof ref !== "string") {
+      const a = [qk.H, qk.Hkv, qk.Q, qk.K, qk.D];
+      const b = [ref.qk.H, ref.qk.Hkv, ref.qk.Q, ref.qk.K, ref.qk.D];
+      if (a.join() !== b.join() || ref.attn.Q !== attn.Q || ref.attn.K !== attn.K) {
+        ref = `cannot compare with ${ref.ref.label}: q/k shapes differ ([H, H_kv, Q, K, D] ${a.join("×")} vs ${b.join("×")})`;
+      }
+    }
+    const s = scalingOf(m, state.layer, qk.D);
+    this.step = state.step;
+    this.data = {
+      m,
+      qk,
+      attn,
+      scaling: s.value,
+      scalingKnown: s.known,
+      ref: ref && typeof ref !== "string" ? ref : null,
+    };
+    const r = this.data.ref;
+    this.cmp.textContent = r
+      ? `Reference: ${r.ref.label} (columns "ref") · Δ = step ${state.step} − ${r.ref.label}: orange = higher now, purple = lower`
+      : typeof ref === "string"
+        ? `Compare: ${ref}`
+        : "";
+    this.root.dataset["compare"] = r ? r.ref.label : "";
+    this.note.textContent = "";
+    this.body.style.display = "";
+    if (this.headSelect.options.length !== qk.H) {
+      this.headSelect.replaceChildren(
+        ...Array.from({ length: qk.H }, (_, h) => {
+          const o = document.createElement("option");
+          o.value = String(h);
+          o.textContent = String(h);
+          return o;
+        }),
+      );
+    }
+    this.head = Math.min(this.head, qk.H - 1);
+    this.headSelect.value = String(this.head);
+    this.layout();
+    this.paint();
+    host.setSummary(
+      (r ? deltaSummary(state, r.ref) + " · " : typeof ref === "string" ? `(${ref}) · ` : "") +
+        `layer ${state.layer} · ${qk.H} query heads, ${qk.Hkv} key heads · d_head ${qk.D} · ${qk.Q} tokens · ` +
+        "hover a query token to see its computation, click to lock it (Esc unlocks), ←/→ change head",
+    );
+  }
+
+  /** The reference's q/k and attention, a reason why there is none (string), or null when comparison is off. */
+  private async loadRef(host: ViewHost, state: SharedState): Promise<Ref | string | null> {
+    try {
+      const t = await compareTarget(host, state);
+      if (t === null || typeof t === "string") return t;
+      if (!t.m.has_qk) return `queries and keys were not logged for ${t.ref.label}`;
+      const [qk, attn] = await Promise.all([
+        host.qk(t.ref.step, state.layer, t.ref.probe),
+        host.attention(t.ref.step, state.layer, t.ref.probe),
+      ]);
+      return { ref: t.ref, qk, attn, scaling: scalingOf(t.m, state.layer, qk.D).value };
+    } catch (e) {
+      const ref = state.compare?.label ?? "the reference";
+      if (e instanceof HttpError && e.status === 404) return `queries and keys were not logged for ${ref}`;
+      return `${ref}: ${e instanceof Error ? e.message : String(e)}`;
+    }
+  }
+
+  private message(text: string): void {
+    this.data = null;
+    this.cmp.textContent = "";
+    this.root.dataset["compare"] = "";
+    this.note.textContent = text;
+    this.body.style.display = "none";
+  }
+
+  private layout(): void {
+    const d = this.data as Data;
+    const left = d.m.tokens;
+    const right = d.m.key_tokens ?? d.m.tokens;
+    const n = Math.max(left.length, right.length);
+    const ctx = this.canvas.getContext("2d") as CanvasRenderingContext2D;
+    const { fontPx, ...lay } = columnLayout(ctx, left, right, d.qk.D, d.ref !== null);
+    this.lay = lay;
+    const { x, rowH, headerH } = lay;
+    const key = JSON.stringify([left, right, rowH, headerH]);
+    const height = headerH + n * rowH;
+    this.body.style.width = `${x.end}px`;
+    this.body.style.height = `${height}px`;
+    this.body.style.setProperty("--row-h", `${rowH}px`);
+    this.body.style.setProperty("--font-px", `${fontPx}px`);
+    const dpr = Math.max(1, Math.min(window.devicePixelRatio || 1, 32767 / height));
+    this.canvas.width = Math.round(x.end * dpr);
+    this.canvas.height = Math.round(height * dpr);
+    this.canvas.style.width = `${x.end}px`;
+    this.canvas.style.height = `${height}px`;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    if (key !== this.tokensKey) {
+      this.tokensKey = key;
+      this.fill(this.qCol, left, x.qTok, "query");
+      this.fill(this.kCol, right, x.kTok, "key");
+      if (this.query.current !== null && this.query.current >= left.length) this.query.reset();
+    }
+  }
+
+  private fill(col: HTMLElement, tokens: string[], x: number, what: string): void {
+    col.style.left = `${x}px`;
+    col.style.top = `${this.lay.headerH}px`;
+    col.style.width = `${this.lay.tokW}px`;
+    const frag = document.createDocumentFragment();
+    tokens.forEach((t, i) => {
+      const el = document.createElement("div");
+      el.className = `token ${what === "query" ? "left" : "right"}`;
+      el.dataset["index"] = String(i);
+      el.style.top = `${i * this.lay.rowH}px`;
+      el.textContent = displayText(t); // untrusted: text only
+      el.title = `${what} ${i}: ${t}`;
+      frag.appendChild(el);
+    });
+    col.replaceChildren(frag);
+  }
+
+  /** Headings (DOM text) and the static strips (every query and key vector of the head). */
+  private paint(): void {
+    const d = this.data;
+    if (!d) return;
+    const { qk } = d;
+    const h = this.head;
+    const kh = kvHeadOf(h, qk.H, qk.Hkv);
+    const group = qk.H / Math.max(1, qk.Hkv);
+    const shared =
+      qk.Hkv < qk.H ? ` · GQA: key head ${kh} is shared by query heads ${kh * group}–${(kh + 1) * group - 1}` : "";
+    const rope = "q/k as the model used them (post-RoPE where the model applies RoPE; pre-RoPE is not logged)";
+    const sc = d.scalingKnown
+      ? `scaling ${d.scaling.toPrecision(4)} (from the manifest)`
+      : `scaling 1/√${qk.D} = ${d.scaling.toPrecision(4)} (assumed: the manifest carries no scaling)`;
+    this.info.textContent = `${rope} · ${sc}${shared}`;
+    const lay = this.lay;
+    const x = lay.x;
+    this.header.replaceChildren(...headings(lay, qk, kh, d.ref ? d.ref.ref : null, this.step));
+    const ctx = this.canvas.getContext("2d") as CanvasRenderingContext2D;
+    ctx.clearRect(0, 0, x.end, lay.headerH + Math.max(qk.Q, qk.K) * lay.rowH);
+    // Column scales are per head, so rows are comparable within a column.
+    const qOff = h * qk.Q * qk.D;
+    const kOff = kh * qk.K * qk.D;
+    strips(ctx, lay, qk.queries, qOff, qk.Q, qk.D, x.qVec, maxAbs(qk.queries, qOff, qk.Q * qk.D));
+    strips(ctx, lay, qk.keys, kOff, qk.K, qk.D, x.kVec, maxAbs(qk.keys, kOff, qk.K * qk.D));
+    this.root.dataset["head"] = String(h);
+    this.drawQuery();
+  }
+
+  /** Everything that depends on the query token: q⊙k, scores, softmax, logged weights, connector lines. */
+  private drawQuery(): void {
+    const d = this.data;
+    if (!d) return;
+    const { qk, attn } = d;
+    const lay = this.lay;
+    const x = lay.x;
+    const h = this.head;
+    const i = Math.min(this.query.current ?? 0, qk.Q - 1);
+    const D = qk.D;
+    const K = qk.K;
+    const ctx = this.canvas.getContext("2d") as CanvasRenderingContext2D;
+    const top = lay.headerH;
+    const height = Math.max(qk.Q, K) * lay.rowH;
+    ctx.clearRect(x.gap, top, x.kTok - x.gap, height);
+    ctx.clearRect(x.prod - 2, top, x.end - x.prod + 2, height);
+    ctx.clearRect(0, top, x.qVec, height); // query highlight lives behind the query tokens
+    const prod = new Float32Array(K * D);
+    const cur = rowOf(qk, attn, h, i, d.scaling, prod);
+    // The reference row: same head and query, its own q/k, scaling and mask.
+    const ref = d.ref ? rowOf(d.ref.qk, d.ref.attn, h, i, d.ref.scaling) : null;
+    strips(ctx, lay, prod, 0, K, D, x.prod, maxAbs(prod, 0, K * D), cur.masked);
+    const dpMax = numberColumns(ctx, lay, K, cur, ref);
+    connectors(ctx, lay, i, cur.aRow);
+    this.qCol.querySelectorAll(".token.hovered").forEach((el) => el.classList.remove("hovered", "locked"));
+    const el = this.qCol.querySelector<HTMLElement>(`.token[data-index="${i}"]`);
+    el?.classList.add("hovered");
+    if (this.query.isLocked) el?.classList.add("locked");
+    this.root.dataset["query"] = String(i);
+    this.root.dataset["locked"] = String(this.query.isLocked);
+    // Largest |Δ softmax| of this query (test/benchmark hook; "" when not comparing).
+    this.root.dataset["deltaMax"] = ref ? dpMax.toPrecision(4) : "";
+    this.scores = { cur, ref, i };
+  }
+
+  private scores: { cur: Row; ref: Row | null; i: number } | null = null;
+
+  /** Exact numbers as the key token's tooltip (computed on hover; the canvas shows rounded ones). */
+  private keyTitle(el: HTMLElement, j: number): void {
+    const s = this.scores;
+    const d = this.data;
+    if (!s || !d) return;
+    const right = d.m.key_tokens ?? d.m.tokens;
+    const { score, soft, aRow } = s.cur;
+    let t =
+      `key ${j}: ${right[j] ?? ""}\nquery ${s.i}: ${d.m.tokens[s.i] ?? ""}\n` +
+      `q·k·s = ${(score[j] as number).toPrecision(5)}\nsoftmax = ${(soft[j] as number).toPrecision(4)}\n` +
+      `logged attention = ${(aRow[j] as number).toPrecision(4)}`;
+    if (s.ref && d.ref) {
+      const rs = s.ref.score[j] as number;
+      const rp = s.ref.soft[j] as number;
+      t +=
+        `\n${d.ref.ref.label}: q·k·s = ${rs.toPrecision(5)}, softmax = ${rp.toPrecision(4)}` +
+        `\nΔ q·k·s = ${((score[j] as number) - rs).toPrecision(4)}, Δ softmax = ${((soft[j] as number) - rp).toPrecision(4)}`;
+    }
+    el.title = t;
+  }
+
+  prefetch(host: ViewHost, step: number): void {
+    if (!host.state.manifest.has_qk) return;
+    host.qk(step, host.state.layer).catch(() => undefined);
+    host.attention(step, host.state.layer).catch(() => undefined);
+  }
+
+  onKey(e: KeyboardEvent): boolean {
+    if (e.key === "Escape") return this.query.unlock();
+    if ((e.key === "ArrowLeft" || e.key === "ArrowRight") && this.data) {
+      const H = this.data.qk.H;
+      this.head = (this.head + (e.key === "ArrowRight" ? 1 : H - 1)) % H;
+      this.headSelect.value = String(this.head);
+      this.paint();
+      return true;
+    }
+    return false;
+  }
+}
+
+function indexOf(e: Event): number | null {
+  const el = (e.target as Element).closest<HTMLElement>(".token");
+  return el ? Number(el.dataset["index"]) : null;
+}
