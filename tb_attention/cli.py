@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib
 import os
 import re
 import sys
+
+from tb_attention.integrations import storage
 
 _HF_DIR = re.compile(r"^checkpoint-(\d+)$")
 _STATE_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
@@ -29,12 +32,21 @@ class Checkpoint:
         return f"Checkpoint({self.step}, {self.path!r}, {self.kind})"
 
 
+def _entries(directory):
+    """[(name, path, is_folder)] of a local folder or a bucket prefix (s3://, gs://, any fsspec URL)."""
+    if storage.is_url(directory):
+        return storage.entries(directory)
+    return [
+        (n, os.path.join(directory, n), os.path.isdir(os.path.join(directory, n)))
+        for n in sorted(os.listdir(directory))
+    ]
+
+
 def find_checkpoints(directory):
     """-> (sorted [Checkpoint], [(path, why)] for entries that look like checkpoints but have no step)."""
     found, problems = [], []
-    for name in sorted(os.listdir(directory)):
-        path = os.path.join(directory, name)
-        if os.path.isdir(path):
+    for name, path, folder in _entries(directory):
+        if folder:
             m = _HF_DIR.match(name)
             if m:
                 found.append(Checkpoint(int(m.group(1)), path, "hf"))
@@ -53,16 +65,21 @@ def find_checkpoints(directory):
 
 
 def logged_steps(logdir, tag):
-    """Steps already written under `tag` in the event files directly in `logdir`."""
-    from tensorboard.backend.event_processing import event_file_loader
+    """Steps already written under `tag` in the event files directly in `logdir`. Read with our bounded record
+    reader: TensorBoard's raises MemoryError on a record that claims an absurd length (format/records.py)."""
+    from tb_attention.format import records
 
     steps = set()
+    if storage.is_url(logdir):  # each remote event file is read from a temporary local copy
+        for local in storage.event_files(logdir):
+            steps |= logged_steps(os.path.dirname(local), tag)
+        return steps
     for path in glob.glob(os.path.join(logdir, "*tfevents*")):
         try:
-            for event in event_file_loader.EventFileLoader(path).Load():
+            for event in records.events(path):  # stops at a truncated last record of an interrupted run
                 if any(v.tag == tag for v in event.summary.value):
                     steps.add(event.step)
-        except Exception:  # a truncated last record of an interrupted run
+        except OSError:  # removed or unreadable meanwhile
             continue
     return steps
 
@@ -111,17 +128,70 @@ def _tokenizer(args, checkpoints):
     errors = []
     for source in sources:
         try:
+            if storage.is_url(source):  # transformers reads local folders: copy the checkpoint without its weights
+                with storage.tokenizer_copy(source) as local:
+                    return AutoTokenizer.from_pretrained(local)
             return AutoTokenizer.from_pretrained(source)
         except Exception as e:  # noqa: BLE001 - try the next source
             errors.append(f"{source}: {e}")
     raise SystemExit("tb-attention: no tokenizer found; pass --tokenizer. Tried: " + "; ".join(errors or ["nothing"]))
 
 
+def _require(*modules):
+    """Models need torch and transformers, which a plain `pip install` lacks: name the extra instead of a traceback."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            why = "is not installed" if e.name == module else f"cannot be imported ({e})"
+            raise SystemExit(
+                f"tb-attention checkpoints needs {module}, which {why}: pip install 'tb-attention[torch]' "
+                "(in a clone: pip install -e '.[torch]')"
+            ) from None
+
+
+def _probe_lines(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise SystemExit(
+            f"tb-attention: cannot read --probe {path}: {why}; pass a UTF-8 text file with one probe text per line "
+            "(or leave --probe out for a repeated-random-token probe)"
+        ) from None
+    if not lines:
+        raise SystemExit(f"tb-attention: {path} holds no text: write one probe text per line")
+    return lines
+
+
+class _WriterOnFirstUse:
+    """The event file is created when the first step is logged: a run that logs nothing (every checkpoint already
+    logged, or none loadable) leaves no empty event file behind."""
+
+    def __init__(self, logdir):
+        self._logdir, self._writer = logdir, None
+
+    def __getattr__(self, name):
+        if self._writer is None:
+            from tb_attention.write.writer import AttentionWriter
+
+            self._writer = AttentionWriter(self._logdir)
+        return getattr(self._writer, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._writer is not None:
+            self._writer.close()
+
+
 def checkpoints_command(args):
+    _require("torch", "transformers")
     from tqdm import tqdm
 
     from tb_attention.integrations.probe import ProbeRunner
-    from tb_attention.write.writer import AttentionWriter
 
     try:  # transformers' per-load weight report would bury the progress bar; failures are reported below
         from transformers.utils import logging as hf_logging
@@ -130,25 +200,28 @@ def checkpoints_command(args):
         hf_logging.disable_progress_bar()
     except ImportError:
         pass
-    if not os.path.isdir(args.dir):
+    if not (storage.is_dir(args.dir) if storage.is_url(args.dir) else os.path.isdir(args.dir)):
         raise SystemExit(f"tb-attention: {args.dir} is not a directory")
     found, problems = find_checkpoints(args.dir)
     if not found and not problems:
         raise SystemExit(
             f"tb-attention: no checkpoints in {args.dir} (expected checkpoint-<step>/ folders or *.pt files)"
         )
+    if found and not args.model and all(c.kind == "state_dict" for c in found):
+        # Asked first: without the architecture nothing can be loaded, and its tokenizer is the default one.
+        raise SystemExit(
+            f"tb-attention: {args.dir} holds state dicts only: pass --model (a Hugging Face model name or folder "
+            "with their architecture; its tokenizer is used unless --tokenizer is given)"
+        )
     probe = None
     if args.probe:
-        with open(args.probe, encoding="utf-8") as f:
-            lines = [line.strip() for line in f if line.strip()]
-        if not lines:
-            raise SystemExit(f"tb-attention: {args.probe} holds no text")
+        lines = _probe_lines(args.probe)
         probe = lines[0] if len(lines) == 1 else lines
     runner = ProbeRunner(probe, tag=args.tag, probe_length=args.probe_length, seed=args.seed, qk=not args.no_qk)
     runner.prepare(_tokenizer(args, found))
     batch = int(runner.inputs["input_ids"].shape[0]) if "input_ids" in runner.inputs else 1
     last_tag = args.tag if batch == 1 else f"{args.tag}/{batch - 1}"  # written last for each step
-    done = logged_steps(args.logdir, last_tag) if os.path.isdir(args.logdir) else set()
+    done = logged_steps(args.logdir, last_tag) if storage.is_url(args.logdir) or os.path.isdir(args.logdir) else set()
     resume_after = max(done) if done else -1
     todo = [c for c in found if c.step > resume_after]
     skipped = len(found) - len(todo)
@@ -158,12 +231,17 @@ def checkpoints_command(args):
             file=sys.stderr,
         )
     failed = list(problems)
-    os.makedirs(args.logdir, exist_ok=True)
+    if not storage.is_url(args.logdir):
+        os.makedirs(args.logdir, exist_ok=True)
     logged = 0
-    with AttentionWriter(args.logdir) as writer:
+    with _WriterOnFirstUse(args.logdir) as writer:
         for ckpt in tqdm(todo, desc="checkpoints", unit="ckpt", disable=args.quiet):
             try:
-                model = _load_model(ckpt, args)
+                if storage.is_url(ckpt.path):  # loaded from a temporary local copy, deleted right after
+                    with storage.local_copy(ckpt.path, ckpt.kind == "hf") as local:
+                        model = _load_model(Checkpoint(ckpt.step, local, ckpt.kind), args)
+                else:
+                    model = _load_model(ckpt, args)
             except Exception as e:  # noqa: BLE001 - reported, and the run goes on
                 failed.append((ckpt.path, f"{type(e).__name__}: {e}"))
                 tqdm.write(f"tb-attention: cannot load {ckpt.path}: {type(e).__name__}: {e}", file=sys.stderr)
@@ -184,8 +262,12 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="tb-attention", description="tb-attention command line tools")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("checkpoints", help="log the attention of a probe for each saved checkpoint, in step order")
-    p.add_argument("dir", help="folder with checkpoint-<step>/ folders (Hugging Face) or <name><step>.pt state dicts")
-    p.add_argument("--logdir", required=True, help="TensorBoard run directory to write to")
+    p.add_argument(
+        "dir",
+        help="folder or bucket URL (s3://, gs://, any fsspec URL) with checkpoint-<step>/ folders (Hugging Face) or "
+        "<name><step>.pt state dicts",
+    )
+    p.add_argument("--logdir", required=True, help="TensorBoard run directory (or bucket URL) to write to")
     p.add_argument("--probe", help="text file: one probe text per line (default: a repeated-random-token probe)")
     p.add_argument("--tag", default="probe", help="probe tag (default: probe)")
     p.add_argument("--model", help="Hugging Face model name or folder giving the architecture of .pt state dicts")

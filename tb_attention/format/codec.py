@@ -52,13 +52,22 @@ def compress(container):
     return MAGIC_ZLIB + zlib.compress(container, 1)
 
 
+# The largest container a reader inflates: far above one layer of the largest step the writer accepts by default
+# (2 GiB of float32 weights are 0.5 GiB of codes), small enough that a crafted zlib stream cannot exhaust memory.
+MAX_CONTAINER_BYTES = 1 << 30
+
+
 def decompress(blob):
     """Returns the TBA1 container inside `blob`, which may be stored zlib-compressed."""
     if blob[:4] == MAGIC_ZLIB:
+        inflater = zlib.decompressobj()
         try:
-            return zlib.decompress(blob[4:])
+            out = inflater.decompress(blob[4:], MAX_CONTAINER_BYTES)
         except zlib.error as e:
             raise ValueError(f"damaged data: corrupt compressed container ({e})") from None
+        if inflater.unconsumed_tail:
+            raise ValueError(f"damaged data: compressed container inflates beyond {MAX_CONTAINER_BYTES} bytes")
+        return out
     return blob
 
 
@@ -85,8 +94,11 @@ def unpack(blob):
             if start < body or start + count * dtype.itemsize > len(buf):
                 raise ValueError(f"array {name!r} runs past the end of the container")
             arrays[name] = np.frombuffer(buf, dtype, count, start).reshape(spec["shape"])
-        return header.get("meta", {}), arrays
-    except (KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
+        meta = header.get("meta", {})
+        if not isinstance(meta, dict):
+            raise ValueError("malformed TBA1 header: meta is not an object")
+        return meta, arrays
+    except (KeyError, TypeError, AttributeError, UnicodeDecodeError, OverflowError, RecursionError) as e:
         raise ValueError(f"malformed TBA1 header: {e!r}") from None
 
 
@@ -152,4 +164,20 @@ def decode_attention(blob):
     meta, arrays = unpack(blob)
     if meta.get("encoding") != "cbrt8":
         raise ValueError(f"unknown attention encoding {meta.get('encoding')!r}")
-    return decode_cbrt8(arrays["codes"], arrays["row_exp"])
+    codes, row_exp = arrays.get("codes"), arrays.get("row_exp")
+    if codes is None or row_exp is None or codes.dtype != np.uint8 or row_exp.dtype != np.uint8:
+        raise ValueError("an attention container needs uint8 arrays 'codes' and 'row_exp'")
+    if codes.ndim != 3 or row_exp.shape != codes.shape[:-1]:
+        raise ValueError(f"attention codes {list(codes.shape)} and row_exp {list(row_exp.shape)} do not match")
+    return decode_cbrt8(codes, row_exp)
+
+
+def stats_crc(values):
+    """CRC-32 of one step's per-head metrics ({name: float32 array}), in name order: what the writer stores under
+    `metadata.stats_crc_tag` and the reader checks (docs/format.md)."""
+    crc = 0
+    for name in sorted(values):
+        array = np.ascontiguousarray(values[name], "<f4")
+        crc = zlib.crc32(name.encode("utf-8") + b"\0" + struct.pack(f"<{array.ndim}I", *array.shape), crc)
+        crc = zlib.crc32(array.tobytes(), crc)
+    return crc

@@ -13,6 +13,8 @@ MAX_SIDE = 8192  # a probe image is drawn at a few hundred pixels; larger is alm
 def validate(value):
     """-> a uint8 [H, W] (grey) or [H, W, 3] (RGB) copy of `value` (uint8, or float in [0, 1])."""
     if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+        if str(value.layout) != "torch.strided" or value.device.type == "meta":
+            raise TypeError(f"image must be a dense tensor with values (got layout {value.layout}, {value.device})")
         value = value.detach().cpu()
         value = (value.float() if value.is_floating_point() else value).numpy()
     if not isinstance(value, np.ndarray):

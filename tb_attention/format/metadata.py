@@ -5,11 +5,14 @@ import json
 from tensorboard.compat.proto import summary_pb2
 
 PLUGIN_NAME = "attention"
-# Bump when a reader of the previous version could misread new data.
-VERSION = 1
+# Bump when a reader of the previous version could misread new data. 2: the manifest carries a checksum (TBM1).
+VERSION = 2
 
 KIND_PROBE = "probe"
 KIND_HEAD_STATS = "head_stats"
+# One int64 scalar per metrics step: CRC-32 of that step's metric values (codec.stats_crc), so damaged bytes are
+# found on the Rust loader too, which does not check event-record CRCs.
+KIND_HEAD_STATS_CRC = "head_stats_crc"
 
 # Blob 0 of a probe step is the manifest; layer l's attention is blob 1 + l and its q/k blob 1 + L + l.
 MANIFEST_INDEX = 0
@@ -23,19 +26,16 @@ def qk_index(layer, num_layers):
     return 1 + num_layers + layer
 
 
-def blob_count(manifest):
-    """Blobs a probe step holds: manifest, attention per layer, q/k per layer when logged, then the optional image
-    (PNG; `manifest["image"]["index"]` says where, so a later addition can follow it)."""
-    layers = int(manifest["num_layers"])
-    return 1 + layers * (2 if manifest["has_qk"] else 1) + (1 if manifest.get("image") else 0)
-
-
 def image_index(num_layers, has_qk):
     return 1 + num_layers * (2 if has_qk else 1)
 
 
 def stats_tag(probe_tag, stat):
     return f"{probe_tag}/_{stat}"
+
+
+def stats_crc_tag(probe_tag):
+    return f"{probe_tag}/__crc"
 
 
 def create_summary_metadata(kind, description="", **fields):

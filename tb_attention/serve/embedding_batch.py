@@ -29,8 +29,8 @@ class Batch:
             common &= set(d)
         self.steps = sorted(common)
         m0 = manifests[0]
-        self.num_layers, self.num_heads = m0["num_layers"], m0["num_heads"]
-        self.num_kv_heads, self.d_head = m0.get("num_kv_heads"), m0.get("d_head")
+        self.num_layers, self.num_heads = m0.num_layers, m0.num_heads
+        self.num_kv_heads, self.d_head = m0.num_kv_heads, m0.d_head
         # Names this batch's data: the wall times change when a run is rewritten, so cached layouts never go stale.
         self.fingerprint = hashlib.sha1(
             json.dumps([run, tag, members, [round(d.wall_time, 6) for d in datums]]).encode()
@@ -84,14 +84,12 @@ class BatchReader:
             )
         datums = [d[step] for d in per_member]
         manifests = [self.manifest(ctx, d) for d in datums]
-        shapes = {
-            (m["num_layers"], m["num_heads"], m.get("num_kv_heads"), m.get("d_head"), m["has_qk"]) for m in manifests
-        }
+        shapes = {(m.num_layers, m.num_heads, m.num_kv_heads, m.d_head, m.has_qk) for m in manifests}
         if len(shapes) != 1:
             raise errors.InvalidArgumentError(
                 f"the probes of {tag!r} disagree on layers/heads/d_head: {sorted(map(str, shapes))}"
             )
-        if not manifests[0]["has_qk"]:
+        if not manifests[0].has_qk:
             raise errors.NotFoundError(f"queries/keys were not logged for {tag!r} at step {step}")
         return Batch(run, tag, members, datums, manifests, per_member)
 
@@ -108,12 +106,17 @@ class BatchReader:
                 return self._layers[key]
         qs, ks, masks = [], [], []
         try:
-            for datum in batch.datums:
+            for datum, m in zip(batch.datums, batch.manifests):
                 blobs = datum.values
                 _, arrays = codec.unpack(self._reader.read_blob(ctx, blobs[metadata.qk_index(layer, batch.num_layers)]))
                 attn = codec.decode_attention(self._reader.read_blob(ctx, blobs[metadata.attention_index(layer)]))
-                qs.append(np.asarray(arrays["queries"], np.float32))
-                ks.append(np.asarray(arrays["keys"], np.float32))
+                q, k = arrays["queries"], arrays["keys"]
+                if q.shape != (m.num_heads, m.query_len, m.d_head) or k.shape != (m.num_kv_heads, m.key_len, m.d_head):
+                    raise ValueError(f"queries {list(q.shape)} / keys {list(k.shape)} do not match the manifest")
+                if attn.shape != (m.num_heads, m.query_len, m.key_len):
+                    raise ValueError(f"attention {list(attn.shape)} does not match the manifest")
+                qs.append(np.asarray(q, np.float32))
+                ks.append(np.asarray(k, np.float32))
                 masks.append((attn > 0).any(0))  # keys a query may attend to: causal/padding masks are exact zeros
         except (ValueError, KeyError) as e:
             raise CorruptDataError(f"layer {layer}: stored data cannot be decoded: {e}") from None

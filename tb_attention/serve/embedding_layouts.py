@@ -2,60 +2,102 @@
 
 PCA layouts are computed in the request (milliseconds per head). Nonlinear layouts ("faithful", t-SNE, UMAP) run
 in one worker process (spawned on first use, so the arithmetic never competes with TensorBoard's request threads
-for the GIL; computed in the calling thread instead if a process cannot be started). Layouts are cached on disk
-next to the logs (`<logdir>/.tb-attention-cache/embedding/`, or a temporary folder when the logdir is not
-writable or not known), keyed by the batch's fingerprint (run, probe batch, step and the wall times of its
-events, so a rewritten logdir never reuses stale layouts), layer, head, method and options.
+for the GIL; computed in the calling thread instead if a process cannot be started). Layouts are cached in memory
+and on disk (`layout_cache.py`: where, how big, what is trusted), keyed by the batch's fingerprint (run, probe
+batch, step and the wall times of its events), a content hash of the layer's queries, keys and masks (so a run
+rewritten with other q/k is never served old layouts, also after a restart), layer, head, method and options.
 """
 
 import collections
 import concurrent.futures
 import hashlib
-import io
 import json
 import logging
 import multiprocessing
 import os
-import tempfile
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
 from tb_attention.analysis import embedding
+from tb_attention.serve import layout_cache
 
 _log = logging.getLogger(__name__)
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: content hash and point count in the key, the key stored in the file
 _MEMORY_ITEMS = 4096  # per-head layouts kept in memory (~17 KB each at 2,000 points)
+_DIGEST_ITEMS = 4096  # content hashes of decoded layers
+
+
+class Key(NamedTuple):
+    fingerprint: str  # run, batch, step, wall times
+    digest: str  # content hash of the layer's q, k and masks
+    points: int  # queries + keys: the layout's expected shape is (points, 2)
+    layer: int
+    head: int
+    method: str
+    translate: int
+    scale: int
 
 
 class Layouts:
-    def __init__(self, batches, logdir):
+    def __init__(self, batches, logdir, flags=None):
         self._batches = batches  # embedding_batch.BatchReader
-        self.cache_dir = _cache_dir(logdir)
+        folder, max_bytes = layout_cache.configured(flags)
+        self._disk = layout_cache.DiskCache(layout_cache.candidates(logdir, folder), max_bytes)
         self._worker = None  # ProcessPoolExecutor(1), started by the first nonlinear layout
         self.worker_failed = False
         self._lock = threading.Lock()
         self._memory = collections.OrderedDict()
+        self._digests = collections.OrderedDict()
+
+    @property
+    def cache_dir(self):
+        return self._disk.folder
+
+    @cache_dir.setter
+    def cache_dir(self, folder):
+        self._disk = layout_cache.DiskCache([folder], self._disk.max_bytes)
 
     # -- cache -----------------------------------------------------------------------------------
-    @staticmethod
-    def key(batch, layer, head, method, translate, scale):
-        return (batch.fingerprint, layer, head, method, int(translate), int(scale))
+    def key(self, ctx, batch, layer, head, method, translate, scale):
+        digest, points = self._digest(ctx, batch, layer)
+        return Key(batch.fingerprint, digest, points, layer, head, method, int(translate), int(scale))
 
-    def _path(self, key):
-        name = hashlib.sha1(json.dumps([_CACHE_VERSION, *key]).encode()).hexdigest()
-        return os.path.join(self.cache_dir, name[:2], name + ".npz")
+    def _digest(self, ctx, batch, layer):
+        """(content hash, point count) of one decoded layer of a batch, remembered per (fingerprint, layer)."""
+        memo = (batch.fingerprint, layer)
+        with self._lock:
+            if memo in self._digests:
+                self._digests.move_to_end(memo)
+                return self._digests[memo]
+        q, k, q_probe, k_probe, masks = self._batches.layer(ctx, batch, layer)
+        h = hashlib.blake2b(digest_size=16)
+        for a in (q, k, q_probe, k_probe, *masks):
+            a = np.ascontiguousarray(a)
+            h.update(repr((a.dtype.str, a.shape)).encode())
+            h.update(a.tobytes())
+        value = (h.hexdigest(), int(q.shape[1] + k.shape[1]))
+        with self._lock:
+            self._digests[memo] = value
+            while len(self._digests) > _DIGEST_ITEMS:
+                self._digests.popitem(last=False)
+        return value
+
+    @staticmethod
+    def _name(key):
+        key_json = json.dumps([_CACHE_VERSION, *key])
+        return hashlib.sha1(key_json.encode()).hexdigest(), key_json
 
     def cached(self, key):
-        """(xy, info) from memory or disk, or None."""
+        """(xy, info) from memory or disk, or None (also for a damaged, planted or mismatched file)."""
         with self._lock:
             if key in self._memory:
                 self._memory.move_to_end(key)
                 return self._memory[key]
-        try:
-            with np.load(self._path(key)) as f:
-                value = (f["xy"].astype(np.float64), json.loads(str(f["info"])))
-        except (OSError, ValueError, KeyError):
+        name, key_json = self._name(key)
+        value = self._disk.load(name, key_json, key.points)
+        if value is None or value[1].get("method") != key.method:
             return None
         self._remember(key, value)
         return value
@@ -69,30 +111,21 @@ class Layouts:
 
     def _store(self, key, xy, info):
         self._remember(key, (xy, info))
-        path = self._path(key)
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            buf = io.BytesIO()
-            np.savez(buf, xy=xy.astype(np.float32), info=np.array(json.dumps(info)))
-            tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(buf.getvalue())
-            os.replace(tmp, path)  # readers never see half a file
-        except OSError as e:
-            _log.warning("embedding cache not written (%s): %s", path, e)
+        name, key_json = self._name(key)
+        self._disk.store(name, key_json, xy, info)
 
     # -- layouts ---------------------------------------------------------------------------------
     def pca(self, ctx, batch, layer, head, translate, scale, full=True):
         """Aligned PCA layout + scores. Each step's PCA is Procrustes-aligned to the previous common step's
         aligned PCA (a chain from the first step, walked from the latest cached step, so the result does not
         depend on what was cached): a fixed dataset keeps a fixed layout, small changes move points smoothly."""
-        key = self.key(batch, layer, head, "pca", translate, scale)
+        key = self.key(ctx, batch, layer, head, "pca", translate, scale)
         hit = self.cached(key)
         if hit is None:
             todo, reference = [batch], None
             for s in reversed([s for s in batch.steps if s < batch.step]):
                 prev = self._batches.sibling(ctx, batch, s)
-                cached = self.cached(self.key(prev, layer, head, "pca", translate, scale))
+                cached = self.cached(self.key(ctx, prev, layer, head, "pca", translate, scale))
                 if cached is not None:
                     reference = cached[0]
                     break
@@ -101,7 +134,7 @@ class Layouts:
                 h = self._batches.head(ctx, b, layer, head)
                 xy, info = embedding.layout(h, "pca", translate, scale, reference=reference)
                 info = dict(info, method="pca", aligned=reference is not None)
-                self._store(self.key(b, layer, head, "pca", translate, scale), xy, info)
+                self._store(self.key(ctx, b, layer, head, "pca", translate, scale), xy, info)
                 reference = xy
             hit = self.cached(key)
         xy, info = hit
@@ -116,7 +149,7 @@ class Layouts:
         return xy, info
 
     def nonlinear(self, ctx, batch, layer, head, method, translate, scale):
-        key = self.key(batch, layer, head, method, translate, scale)
+        key = self.key(ctx, batch, layer, head, method, translate, scale)
         hit = self.cached(key)
         if hit is not None:
             return hit
@@ -126,7 +159,7 @@ class Layouts:
             earlier = [s for s in batch.steps if s < batch.step]
             if earlier:
                 previous = self._batches.sibling(ctx, batch, earlier[-1])
-                hit = self.cached(self.key(previous, layer, head, method, translate, scale))
+                hit = self.cached(self.key(ctx, previous, layer, head, method, translate, scale))
                 init = None if hit is None else hit[0]
         h = self._batches.head(ctx, batch, layer, head)
         # layout() recomputes this step's PCA and aligns it to `base`, i.e. to itself: the same aligned PCA.
@@ -170,24 +203,3 @@ def _watch_parent(pid):
         os._exit(0)
 
     threading.Thread(target=watch, daemon=True).start()
-
-
-def _cache_dir(logdir):
-    """`<logdir>/.tb-attention-cache/embedding` when the logdir is a writable local folder, else a temporary
-    folder named after the logdir."""
-    candidates = []
-    if logdir and os.path.isdir(os.path.expanduser(str(logdir))):
-        candidates.append(os.path.join(os.path.expanduser(str(logdir)), ".tb-attention-cache", "embedding"))
-    tag = hashlib.sha1(str(logdir).encode()).hexdigest()[:12]
-    candidates.append(os.path.join(tempfile.gettempdir(), "tb-attention-cache", tag, "embedding"))
-    for path in candidates:
-        try:
-            os.makedirs(path, exist_ok=True)
-            probe = os.path.join(path, f".write-test-{os.getpid()}")
-            with open(probe, "wb"):
-                pass
-            os.remove(probe)
-            return path
-        except OSError:
-            continue
-    return candidates[-1]

@@ -54,7 +54,9 @@ class EmbeddingRoutes:
 
     def __init__(self, reader, context):
         self._batches = embedding_batch.BatchReader(reader)
-        self._layouts = embedding_layouts.Layouts(self._batches, getattr(context, "logdir", None))
+        self._layouts = embedding_layouts.Layouts(
+            self._batches, getattr(context, "logdir", None), getattr(context, "flags", None)
+        )
         self._jobs = jobs.JobRunner()
 
     def apps(self):
@@ -76,7 +78,7 @@ class EmbeddingRoutes:
     def _pending(self, request, job):
         if job.state == "error":
             self._jobs.forget(job)  # a retry starts afresh
-            return http.text(request, job.message, 500)
+            return http.text(request, job.message, job.code)
         body = {"state": job.state, "progress": round(job.progress, 3)}
         return http.json(request, body, 202)
 
@@ -116,13 +118,13 @@ class EmbeddingRoutes:
             "tag": tag,
             "probes": members,
             "steps": steps,
-            "num_layers": m0["num_layers"],
-            "num_heads": m0["num_heads"],
-            "num_kv_heads": m0.get("num_kv_heads"),
-            "d_head": m0.get("d_head"),
-            "has_qk": all(m["has_qk"] for m in manifests),
-            "tokens": [m["tokens"] for m in manifests],
-            "key_tokens": [m.get("key_tokens") for m in manifests],
+            "num_layers": m0.num_layers,
+            "num_heads": m0.num_heads,
+            "num_kv_heads": m0.num_kv_heads,
+            "d_head": m0.d_head,
+            "has_qk": all(m.has_qk for m in manifests),
+            "tokens": [m.tokens for m in manifests],
+            "key_tokens": [m.key_tokens for m in manifests],
             "methods": {m: available(m) for m in embedding.METHODS},
         }
         return http.json(request, body)
@@ -149,13 +151,14 @@ class EmbeddingRoutes:
         if method == "pca":
             xy, info = self._layouts.pca(ctx, batch, layer, head, translate, scale)
         else:
-            hit = self._layouts.cached(self._layouts.key(batch, layer, head, method, translate, scale))
+            hit = self._layouts.cached(self._layouts.key(ctx, batch, layer, head, method, translate, scale))
             if hit is None:
 
                 def fn(job):
                     self._layouts.nonlinear(ctx, batch, layer, head, method, translate, scale)
 
-                job = self._jobs.submit(("head", *self._layouts.key(batch, layer, head, method, translate, scale)), fn)
+                key = self._layouts.key(ctx, batch, layer, head, method, translate, scale)
+                job = self._jobs.submit(("head", *key), fn)
                 return self._pending(request, job)
             xy, info = hit
         h = self._batches.head(ctx, batch, layer, head)
@@ -185,7 +188,8 @@ class EmbeddingRoutes:
         if method == "pca":
             layouts = [self._layouts.pca(ctx, batch, l, h, translate, scale, full=False) for l, h in heads]
         else:
-            layouts = [self._layouts.cached(self._layouts.key(batch, l, h, method, translate, scale)) for l, h in heads]
+            keys = [self._layouts.key(ctx, batch, l, h, method, translate, scale) for l, h in heads]
+            layouts = [self._layouts.cached(key) for key in keys]
             missing = [lh for lh, hit in zip(heads, layouts) if hit is None]
             if missing:
 
@@ -211,7 +215,7 @@ class EmbeddingRoutes:
             "original": np.array([i.get("original", np.nan) for _, i in layouts], np.float32).reshape(shape),
             "mixing": np.array([i.get("mixing", np.nan) for _, i in layouts], np.float32).reshape(shape),
         }
-        nq = sum(len(m["tokens"]) for m in batch.manifests)
+        nq = sum(m.query_len for m in batch.manifests)
         meta = {"method": method, "num_queries": nq, "num_keys": n - nq, "step": batch.datums[0].step}
         return http.binary(request, codec.pack(arrays, meta))
 

@@ -1,7 +1,8 @@
 """Background jobs of the Q/K embedding: one thread runs them in order, requests poll their progress.
 
 A request never waits for a nonlinear layout: it gets `202` with the job's progress and asks again. A job that
-failed answers its message once; the next request starts it afresh.
+failed answers its message once (with the status of its error: 422 for damaged data, 500 for a bug); the request
+after that starts it afresh. Until its failure was answered, a failed job is never resubmitted.
 """
 
 import concurrent.futures
@@ -19,6 +20,7 @@ _MAX_JOBS = 1024  # beyond this, finished jobs are forgotten (their results are 
 class Job:
     def __init__(self):
         self.state, self.progress, self.message, self.done = "queued", 0.0, "", threading.Event()
+        self.code = 500  # HTTP status of the failure
 
 
 class JobRunner:
@@ -31,8 +33,8 @@ class JobRunner:
         """The job running under `job_key`, or a new one running fn(job) (fn may set job.progress)."""
         with self._lock:
             job = self._jobs.get(job_key)
-            if job is not None and job.state in ("queued", "running"):
-                return job
+            if job is not None and job.state in ("queued", "running", "error"):
+                return job  # an error is answered once (forget()), then a retry starts afresh
             if len(self._jobs) > _MAX_JOBS:
                 self._jobs = {k: v for k, v in self._jobs.items() if v.state in ("queued", "running")}
             job = Job()
@@ -43,8 +45,10 @@ class JobRunner:
             try:
                 fn(job)
                 job.state, job.progress = "done", 1.0
-            except (errors.PublicError, embedding.MissingDependencyError) as e:
-                job.state, job.message = "error", str(e)
+            except errors.PublicError as e:
+                job.state, job.message, job.code = "error", str(e), e.http_code
+            except embedding.MissingDependencyError as e:
+                job.state, job.message, job.code = "error", str(e), 400
             except Exception as e:  # noqa: BLE001 - reported to the client as a message, logged here
                 _log.exception("embedding job %s failed", job_key)
                 job.state, job.message = "error", f"layout failed: {type(e).__name__}: {e}"

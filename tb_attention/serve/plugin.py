@@ -9,7 +9,7 @@ from tensorboard.plugins import base_plugin
 
 from tb_attention.format import codec, metadata
 from tb_attention.serve import http, probe_reader
-from tb_attention.serve.params import int_param, param
+from tb_attention.serve.params import int_param, param, unit_param
 from tb_attention.serve.probe_reader import CorruptDataError
 
 
@@ -58,8 +58,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
     def _layer_blob(self, request, index_of):
         ctx, blobs, manifest = self._step_blobs(request)
         layer = int_param(request, "layer")
-        if layer >= manifest["num_layers"]:
-            raise errors.NotFoundError(f"layer {layer} out of range: this probe has {manifest['num_layers']} layers")
+        if layer >= manifest.num_layers:
+            raise errors.NotFoundError(f"layer {layer} out of range: this probe has {manifest.num_layers} layers")
         index = index_of(layer, manifest)
         if index is None:
             raise errors.NotFoundError("queries/keys were not logged for this step")
@@ -90,7 +90,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
 
     @http.route
     def _serve_tokens(self, request):
-        return http.json(request, self._step_blobs(request)[2])
+        return http.json(request, self._step_blobs(request)[2].raw)
 
     @http.route
     def _serve_attention(self, request):
@@ -108,7 +108,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
     @http.route
     def _serve_qk(self, request):
         def index(layer, m):
-            return metadata.qk_index(layer, m["num_layers"]) if m["has_qk"] else None
+            return metadata.qk_index(layer, m.num_layers) if m.has_qk else None
 
         return http.binary(request, self._layer_blob(request, index))
 
@@ -117,7 +117,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
         from tb_attention.format import image
 
         ctx, blobs, manifest = self._step_blobs(request)
-        info = manifest.get("image")
+        info = manifest.image
         if not info:
             raise errors.NotFoundError(
                 f"step {request.args.get('step')} of probe {request.args.get('tag')!r} has no image "
@@ -141,7 +141,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
         tags = {t: c for t, c in stats.get(run, {}).items() if c.get("probe") == tag}
         if not tags:
             raise errors.NotFoundError(f"no head statistics for probe {tag!r} in run {run!r}")
-        read = self._reader.read_tensors(ctx, eid, run, tags)
+        crcs = self._reader.head_stat_series(ctx, eid, metadata.KIND_HEAD_STATS_CRC).get(run, {})
+        crc_tag = metadata.stats_crc_tag(tag)
+        read = self._reader.read_tensors(ctx, eid, run, list(tags) + ([crc_tag] if crc_tag in crcs else []))
         # Series may hold different steps (sampling, a metric added later): align on the union, NaN where missing.
         per_stat: dict = {}
         walls: dict = {}
@@ -151,6 +153,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 datums.setdefault(d.step, d)
                 walls.setdefault(d.step, d.wall_time)
             per_stat[content["stat"]] = datums
+        damaged = _damaged_steps(per_stat, read.get(crc_tag, []))
         steps = sorted(walls)
         index = {s: i for i, s in enumerate(steps)}
         arrays = {
@@ -163,9 +166,11 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 raise CorruptDataError(f"statistic {stat!r} changes shape between steps: {sorted(shapes)}")
             out = np.full((len(steps),) + shapes.pop(), np.nan, np.float32)
             for s, d in datums.items():
-                out[index[s]] = d.numpy
+                if s not in damaged:  # a step whose checksum fails shows as a gap, never as wrong numbers
+                    out[index[s]] = d.numpy
             arrays[stat] = out
-        return http.binary(request, codec.pack(arrays, {"stats": sorted(per_stat)}))
+        meta = {"stats": sorted(per_stat), "damaged_steps": sorted(damaged)}
+        return http.binary(request, codec.pack(arrays, meta))
 
     # -- evolution (docs/metrics.md) -------------------------------------------------------------
     @http.route
@@ -207,12 +212,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
         fusion = request.args.get("fusion") or "mean"
         if fusion not in evolution.FUSIONS:
             raise errors.InvalidArgumentError(f"parameter 'fusion' must be one of {list(evolution.FUSIONS)}")
-        try:
-            residual = float(request.args.get("residual") or 0.5)
-        except ValueError:
-            raise errors.InvalidArgumentError("parameter 'residual' must be a number in [0, 1]") from None
-        if not 0.0 <= residual <= 1.0:
-            raise errors.InvalidArgumentError("parameter 'residual' must be a number in [0, 1]")
+        residual = unit_param(request, "residual", 0.5)
         ctx, eid = self._context(request)
         attn = self._reader.step_attention(ctx, eid, run, tag, step)
         if attn.shape[-1] != attn.shape[-2]:
@@ -220,3 +220,18 @@ class AttentionPlugin(base_plugin.TBPlugin):
         out = evolution.rollout(attn, fusion, residual)
         meta = {"fusion": fusion, "residual": residual, "approximation": "attention rollout (Abnar & Zuidema 2020)"}
         return http.binary(request, codec.pack({"rollout": out}, meta))
+
+
+def _damaged_steps(per_stat, crc_datums):
+    """Steps whose metric values do not match the checksum written with them (version 2 data; older steps and
+    steps without a checksum are taken as they are)."""
+    damaged = set()
+    for d in crc_datums:
+        values = {stat: datums[d.step].numpy for stat, datums in per_stat.items() if d.step in datums}
+        try:
+            expected = int(np.asarray(d.numpy).reshape(-1)[0])
+        except (ValueError, TypeError, IndexError):
+            expected = None
+        if expected is None or codec.stats_crc(values) != expected:
+            damaged.add(d.step)
+    return damaged

@@ -5,13 +5,12 @@ decoded and checked in one place. Stored data that cannot be decoded raises `Cor
 step), never a 500: the server keeps running.
 """
 
-import json
-
 import numpy as np
 from tensorboard import errors
 from tensorboard.data import provider
 
 from tb_attention.format import codec, metadata
+from tb_attention.format import manifest as manifest_mod
 from tb_attention.serve import lru
 
 _LARGE = 1_000_000_000  # "all samples"; hint 0 means the same and must not reach the provider as 0
@@ -52,8 +51,8 @@ class ProbeReader:
     def probes(self, ctx, eid, problems=None):
         return self.series(ctx, eid, metadata.KIND_PROBE, self._provider.list_blob_sequences, problems)
 
-    def head_stat_series(self, ctx, eid):
-        return self.series(ctx, eid, metadata.KIND_HEAD_STATS, self._provider.list_tensors)
+    def head_stat_series(self, ctx, eid, kind=metadata.KIND_HEAD_STATS):
+        return self.series(ctx, eid, kind, self._provider.list_tensors)
 
     # -- steps ---------------------------------------------------------------------------------
     def step_datums(self, ctx, eid, run, tag):
@@ -114,15 +113,20 @@ class ProbeReader:
         return self._provider.read_blob(ctx, blob_key=ref.blob_key)
 
     def manifest(self, ctx, blobs):
-        """The step's manifest, checked against the blobs the step holds (cached by blob key)."""
+        """The step's `format.manifest.Manifest`, validated and checked against the blobs the step holds (cached by
+        blob key)."""
+        if not blobs:
+            raise CorruptDataError("the step holds no blobs (not even a manifest)")
         return self.manifests.get(blobs[metadata.MANIFEST_INDEX].blob_key, lambda: self._read_manifest(ctx, blobs))
 
     def _read_manifest(self, ctx, blobs):
+        if not blobs:
+            raise CorruptDataError("the step holds no blobs (not even a manifest)")
         try:
-            manifest = json.loads(self.read_blob(ctx, blobs[metadata.MANIFEST_INDEX]))
-            expected = metadata.blob_count(manifest)
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise CorruptDataError(f"unreadable step manifest: {e!r}") from None
+            manifest = manifest_mod.decode(self.read_blob(ctx, blobs[metadata.MANIFEST_INDEX]))
+        except manifest_mod.ManifestError as e:
+            raise CorruptDataError(f"unreadable step manifest: {e}") from None
+        expected = manifest.blob_count()
         if len(blobs) != expected:
             raise CorruptDataError(f"step has {len(blobs)} blobs, its manifest describes {expected}")
         return manifest
@@ -144,7 +148,7 @@ class ProbeReader:
             return np.stack(
                 [
                     codec.decode_attention(self.read_blob(ctx, blobs[metadata.attention_index(layer)]))
-                    for layer in range(manifest["num_layers"])
+                    for layer in range(manifest.num_layers)
                 ]
             )
         except ValueError as e:

@@ -1,12 +1,11 @@
 """Turns one validated probe step into TensorBoard events (runs on the writer's background thread)."""
 
-import json
-
 import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
 from tb_attention.format import codec, metadata
 from tb_attention.format import image as image_mod
+from tb_attention.format import manifest as manifest_mod
 
 # zlib pays off only where it saves real space (cbrt8 codes of long, peaked rows); q/k in fp16 hardly compress.
 _MIN_SAVING = 0.9
@@ -41,7 +40,7 @@ def manifest(attention, queries, keys, tokens, key_tokens, segments=None, image=
 
 
 def probe_blobs(attention, queries, keys, tokens, key_tokens, segments=None, image=None, patch_grid=None):
-    blobs = [json.dumps(manifest(attention, queries, keys, tokens, key_tokens, segments, image, patch_grid)).encode()]
+    blobs = [manifest_mod.encode(manifest(attention, queries, keys, tokens, key_tokens, segments, image, patch_grid))]
     blobs += [_maybe_compress(codec.attention_container(layer)) for layer in attention]
     if queries is not None:
         blobs += [_maybe_compress(codec.qk_container(q, k)) for q, k in zip(queries, keys)]
@@ -115,4 +114,9 @@ def metric_events(tag, step, wall_time, values, first):
                 metadata.KIND_HEAD_STATS, metrics.DESCRIPTIONS.get(name, ""), **fields
             )
         summary_values.append(_value(metadata.stats_tag(tag, name), meta, meta is not None, tensor))
+    crc = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_INT64, tensor_shape=tensor_shape_pb2.TensorShapeProto(), int64_val=[codec.stats_crc(values)]
+    )
+    crc_meta = metadata.create_summary_metadata(metadata.KIND_HEAD_STATS_CRC, "", probe=tag)
+    summary_values.append(_value(metadata.stats_crc_tag(tag), crc_meta, bool(first), crc))
     return [event_pb2.Event(wall_time=wall_time, step=step, summary=summary_pb2.Summary(value=summary_values))]

@@ -13,7 +13,10 @@ def _is_torch(x):
 
 
 def _shape(x, what):
-    if _is_torch(x) or isinstance(x, np.ndarray):
+    if _is_torch(x):
+        check_tensor_storage(x, what)
+        return tuple(x.shape)
+    if isinstance(x, np.ndarray):
         return tuple(x.shape)
     raise TypeError(f"{what} must be a numpy array or torch tensor, got {type(x).__name__}")
 
@@ -36,10 +39,17 @@ def _layer_list(value, what, inner_rank):
         layers = list(value)
     else:
         shape = _shape(value, what)
+        if len(shape) == inner_rank + 2 and shape[1] == 1:  # torch.stack(outputs.attentions): [layers, 1, ...]
+            value, shape = value[:, 0], shape[:1] + shape[2:]
+        elif len(shape) == inner_rank + 2:
+            raise ValueError(
+                f"{what}: [layers, batch, ...] with batch size {shape[1]}; log one example per tag, "
+                f"e.g. {what}[:, row]"
+            )
         if len(shape) != inner_rank + 1:
             raise ValueError(
-                f"{what}: a single array must be {inner_rank + 1}-D [layers, ...], got shape {shape}; "
-                "for one layer pass a list with one array"
+                f"{what}: a single array must be {inner_rank + 1}-D [layers, ...] (or {inner_rank + 2}-D "
+                f"[layers, 1, ...]), got shape {shape}; for one layer pass a list with one array"
             )
         layers = [value[i] for i in range(shape[0])]
     if not layers:
@@ -73,10 +83,10 @@ def _copy_into(layers, shape, dtype, alloc):
     out = alloc((len(layers),) + shape, dtype)
     torch = _torch()
     for i, layer in enumerate(layers):
-        if torch is not None:
+        if torch is not None and (_is_torch(layer) or layer.flags.writeable):
             src = layer.detach() if _is_torch(layer) else torch.from_numpy(np.asarray(layer))
             torch.from_numpy(out[i]).copy_(src)
-        else:
+        else:  # numpy alone, or a read-only array (torch.from_numpy warns that it cannot protect it from writes)
             np.copyto(out[i], layer, casting="unsafe")
     return out
 
@@ -160,17 +170,56 @@ def segment_ids(value, length):
     return [int(v) for v in ids]
 
 
+def check_tensor_storage(x, what):
+    """A torch tensor whose values can be copied to the CPU: dense (strided) and not on the meta device."""
+    if x.layout is not _torch().strided:
+        raise TypeError(f"{what} is a {x.layout} tensor; pass a dense tensor (e.g. {what}.to_dense())")
+    if x.device.type == "meta":
+        raise TypeError(f"{what} is on the meta device and holds no values; run the model on a real device")
+
+
+# Steps are int64 in event files, and the browser reads them as JavaScript numbers, exact only up to 2**53 - 1:
+# a larger step would be shown and requested as a different one, so the writer refuses it.
+MAX_STEP = 2**53 - 1
+
+
 def step_value(step):
     if isinstance(step, bool) or not isinstance(step, numbers.Integral):
         raise TypeError(f"step must be an integer, got {type(step).__name__}")
+    step = int(step)
     if step < 0:
         raise ValueError(f"step must be non-negative, got {step}")
-    return int(step)
+    if step > MAX_STEP:
+        raise ValueError(f"step {step} is above 2**53 - 1, the largest step the browser can show exactly")
+    return step
+
+
+def wall_time(value):
+    """None (now) or a finite number of seconds: the Rust data server stops reading a file at a NaN wall time."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"walltime must be a number of seconds, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"walltime must be a finite, non-negative number of seconds, got {value}")
+    return value
 
 
 def tag_name(tag):
-    if not isinstance(tag, str) or not tag.strip():
+    if not isinstance(tag, str):  # e.g. add_attention(attentions, ...): the tag was left out
+        raise TypeError(
+            f"the tag comes first and must be a string, got {type(tag).__name__}: "
+            "e.g. add_attention('probe', attentions, tokens=..., step=...)"
+        )
+    if not tag.strip():
         raise ValueError(f"tag must be a non-empty string, got {tag!r}")
+    try:
+        tag.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"tag {tag!r} cannot be encoded as UTF-8 (a lone surrogate?): event files store UTF-8"
+        ) from None
     return tag
 
 
@@ -190,6 +239,8 @@ def metric_coords(patch_grid, query_len, key_len):
 
 def metric_attention(value, alloc):
     """Validated copy: [L, H, Q, K], or [L, B, H, Q, K] for a per-layer batch of more than one example."""
+    if hasattr(value, "shape") and len(value.shape) == 5 and value.shape[1] > 1:
+        value = [value[i] for i in range(value.shape[0])]  # torch.stack(outputs.attentions) of a batch
     if (
         isinstance(value, (list, tuple))
         and value
@@ -206,7 +257,8 @@ def row_array(value, what, batch, length, dtype):
     """A copy of a per-token array ([length], or [batch, length] for a batch); None stays None."""
     if value is None:
         return None
-    if hasattr(value, "detach"):
+    if _is_torch(value):
+        check_tensor_storage(value, what)
         value = value.detach().cpu().numpy()
     array = np.array(value, dtype=dtype)
     if dtype is None and array.dtype.kind not in "iuUSO":

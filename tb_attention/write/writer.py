@@ -1,6 +1,7 @@
 """AttentionWriter: validates on the caller's thread, encodes and writes on a background thread."""
 
 import atexit
+import collections
 import os
 import time
 import weakref
@@ -9,7 +10,7 @@ import numpy as np
 
 from tb_attention.format import crc
 from tb_attention.format import image as image_mod
-from tb_attention.write import buffers, encode, validation
+from tb_attention.write import buffers, encode, remote, rows, validation
 from tb_attention.write.jobs import Job, MetricsJob
 from tb_attention.write.queue import WriteQueue
 
@@ -17,17 +18,23 @@ from tb_attention.write.queue import WriteQueue
 class AttentionWriter:
     """Logs attention (and optionally queries/keys) of a fixed probe input as TensorBoard events.
 
-    `target` is a log directory, or a `torch.utils.tensorboard.SummaryWriter` whose event file is shared.
+    `target` is a log directory, a URL (`s3://bucket/runs/exp1`, `gs://…`, any fsspec URL; `storage_options` go to
+    fsspec), or a `torch.utils.tensorboard.SummaryWriter` whose event file is shared.
     At most `max_pending_bytes` of copied arrays wait for the background thread; beyond that
     `add_attention` blocks until there is room (nothing is dropped). A step whose attention would take more than
     `max_step_bytes` as float32 is refused with advice, instead of exhausting memory (docs/scale.md).
     """
 
-    def __init__(self, target, *, max_pending_bytes=512 << 20, max_step_bytes=2 << 30, flush_secs=10):
+    def __init__(
+        self, target, *, max_pending_bytes=512 << 20, max_step_bytes=2 << 30, flush_secs=10, storage_options=None
+    ):
         crc.install()
         self._summary_writer = None
         self._events = None
-        if isinstance(target, (str, os.PathLike)):
+        if remote.is_url(target):
+            # Object storage cannot append: spool locally, upload immutable parts (write/remote.py, docs/scale.md).
+            self._events = remote.RemoteEventFileWriter(target, flush_secs=flush_secs, storage_options=storage_options)
+        elif isinstance(target, (str, os.PathLike)):
             from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
             self._events = EventFileWriter(os.fspath(target), flush_secs=flush_secs)
@@ -44,7 +51,10 @@ class AttentionWriter:
         self._last_step = {}
         # Metrics series have their own steps: {tag: (last step, "attention" | "metrics")}.
         self._last_metrics = {}
-        self._described = set()
+        # What the background thread wrote, and jobs it failed to write: a failed step must not block later ones.
+        self._written, self._written_metrics = {}, {}
+        self._failed: collections.deque = collections.deque()
+        self._described, self._rows = set(), rows.RowSumCheck()
         self._closed = False
         self._queue = WriteQueue(self._max_pending, self._write_jobs, self._release)
         # Daemon threads die at exit; don't lose steps the user forgot to close().
@@ -54,7 +64,7 @@ class AttentionWriter:
     def add_attention(
         self,
         tag,
-        attentions,
+        attentions=None,  # a default, so that a call without the tag is told about the tag (validation.tag_name)
         *,
         tokens,
         step,
@@ -67,6 +77,7 @@ class AttentionWriter:
         patch_grid=None,
         segments=None,
         image=None,
+        partial_rows=False,
     ):
         """Logs one probe input's attention at `step`.
 
@@ -83,8 +94,12 @@ class AttentionWriter:
             (h, w) pixels): recorded in the manifest, and attention distance in patch units.
         image: the probe's input image (needs patch_grid), uint8 [H, W, 3] or [H, W], or float in [0, 1]; stored
             as PNG so the head view can paint the chosen query's attention over it.
+        partial_rows: rows may sum to less than 1 (attention sinks); otherwise a row whose sum is not 1 gets a
+            warning, once per tag (write/rows.py).
         """
         tag, step = self._accepting(tag, step)
+        self._rows.allow_partial(tag, partial_rows)
+        wall = validation.wall_time(walltime)
         last = self._last_step.get(tag)
         if last is not None and step <= last:
             raise ValueError(
@@ -111,7 +126,7 @@ class AttentionWriter:
         job = Job(
             tag,
             step,
-            time.time() if walltime is None else float(walltime),
+            time.time() if wall is None else wall,
             attention,
             queries,
             keys,
@@ -131,7 +146,7 @@ class AttentionWriter:
     def add_metrics(
         self,
         tag,
-        attentions,
+        attentions=None,
         *,
         step,
         tokens=None,
@@ -141,6 +156,7 @@ class AttentionWriter:
         patch_grid=None,
         causal=None,
         walltime=None,
+        partial_rows=False,
     ):
         """Logs only the per-head metrics (docs/metrics.md) of a probe's attention at `step`: cheap enough for
         every training step. The training thread validates and copies; the metrics are computed in the background.
@@ -150,12 +166,15 @@ class AttentionWriter:
         tokens: ids or strings, [q] or [batch, q]: needed for the induction score (NaN without them).
         mask: [q] or [batch, q], True on real tokens (padding excluded; self-attention); or query_mask/key_mask.
         patch_grid: (rows, cols) of a ViT input, for attention distance in patch units; causal: None = detect.
+        partial_rows: as for `add_attention`.
 
         The metrics series of `tag` may share the tag with `add_attention` probes logged every N steps: each
         series' steps increase independently. When `add_attention` already logged metrics for this tag at
         `step`, the call is skipped and returns False; otherwise it returns True.
         """
         tag, step = self._accepting(tag, step)
+        self._rows.allow_partial(tag, partial_rows)
+        wall = validation.wall_time(walltime)
         if not self._metrics_due(tag, step, "metrics"):
             return False
         attention = validation.metric_attention(attentions, self._pool.take)
@@ -174,12 +193,12 @@ class AttentionWriter:
             "causal": causal,
         }
         options.update(validation.metric_coords(patch_grid, query_len, key_len))
-        job = MetricsJob(tag, step, time.time() if walltime is None else float(walltime), attention, options)
+        job = MetricsJob(tag, step, time.time() if wall is None else wall, attention, options)
         self._last_metrics[tag] = (step, "metrics")
         self._queue.put(job)
         return True
 
-    def add_attention_batch(self, prefix, attentions, *, tokens, step, queries=None, keys=None, walltime=None):
+    def add_attention_batch(self, prefix, attentions=(), *, tokens, step, queries=None, keys=None, walltime=None):
         """Logs a probe batch: input i (its own sequence) as probe `prefix/i`, all at `step`.
 
         The joint query-key embedding (docs/embedding.md) pools the queries and keys of every `prefix/i`.
@@ -187,13 +206,13 @@ class AttentionWriter:
         `add_attention`. Steps are checked for every input first; each input is then validated and queued as
         by `add_attention` (an invalid input i raises after inputs 0..i-1 were queued).
         """
+        prefix = validation.tag_name(prefix)
         n = len(attentions)
         if n == 0:
             raise ValueError("add_attention_batch needs at least one input")
         for name, value in (("tokens", tokens), ("queries", queries), ("keys", keys)):
             if value is not None and len(value) != n:
                 raise ValueError(f"{name} has {len(value)} entries, attentions {n}: one per input")
-        prefix = validation.tag_name(prefix)
         for i in range(n):
             tag = f"{prefix}/{i}"
             last = self._last_step.get(tag)
@@ -211,17 +230,20 @@ class AttentionWriter:
             )
         return [f"{prefix}/{i}" for i in range(n)]
 
-    def add_capture(self, tag, cap, *, step, tokens=None, decoder_tokens=None, rows=None, image=None):
+    def add_capture(self, tag, cap=None, *, step, tokens=None, decoder_tokens=None, rows=None, image=None):
         """Logs what `tb_attention.capture(model)` recorded (README, "Capturing from your model"); one tag per stream/row.
         ViT probes carry the captured input image unless `image=` (one, or one per batch row) replaces it."""
         from tb_attention.capture import log_capture
 
+        validation.tag_name(tag)  # add_capture(cap, step=...) without the tag: say so
         return log_capture(
             self, tag, cap, step=step, tokens=tokens, decoder_tokens=decoder_tokens, rows=rows, image=image
         )
 
     def flush(self):
-        """Waits until everything added so far is written to the event file."""
+        """Waits until everything added so far is written to the event file (nothing to do after close())."""
+        if self._closed:
+            return
         self._queue.drain()
         if self._events is not None:
             self._events.flush()
@@ -280,10 +302,19 @@ class AttentionWriter:
         return q, k
 
     def _write_jobs(self, jobs):
-        if len(jobs) > 1:
-            self._write_metrics_batch(jobs)
-        else:
-            self._write(jobs[0])
+        try:
+            if len(jobs) > 1:
+                self._write_metrics_batch(jobs)
+            else:
+                self._write(jobs[0])
+        except Exception:
+            self._failed.extend(jobs)  # their steps are given back on the training thread (_forget_failed)
+            raise
+        for job in jobs:
+            if isinstance(job, Job):
+                self._written[job.tag] = job.step
+            if isinstance(job, MetricsJob) or job.metrics is not None:
+                self._written_metrics[job.tag] = (job.step, "attention" if isinstance(job, Job) else "metrics")
 
     def _release(self, job):
         for array in (job.attention, job.queries, job.keys):
@@ -293,6 +324,8 @@ class AttentionWriter:
         """Metrics of several steps of one small probe, computed in one pass (heads of all steps side by side)."""
         first_job = jobs[0]
         num_layers, heads = first_job.attention.shape[:2]
+        for job in jobs:
+            self._rows.check(job.tag, job.attention)
         stacked = np.concatenate([job.attention for job in jobs], axis=1)  # [L, S*H, Q, K]
         values = encode.metric_values(stacked, first_job.options)
         for i, job in enumerate(jobs):
@@ -302,6 +335,7 @@ class AttentionWriter:
             self._described.update((job.tag, name) for name in step_values)
 
     def _write(self, job):
+        self._rows.check(job.tag, job.attention, None if isinstance(job, Job) else job.options.get("query_mask"))
         if isinstance(job, Job):
             # Written (and released) before the metrics are computed: the encoded blobs of a long probe are large.
             self._emit(encode.probe_events(job, job.tag not in self._described))
@@ -335,7 +369,18 @@ class AttentionWriter:
     def _raise_if_failed(self):
         error = self._queue.take_error()
         if error is not None:
+            self._forget_failed()
             raise RuntimeError(f"tb-attention could not write a step: {error!r}") from error
+
+    def _forget_failed(self):
+        """Steps the background thread could not write no longer count as logged, unless a later step of the same
+        tag was logged since (then that one is the last)."""
+        while self._failed:
+            job = self._failed.popleft()
+            if isinstance(job, Job) and self._last_step.get(job.tag) == job.step:
+                _restore(self._last_step, job.tag, self._written.get(job.tag))
+            if self._last_metrics.get(job.tag, (None,))[0] == job.step:
+                _restore(self._last_metrics, job.tag, self._written_metrics.get(job.tag))
 
 
 def _close_quietly(ref):
@@ -345,3 +390,10 @@ def _close_quietly(ref):
             writer.close()
         except Exception:
             pass
+
+
+def _restore(table, key, value):
+    if value is None:
+        table.pop(key, None)
+    else:
+        table[key] = value

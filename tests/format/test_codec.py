@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tb_attention.format import codec
 from tests.conftest import softmax_attention
@@ -73,3 +75,60 @@ def test_compressed_and_plain_containers_decode_the_same(rng):
         assert meta == {"k": 1}
         for name in arrays:
             np.testing.assert_array_equal(out[name], arrays[name])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=400))
+def test_arbitrary_bytes_decode_or_raise_value_error(blob):
+    for prefix in (b"", codec.MAGIC, codec.MAGIC_ZLIB):
+        try:
+            codec.decode_attention(prefix + blob)
+        except ValueError:
+            pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["meta", "arrays", "crc32", "x"]),
+        st.none()
+        | st.integers()
+        | st.text()
+        | st.lists(st.integers(), max_size=3)
+        | st.dictionaries(st.text(max_size=5), st.integers()),
+    )
+)
+def test_arbitrary_headers_decode_or_raise_value_error(header):
+    import json
+    import struct
+
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    try:
+        codec.decode_attention(codec.MAGIC + struct.pack("<I", len(text)) + text + b"\0" * 16)
+    except ValueError:
+        pass
+
+
+def test_a_compressed_container_cannot_inflate_without_bound(monkeypatch):
+    import zlib
+
+    monkeypatch.setattr(codec, "MAX_CONTAINER_BYTES", 1 << 20)
+    bomb = codec.MAGIC_ZLIB + zlib.compress(b"\0" * (4 << 20), 9)  # 4 MiB of zeros in a few KB
+    with pytest.raises(ValueError, match="inflates beyond"):
+        codec.unpack(bomb)
+
+
+def test_attention_containers_with_wrong_arrays_are_value_errors():
+    bad = [
+        codec.pack({"codes": np.zeros((2, 3), np.uint8)}, {"encoding": "cbrt8"}),
+        codec.pack(
+            {"codes": np.zeros((1, 2, 3), np.float32), "row_exp": np.zeros((1, 2), np.uint8)}, {"encoding": "cbrt8"}
+        ),
+        codec.pack(
+            {"codes": np.zeros((1, 2, 3), np.uint8), "row_exp": np.zeros((1, 3), np.uint8)}, {"encoding": "cbrt8"}
+        ),
+    ]
+    for blob in bad:
+        with pytest.raises(ValueError):
+            codec.decode_attention(blob)

@@ -220,3 +220,33 @@ def test_add_attention_batch_checks_its_lists_and_steps_before_writing(tmp_path)
         ) == ["b/0", "b/1"]
         with pytest.raises(ValueError, match="not after the last logged step"):
             w.add_attention_batch("b", [attn, attn], tokens=[list("abcd")] * 2, step=0)
+
+
+def test_a_failed_layout_job_is_answered_once_with_its_status_then_retried(logged, load, monkeypatch):
+    from tb_attention.serve import embedding_layouts
+    from tb_attention.serve.probe_reader import CorruptDataError
+
+    calls = []
+
+    def failing(self, *args):
+        calls.append(args)
+        time.sleep(0.3)  # still running when the first request is answered
+        raise CorruptDataError("layer 0: stored data cannot be decoded: damaged data")
+
+    monkeypatch.setattr(embedding_layouts.Layouts, "nonlinear", failing)
+    loaded = load(logged)
+    params = dict(run="a", tag="sents", step=0, layer=0, head=0, method="faithful")
+    first = loaded.get("embedding", **params)
+    assert first.status_code == 202
+    loaded.plugin._embedding.wait(30)
+    for _ in range(5):  # polling while nobody has seen the failure never starts the job again
+        failed = loaded.get("embedding", **params)
+        if failed.status_code != 202:
+            break
+        loaded.plugin._embedding.wait(30)
+    assert failed.status_code == 422 and "damaged data" in failed.get_data(as_text=True)
+    assert len(calls) == 1
+    retry = loaded.get("embedding", **params)  # the failure was answered: a new request starts afresh
+    assert retry.status_code == 202
+    loaded.plugin._embedding.wait(30)
+    assert len(calls) == 2
