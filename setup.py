@@ -39,6 +39,10 @@ setup(
         "embedding": ["scikit-learn>=1.2"],
         # UMAP layouts (optional: numba/llvmlite, slow first import); docs/embedding.md
         "umap": ["umap-learn>=0.5"],
+        # AttentionWriter("s3://…"/"gs://…") and `tb-attention checkpoints s3://…`; TensorBoard itself reads s3://
+        # through boto3 (docs/scale.md, "Runs in the cloud")
+        "s3": ["fsspec>=2023.1", "s3fs>=2023.1", "boto3"],
+        "gcs": ["fsspec>=2023.1", "gcsfs>=2023.1"],
     },
     entry_points={
         "tensorboard_plugins": ["attention = tb_attention.serve.loader:AttentionLoader"],
