@@ -1,17 +1,16 @@
 """A probe batch (`tag/0`, `tag/1`, … logged by `add_attention_batch`) at one step, read for the Q/K embedding:
 its member probes, their manifests, and one layer's queries and keys pooled over the batch."""
 
-import collections
 import hashlib
 import json
 import re
-import threading
 
 import numpy as np
 from tensorboard import errors
 
 from tb_attention.analysis import embedding
 from tb_attention.format import codec, metadata
+from tb_attention.serve import lru
 from tb_attention.serve.probe_reader import CorruptDataError
 
 _LAYER_ITEMS = 16  # decoded layers (q/k of a whole probe batch: ~3 MB for MiniLM x 1,000 tokens) kept in memory
@@ -40,8 +39,7 @@ class Batch:
 class BatchReader:
     def __init__(self, reader):
         self._reader = reader
-        self._lock = threading.Lock()
-        self._layers = collections.OrderedDict()
+        self._layers = lru.Lru(_LAYER_ITEMS)
 
     def probe_tags(self, ctx, eid):
         """{run: [probe tag]}."""
@@ -99,11 +97,9 @@ class BatchReader:
 
     def layer(self, ctx, batch, layer):
         """(q [H, Nq, D], k [Hkv, Nk, D], q_probe, k_probe, masks) of one layer over the batch."""
-        key = (batch.fingerprint, layer)
-        with self._lock:
-            if key in self._layers:
-                self._layers.move_to_end(key)
-                return self._layers[key]
+        return self._layers.get((batch.fingerprint, layer), lambda: self._read_layer(ctx, batch, layer))
+
+    def _read_layer(self, ctx, batch, layer):
         qs, ks, masks = [], [], []
         try:
             for datum, m in zip(batch.datums, batch.manifests):
@@ -122,12 +118,7 @@ class BatchReader:
             raise CorruptDataError(f"layer {layer}: stored data cannot be decoded: {e}") from None
         q_probe = np.concatenate([np.full(q.shape[1], i) for i, q in enumerate(qs)])
         k_probe = np.concatenate([np.full(k.shape[1], i) for i, k in enumerate(ks)])
-        value = (np.concatenate(qs, 1), np.concatenate(ks, 1), q_probe, k_probe, masks)
-        with self._lock:
-            self._layers[key] = value
-            while len(self._layers) > _LAYER_ITEMS:
-                self._layers.popitem(last=False)
-        return value
+        return np.concatenate(qs, 1), np.concatenate(ks, 1), q_probe, k_probe, masks
 
     def head(self, ctx, batch, layer, head):
         q, k, q_probe, k_probe, masks = self.layer(ctx, batch, layer)
