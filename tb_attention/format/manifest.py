@@ -39,6 +39,9 @@ class Manifest:
     d_head: Optional[int]
     image: Optional[dict]  # {"index", "width", "height"} of the PNG blob
     raw: dict  # the validated JSON object, as the `tokens` route serves it
+    # Per stored layer: its index in the model, its heads' indices and the recompute parameters (docs/format.md,
+    # "Layers"); None when the writer did not say (layer l is then the model's layer l, head h its head h).
+    layers: Optional[list] = None
 
     def blob_count(self):
         """Blobs a step with this manifest holds: manifest, attention per layer, q/k per layer, optional image."""
@@ -107,9 +110,99 @@ def validate(fields):
         image = _image(image, 1 + num_layers * (2 if has_qk else 1))
         if fields.get("patch_grid") is None:
             raise ManifestError("image without patch_grid")
-    return Manifest(
-        num_layers, num_heads, query_len, key_len, tokens, key_tokens, has_qk, num_kv_heads, d_head, image, fields
+    layers = (
+        None if fields.get("layers") is None else validate_layers(fields["layers"], num_layers, num_heads, num_kv_heads)
     )
+    return Manifest(
+        num_layers,
+        num_heads,
+        query_len,
+        key_len,
+        tokens,
+        key_tokens,
+        has_qk,
+        num_kv_heads,
+        d_head,
+        image,
+        fields,
+        layers,
+    )
+
+
+MASK_KINDS = ("none", "causal", "sliding", "prefix", "tensor")  # tb_attention/capture/masks.py names them
+
+
+def validate_layers(layers, num_layers, num_heads, num_kv_heads=None):
+    """The optional per-layer list: one object per stored layer, in stored order; raises ManifestError.
+
+    Only the keys below are read; a reader ignores others (a newer writer may add some). `null` (or absent) means
+    unknown, never "off": a view must not assume 1/sqrt(d) scaling or no mask for a layer whose writer did not say.
+    """
+    if not isinstance(layers, list) or len(layers) != num_layers:
+        got = f"{len(layers)} entries" if isinstance(layers, list) else _show(layers)
+        raise ManifestError(f"layers must be a list of {num_layers} objects (one per stored layer), got {got}")
+    indices = set()
+    for i, entry in enumerate(layers):
+        where = f"layers[{i}]"
+        if not isinstance(entry, dict):
+            raise ManifestError(f"{where} must be an object, got {_show(entry)}")
+        if not _is_count(entry.get("index"), 0):
+            raise ManifestError(
+                f"{where}.index must be the layer's index in the model (0..), got {_show(entry.get('index'))}"
+            )
+        if entry["index"] in indices:
+            raise ManifestError(f"{where}.index {entry['index']} repeats an earlier layer")
+        indices.add(entry["index"])
+        heads = entry.get("heads")
+        if heads is not None and not (
+            isinstance(heads, list)
+            and len(heads) == num_heads
+            and all(_is_count(h, 0) for h in heads)
+            and len(set(heads)) == num_heads
+        ):
+            raise ManifestError(f"{where}.heads must be {num_heads} distinct head indices (0..), got {_show(heads)}")
+        kv_heads = entry.get("kv_heads")
+        if kv_heads is not None and not (
+            num_kv_heads is not None
+            and isinstance(kv_heads, list)
+            and len(kv_heads) == num_kv_heads
+            and all(_is_count(h, 0) for h in kv_heads)
+        ):
+            raise ManifestError(
+                f"{where}.kv_heads must be {num_kv_heads} key head indices (0..), got {_show(kv_heads)}"
+            )
+        for name in ("scaling", "softcap"):
+            value = entry.get(name)
+            if value is not None and not (_is_number(value) and value > 0):
+                raise ManifestError(f"{where}.{name} must be a positive number or null, got {_show(value)}")
+        mask = entry.get("mask")
+        if mask is not None and mask not in MASK_KINDS:
+            raise ManifestError(f"{where}.mask must be one of {', '.join(MASK_KINDS)} or null, got {_show(mask)}")
+        for name, minimum in (("window", 1), ("prefix", 0)):
+            value = entry.get(name)
+            if value is not None and not _is_count(value, minimum):
+                raise ManifestError(f"{where}.{name} must be an integer >= {minimum} or null, got {_show(value)}")
+        offset = entry.get("offset")
+        if offset is not None and not (type(offset) is int and abs(offset) <= _MAX_COUNT):
+            raise ManifestError(f"{where}.offset must be an integer or null, got {_show(offset)}")
+        if mask == "sliding" and entry.get("window") is None:
+            raise ManifestError(f"{where}: a sliding mask needs its window")
+        bias = entry.get("bias")
+        if bias is not None and not (isinstance(bias, str) and 0 < len(bias) <= 64):
+            raise ManifestError(
+                f'{where}.bias must be a short string (e.g. "none", "additive") or null, got {_show(bias)}'
+            )
+        sinks = entry.get("sinks")
+        if sinks is not None and not (
+            isinstance(sinks, list) and len(sinks) == num_heads and all(_is_number(v) for v in sinks)
+        ):
+            raise ManifestError(f"{where}.sinks must be {num_heads} numbers (one logit per head) or null")
+    return layers
+
+
+def _is_number(value):
+    # JSON numbers only (no bools); NaN/Infinity never reach here (the decoder refuses them).
+    return type(value) in (int, float) and abs(value) < 1e300
 
 
 def _is_count(value, minimum):

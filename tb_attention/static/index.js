@@ -166,21 +166,23 @@ function selectControl(id, label2, options) {
   }
   return [labelled(label2, select), select];
 }
-function setHeadOptions(select, H) {
-  if (select.options.length === H) return;
+function setHeadOptions(select, H, label2 = String) {
+  const texts = Array.from({ length: H }, (_, h) => label2(h));
+  if (select.dataset["labels"] === texts.join(",")) return;
+  select.dataset["labels"] = texts.join(",");
   const keep = Number(select.value) || 0;
   select.replaceChildren(
-    ...Array.from({ length: H }, (_, h) => {
+    ...texts.map((t, h) => {
       const o = document.createElement("option");
       o.value = String(h);
-      o.textContent = String(h);
+      o.textContent = t;
       return o;
     })
   );
   select.value = String(Math.min(keep, H - 1));
 }
 function headAndScaleControls(prefix, magnitude, onChange) {
-  const [headLabel, head] = selectControl(`${prefix}-head`, "Head", [["0", "0"]]);
+  const [headLabel2, head] = selectControl(`${prefix}-head`, "Head", [["0", "0"]]);
   const [scaleLabel, scale] = selectControl(`${prefix}-scale`, "Colour", [
     ["sqrt", magnitude],
     ["linear", "linear"],
@@ -188,7 +190,7 @@ function headAndScaleControls(prefix, magnitude, onChange) {
   ]);
   head.addEventListener("change", onChange);
   scale.addEventListener("change", onChange);
-  return { head, scale, headLabel, scaleLabel };
+  return { head, scale, headLabel: headLabel2, scaleLabel };
 }
 var ProbeSelect = class {
   constructor(onChange) {
@@ -218,19 +220,22 @@ var ProbeSelect = class {
 var LayerSelect = class {
   constructor(onChange) {
     this.select = document.createElement("select");
-    this.count = -1;
+    this.labels = "";
     this.select.id = "layer-select";
     this.el = labelled("Layer", this.select);
     this.select.addEventListener("change", () => onChange(Number(this.select.value)));
   }
-  set(numLayers, layer) {
-    if (numLayers !== this.count) {
-      this.count = numLayers;
+  /** Options are stored layers 0..L-1, labelled with the model's layer numbers (`label`, data/labels.ts). */
+  set(numLayers, layer, label2 = String) {
+    const texts = Array.from({ length: numLayers }, (_, l) => label2(l));
+    const key2 = texts.join(",");
+    if (key2 !== this.labels) {
+      this.labels = key2;
       this.select.replaceChildren(
-        ...Array.from({ length: numLayers }, (_, l) => {
+        ...texts.map((t, l) => {
           const o = document.createElement("option");
           o.value = String(l);
-          o.textContent = String(l);
+          o.textContent = t;
           return o;
         })
       );
@@ -445,6 +450,50 @@ var SpecialTokensSelect = class {
     return this.select.value;
   }
 };
+
+// src/data/labels.ts
+function layerInfo(m, layer) {
+  return m.layers?.[layer] ?? null;
+}
+function layerIndex(m, layer) {
+  const i = layerInfo(m, layer)?.index;
+  return typeof i === "number" ? i : layer;
+}
+function headIndex(m, layer, head) {
+  const h = layerInfo(m, layer)?.heads?.[head];
+  return typeof h === "number" ? h : head;
+}
+function kvHeadIndex(m, layer, kvHead) {
+  const h = layerInfo(m, layer)?.kv_heads?.[kvHead];
+  return typeof h === "number" ? h : kvHead;
+}
+function sharedHeads(m) {
+  const first = Array.from({ length: m.num_heads }, (_, h) => headIndex(m, 0, h));
+  for (let l = 1; l < m.num_layers; l++) {
+    for (let h = 0; h < m.num_heads; h++) if (headIndex(m, l, h) !== first[h]) return null;
+  }
+  return first;
+}
+function layerLabel(m, layer, capital = false) {
+  return `${capital ? "Layer" : "layer"} ${layerIndex(m, layer)}`;
+}
+function headLabel(m, layer, head, capital = false) {
+  return `${capital ? "Head" : "head"} ${headIndex(m, layer, head)}`;
+}
+function layerHeadLabel(m, layer, head) {
+  return `${layerLabel(m, layer)}, ${headLabel(m, layer, head)}`;
+}
+function subsetNote(m) {
+  if (!m.layers) return "";
+  const layers = m.layers.map((x) => x.index);
+  const renumbered = layers.some((i, l) => i !== l);
+  const heads = sharedHeads(m);
+  const headsRenumbered = heads ? heads.some((h, i) => h !== i) : true;
+  const parts = [];
+  if (renumbered) parts.push(`layers ${layers.join(", ")} of the model`);
+  if (headsRenumbered) parts.push(heads ? `heads ${heads.join(", ")}` : "a subset of heads per layer");
+  return parts.length ? `logged: ${parts.join(", ")}` : "";
+}
 
 // src/export/npz.ts
 function npy(a) {
@@ -790,7 +839,14 @@ async function exportNpz(host) {
   const arrays = {
     attention: { dtype: "<f4", shape: [m.num_layers, a0.H, a0.Q, a0.K], data: stack(layers.map((a) => a.weights)) },
     tokens: { dtype: "<U", shape: [m.tokens.length], data: m.tokens },
-    step: { dtype: "<i8", shape: [1], data: [s.step] }
+    step: { dtype: "<i8", shape: [1], data: [s.step] },
+    // The model's layer / head numbers of the stored ones: a logged subset (layers=[0, -1]) is not renumbered.
+    layer_index: { dtype: "<i8", shape: [m.num_layers], data: layers.map((_, l) => layerIndex(m, l)) },
+    head_index: {
+      dtype: "<i8",
+      shape: [m.num_layers, a0.H],
+      data: layers.flatMap((_, l) => Array.from({ length: a0.H }, (_2, h) => headIndex(m, l, h)))
+    }
   };
   if (m.key_tokens) arrays["key_tokens"] = { dtype: "<U", shape: [m.key_tokens.length], data: m.key_tokens };
   if (m.has_qk) {
@@ -1637,7 +1693,13 @@ var Ranking = class {
         const bar = document.createElement("div");
         bar.className = "diff-bar";
         bar.style.width = `${Math.round(r.tv / max * 80)}px`;
-        const cells = [String(i + 1), String(r.layer), String(r.head), r.tv.toFixed(3)];
+        const m = state.manifest;
+        const cells = [
+          String(i + 1),
+          String(layerIndex(m, r.layer)),
+          String(headIndex(m, r.layer, r.head)),
+          r.tv.toFixed(3)
+        ];
         for (const c of cells) {
           const td2 = document.createElement("td");
           td2.textContent = c;
@@ -1669,13 +1731,13 @@ var DiffView = class {
     this.host = null;
     const bar = document.createElement("div");
     bar.className = "tba-viewbar";
-    const { head, scale, headLabel, scaleLabel } = headAndScaleControls("diff", "√ |Δ|", () => this.host?.select({}));
+    const { head, scale, headLabel: headLabel2, scaleLabel } = headAndScaleControls("diff", "√ |Δ|", () => this.host?.select({}));
     this.head = head;
     this.scale = scale;
     const hint = document.createElement("span");
     hint.className = "nv-info";
     hint.textContent = "Reference: “Compare with” in the toolbar (default: the previous logged step)";
-    bar.append(headLabel, scaleLabel, hint);
+    bar.append(headLabel2, scaleLabel, hint);
     this.note.className = "tba-message";
     this.content.className = "diff-content";
     this.content.append(this.panel.root, this.rank.el);
@@ -1693,7 +1755,7 @@ var DiffView = class {
     this.host = host;
     const state = host.state;
     const m = state.manifest;
-    setHeadOptions(this.head, m.num_heads);
+    setHeadOptions(this.head, m.num_heads, (h2) => String(headIndex(m, state.layer, h2)));
     const ref = this.resolve(state);
     if (typeof ref === "string") return this.message(ref);
     if (ref.probe === state.probe && ref.step === state.step)
@@ -1738,7 +1800,7 @@ var DiffView = class {
     this.panel.paint();
     const tokensDiffer = JSON.stringify(refManifest.tokens) !== JSON.stringify(m.tokens);
     host.setSummary(
-      `Δ = step ${state.step} − ${ref.label} · layer ${state.layer}, head ${h} · orange: more attention now, purple: less · colour range ±${vmax.toPrecision(3)}` + (tokensDiffer ? " · NOTE: the tokens differ" : "")
+      `Δ = step ${state.step} − ${ref.label} · ${layerHeadLabel(m, state.layer, h)} · orange: more attention now, purple: less · colour range ±${vmax.toPrecision(3)}` + (tokensDiffer ? " · NOTE: the tokens differ" : "")
     );
     await this.rank.show(host, state, ref, a, () => Number(this.head.value));
   }
@@ -1981,30 +2043,33 @@ var MatrixGrid = class {
     this.cellScores = [];
     this.shape = "";
   }
-  build(L, H) {
-    const key2 = `${L}x${H}`;
+  /** `m`: the probe's manifest, for the model's layer / head numbers (a logged subset is not renumbered). */
+  build(L, H, m) {
+    const key2 = JSON.stringify([L, H, m.layers?.map((x) => [x.index, x.heads]) ?? null]);
     if (key2 === this.shape) return;
     this.shape = key2;
     const dpr = window.devicePixelRatio || 1;
     this.el.style.gridTemplateColumns = `auto repeat(${H}, ${CELL + 2}px)`;
     const children = [el("div")];
-    for (let h = 0; h < H; h++) children.push(el("div", "emb-col-label", `H${h}`));
+    for (let h = 0; h < H; h++) children.push(el("div", "emb-col-label", `H${headIndex(m, 0, h)}`));
     this.cells = [];
     this.cellScores = [];
     for (let l = 0; l < L; l++) {
-      children.push(el("div", "emb-row-label", `L${l}`));
+      const ln = layerIndex(m, l);
+      children.push(el("div", "emb-row-label", `L${ln}`));
       for (let h = 0; h < H; h++) {
         const cell2 = el("div", "emb-cell");
         cell2.dataset["layer"] = String(l);
         cell2.dataset["head"] = String(h);
-        cell2.title = `Layer ${l}, head ${h}: click for the single-head view`;
+        const hn = headIndex(m, l, h);
+        cell2.title = `Layer ${ln}, head ${hn}: click for the single-head view`;
         const c = el("canvas");
         c.width = Math.round(CELL * dpr);
         c.height = Math.round(CELL * dpr);
         c.style.width = `${CELL}px`;
         c.style.height = `${CELL}px`;
         const score = el("div", "emb-cell-score");
-        cell2.append(c, el("div", "emb-cell-label", `L${l} H${h}`), score);
+        cell2.append(c, el("div", "emb-cell-label", `L${ln} H${hn}`), score);
         this.cells.push(c);
         this.cellScores.push(score);
         children.push(cell2);
@@ -2013,8 +2078,8 @@ var MatrixGrid = class {
     this.el.replaceChildren(...children);
   }
   /** Paints every head's layout; the shell's test hooks read the timings and scores off `root`. */
-  paint(m, root) {
-    this.build(m.L, m.H);
+  paint(m, root, names) {
+    this.build(m.L, m.H, names);
     const t0 = performance.now();
     for (let c = 0; c < m.L * m.H; c++) {
       const canvas2 = this.cells[c];
@@ -2155,8 +2220,10 @@ var SidePanel = class {
     this.keyList = el("div", "emb-keys");
     this.el.append(this.title, this.badge, this.legend, this.context, this.keyList);
   }
-  setHead(layout, info, s) {
-    this.title.textContent = `Layer ${s.layer}, head ${s.head}` + (info && info.num_kv_heads && info.num_kv_heads < info.num_heads ? ` (key head ${Math.floor(s.head / (info.num_heads / info.num_kv_heads))})` : "");
+  /** `m`: the probe's manifest, for the model's layer / head numbers. */
+  setHead(layout, info, s, m) {
+    const name = layerHeadLabel(m, s.layer, s.head);
+    this.title.textContent = name[0]?.toUpperCase() + name.slice(1) + (info && info.num_kv_heads && info.num_kv_heads < info.num_heads ? ` (key head ${kvHeadIndex(m, s.layer, Math.floor(s.head / (info.num_heads / info.num_kv_heads)))})` : "");
     const f = layout.faithfulness;
     this.badge.className = `emb-badge ${f === null ? "" : f >= 0.6 ? "good" : f < 0.3 ? "poor" : ""}`;
     this.badge.replaceChildren(
@@ -2206,10 +2273,11 @@ var SidePanel = class {
     this.context.replaceChildren(head, ...spans.flatMap((s) => [s, document.createTextNode(" ")]));
   }
   /** The keys query i attends to most, with bars scaled to the largest weight. */
-  setKeys(p, i, lines, layer, head) {
+  /** `where`: "layer 5, head 3" (the model's numbers). */
+  setKeys(p, i, lines, where) {
     const wmax = Math.max(...lines.map((l) => l.w), 1e-9);
     this.keyList.replaceChildren(
-      el("div", void 0, `Query ${JSON.stringify(p.token[i] ?? "")} attends to (layer ${layer}, head ${head}):`),
+      el("div", void 0, `Query ${JSON.stringify(p.token[i] ?? "")} attends to (${where}):`),
       ...lines.map(({ key: key2, w }) => {
         const row = el("div");
         const bar = el("span", "bar");
@@ -2286,7 +2354,7 @@ var SingleHead = class {
     const prev = this.drawn;
     this.layout = layout;
     const b = this.batch();
-    this.side.setHead(layout, b.info, b.selected);
+    this.side.setHead(layout, b.info, b.selected, b.state?.manifest ?? {});
     this.root.dataset["embMethod"] = layout.method;
     this.root.dataset["embFaithfulness"] = fmt(layout.faithfulness);
     const next = layout.xy;
@@ -2434,7 +2502,7 @@ var SingleHead = class {
     const start = p.keyStart[probe];
     this.lines = top.map((j) => ({ key: start + j, w: row[j] }));
     this.root.dataset["embLines"] = String(this.lines.length);
-    this.side.setKeys(p, i, this.lines, layer, head);
+    this.side.setKeys(p, i, this.lines, layerHeadLabel(state.manifest, layer, head));
     this.draw();
   }
 };
@@ -2716,7 +2784,7 @@ var EmbeddingView = class {
     this.status.appendChild(p);
   }
   paint(layout) {
-    if ("L" in layout) this.matrix.paint(layout, this.root);
+    if ("L" in layout) this.matrix.paint(layout, this.root, this.state?.manifest ?? {});
     else this.single.setLayout(layout);
   }
 };
@@ -2865,10 +2933,10 @@ var GridPanel = class {
     ctx.fillStyle = "#555";
     ctx.textBaseline = "middle";
     ctx.textAlign = "right";
-    for (let l = 0; l < L; l++) ctx.fillText(`L${l}`, x0 - 4, y0 + l * cell2 + cell2 / 2);
+    for (let l = 0; l < L; l++) ctx.fillText(`L${s.names.layer(l)}`, x0 - 4, y0 + l * cell2 + cell2 / 2);
     ctx.textAlign = "center";
     const every = Math.ceil(12 / cell2);
-    for (let h = 0; h < H; h += every) ctx.fillText(`${h}`, x0 + h * cell2 + cell2 / 2, y0 - 8);
+    for (let h = 0; h < H; h += every) ctx.fillText(`${s.names.head(0, h)}`, x0 + h * cell2 + cell2 / 2, y0 - 8);
     for (let l = 0; l < L; l++) {
       for (let h = 0; h < H; h++) {
         const x = v[(s.index * L + l) * H + h];
@@ -2980,10 +3048,10 @@ var RankPanel = class {
       this.note.textContent = `Cannot compare: ${e.message}`;
       return;
     }
-    this.fill(scores, L, H, detail);
+    this.fill(scores, L, H, detail, q.shown);
   }
   /** The top rows by score (undefined scores dropped). */
-  fill(scores, L, H, detail) {
+  fill(scores, L, H, detail, shown) {
     const order = Array.from({ length: L * H }, (_, i) => i).filter((i) => Number.isFinite(scores[i])).sort((x, y) => scores[y] - scores[x]).slice(0, RANK_ROWS2);
     const head = document.createElement("thead");
     const hr = document.createElement("tr");
@@ -2999,7 +3067,9 @@ var RankPanel = class {
       tr.dataset["layer"] = String(Math.floor(i / H));
       tr.dataset["head"] = String(i % H);
       tr.title = "Open this head in the head view";
-      for (const t of [String(r + 1), String(Math.floor(i / H)), String(i % H), detail(i)]) {
+      const l = Math.floor(i / H);
+      const names = [String(shown.names.layer(l)), String(shown.names.head(l, i % H))];
+      for (const t of [String(r + 1), ...names, detail(i)]) {
         const td = document.createElement("td");
         td.textContent = t;
         tr.appendChild(td);
@@ -3025,7 +3095,7 @@ var RolloutPanel = class {
     let residual = Number(residualText);
     if (!Number.isFinite(residual) || residual < 0 || residual > 1) residual = 0.5;
     const man = state.manifest;
-    this.title.textContent = `Attention rollout after layer ${state.layer} (approximation)`;
+    this.title.textContent = `Attention rollout after ${layerLabel(man, state.layer)} (approximation)`;
     if (man.key_tokens) {
       sizeCanvas(this.canvas, 1, 1);
       this.note.textContent = "Rollout needs self-attention; this probe is cross-attention.";
@@ -3116,10 +3186,10 @@ var SeriesPanel = class {
     ctx.textBaseline = "middle";
     ctx.textAlign = "right";
     ctx.fillStyle = "#555";
-    for (let l = 0; l < L; l++) ctx.fillText(`L${l}`, x0 - 4, y0 + l * (h + gap) + h / 2);
+    for (let l = 0; l < L; l++) ctx.fillText(`L${s.names.layer(l)}`, x0 - 4, y0 + l * (h + gap) + h / 2);
     ctx.textAlign = "center";
     const every = Math.ceil(24 / (w + gap));
-    for (let hd = 0; hd < H; hd += every) ctx.fillText(`H${hd}`, x0 + hd * (w + gap) + w / 2, y0 - 8);
+    for (let hd = 0; hd < H; hd += every) ctx.fillText(`H${s.names.head(0, hd)}`, x0 + hd * (w + gap) + w / 2, y0 - 8);
     const scaleY = (h - 4) / (hi - lo);
     ctx.lineWidth = 1;
     for (let l = 0; l < L; l++) {
@@ -3380,8 +3450,16 @@ var EvolutionView = class {
       label: this.metricLabel(),
       index: this.currentIndex(),
       step: this.state.step,
-      hover: this.hover
+      hover: this.hover,
+      names: this.names()
     };
+  }
+  /** Metrics are [L, H] of the stored layers and heads: name them as the probe's manifest does when it matches. */
+  names() {
+    const m = this.state.manifest;
+    const s = this.metrics;
+    if (m.num_layers !== s.L || m.num_heads !== s.H) return { layer: (l) => l, head: (_, h) => h };
+    return { layer: (l) => layerIndex(m, l), head: (l, h) => headIndex(m, l, h) };
   }
   draw() {
     const s = this.shown();
@@ -3395,7 +3473,8 @@ var EvolutionView = class {
     if (c && this.metrics) {
       const s = this.currentIndex();
       const x = this.values()[(s * this.metrics.L + c.layer) * this.metrics.H + c.head];
-      this.grid.canvas.title = `Layer ${c.layer}, head ${c.head}: ${this.metricLabel()} = ${fmt2(x)} · click to open this head in the head view`;
+      const n = this.names();
+      this.grid.canvas.title = `Layer ${n.layer(c.layer)}, head ${n.head(c.layer, c.head)}: ${this.metricLabel()} = ${fmt2(x)} · click to open this head in the head view`;
     }
   }
   setHover(c) {
@@ -3412,7 +3491,8 @@ var EvolutionView = class {
       const step = steps[0] + c.t * (steps[steps.length - 1] - steps[0]);
       const i = Math.max(0, stepIndexAtOrBefore(steps, step));
       const x = this.values()[(i * this.metrics.L + c.layer) * this.metrics.H + c.head];
-      this.series.canvas.title = `Layer ${c.layer}, head ${c.head}, step ${steps[i]}: ${this.metricLabel()} = ${fmt2(x)} · click to move the step`;
+      const n = this.names();
+      this.series.canvas.title = `Layer ${n.layer(c.layer)}, head ${n.head(c.layer, c.head)}, step ${steps[i]}: ${this.metricLabel()} = ${fmt2(x)} · click to move the step`;
     }
   }
   onSeriesClick(e) {
@@ -3466,6 +3546,9 @@ var HeadToggles = class {
   constructor(onChange) {
     this.onChange = onChange;
     this.active = [];
+    this.entropy = null;
+    /** The model's name of stored head h ("head 3" when a subset of heads was logged; data/labels.ts). */
+    this.label = (h) => `head ${h}`;
     this.el = document.createElement("div");
     this.el.className = "control heads";
     const label2 = document.createElement("span");
@@ -3535,11 +3618,19 @@ var HeadToggles = class {
     this.sync();
     return this.active.slice();
   }
-  /** Tooltips: head index and, when known, that head's mean attention entropy at this step and layer. */
+  /** How heads are named in tooltips (the model's numbering). */
+  setLabel(label2) {
+    this.label = label2;
+    this.setTitles(this.entropy);
+  }
+  /** Tooltips: the head's name and, when known, its mean attention entropy at this step and layer. */
   setTitles(entropy) {
+    this.entropy = entropy;
     this.boxes.querySelectorAll(".head-toggle").forEach((box, h) => {
       const e = entropy ? entropy[h] : void 0;
-      box.title = `head ${h}` + (e === void 0 || Number.isNaN(e) ? "" : ` · mean entropy ${e.toFixed(3)} nats`) + "\nclick: toggle · double-click: solo";
+      box.setAttribute("aria-label", this.label(h));
+      box.dataset["label"] = this.label(h);
+      box.title = this.label(h) + (e === void 0 || Number.isNaN(e) ? "" : ` · mean entropy ${e.toFixed(3)} nats`) + "\nclick: toggle · double-click: solo";
     });
   }
   sync() {
@@ -4226,7 +4317,8 @@ var ImageOverlay = class {
       ctx.strokeStyle = "#fff";
       ctx.strokeRect(x + 1.5, y + 1.5, g.cw - 3, g.ch - 3);
     }
-    const headsText = heads.length === 1 && H > 1 ? `head ${heads[0]}` : `mean of ${heads.length} heads`;
+    const name = d.headName ?? ((h2) => `head ${h2}`);
+    const headsText = heads.length === 1 && H > 1 ? name(heads[0]) : `mean of ${heads.length} heads`;
     this.legend.textContent = `query ${d.manifest.tokens[q]} · ${headsText} · strongest patch ${max.toFixed(2)}` + (special.length ? ` · ${special.join(" · ")}` : "");
   }
 };
@@ -4330,6 +4422,7 @@ var HeadTab = class {
     const left = pick2(manifest.tokens, seg?.q);
     const right = pick2(manifest.key_tokens ?? manifest.tokens, seg?.k);
     const active = this.heads.setCount(cur.H);
+    this.heads.setLabel((h) => headLabel(manifest, layer, h));
     this.view.setData({ left, right, attn }, this.expand(active, attn.H));
     this.shown = state;
     this.paint();
@@ -4340,13 +4433,15 @@ var HeadTab = class {
       manifest: { ...manifest, tokens: left, key_tokens: right },
       attn: cur,
       qpos: at(kept.q, seg?.q),
-      kpos: at(kept.k, seg?.k)
+      kpos: at(kept.k, seg?.k),
+      headName: (h) => headLabel(manifest, layer, h)
     };
     await this.overlay.show(state.probe, step, overlayData, active, t && t.side === "left" ? t.index : null);
     if (!host.isCurrent(state)) return;
     const cmp = target && typeof target !== "string" ? deltaSummary(state, target.ref) + " · " : typeof target === "string" ? `(${target}) · ` : "";
+    const subset = subsetNote(manifest);
     host.setSummary(
-      cmp + `${manifest.num_layers} layers · ${cur.H} heads · ${left.length} query` + (manifest.key_tokens ? ` / ${right.length} key` : "") + " tokens · hover a token to isolate its attention, click to lock it"
+      cmp + `${layerLabel(manifest, layer)} · ${manifest.num_layers} layers · ${cur.H} heads` + (subset ? ` (${subset})` : "") + ` · ${left.length} query` + (manifest.key_tokens ? ` / ${right.length} key` : "") + " tokens · hover a token to isolate its attention, click to lock it"
     );
     void this.updateEntropyTitles(host, state, cur.H);
   }
@@ -4432,7 +4527,7 @@ var MatrixView = class {
     this.host = null;
     const bar = document.createElement("div");
     bar.className = "tba-viewbar";
-    const { head, scale, headLabel, scaleLabel } = headAndScaleControls("matrix", "√ weight", () => this.rerender());
+    const { head, scale, headLabel: headLabel2, scaleLabel } = headAndScaleControls("matrix", "√ weight", () => this.rerender());
     this.head = head;
     this.scale = scale;
     const reset = document.createElement("button");
@@ -4440,7 +4535,7 @@ var MatrixView = class {
     reset.textContent = "Reset zoom";
     reset.id = "matrix-reset";
     reset.addEventListener("click", () => this.panel.resetZoom());
-    bar.append(headLabel, scaleLabel, reset);
+    bar.append(headLabel2, scaleLabel, reset);
     this.root.append(bar, this.panel.root);
   }
   rerender() {
@@ -4450,7 +4545,7 @@ var MatrixView = class {
     this.host = host;
     const state = host.state;
     const m = state.manifest;
-    setHeadOptions(this.head, m.num_heads);
+    setHeadOptions(this.head, m.num_heads, (h2) => String(headIndex(m, state.layer, h2)));
     const h = Number(this.head.value);
     const left = m.tokens;
     const right = m.key_tokens ?? m.tokens;
@@ -4483,7 +4578,7 @@ var MatrixView = class {
     });
     this.panel.paint();
     host.setSummary(
-      (ref ? deltaSummary(state, ref) + " · " : typeof target === "string" ? `(${target}) · ` : "") + `layer ${state.layer}, head ${h} · ${attn.Q} × ${attn.K} · colour range ${ref ? "±" : "0–"}${vmax.toPrecision(3)} (the largest) · drag on the overview to zoom, hover for values`
+      (ref ? deltaSummary(state, ref) + " · " : typeof target === "string" ? `(${target}) · ` : "") + `${layerHeadLabel(m, state.layer, h)} · ${attn.Q} × ${attn.K} · colour range ${ref ? "±" : "0–"}${vmax.toPrecision(3)} (the largest) · drag on the overview to zoom, hover for values`
     );
   }
   /** Only the head drawn (a 2,048-token layer of 12 heads would be 50 MB of codes per step). */
@@ -4598,8 +4693,11 @@ var ModelView = class {
       this.select(same2 ? null : sel);
     });
   }
-  layout(L, H, n) {
-    const key2 = `${L}x${H}x${n > 64}`;
+  layout(m, n) {
+    const L = m.num_layers;
+    const H = m.num_heads;
+    const shared = sharedHeads(m);
+    const key2 = JSON.stringify([L, H, n > 64, m.layers?.map((x) => [x.index, x.heads]) ?? null]);
     if (key2 === this.shape) return;
     this.shape = key2;
     const avail = Math.max(480, (window.innerWidth || 1280) - 32 - 80 - 500);
@@ -4609,18 +4707,19 @@ var ModelView = class {
     this.grid.style.setProperty("--thumb-h", `${th}px`);
     this.grid.style.gridTemplateColumns = `auto repeat(${H}, ${tw}px)`;
     const cells = [document.createElement("div")];
-    for (let h = 0; h < H; h++) cells.push(label("mv-col-label", `Head ${h}`));
+    for (let h = 0; h < H; h++) cells.push(label("mv-col-label", shared ? `Head ${shared[h]}` : `#${h}`));
     this.thumbs = [];
     const dpr = window.devicePixelRatio || 1;
     for (let l = 0; l < L; l++) {
-      cells.push(label("mv-row-label", `Layer ${l}`));
+      cells.push(label("mv-row-label", layerLabel(m, l, true)));
       const row = [];
       for (let h = 0; h < H; h++) {
         const cell2 = document.createElement("div");
         cell2.className = "mv-thumb";
         cell2.dataset["layer"] = String(l);
         cell2.dataset["head"] = String(h);
-        cell2.title = `Layer ${l}, head ${h}: click to enlarge`;
+        cell2.title = `${layerLabel(m, l, true)}, ${headLabel(m, l, h)}: click to enlarge`;
+        cell2.dataset["label"] = `${layerIndex(m, l)}:${headIndex(m, l, h)}`;
         cell2.style.setProperty("--layer-color", lineThumbColor(l));
         const c = document.createElement("canvas");
         c.width = Math.round(tw * dpr);
@@ -4640,7 +4739,7 @@ var ModelView = class {
     const m = state.manifest;
     const Q = m.tokens.length;
     const K = (m.key_tokens ?? m.tokens).length;
-    this.layout(m.num_layers, m.num_heads, Math.max(Q, K));
+    this.layout(m, Math.max(Q, K));
     const topK = autoTopK(K);
     const target = await compareTarget(host, state);
     if (!host.isCurrent(state)) return;
@@ -4679,7 +4778,7 @@ var ModelView = class {
     this.state = state;
     this.ref = ref;
     host.setSummary(
-      (ref ? deltaSummary(state, ref) + " · " : typeof target === "string" ? `(${target}) · ` : "") + `${m.num_layers} layers × ${m.num_heads} heads · ${Q} tokens` + (topK ? ` · top ${topK} keys per query (long sequence)` : "") + " · click a thumbnail to enlarge it"
+      (ref ? deltaSummary(state, ref) + " · " : typeof target === "string" ? `(${target}) · ` : "") + `${m.num_layers} layers × ${m.num_heads} heads` + (subsetNote(m) ? ` (${subsetNote(m)})` : "") + ` · ${Q} tokens` + (topK ? ` · top ${topK} keys per query (long sequence)` : "") + " · click a thumbnail to enlarge it"
     );
     await this.showDetail();
   }
@@ -4725,7 +4824,7 @@ var ModelView = class {
     const m = state.manifest;
     const attn = refAttn ? splitDelta(cur, refAttn) : cur;
     this.detailPanel.style.display = "";
-    this.detailTitle.textContent = `Layer ${sel.layer}, Head ${sel.head}` + (ref ? ` · Δ vs ${ref.label}` : "");
+    this.detailTitle.textContent = `${layerLabel(m, sel.layer, true)}, ${headLabel(m, sel.layer, sel.head, true)}` + (ref ? ` · Δ vs ${ref.label}` : "");
     this.detail.colorOf = refAttn ? (h) => h < cur.H ? MORE : LESS : () => lineThumbColor(sel.layer);
     this.detail.topK = autoTopK(attn.K);
     this.detail.setData(
@@ -4820,9 +4919,9 @@ function headings(lay, qk, kh, ref, step) {
       CELL2,
       "softmax",
       "soft",
-      "softmax of the scaled scores over the keys the model did not mask (logged weight > 0); differences to 'logged' come from biases or masks q/k do not carry"
+      "softmax of the scaled scores, recomputed here from the logged q/k with the layer's logged scaling, softcap, mask and sinks (unknown ones are named above the columns); small differences to 'logged' are storage rounding (8-bit weights, fp16 q/k), larger ones a bias or mask the q/k do not carry"
     ],
-    [x.attn, CELL2, "logged", "attn", "the attention weight the model used"]
+    [x.attn, CELL2, "logged", "attn", "the attention weight the model used, as stored (8-bit: ≤ 0.62 % of the row max)"]
   ];
   if (ref) {
     cols.push(
@@ -4980,42 +5079,118 @@ function deltaCell(ctx, x, y, rh, v, vmax, digits, font) {
 }
 
 // src/views/neuron/math.ts
-function scalingOf(m, layer, d) {
-  const s = m.scaling;
-  const v = Array.isArray(s) ? s[layer] : s;
-  return typeof v === "number" && Number.isFinite(v) ? { value: v, known: true } : { value: 1 / Math.sqrt(d), known: false };
+function recomputeOf(m, layer, d) {
+  const info = layerInfo(m, layer);
+  const old = Array.isArray(m.scaling) ? m.scaling[layer] : m.scaling;
+  const num2 = (v) => typeof v === "number" && Number.isFinite(v);
+  const logged = info?.scaling;
+  const [scaling, scalingFrom] = num2(logged) ? [logged, "logged"] : num2(old) ? [old, "manifest"] : [1 / Math.sqrt(d), "assumed"];
+  return {
+    scaling,
+    scalingFrom,
+    softcap: num2(info?.softcap) ? info.softcap : null,
+    sinks: Array.isArray(info?.sinks) ? info.sinks : null,
+    mask: info?.mask ?? null,
+    offset: num2(info?.offset) ? info.offset : 0,
+    window: num2(info?.window) ? info.window : 0,
+    prefix: num2(info?.prefix) ? info.prefix : 0,
+    bias: info ? info.bias ?? null : null,
+    qpos: m.kept?.q ?? null,
+    kpos: m.kept?.k ?? null
+  };
+}
+function allowed(r, i, j) {
+  const q = (r.qpos ? r.qpos[i] : i) + r.offset;
+  const k = r.kpos ? r.kpos[j] : j;
+  switch (r.mask) {
+    case "none":
+      return true;
+    case "causal":
+      return k <= q;
+    case "sliding":
+      return k <= q && k > q - r.window;
+    case "prefix":
+      return k <= q || k < r.prefix;
+    default:
+      return null;
+  }
 }
 function kvHeadOf(h, H, Hkv) {
   return Math.floor(h / Math.max(1, H / Math.max(1, Hkv)));
 }
-function rowOf(qk, attn, h, i, scaling, prod) {
+var FP16 = 2 ** -11;
+function rowOf(qk, attn, h, i, r, prod) {
   const { D, K } = qk;
   const qOff = (h * qk.Q + i) * D;
   const kOff = kvHeadOf(h, qk.H, qk.Hkv) * K * D;
   const aRow = attn.weights.subarray((h * attn.Q + i) * K, (h * attn.Q + i + 1) * K);
   const score = new Float64Array(K);
+  const spread = new Float64Array(K);
   for (let j = 0; j < K; j++) {
     let sum = 0;
+    let abs = 0;
     for (let c = 0; c < D; c++) {
       const p = qk.queries[qOff + c] * qk.keys[kOff + j * D + c];
       if (prod) prod[j * D + c] = p;
       sum += p;
+      abs += Math.abs(p);
     }
-    score[j] = sum * scaling;
+    let s = sum * r.scaling;
+    if (r.softcap) s = r.softcap * Math.tanh(s / r.softcap);
+    score[j] = s;
+    spread[j] = abs * r.scaling;
   }
-  const masked = (j) => aRow[j] === 0;
-  let mx = -Infinity;
+  const known = (j) => allowed(r, i, j);
+  const masked = (j) => {
+    const a = known(j);
+    return a === null ? aRow[j] === 0 : !a;
+  };
+  const sink = r.sinks ? r.sinks[h] ?? null : null;
+  let mx = sink ?? -Infinity;
   for (let j = 0; j < K; j++) if (!masked(j)) mx = Math.max(mx, score[j]);
   const soft = new Float64Array(K);
-  let z = 0;
+  let z = sink === null ? 0 : Math.exp(sink - mx);
+  const sinkTerm = z;
   for (let j = 0; j < K; j++) if (!masked(j)) z += soft[j] = Math.exp(score[j] - mx);
   for (let j = 0; j < K; j++) soft[j] = z > 0 ? soft[j] / z : 0;
-  return { score, soft, aRow, masked };
+  let m = 0;
+  for (let j = 0; j < K; j++) m = Math.max(m, aRow[j]);
+  const tol = new Float64Array(K);
+  let maxDiff = 0;
+  let within = true;
+  for (let j = 0; j < K; j++) {
+    const w = aRow[j];
+    const p = soft[j];
+    const e = 2 * FP16 * spread[j] * 1.5;
+    tol[j] = 606e-5 * Math.cbrt(m) * Math.pow(w, 2 / 3) + 123e-7 * m + 2 * p * e + 1e-6;
+    if (masked(j)) {
+      if (w > tol[j]) within = false;
+      continue;
+    }
+    const diff = Math.abs(p - w);
+    maxDiff = Math.max(maxDiff, diff);
+    if (diff > tol[j]) within = false;
+  }
+  return { score, soft, aRow, masked, tol, maxDiff, withinStorage: within, sinkMass: z > 0 ? sinkTerm / z : 0 };
 }
 function maxAbs(v, off, n) {
   let m = 0;
   for (let i = off; i < off + n; i++) m = Math.max(m, Math.abs(v[i]));
   return m;
+}
+function describe(r, d) {
+  const parts = [];
+  parts.push(
+    r.scalingFrom === "assumed" ? `scaling 1/√${d} = ${r.scaling.toPrecision(4)} (ASSUMED: this probe did not log the layer's scaling)` : `scaling ${r.scaling.toPrecision(4)} (logged)`
+  );
+  if (r.softcap) parts.push(`softcap ${r.softcap}`);
+  if (r.sinks) parts.push("attention sinks (one logit per head in the denominator)");
+  parts.push(
+    r.mask === null ? "mask unknown (keys with logged weight 0 treated as masked)" : r.mask === "tensor" ? "custom mask (inferred from logged zeros)" : r.mask === "none" ? "no mask" : r.mask === "sliding" ? `sliding-window mask (window ${r.window})` : `${r.mask} mask`
+  );
+  if (r.bias === null) parts.push("additive position bias unknown");
+  else if (r.bias !== "none") parts.push(`an additive ${r.bias} bias q·k do not carry (softmax ≠ logged)`);
+  return parts.join(" · ");
 }
 
 // src/views/neuron/index.ts
@@ -5034,6 +5209,8 @@ var NeuronView = class {
     this.note = document.createElement("div");
     this.cmp = document.createElement("div");
     // which reference Δ is against, or why there is none
+    this.verdict = document.createElement("div");
+    // recomputed softmax vs logged, and why they may differ
     this.head = 0;
     this.step = 0;
     this.data = null;
@@ -5059,12 +5236,14 @@ var NeuronView = class {
     this.note.className = "tba-message";
     this.cmp.className = "nv-info nv-compare";
     this.cmp.style.marginBottom = "6px";
+    this.verdict.className = "nv-info nv-verdict";
+    this.verdict.style.marginBottom = "6px";
     this.body.className = "nv-body";
     this.header.className = "nv-header";
     this.qCol.className = "token-col nv-q";
     this.kCol.className = "token-col nv-k";
     this.body.append(this.canvas, this.header, this.qCol, this.kCol);
-    this.root.append(bar, this.cmp, this.note, this.body);
+    this.root.append(bar, this.cmp, this.verdict, this.note, this.body);
     this.qCol.addEventListener("mouseover", (e) => this.query.hover(indexOf(e)));
     this.qCol.addEventListener("mouseleave", () => this.query.hover(null));
     this.qCol.addEventListener("click", (e) => {
@@ -5111,14 +5290,13 @@ var NeuronView = class {
         ref = `cannot compare with ${ref.ref.label}: q/k shapes differ ([H, H_kv, Q, K, D] ${a.join("×")} vs ${b.join("×")})`;
       }
     }
-    const s = scalingOf(m, state.layer, qk.D);
     this.step = state.step;
     this.data = {
       m,
+      layer: state.layer,
       qk,
       attn,
-      scaling: s.value,
-      scalingKnown: s.known,
+      rc: recomputeOf(m, state.layer, qk.D),
       ref: ref && typeof ref !== "string" ? ref : null
     };
     const r = this.data.ref;
@@ -5126,22 +5304,13 @@ var NeuronView = class {
     this.root.dataset["compare"] = r ? r.ref.label : "";
     this.note.textContent = "";
     this.body.style.display = "";
-    if (this.headSelect.options.length !== qk.H) {
-      this.headSelect.replaceChildren(
-        ...Array.from({ length: qk.H }, (_, h) => {
-          const o = document.createElement("option");
-          o.value = String(h);
-          o.textContent = String(h);
-          return o;
-        })
-      );
-    }
+    setHeadOptions(this.headSelect, qk.H, (h) => String(headIndex(m, state.layer, h)));
     this.head = Math.min(this.head, qk.H - 1);
     this.headSelect.value = String(this.head);
     this.layout();
     this.paint();
     host.setSummary(
-      (r ? deltaSummary(state, r.ref) + " · " : typeof ref === "string" ? `(${ref}) · ` : "") + `layer ${state.layer} · ${qk.H} query heads, ${qk.Hkv} key heads · d_head ${qk.D} · ${qk.Q} tokens · hover a query token to see its computation, click to lock it (Esc unlocks), ←/→ change head`
+      (r ? deltaSummary(state, r.ref) + " · " : typeof ref === "string" ? `(${ref}) · ` : "") + `${layerLabel(m, state.layer)} · ${qk.H} query heads, ${qk.Hkv} key heads · d_head ${qk.D} · ${qk.Q} tokens · hover a query token to see its computation, click to lock it (Esc unlocks), ←/→ change head`
     );
   }
   /** The reference's q/k and attention, a reason why there is none (string), or null when comparison is off. */
@@ -5154,7 +5323,7 @@ var NeuronView = class {
         host.qk(t.ref.step, state.layer, t.ref.probe),
         host.attention(t.ref.step, state.layer, t.ref.probe)
       ]);
-      return { ref: t.ref, qk, attn, scaling: scalingOf(t.m, state.layer, qk.D).value };
+      return { ref: t.ref, qk, attn, rc: recomputeOf(t.m, state.layer, qk.D) };
     } catch (e) {
       const ref = state.compare?.label ?? "the reference";
       if (e instanceof HttpError && e.status === 404) return `queries and keys were not logged for ${ref}`;
@@ -5220,13 +5389,17 @@ var NeuronView = class {
     const h = this.head;
     const kh = kvHeadOf(h, qk.H, qk.Hkv);
     const group = qk.H / Math.max(1, qk.Hkv);
-    const shared = qk.Hkv < qk.H ? ` · GQA: key head ${kh} is shared by query heads ${kh * group}–${(kh + 1) * group - 1}` : "";
+    const model = (q) => headIndex(d.m, d.layer, q);
+    const khName = kvHeadIndex(d.m, d.layer, kh);
+    const sharers = Array.from({ length: group }, (_, g) => model(kh * group + g)).join(", ");
+    const shared = qk.Hkv < qk.H ? ` · GQA: key head ${khName} is shared by query heads ${sharers}` : "";
     const rope = "q/k as the model used them (post-RoPE where the model applies RoPE; pre-RoPE is not logged)";
-    const sc = d.scalingKnown ? `scaling ${d.scaling.toPrecision(4)} (from the manifest)` : `scaling 1/√${qk.D} = ${d.scaling.toPrecision(4)} (assumed: the manifest carries no scaling)`;
-    this.info.textContent = `${rope} · ${sc}${shared}`;
+    this.info.textContent = `${rope} · ${describe(d.rc, qk.D)}${shared}`;
+    this.root.dataset["scaling"] = d.rc.scaling.toPrecision(6);
+    this.root.dataset["scalingFrom"] = d.rc.scalingFrom;
     const lay = this.lay;
     const x = lay.x;
-    this.header.replaceChildren(...headings(lay, qk, kh, d.ref ? d.ref.ref : null, this.step));
+    this.header.replaceChildren(...headings(lay, qk, khName, d.ref ? d.ref.ref : null, this.step));
     const ctx = this.canvas.getContext("2d");
     ctx.clearRect(0, 0, x.end, lay.headerH + Math.max(qk.Q, qk.K) * lay.rowH);
     const qOff = h * qk.Q * qk.D;
@@ -5234,6 +5407,7 @@ var NeuronView = class {
     strips(ctx, lay, qk.queries, qOff, qk.Q, qk.D, x.qVec, maxAbs(qk.queries, qOff, qk.Q * qk.D));
     strips(ctx, lay, qk.keys, kOff, qk.K, qk.D, x.kVec, maxAbs(qk.keys, kOff, qk.K * qk.D));
     this.root.dataset["head"] = String(h);
+    this.root.dataset["headLabel"] = String(model(h));
     this.drawQuery();
   }
   /** Everything that depends on the query token: q⊙k, scores, softmax, logged weights, connector lines. */
@@ -5254,8 +5428,8 @@ var NeuronView = class {
     ctx.clearRect(x.prod - 2, top, x.end - x.prod + 2, height);
     ctx.clearRect(0, top, x.qVec, height);
     const prod = new Float32Array(K * D);
-    const cur = rowOf(qk, attn, h, i, d.scaling, prod);
-    const ref = d.ref ? rowOf(d.ref.qk, d.ref.attn, h, i, d.ref.scaling) : null;
+    const cur = rowOf(qk, attn, h, i, d.rc, prod);
+    const ref = d.ref ? rowOf(d.ref.qk, d.ref.attn, h, i, d.ref.rc) : null;
     strips(ctx, lay, prod, 0, K, D, x.prod, maxAbs(prod, 0, K * D), cur.masked);
     const dpMax = numberColumns(ctx, lay, K, cur, ref);
     connectors(ctx, lay, i, cur.aRow);
@@ -5266,6 +5440,9 @@ var NeuronView = class {
     this.root.dataset["query"] = String(i);
     this.root.dataset["locked"] = String(this.query.isLocked);
     this.root.dataset["deltaMax"] = ref ? dpMax.toPrecision(4) : "";
+    this.root.dataset["recomputeDiff"] = cur.maxDiff.toPrecision(4);
+    this.root.dataset["recompute"] = cur.withinStorage ? "agrees" : "differs";
+    this.verdict.textContent = verdict(cur, d.rc);
     this.scores = { cur, ref, i };
   }
   /** Exact numbers as the key token's tooltip (computed on hover; the canvas shows rounded ones). */
@@ -5274,12 +5451,12 @@ var NeuronView = class {
     const d = this.data;
     if (!s || !d) return;
     const right = d.m.key_tokens ?? d.m.tokens;
-    const { score, soft, aRow } = s.cur;
+    const { score, soft, aRow, tol } = s.cur;
     let t = `key ${j}: ${right[j] ?? ""}
 query ${s.i}: ${d.m.tokens[s.i] ?? ""}
 q·k·s = ${score[j].toPrecision(5)}
-softmax = ${soft[j].toPrecision(4)}
-logged attention = ${aRow[j].toPrecision(4)}`;
+softmax (recomputed) = ${soft[j].toPrecision(4)}
+logged attention = ${aRow[j].toPrecision(4)} (storage precision ±${tol[j].toPrecision(2)})`;
     if (s.ref && d.ref) {
       const rs = s.ref.score[j];
       const rp = s.ref.soft[j];
@@ -5306,6 +5483,16 @@ ${d.ref.ref.label}: q·k·s = ${rs.toPrecision(5)}, softmax = ${rp.toPrecision(4
     return false;
   }
 };
+function verdict(r, rc) {
+  const why = "softmax is recomputed here from the logged fp16 q/k; logged is the stored weight (8-bit, error ≤ 0.62 % of the row maximum)";
+  const diff = `max |softmax − logged| = ${r.maxDiff.toPrecision(2)} for this query`;
+  if (r.withinStorage) return `${diff}: agrees within storage precision (${why})` + sinkText(r);
+  const cause = rc.bias && rc.bias !== "none" ? `the model adds ${rc.bias} position terms to the scores that q·k do not carry` : rc.scalingFrom === "assumed" || rc.mask === null || rc.bias === null ? "this probe did not log every recompute parameter (see above)" : "the model used something the logged q/k and parameters do not capture";
+  return `${diff}: DIFFERS beyond storage precision: ${cause} (${why})` + sinkText(r);
+}
+function sinkText(r) {
+  return r.sinkMass > 0 ? ` · the sink takes ${(100 * r.sinkMass).toFixed(1)} % of this row` : "";
+}
 function indexOf(e) {
   const el2 = e.target.closest(".token");
   return el2 ? Number(el2.dataset["index"]) : null;
@@ -5553,7 +5740,7 @@ var App = class {
       const manifest = await this.manifest(step, probe);
       if (ticket !== this.ticket) return;
       this.layer = Math.min(this.layer, Math.max(0, manifest.num_layers - 1));
-      this.layerSelect.set(manifest.num_layers, this.layer);
+      this.layerSelect.set(manifest.num_layers, this.layer, (l) => String(layerIndex(manifest, l)));
       const cmp = this.compare.resolve(probe, this.steps, this.stepIndex);
       this.current = {
         compare: cmp.ref,

@@ -16,9 +16,11 @@ def _maybe_compress(container):
     return packed if len(packed) < _MIN_SAVING * len(container) else container
 
 
-def manifest(attention, queries, keys, tokens, key_tokens, segments=None, image=None, patch_grid=None):
+def manifest(attention, queries, keys, tokens, key_tokens, segments=None, image=None, patch_grid=None, layers=None):
     num_layers, num_heads, query_len, key_len = attention.shape
     extra = {} if segments is None else {"segments": segments}  # optional: absent unless logged
+    if layers is not None:  # original layer/head indices and recompute parameters (format.md, "Layers")
+        extra["layers"] = layers
     if patch_grid is not None:
         extra["patch_grid"] = patch_grid
     if image is not None:  # the PNG is the blob after the last attention / q/k blob
@@ -39,8 +41,9 @@ def manifest(attention, queries, keys, tokens, key_tokens, segments=None, image=
     }
 
 
-def probe_blobs(attention, queries, keys, tokens, key_tokens, segments=None, image=None, patch_grid=None):
-    blobs = [manifest_mod.encode(manifest(attention, queries, keys, tokens, key_tokens, segments, image, patch_grid))]
+def probe_blobs(attention, queries, keys, tokens, key_tokens, segments=None, image=None, patch_grid=None, layers=None):
+    fields = manifest(attention, queries, keys, tokens, key_tokens, segments, image, patch_grid, layers)
+    blobs = [manifest_mod.encode(fields)]
     blobs += [_maybe_compress(codec.attention_container(layer)) for layer in attention]
     if queries is not None:
         blobs += [_maybe_compress(codec.qk_container(q, k)) for q, k in zip(queries, keys)]
@@ -76,6 +79,7 @@ def probe_events(job, first):
         getattr(job, "segments", None),
         getattr(job, "image", None),
         getattr(job, "patch_grid", None),
+        getattr(job, "layers", None),
     )
     probe_meta = metadata.create_summary_metadata(metadata.KIND_PROBE, job.description)
     value = _value(job.tag, probe_meta, first, _blob_sequence_proto(blobs))

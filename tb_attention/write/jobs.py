@@ -7,8 +7,8 @@ import numpy as np
 # add_attention: one probe step, validated and copied (the arrays belong to the writer's buffer pool).
 Job = collections.namedtuple(
     "Job",
-    "tag step wall_time attention queries keys tokens key_tokens description metrics segments image patch_grid",
-    defaults=(None, None, None, None),
+    "tag step wall_time attention queries keys tokens key_tokens description metrics segments image patch_grid layers",
+    defaults=(None, None, None, None, None),
 )
 # add_metrics: attention is [L, H, Q, K] or [L, B, H, Q, K]; options go to tb_attention.analysis.metrics.compute.
 MetricsJob = collections.namedtuple(

@@ -10,7 +10,7 @@ import numpy as np
 
 from tb_attention.format import crc
 from tb_attention.format import image as image_mod
-from tb_attention.write import buffers, encode, remote, rows, validation
+from tb_attention.write import buffers, encode, probe_args, remote, rows, validation
 from tb_attention.write.jobs import Job, MetricsJob
 from tb_attention.write.queue import WriteQueue
 
@@ -78,6 +78,7 @@ class AttentionWriter:
         segments=None,
         image=None,
         partial_rows=False,
+        layers=None,
     ):
         """Logs one probe input's attention at `step`.
 
@@ -96,6 +97,8 @@ class AttentionWriter:
             as PNG so the head view can paint the chosen query's attention over it.
         partial_rows: rows may sum to less than 1 (attention sinks); otherwise a row whose sum is not 1 gets a
             warning, once per tag (write/rows.py).
+        layers: per stored layer, its index in the model (`[0, 5]`) or a dict adding its heads' indices and how to
+            recompute its weights from q/k (scaling, softcap, mask, …; write/probe_args.py, docs/format.md).
         """
         tag, step = self._accepting(tag, step)
         self._rows.allow_partial(tag, partial_rows)
@@ -111,7 +114,8 @@ class AttentionWriter:
         if key_tokens is None and key_len != query_len:
             raise ValueError(f"key_len {key_len} differs from query_len {query_len}: pass key_tokens")
         key_tokens = None if key_tokens is None else validation.token_list(key_tokens, "key_tokens", key_len)
-        queries, keys = self._vectors(queries, keys, attention.shape)
+        queries, keys = probe_args.vectors(queries, keys, attention.shape, self._pool.take)
+        layers = probe_args.layer_info(layers, len(attention), heads, None if keys is None else keys.shape[1])
         segments = validation.segment_ids(segments, query_len)
         grid = image_mod.grid(patch_grid, query_len, key_len)
         if image is not None:
@@ -137,6 +141,7 @@ class AttentionWriter:
             segments,
             image,
             grid,
+            layers,
         )
         self._last_step[tag] = step
         if options is not None:
@@ -283,23 +288,6 @@ class AttentionWriter:
             f"step {step} for the metrics of tag {tag!r} is not after the last logged step {last[0]}; "
             "steps must strictly increase"
         )
-
-    def _vectors(self, queries, keys, shape):
-        if queries is None and keys is None:
-            return None, None
-        if queries is None or keys is None:
-            raise ValueError("pass queries and keys together (or neither)")
-        num_layers, heads, query_len, key_len = shape
-        q = validation.vectors(queries, "queries", query_len, alloc=self._pool.take)
-        k = validation.vectors(keys, "keys", key_len, d_head=q.shape[-1], alloc=self._pool.take)
-        if q.shape[:2] != (num_layers, heads):
-            raise ValueError(f"queries have {q.shape[0]} layers x {q.shape[1]} heads, attention {num_layers} x {heads}")
-        if k.shape[0] != num_layers or heads % k.shape[1]:
-            raise ValueError(
-                f"keys have {k.shape[0]} layers x {k.shape[1]} heads; need {num_layers} layers and a head count "
-                f"dividing {heads} (grouped-query attention)"
-            )
-        return q, k
 
     def _write_jobs(self, jobs):
         try:

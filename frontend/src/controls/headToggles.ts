@@ -7,6 +7,9 @@ export class HeadToggles {
   readonly el: HTMLDivElement;
   private readonly boxes: HTMLDivElement;
   private active: boolean[] = [];
+  private entropy: ArrayLike<number> | null = null;
+  /** The model's name of stored head h ("head 3" when a subset of heads was logged; data/labels.ts). */
+  private label: (h: number) => string = (h) => `head ${h}`;
 
   constructor(private readonly onChange: (active: boolean[]) => void) {
     this.el = document.createElement("div");
@@ -87,12 +90,21 @@ export class HeadToggles {
     return this.active.slice();
   }
 
-  /** Tooltips: head index and, when known, that head's mean attention entropy at this step and layer. */
+  /** How heads are named in tooltips (the model's numbering). */
+  setLabel(label: (h: number) => string): void {
+    this.label = label;
+    this.setTitles(this.entropy);
+  }
+
+  /** Tooltips: the head's name and, when known, its mean attention entropy at this step and layer. */
   setTitles(entropy: ArrayLike<number> | null): void {
+    this.entropy = entropy;
     this.boxes.querySelectorAll<HTMLElement>(".head-toggle").forEach((box, h) => {
       const e = entropy ? entropy[h] : undefined;
+      box.setAttribute("aria-label", this.label(h));
+      box.dataset["label"] = this.label(h);
       box.title =
-        `head ${h}` +
+        this.label(h) +
         (e === undefined || Number.isNaN(e) ? "" : ` · mean entropy ${e.toFixed(3)} nats`) +
         "\nclick: toggle · double-click: solo";
     });

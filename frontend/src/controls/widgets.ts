@@ -30,15 +30,20 @@ export function selectControl(
   return [labelled(label, select), select];
 }
 
-/** Fills a head <select> with 0..H-1, keeping the chosen head when it still exists. */
-export function setHeadOptions(select: HTMLSelectElement, H: number): void {
-  if (select.options.length === H) return;
+/**
+ * Fills a head <select> with stored heads 0..H-1 (option values), labelled with the model's head numbers
+ * (`label`, data/labels.ts), keeping the chosen head when it still exists.
+ */
+export function setHeadOptions(select: HTMLSelectElement, H: number, label: (h: number) => string = String): void {
+  const texts = Array.from({ length: H }, (_, h) => label(h));
+  if (select.dataset["labels"] === texts.join(",")) return;
+  select.dataset["labels"] = texts.join(",");
   const keep = Number(select.value) || 0;
   select.replaceChildren(
-    ...Array.from({ length: H }, (_, h) => {
+    ...texts.map((t, h) => {
       const o = document.createElement("option");
       o.value = String(h);
-      o.textContent = String(h);
+      o.textContent = t;
       return o;
     }),
   );
@@ -96,7 +101,7 @@ export class ProbeSelect {
 export class LayerSelect {
   readonly el: HTMLLabelElement;
   private readonly select = document.createElement("select");
-  private count = -1;
+  private labels = "";
 
   constructor(onChange: (layer: number) => void) {
     this.select.id = "layer-select";
@@ -104,14 +109,17 @@ export class LayerSelect {
     this.select.addEventListener("change", () => onChange(Number(this.select.value)));
   }
 
-  set(numLayers: number, layer: number): void {
-    if (numLayers !== this.count) {
-      this.count = numLayers;
+  /** Options are stored layers 0..L-1, labelled with the model's layer numbers (`label`, data/labels.ts). */
+  set(numLayers: number, layer: number, label: (l: number) => string = String): void {
+    const texts = Array.from({ length: numLayers }, (_, l) => label(l));
+    const key = texts.join(",");
+    if (key !== this.labels) {
+      this.labels = key;
       this.select.replaceChildren(
-        ...Array.from({ length: numLayers }, (_, l) => {
+        ...texts.map((t, l) => {
           const o = document.createElement("option");
           o.value = String(l);
-          o.textContent = String(l);
+          o.textContent = t;
           return o;
         }),
       );

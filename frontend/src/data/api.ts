@@ -21,8 +21,10 @@ export interface Manifest {
   has_qk: boolean;
   num_kv_heads: number | null;
   d_head: number | null;
-  /** Optional: the q·k scaling the model used (one number, or one per layer); absent → 1/√d_head. */
+  /** Optional: the q·k scaling the model used (one number, or one per layer); superseded by `layers[l].scaling`. */
   scaling?: number | number[] | null;
+  /** Optional: per stored layer, the model's layer/head indices and recompute parameters (docs/format.md). */
+  layers?: LayerInfo[] | null;
   /** Optional: segment id per query token (sentence A = 0, B = 1, …). */
   segments?: number[] | null;
   /** Optional (ViT): tokens 0..num_special-1 are CLS/registers, token i ≥ num_special is patch
@@ -32,6 +34,21 @@ export interface Manifest {
   image?: { index: number; width: number; height: number } | null;
   /** Frontend only: probe positions of the tokens a token subset kept (tokenFilter.ts); absent: all. */
   kept?: { q: number[] | null; k: number[] | null };
+}
+
+/** One entry of the manifest's `layers` (docs/format.md, "Layers"); absent or null fields are unknown. */
+export interface LayerInfo {
+  index: number;
+  heads?: number[] | null;
+  kv_heads?: number[] | null;
+  scaling?: number | null;
+  softcap?: number | null;
+  mask?: "none" | "causal" | "sliding" | "prefix" | "tensor" | null;
+  offset?: number | null;
+  window?: number | null;
+  prefix?: number | null;
+  bias?: string | null;
+  sinks?: number[] | null;
 }
 
 export interface Attention {

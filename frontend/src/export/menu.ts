@@ -6,6 +6,7 @@ import { npzBlob, type NpyArray } from "./npz";
 import { pngBlob, viewToCanvas, viewToSvg } from "./picture";
 import { snapshotHtml, type SnapshotPart } from "./snapshot";
 import type { View, ViewHost } from "../shell/view";
+import { headIndex, layerIndex } from "../data/labels";
 
 export interface ExportHost extends ViewHost {
   activeView(): View;
@@ -48,6 +49,13 @@ async function exportNpz(host: ExportHost): Promise<void> {
     attention: { dtype: "<f4", shape: [m.num_layers, a0.H, a0.Q, a0.K], data: stack(layers.map((a) => a.weights)) },
     tokens: { dtype: "<U", shape: [m.tokens.length], data: m.tokens },
     step: { dtype: "<i8", shape: [1], data: [s.step] },
+    // The model's layer / head numbers of the stored ones: a logged subset (layers=[0, -1]) is not renumbered.
+    layer_index: { dtype: "<i8", shape: [m.num_layers], data: layers.map((_, l) => layerIndex(m, l)) },
+    head_index: {
+      dtype: "<i8",
+      shape: [m.num_layers, a0.H],
+      data: layers.flatMap((_, l) => Array.from({ length: a0.H }, (_, h) => headIndex(m, l, h))),
+    },
   };
   if (m.key_tokens) arrays["key_tokens"] = { dtype: "<U", shape: [m.key_tokens.length], data: m.key_tokens };
   if (m.has_qk) {

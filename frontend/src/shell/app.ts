@@ -8,6 +8,7 @@ import { PartTabs } from "../controls/partTabs";
 import { SearchControl } from "../controls/searchControl";
 import { SpecialTokensSelect } from "../controls/specialTokens";
 import { LayerSelect, ProbeSelect, StepSlider } from "../controls/widgets";
+import { layerIndex } from "../data/labels";
 import { exportMenu } from "../export/menu";
 import { onHostReload } from "./hostEvents";
 import { Loaders } from "./loaders";
@@ -289,7 +290,7 @@ export class App implements ViewHost {
       const manifest = await this.manifest(step, probe);
       if (ticket !== this.ticket) return;
       this.layer = Math.min(this.layer, Math.max(0, manifest.num_layers - 1));
-      this.layerSelect.set(manifest.num_layers, this.layer);
+      this.layerSelect.set(manifest.num_layers, this.layer, (l) => String(layerIndex(manifest, l)));
       const cmp = this.compare.resolve(probe, this.steps, this.stepIndex);
       this.current = {
         compare: cmp.ref,

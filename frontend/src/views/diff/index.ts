@@ -9,6 +9,7 @@ import type { Scale } from "../../draw/colormap";
 import { mismatch } from "../../data/compare";
 import { headAndScaleControls, setHeadOptions } from "../../controls/widgets";
 import { HeatmapPanel } from "../../draw/heatmap";
+import { headIndex, layerHeadLabel } from "../../data/labels";
 import type { ProbeRef, SharedState, View, ViewHost } from "../../shell/view";
 import { Ranking } from "./ranking";
 
@@ -57,7 +58,7 @@ export class DiffView implements View {
     this.host = host;
     const state = host.state;
     const m = state.manifest;
-    setHeadOptions(this.head, m.num_heads);
+    setHeadOptions(this.head, m.num_heads, (h) => String(headIndex(m, state.layer, h)));
     const ref = this.resolve(state);
     if (typeof ref === "string") return this.message(ref);
     if (ref.probe === state.probe && ref.step === state.step)
@@ -102,7 +103,7 @@ export class DiffView implements View {
     this.panel.paint();
     const tokensDiffer = JSON.stringify(refManifest.tokens) !== JSON.stringify(m.tokens);
     host.setSummary(
-      `Δ = step ${state.step} − ${ref.label} · layer ${state.layer}, head ${h} · orange: more attention now, ` +
+      `Δ = step ${state.step} − ${ref.label} · ${layerHeadLabel(m, state.layer, h)} · orange: more attention now, ` +
         `purple: less · colour range ±${vmax.toPrecision(3)}` +
         (tokensDiffer ? " · NOTE: the tokens differ" : ""),
     );

@@ -4,6 +4,7 @@
 
 import type { Attention } from "../../data/api";
 import type { ProbeRef, SharedState, ViewHost } from "../../shell/view";
+import { headIndex, layerIndex } from "../../data/labels";
 
 const RANK_ROWS = 12;
 
@@ -74,7 +75,14 @@ export class Ranking {
         const bar = document.createElement("div");
         bar.className = "diff-bar";
         bar.style.width = `${Math.round((r.tv / max) * 80)}px`;
-        const cells = [String(i + 1), String(r.layer), String(r.head), r.tv.toFixed(3)];
+        // The model's numbers (a logged subset is not renumbered); data-layer/data-head stay the stored ones.
+        const m = state.manifest;
+        const cells = [
+          String(i + 1),
+          String(layerIndex(m, r.layer)),
+          String(headIndex(m, r.layer, r.head)),
+          r.tv.toFixed(3),
+        ];
         for (const c of cells) {
           const td = document.createElement("td");
           td.textContent = c;

@@ -331,7 +331,7 @@ export class EmbeddingView implements View {
   }
 
   private paint(layout: MatrixLayout | HeadLayout): void {
-    if ("L" in layout) this.matrix.paint(layout, this.root);
+    if ("L" in layout) this.matrix.paint(layout, this.root, this.state?.manifest ?? {});
     else this.single.setLayout(layout);
   }
 }

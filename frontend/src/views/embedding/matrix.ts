@@ -5,6 +5,8 @@
 import type { MatrixLayout } from "./api";
 import { el, fmt } from "./dom";
 import { interleave, K_RGB, Q_RGB } from "./points";
+import { headIndex, layerIndex } from "../../data/labels";
+import type { Manifest } from "../../data/api";
 
 const CELL = 104; // matrix cell, CSS px
 
@@ -14,30 +16,33 @@ export class MatrixGrid {
   private cellScores: HTMLElement[] = [];
   private shape = "";
 
-  private build(L: number, H: number): void {
-    const key = `${L}x${H}`;
+  /** `m`: the probe's manifest, for the model's layer / head numbers (a logged subset is not renumbered). */
+  private build(L: number, H: number, m: Pick<Manifest, "layers">): void {
+    const key = JSON.stringify([L, H, m.layers?.map((x) => [x.index, x.heads]) ?? null]);
     if (key === this.shape) return;
     this.shape = key;
     const dpr = window.devicePixelRatio || 1;
     this.el.style.gridTemplateColumns = `auto repeat(${H}, ${CELL + 2}px)`;
     const children: HTMLElement[] = [el("div")];
-    for (let h = 0; h < H; h++) children.push(el("div", "emb-col-label", `H${h}`));
+    for (let h = 0; h < H; h++) children.push(el("div", "emb-col-label", `H${headIndex(m, 0, h)}`));
     this.cells = [];
     this.cellScores = [];
     for (let l = 0; l < L; l++) {
-      children.push(el("div", "emb-row-label", `L${l}`));
+      const ln = layerIndex(m, l);
+      children.push(el("div", "emb-row-label", `L${ln}`));
       for (let h = 0; h < H; h++) {
         const cell = el("div", "emb-cell");
         cell.dataset["layer"] = String(l);
         cell.dataset["head"] = String(h);
-        cell.title = `Layer ${l}, head ${h}: click for the single-head view`;
+        const hn = headIndex(m, l, h);
+        cell.title = `Layer ${ln}, head ${hn}: click for the single-head view`;
         const c = el("canvas");
         c.width = Math.round(CELL * dpr);
         c.height = Math.round(CELL * dpr);
         c.style.width = `${CELL}px`;
         c.style.height = `${CELL}px`;
         const score = el("div", "emb-cell-score");
-        cell.append(c, el("div", "emb-cell-label", `L${l} H${h}`), score);
+        cell.append(c, el("div", "emb-cell-label", `L${ln} H${hn}`), score);
         this.cells.push(c);
         this.cellScores.push(score);
         children.push(cell);
@@ -47,8 +52,8 @@ export class MatrixGrid {
   }
 
   /** Paints every head's layout; the shell's test hooks read the timings and scores off `root`. */
-  paint(m: MatrixLayout, root: HTMLElement): void {
-    this.build(m.L, m.H);
+  paint(m: MatrixLayout, root: HTMLElement, names: Pick<Manifest, "layers">): void {
+    this.build(m.L, m.H, names);
     const t0 = performance.now();
     for (let c = 0; c < m.L * m.H; c++) {
       const canvas = this.cells[c];

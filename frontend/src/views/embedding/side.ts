@@ -6,6 +6,8 @@ import { METHOD_LABEL, type BatchInfo, type HeadLayout } from "./api";
 import { el, fmt } from "./dom";
 import { K_COLOR, Q_COLOR, type ColorBy, type Points } from "./points";
 import type { KeyLine } from "./scatter";
+import { kvHeadIndex, layerHeadLabel } from "../../data/labels";
+import type { Manifest } from "../../data/api";
 
 export class SidePanel {
   readonly el = el("div", "emb-side");
@@ -19,11 +21,19 @@ export class SidePanel {
     this.el.append(this.title, this.badge, this.legend, this.context, this.keyList);
   }
 
-  setHead(layout: HeadLayout, info: BatchInfo | null, s: { layer: number; head: number }): void {
+  /** `m`: the probe's manifest, for the model's layer / head numbers. */
+  setHead(
+    layout: HeadLayout,
+    info: BatchInfo | null,
+    s: { layer: number; head: number },
+    m: Pick<Manifest, "layers">,
+  ): void {
+    const name = layerHeadLabel(m, s.layer, s.head);
     this.title.textContent =
-      `Layer ${s.layer}, head ${s.head}` +
+      name[0]?.toUpperCase() +
+      name.slice(1) +
       (info && info.num_kv_heads && info.num_kv_heads < info.num_heads
-        ? ` (key head ${Math.floor(s.head / (info.num_heads / info.num_kv_heads))})`
+        ? ` (key head ${kvHeadIndex(m, s.layer, Math.floor(s.head / (info.num_heads / info.num_kv_heads)))})`
         : "");
     const f = layout.faithfulness;
     this.badge.className = `emb-badge ${f === null ? "" : f >= 0.6 ? "good" : f < 0.3 ? "poor" : ""}`;
@@ -82,10 +92,11 @@ export class SidePanel {
   }
 
   /** The keys query i attends to most, with bars scaled to the largest weight. */
-  setKeys(p: Points, i: number, lines: KeyLine[], layer: number, head: number): void {
+  /** `where`: "layer 5, head 3" (the model's numbers). */
+  setKeys(p: Points, i: number, lines: KeyLine[], where: string): void {
     const wmax = Math.max(...lines.map((l) => l.w), 1e-9);
     this.keyList.replaceChildren(
-      el("div", undefined, `Query ${JSON.stringify(p.token[i] ?? "")} attends to (layer ${layer}, head ${head}):`),
+      el("div", undefined, `Query ${JSON.stringify(p.token[i] ?? "")} attends to (${where}):`),
       ...lines.map(({ key, w }) => {
         const row = el("div");
         const bar = el("span", "bar");

@@ -8,6 +8,7 @@ import { el, fmt } from "./dom";
 import { pointColor, type ColorBy, type Points } from "./points";
 import { drawScatter, fit, nearestPoint, SINGLE, toScreen, type KeyLine, type Transform } from "./scatter";
 import { SidePanel } from "./side";
+import { layerHeadLabel } from "../../data/labels";
 
 const ANIM_MS = 350;
 
@@ -84,7 +85,7 @@ export class SingleHead {
     const prev = this.drawn;
     this.layout = layout;
     const b = this.batch();
-    this.side.setHead(layout, b.info, b.selected);
+    this.side.setHead(layout, b.info, b.selected, b.state?.manifest ?? {});
     this.root.dataset["embMethod"] = layout.method;
     this.root.dataset["embFaithfulness"] = fmt(layout.faithfulness);
     const next = layout.xy;
@@ -245,7 +246,7 @@ export class SingleHead {
     const start = p.keyStart[probe] as number;
     this.lines = top.map((j) => ({ key: start + j, w: row[j] as number }));
     this.root.dataset["embLines"] = String(this.lines.length);
-    this.side.setKeys(p, i, this.lines, layer, head);
+    this.side.setKeys(p, i, this.lines, layerHeadLabel(state.manifest, layer, head));
     this.draw();
   }
 }

@@ -35,10 +35,10 @@ export class GridPanel {
     ctx.fillStyle = "#555";
     ctx.textBaseline = "middle";
     ctx.textAlign = "right";
-    for (let l = 0; l < L; l++) ctx.fillText(`L${l}`, x0 - 4, y0 + l * cell + cell / 2);
+    for (let l = 0; l < L; l++) ctx.fillText(`L${s.names.layer(l)}`, x0 - 4, y0 + l * cell + cell / 2);
     ctx.textAlign = "center";
     const every = Math.ceil(12 / cell);
-    for (let h = 0; h < H; h += every) ctx.fillText(`${h}`, x0 + h * cell + cell / 2, y0 - 8);
+    for (let h = 0; h < H; h += every) ctx.fillText(`${s.names.head(0, h)}`, x0 + h * cell + cell / 2, y0 - 8);
     for (let l = 0; l < L; l++) {
       for (let h = 0; h < H; h++) {
         const x = v[(s.index * L + l) * H + h] as number;

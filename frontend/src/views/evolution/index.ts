@@ -10,8 +10,9 @@
 import { selectControl } from "../../controls/widgets";
 import type { ProbeRef, SharedState, View, ViewHost } from "../../shell/view";
 import { fetchMetrics, METRICS, stepIndexAtOrBefore, type MetricSeries } from "./api";
+import { headIndex, layerIndex } from "../../data/labels";
 import { GridPanel } from "./grid";
-import { addStyle, fmt, type Cell, type Range, type Shown } from "./layout";
+import { addStyle, fmt, type Cell, type Names, type Range, type Shown } from "./layout";
 import { RankPanel } from "./rank";
 import { RolloutPanel } from "./rollout";
 import { SeriesPanel } from "./series";
@@ -254,7 +255,16 @@ export class EvolutionView implements View {
       index: this.currentIndex(),
       step: (this.state as SharedState).step,
       hover: this.hover,
+      names: this.names(),
     };
+  }
+
+  /** Metrics are [L, H] of the stored layers and heads: name them as the probe's manifest does when it matches. */
+  private names(): Names {
+    const m = (this.state as SharedState).manifest;
+    const s = this.metrics as MetricSeries;
+    if (m.num_layers !== s.L || m.num_heads !== s.H) return { layer: (l) => l, head: (_, h) => h };
+    return { layer: (l) => layerIndex(m, l), head: (l, h) => headIndex(m, l, h) };
   }
 
   private draw(): void {
@@ -270,7 +280,8 @@ export class EvolutionView implements View {
     if (c && this.metrics) {
       const s = this.currentIndex();
       const x = this.values()[(s * this.metrics.L + c.layer) * this.metrics.H + c.head] as number;
-      this.grid.canvas.title = `Layer ${c.layer}, head ${c.head}: ${this.metricLabel()} = ${fmt(x)} · click to open this head in the head view`;
+      const n = this.names();
+      this.grid.canvas.title = `Layer ${n.layer(c.layer)}, head ${n.head(c.layer, c.head)}: ${this.metricLabel()} = ${fmt(x)} · click to open this head in the head view`;
     }
   }
 
@@ -289,7 +300,8 @@ export class EvolutionView implements View {
       const step = (steps[0] as number) + c.t * ((steps[steps.length - 1] as number) - (steps[0] as number));
       const i = Math.max(0, stepIndexAtOrBefore(steps, step));
       const x = this.values()[(i * this.metrics.L + c.layer) * this.metrics.H + c.head] as number;
-      this.series.canvas.title = `Layer ${c.layer}, head ${c.head}, step ${steps[i]}: ${this.metricLabel()} = ${fmt(x)} · click to move the step`;
+      const n = this.names();
+      this.series.canvas.title = `Layer ${n.layer(c.layer)}, head ${n.head(c.layer, c.head)}, step ${steps[i]}: ${this.metricLabel()} = ${fmt(x)} · click to move the step`;
     }
   }
 

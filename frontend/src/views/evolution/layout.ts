@@ -83,4 +83,11 @@ export interface Shown {
   /** The shared step. */
   step: number;
   hover: Cell | null;
+  /** The model's layer / head numbers of stored layer l, head h (a logged subset is not renumbered). */
+  names: Names;
+}
+
+export interface Names {
+  layer: (l: number) => number;
+  head: (l: number, h: number) => number;
 }

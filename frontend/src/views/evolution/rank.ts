@@ -112,11 +112,11 @@ export class RankPanel {
       this.note.textContent = `Cannot compare: ${(e as Error).message}`;
       return;
     }
-    this.fill(scores, L, H, detail);
+    this.fill(scores, L, H, detail, q.shown);
   }
 
   /** The top rows by score (undefined scores dropped). */
-  private fill(scores: Float64Array, L: number, H: number, detail: (i: number) => string): void {
+  private fill(scores: Float64Array, L: number, H: number, detail: (i: number) => string, shown: Shown): void {
     const order = Array.from({ length: L * H }, (_, i) => i)
       .filter((i) => Number.isFinite(scores[i] as number))
       .sort((x, y) => (scores[y] as number) - (scores[x] as number))
@@ -135,7 +135,9 @@ export class RankPanel {
       tr.dataset["layer"] = String(Math.floor(i / H));
       tr.dataset["head"] = String(i % H);
       tr.title = "Open this head in the head view";
-      for (const t of [String(r + 1), String(Math.floor(i / H)), String(i % H), detail(i)]) {
+      const l = Math.floor(i / H);
+      const names = [String(shown.names.layer(l)), String(shown.names.head(l, i % H))];
+      for (const t of [String(r + 1), ...names, detail(i)]) {
         const td = document.createElement("td");
         td.textContent = t;
         tr.appendChild(td);

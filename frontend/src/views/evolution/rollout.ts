@@ -5,6 +5,7 @@
 import { VIRIDIS, cssColor } from "../../draw/colormap";
 import type { SharedState, ViewHost } from "../../shell/view";
 import { fetchRollout, type Rollout } from "./api";
+import { layerLabel } from "../../data/labels";
 import { canvas, panel, sizeCanvas } from "./layout";
 
 export class RolloutPanel {
@@ -25,7 +26,7 @@ export class RolloutPanel {
     let residual = Number(residualText);
     if (!Number.isFinite(residual) || residual < 0 || residual > 1) residual = 0.5;
     const man = state.manifest;
-    this.title.textContent = `Attention rollout after layer ${state.layer} (approximation)`;
+    this.title.textContent = `Attention rollout after ${layerLabel(man, state.layer)} (approximation)`;
     if (man.key_tokens) {
       sizeCanvas(this.canvas, 1, 1);
       this.note.textContent = "Rollout needs self-attention; this probe is cross-attention.";

@@ -39,10 +39,10 @@ export class SeriesPanel {
     ctx.textBaseline = "middle";
     ctx.textAlign = "right";
     ctx.fillStyle = "#555";
-    for (let l = 0; l < L; l++) ctx.fillText(`L${l}`, x0 - 4, y0 + l * (h + gap) + h / 2);
+    for (let l = 0; l < L; l++) ctx.fillText(`L${s.names.layer(l)}`, x0 - 4, y0 + l * (h + gap) + h / 2);
     ctx.textAlign = "center";
     const every = Math.ceil(24 / (w + gap));
-    for (let hd = 0; hd < H; hd += every) ctx.fillText(`H${hd}`, x0 + hd * (w + gap) + w / 2, y0 - 8);
+    for (let hd = 0; hd < H; hd += every) ctx.fillText(`H${s.names.head(0, hd)}`, x0 + hd * (w + gap) + w / 2, y0 - 8);
     const scaleY = (h - 4) / (hi - lo);
     ctx.lineWidth = 1;
     for (let l = 0; l < L; l++) {

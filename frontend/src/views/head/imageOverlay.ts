@@ -34,6 +34,8 @@ export interface OverlayData {
   /** Probe positions of the drawn query / key tokens (null: all, in order). */
   qpos: number[] | null;
   kpos: number[] | null;
+  /** The model's name of stored head h (data/labels.ts). */
+  headName?: (h: number) => string;
 }
 
 export class ImageOverlay {
@@ -199,7 +201,8 @@ export class ImageOverlay {
       ctx.strokeStyle = "#fff";
       ctx.strokeRect(x + 1.5, y + 1.5, g.cw - 3, g.ch - 3);
     }
-    const headsText = heads.length === 1 && H > 1 ? `head ${heads[0]}` : `mean of ${heads.length} heads`;
+    const name = d.headName ?? ((h: number) => `head ${h}`);
+    const headsText = heads.length === 1 && H > 1 ? name(heads[0] as number) : `mean of ${heads.length} heads`;
     // Token strings are untrusted: textContent only.
     this.legend.textContent =
       `query ${d.manifest.tokens[q]} · ${headsText} · strongest patch ${max.toFixed(2)}` +

@@ -7,6 +7,7 @@ import { HeadView } from "../../draw/headView";
 import { ImageOverlay } from "./imageOverlay";
 import { LESS, MORE, compareTarget, deltaSummary, splitDelta } from "../../data/compare";
 import { headColor } from "../../draw/palette";
+import { headLabel, layerLabel, subsetNote } from "../../data/labels";
 import { subsetAttention, type Subset } from "../../data/tokenFilter";
 import { autoTopK } from "../../draw/topk";
 import type { SharedState, View, ViewHost } from "../../shell/view";
@@ -124,6 +125,7 @@ export class HeadTab implements View {
     const left = pick(manifest.tokens, seg?.q);
     const right = pick(manifest.key_tokens ?? manifest.tokens, seg?.k);
     const active = this.heads.setCount(cur.H);
+    this.heads.setLabel((h) => headLabel(manifest, layer, h));
     this.view.setData({ left, right, attn }, this.expand(active, attn.H));
     this.shown = state;
     this.paint();
@@ -136,6 +138,7 @@ export class HeadTab implements View {
       attn: cur,
       qpos: at(kept.q, seg?.q),
       kpos: at(kept.k, seg?.k),
+      headName: (h: number) => headLabel(manifest, layer, h),
     };
     await this.overlay.show(state.probe, step, overlayData, active, t && t.side === "left" ? t.index : null);
     if (!host.isCurrent(state)) return;
@@ -145,9 +148,12 @@ export class HeadTab implements View {
         : typeof target === "string"
           ? `(${target}) · `
           : "";
+    const subset = subsetNote(manifest);
     host.setSummary(
       cmp +
-        `${manifest.num_layers} layers · ${cur.H} heads · ${left.length} query` +
+        `${layerLabel(manifest, layer)} · ${manifest.num_layers} layers · ${cur.H} heads` +
+        (subset ? ` (${subset})` : "") +
+        ` · ${left.length} query` +
         (manifest.key_tokens ? ` / ${right.length} key` : "") +
         " tokens · hover a token to isolate its attention, click to lock it",
     );

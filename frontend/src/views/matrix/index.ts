@@ -8,6 +8,7 @@ import { compareTarget, deltaSummary } from "../../data/compare";
 import { HeatmapPanel } from "../../draw/heatmap";
 import type { View, ViewHost } from "../../shell/view";
 import { headAndScaleControls, setHeadOptions } from "../../controls/widgets";
+import { headIndex, layerHeadLabel } from "../../data/labels";
 
 export class MatrixView implements View {
   readonly id = "matrix";
@@ -41,7 +42,7 @@ export class MatrixView implements View {
     this.host = host;
     const state = host.state;
     const m = state.manifest;
-    setHeadOptions(this.head, m.num_heads);
+    setHeadOptions(this.head, m.num_heads, (h) => String(headIndex(m, state.layer, h)));
     const h = Number(this.head.value);
     const left = m.tokens;
     const right = m.key_tokens ?? m.tokens;
@@ -76,7 +77,7 @@ export class MatrixView implements View {
     this.panel.paint();
     host.setSummary(
       (ref ? deltaSummary(state, ref) + " · " : typeof target === "string" ? `(${target}) · ` : "") +
-        `layer ${state.layer}, head ${h} · ${attn.Q} × ${attn.K} · colour range ${ref ? "±" : "0–"}${vmax.toPrecision(3)} ` +
+        `${layerHeadLabel(m, state.layer, h)} · ${attn.Q} × ${attn.K} · colour range ${ref ? "±" : "0–"}${vmax.toPrecision(3)} ` +
         "(the largest) · drag on the overview to zoom, hover for values",
     );
   }

@@ -6,6 +6,8 @@ import { checkShape } from "../../data/api";
 import { LESS, MORE, compareTarget, deltaSummary, splitDelta } from "../../data/compare";
 import { HeadView } from "../../draw/headView";
 import { lineThumbColor } from "../../draw/palette";
+import { headIndex, headLabel, layerIndex, layerLabel, sharedHeads, subsetNote } from "../../data/labels";
+import type { Manifest } from "../../data/api";
 import { drawLineThumb } from "../../draw/lineThumb";
 import { autoTopK } from "../../draw/topk";
 import type { CompareRef, SharedState, View, ViewHost } from "../../shell/view";
@@ -59,8 +61,11 @@ export class ModelView implements View {
     });
   }
 
-  private layout(L: number, H: number, n: number): void {
-    const key = `${L}x${H}x${n > 64}`;
+  private layout(m: Manifest, n: number): void {
+    const L = m.num_layers;
+    const H = m.num_heads;
+    const shared = sharedHeads(m);
+    const key = JSON.stringify([L, H, n > 64, m.layers?.map((x) => [x.index, x.heads]) ?? null]);
     if (key === this.shape) return;
     this.shape = key;
     // Thumbnails share the width left of the ~480 px detail panel; never smaller than 44 px (labels stay legible).
@@ -71,18 +76,20 @@ export class ModelView implements View {
     this.grid.style.setProperty("--thumb-h", `${th}px`);
     this.grid.style.gridTemplateColumns = `auto repeat(${H}, ${tw}px)`;
     const cells: HTMLElement[] = [document.createElement("div")];
-    for (let h = 0; h < H; h++) cells.push(label("mv-col-label", `Head ${h}`));
+    // Column headers name the model's heads when every layer logged the same ones; else each thumbnail says.
+    for (let h = 0; h < H; h++) cells.push(label("mv-col-label", shared ? `Head ${shared[h]}` : `#${h}`));
     this.thumbs = [];
     const dpr = window.devicePixelRatio || 1;
     for (let l = 0; l < L; l++) {
-      cells.push(label("mv-row-label", `Layer ${l}`));
+      cells.push(label("mv-row-label", layerLabel(m, l, true)));
       const row: HTMLCanvasElement[] = [];
       for (let h = 0; h < H; h++) {
         const cell = document.createElement("div");
         cell.className = "mv-thumb";
         cell.dataset["layer"] = String(l);
         cell.dataset["head"] = String(h);
-        cell.title = `Layer ${l}, head ${h}: click to enlarge`;
+        cell.title = `${layerLabel(m, l, true)}, ${headLabel(m, l, h)}: click to enlarge`;
+        cell.dataset["label"] = `${layerIndex(m, l)}:${headIndex(m, l, h)}`;
         cell.style.setProperty("--layer-color", lineThumbColor(l));
         const c = document.createElement("canvas");
         c.width = Math.round(tw * dpr);
@@ -103,7 +110,7 @@ export class ModelView implements View {
     const m = state.manifest;
     const Q = m.tokens.length;
     const K = (m.key_tokens ?? m.tokens).length;
-    this.layout(m.num_layers, m.num_heads, Math.max(Q, K));
+    this.layout(m, Math.max(Q, K));
     const topK = autoTopK(K);
     const target = await compareTarget(host, state);
     if (!host.isCurrent(state)) return;
@@ -146,7 +153,9 @@ export class ModelView implements View {
     this.ref = ref;
     host.setSummary(
       (ref ? deltaSummary(state, ref) + " · " : typeof target === "string" ? `(${target}) · ` : "") +
-        `${m.num_layers} layers × ${m.num_heads} heads · ${Q} tokens` +
+        `${m.num_layers} layers × ${m.num_heads} heads` +
+        (subsetNote(m) ? ` (${subsetNote(m)})` : "") +
+        ` · ${Q} tokens` +
         (topK ? ` · top ${topK} keys per query (long sequence)` : "") +
         " · click a thumbnail to enlarge it",
     );
@@ -201,7 +210,9 @@ export class ModelView implements View {
     const m = state.manifest;
     const attn = refAttn ? splitDelta(cur, refAttn) : cur;
     this.detailPanel.style.display = "";
-    this.detailTitle.textContent = `Layer ${sel.layer}, Head ${sel.head}` + (ref ? ` · Δ vs ${ref.label}` : "");
+    this.detailTitle.textContent =
+      `${layerLabel(m, sel.layer, true)}, ${headLabel(m, sel.layer, sel.head, true)}` +
+      (ref ? ` · Δ vs ${ref.label}` : "");
     this.detail.colorOf = refAttn ? (h) => (h < cur.H ? MORE : LESS) : () => lineThumbColor(sel.layer);
     this.detail.topK = autoTopK(attn.K);
     this.detail.setData(

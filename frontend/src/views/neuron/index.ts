@@ -15,21 +15,23 @@ import { displayText } from "../../draw/tokens";
 import type { CompareRef, SharedState, View, ViewHost } from "../../shell/view";
 import { connectors, numberColumns, strips } from "./draw";
 import { columnLayout, headings, INITIAL_LAYOUT, type Layout } from "./layout";
-import { kvHeadOf, maxAbs, rowOf, scalingOf, type Row } from "./math";
+import { describe, kvHeadOf, maxAbs, recomputeOf, rowOf, type Recompute, type Row } from "./math";
+import { headIndex, kvHeadIndex, layerLabel } from "../../data/labels";
+import { setHeadOptions } from "../../controls/widgets";
 
 interface Ref {
   ref: CompareRef;
   qk: QK;
   attn: Attention;
-  scaling: number;
+  rc: Recompute;
 }
 
 interface Data {
   m: Manifest;
+  layer: number;
   qk: QK;
   attn: Attention;
-  scaling: number;
-  scalingKnown: boolean;
+  rc: Recompute;
   /** The "Compare with" reference at the same layer, when it has q/k of the same shape. */
   ref: Ref | null;
 }
@@ -47,6 +49,7 @@ export class NeuronView implements View {
   private readonly kCol = document.createElement("div");
   private readonly note = document.createElement("div");
   private readonly cmp = document.createElement("div"); // which reference Δ is against, or why there is none
+  private readonly verdict = document.createElement("div"); // recomputed softmax vs logged, and why they may differ
   private head = 0;
   private step = 0;
   private data: Data | null = null;
@@ -73,12 +76,14 @@ export class NeuronView implements View {
     this.note.className = "tba-message";
     this.cmp.className = "nv-info nv-compare";
     this.cmp.style.marginBottom = "6px";
+    this.verdict.className = "nv-info nv-verdict";
+    this.verdict.style.marginBottom = "6px";
     this.body.className = "nv-body";
     this.header.className = "nv-header";
     this.qCol.className = "token-col nv-q";
     this.kCol.className = "token-col nv-k";
     this.body.append(this.canvas, this.header, this.qCol, this.kCol);
-    this.root.append(bar, this.cmp, this.note, this.body);
+    this.root.append(bar, this.cmp, this.verdict, this.note, this.body);
     this.qCol.addEventListener("mouseover", (e) => this.query.hover(indexOf(e)));
     this.qCol.addEventListener("mouseleave", () => this.query.hover(null));
     this.qCol.addEventListener("click", (e) => {
@@ -127,14 +132,13 @@ export class NeuronView implements View {
         ref = `cannot compare with ${ref.ref.label}: q/k shapes differ ([H, H_kv, Q, K, D] ${a.join("×")} vs ${b.join("×")})`;
       }
     }
-    const s = scalingOf(m, state.layer, qk.D);
     this.step = state.step;
     this.data = {
       m,
+      layer: state.layer,
       qk,
       attn,
-      scaling: s.value,
-      scalingKnown: s.known,
+      rc: recomputeOf(m, state.layer, qk.D),
       ref: ref && typeof ref !== "string" ? ref : null,
     };
     const r = this.data.ref;
@@ -146,23 +150,14 @@ export class NeuronView implements View {
     this.root.dataset["compare"] = r ? r.ref.label : "";
     this.note.textContent = "";
     this.body.style.display = "";
-    if (this.headSelect.options.length !== qk.H) {
-      this.headSelect.replaceChildren(
-        ...Array.from({ length: qk.H }, (_, h) => {
-          const o = document.createElement("option");
-          o.value = String(h);
-          o.textContent = String(h);
-          return o;
-        }),
-      );
-    }
+    setHeadOptions(this.headSelect, qk.H, (h) => String(headIndex(m, state.layer, h)));
     this.head = Math.min(this.head, qk.H - 1);
     this.headSelect.value = String(this.head);
     this.layout();
     this.paint();
     host.setSummary(
       (r ? deltaSummary(state, r.ref) + " · " : typeof ref === "string" ? `(${ref}) · ` : "") +
-        `layer ${state.layer} · ${qk.H} query heads, ${qk.Hkv} key heads · d_head ${qk.D} · ${qk.Q} tokens · ` +
+        `${layerLabel(m, state.layer)} · ${qk.H} query heads, ${qk.Hkv} key heads · d_head ${qk.D} · ${qk.Q} tokens · ` +
         "hover a query token to see its computation, click to lock it (Esc unlocks), ←/→ change head",
     );
   }
@@ -177,7 +172,7 @@ export class NeuronView implements View {
         host.qk(t.ref.step, state.layer, t.ref.probe),
         host.attention(t.ref.step, state.layer, t.ref.probe),
       ]);
-      return { ref: t.ref, qk, attn, scaling: scalingOf(t.m, state.layer, qk.D).value };
+      return { ref: t.ref, qk, attn, rc: recomputeOf(t.m, state.layer, qk.D) };
     } catch (e) {
       const ref = state.compare?.label ?? "the reference";
       if (e instanceof HttpError && e.status === 404) return `queries and keys were not logged for ${ref}`;
@@ -247,16 +242,17 @@ export class NeuronView implements View {
     const h = this.head;
     const kh = kvHeadOf(h, qk.H, qk.Hkv);
     const group = qk.H / Math.max(1, qk.Hkv);
-    const shared =
-      qk.Hkv < qk.H ? ` · GQA: key head ${kh} is shared by query heads ${kh * group}–${(kh + 1) * group - 1}` : "";
+    const model = (q: number): number => headIndex(d.m, d.layer, q);
+    const khName = kvHeadIndex(d.m, d.layer, kh);
+    const sharers = Array.from({ length: group }, (_, g) => model(kh * group + g)).join(", ");
+    const shared = qk.Hkv < qk.H ? ` · GQA: key head ${khName} is shared by query heads ${sharers}` : "";
     const rope = "q/k as the model used them (post-RoPE where the model applies RoPE; pre-RoPE is not logged)";
-    const sc = d.scalingKnown
-      ? `scaling ${d.scaling.toPrecision(4)} (from the manifest)`
-      : `scaling 1/√${qk.D} = ${d.scaling.toPrecision(4)} (assumed: the manifest carries no scaling)`;
-    this.info.textContent = `${rope} · ${sc}${shared}`;
+    this.info.textContent = `${rope} · ${describe(d.rc, qk.D)}${shared}`;
+    this.root.dataset["scaling"] = d.rc.scaling.toPrecision(6);
+    this.root.dataset["scalingFrom"] = d.rc.scalingFrom;
     const lay = this.lay;
     const x = lay.x;
-    this.header.replaceChildren(...headings(lay, qk, kh, d.ref ? d.ref.ref : null, this.step));
+    this.header.replaceChildren(...headings(lay, qk, khName, d.ref ? d.ref.ref : null, this.step));
     const ctx = this.canvas.getContext("2d") as CanvasRenderingContext2D;
     ctx.clearRect(0, 0, x.end, lay.headerH + Math.max(qk.Q, qk.K) * lay.rowH);
     // Column scales are per head, so rows are comparable within a column.
@@ -265,6 +261,7 @@ export class NeuronView implements View {
     strips(ctx, lay, qk.queries, qOff, qk.Q, qk.D, x.qVec, maxAbs(qk.queries, qOff, qk.Q * qk.D));
     strips(ctx, lay, qk.keys, kOff, qk.K, qk.D, x.kVec, maxAbs(qk.keys, kOff, qk.K * qk.D));
     this.root.dataset["head"] = String(h);
+    this.root.dataset["headLabel"] = String(model(h));
     this.drawQuery();
   }
 
@@ -286,9 +283,9 @@ export class NeuronView implements View {
     ctx.clearRect(x.prod - 2, top, x.end - x.prod + 2, height);
     ctx.clearRect(0, top, x.qVec, height); // query highlight lives behind the query tokens
     const prod = new Float32Array(K * D);
-    const cur = rowOf(qk, attn, h, i, d.scaling, prod);
+    const cur = rowOf(qk, attn, h, i, d.rc, prod);
     // The reference row: same head and query, its own q/k, scaling and mask.
-    const ref = d.ref ? rowOf(d.ref.qk, d.ref.attn, h, i, d.ref.scaling) : null;
+    const ref = d.ref ? rowOf(d.ref.qk, d.ref.attn, h, i, d.ref.rc) : null;
     strips(ctx, lay, prod, 0, K, D, x.prod, maxAbs(prod, 0, K * D), cur.masked);
     const dpMax = numberColumns(ctx, lay, K, cur, ref);
     connectors(ctx, lay, i, cur.aRow);
@@ -300,6 +297,10 @@ export class NeuronView implements View {
     this.root.dataset["locked"] = String(this.query.isLocked);
     // Largest |Δ softmax| of this query (test/benchmark hook; "" when not comparing).
     this.root.dataset["deltaMax"] = ref ? dpMax.toPrecision(4) : "";
+    // How the recomputed softmax compares with the logged weights (test hook and the line under the columns).
+    this.root.dataset["recomputeDiff"] = cur.maxDiff.toPrecision(4);
+    this.root.dataset["recompute"] = cur.withinStorage ? "agrees" : "differs";
+    this.verdict.textContent = verdict(cur, d.rc);
     this.scores = { cur, ref, i };
   }
 
@@ -311,11 +312,11 @@ export class NeuronView implements View {
     const d = this.data;
     if (!s || !d) return;
     const right = d.m.key_tokens ?? d.m.tokens;
-    const { score, soft, aRow } = s.cur;
+    const { score, soft, aRow, tol } = s.cur;
     let t =
       `key ${j}: ${right[j] ?? ""}\nquery ${s.i}: ${d.m.tokens[s.i] ?? ""}\n` +
-      `q·k·s = ${(score[j] as number).toPrecision(5)}\nsoftmax = ${(soft[j] as number).toPrecision(4)}\n` +
-      `logged attention = ${(aRow[j] as number).toPrecision(4)}`;
+      `q·k·s = ${(score[j] as number).toPrecision(5)}\nsoftmax (recomputed) = ${(soft[j] as number).toPrecision(4)}\n` +
+      `logged attention = ${(aRow[j] as number).toPrecision(4)} (storage precision ±${(tol[j] as number).toPrecision(2)})`;
     if (s.ref && d.ref) {
       const rs = s.ref.score[j] as number;
       const rp = s.ref.soft[j] as number;
@@ -343,6 +344,26 @@ export class NeuronView implements View {
     }
     return false;
   }
+}
+
+/** Why "softmax" and "logged" may differ, and whether they do here beyond what storage explains. */
+function verdict(r: Row, rc: Recompute): string {
+  const why =
+    "softmax is recomputed here from the logged fp16 q/k; logged is the stored weight (8-bit, error ≤ 0.62 % of the " +
+    "row maximum)";
+  const diff = `max |softmax − logged| = ${r.maxDiff.toPrecision(2)} for this query`;
+  if (r.withinStorage) return `${diff}: agrees within storage precision (${why})` + sinkText(r);
+  const cause =
+    rc.bias && rc.bias !== "none"
+      ? `the model adds ${rc.bias} position terms to the scores that q·k do not carry`
+      : rc.scalingFrom === "assumed" || rc.mask === null || rc.bias === null
+        ? "this probe did not log every recompute parameter (see above)"
+        : "the model used something the logged q/k and parameters do not capture";
+  return `${diff}: DIFFERS beyond storage precision: ${cause} (${why})` + sinkText(r);
+}
+
+function sinkText(r: Row): string {
+  return r.sinkMass > 0 ? ` · the sink takes ${(100 * r.sinkMass).toFixed(1)} % of this row` : "";
 }
 
 function indexOf(e: Event): number | null {

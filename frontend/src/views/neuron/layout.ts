@@ -118,10 +118,11 @@ export function headings(lay: Layout, qk: QK, kh: number, ref: CompareRef | null
       CELL,
       "softmax",
       "soft",
-      "softmax of the scaled scores over the keys the model did not mask " +
-        "(logged weight > 0); differences to 'logged' come from biases or masks q/k do not carry",
+      "softmax of the scaled scores, recomputed here from the logged q/k with the layer's logged scaling, softcap, " +
+        "mask and sinks (unknown ones are named above the columns); small differences to 'logged' are storage " +
+        "rounding (8-bit weights, fp16 q/k), larger ones a bias or mask the q/k do not carry",
     ],
-    [x.attn, CELL, "logged", "attn", "the attention weight the model used"],
+    [x.attn, CELL, "logged", "attn", "the attention weight the model used, as stored (8-bit: ≤ 0.62 % of the row max)"],
   ];
   if (ref) {
     cols.push(
