@@ -17,6 +17,9 @@ ALLOWED = {
     "capture": {"format", "analysis"},
     "write": {"format", "analysis", "capture"},  # capture only for add_capture(), lazily
     "serve": {"format", "analysis"},
+    # Notebook outputs read like serve/ (never import it); capture and write's checks only for show(cap),
+    # neuron_view and array input, lazily.
+    "notebook": {"format", "analysis", "capture", "write"},
     "integrations": {"format", "analysis", "capture", "write"},
     "cli": {"format", "analysis", "capture", "write", "integrations"},
     "__init__": {"write", "capture", "analysis", "integrations"},  # lazy public names only

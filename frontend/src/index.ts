@@ -4,6 +4,9 @@
 
 import { App } from "./shell/app";
 
+// Notebook outputs (tb_attention/notebook/) mount the same app in a shadow root, from data they embed.
+export { mountNotebook } from "./notebook/mount";
+
 let mounted = false;
 
 export function render(): void {

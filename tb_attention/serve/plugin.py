@@ -8,6 +8,7 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 
 from tb_attention.format import codec, metadata
+from tb_attention.format import stats as stats_mod
 from tb_attention.serve import http, probe_reader
 from tb_attention.serve.params import int_param, param, unit_param
 from tb_attention.serve.probe_reader import CorruptDataError
@@ -144,33 +145,21 @@ class AttentionPlugin(base_plugin.TBPlugin):
         crcs = self._reader.head_stat_series(ctx, eid, metadata.KIND_HEAD_STATS_CRC).get(run, {})
         crc_tag = metadata.stats_crc_tag(tag)
         read = self._reader.read_tensors(ctx, eid, run, list(tags) + ([crc_tag] if crc_tag in crcs else []))
-        # Series may hold different steps (sampling, a metric added later): align on the union, NaN where missing.
-        per_stat: dict = {}
+        # Series may hold different steps (sampling, a metric added later): format/stats.py aligns them on the union.
+        values: dict = {}
         walls: dict = {}
         for stat_tag, content in sorted(tags.items()):
-            datums: dict = {}
+            by_step: dict = {}
             for d in read.get(stat_tag, []):
-                datums.setdefault(d.step, d)
+                if d.step not in by_step:
+                    by_step[d.step] = d.numpy
                 walls.setdefault(d.step, d.wall_time)
-            per_stat[content["stat"]] = datums
-        damaged = _damaged_steps(per_stat, read.get(crc_tag, []))
-        steps = sorted(walls)
-        index = {s: i for i, s in enumerate(steps)}
-        arrays = {
-            "steps": np.array(steps, np.float64),
-            "wall_times": np.array([walls[s] for s in steps], np.float64),
-        }
-        for stat, datums in per_stat.items():
-            shapes = {np.shape(d.numpy) for d in datums.values()}
-            if len(shapes) != 1:
-                raise CorruptDataError(f"statistic {stat!r} changes shape between steps: {sorted(shapes)}")
-            out = np.full((len(steps),) + shapes.pop(), np.nan, np.float32)
-            for s, d in datums.items():
-                if s not in damaged:  # a step whose checksum fails shows as a gap, never as wrong numbers
-                    out[index[s]] = d.numpy
-            arrays[stat] = out
-        meta = {"stats": sorted(per_stat), "damaged_steps": sorted(damaged)}
-        return http.binary(request, codec.pack(arrays, meta))
+            values[content["stat"]] = by_step
+        checksums = {d.step: stats_mod.stored_crc(d.numpy) for d in read.get(crc_tag, [])}
+        try:
+            return http.binary(request, stats_mod.head_stats(values, walls, checksums))
+        except ValueError as e:
+            raise CorruptDataError(str(e)) from None
 
     # -- evolution (docs/metrics.md) -------------------------------------------------------------
     @http.route
@@ -220,18 +209,3 @@ class AttentionPlugin(base_plugin.TBPlugin):
         out = evolution.rollout(attn, fusion, residual)
         meta = {"fusion": fusion, "residual": residual, "approximation": "attention rollout (Abnar & Zuidema 2020)"}
         return http.binary(request, codec.pack({"rollout": out}, meta))
-
-
-def _damaged_steps(per_stat, crc_datums):
-    """Steps whose metric values do not match the checksum written with them (version 2 data; older steps and
-    steps without a checksum are taken as they are)."""
-    damaged = set()
-    for d in crc_datums:
-        values = {stat: datums[d.step].numpy for stat, datums in per_stat.items() if d.step in datums}
-        try:
-            expected = int(np.asarray(d.numpy).reshape(-1)[0])
-        except (ValueError, TypeError, IndexError):
-            expected = None
-        if expected is None or codec.stats_crc(values) != expected:
-            damaged.add(d.step)
-    return damaged

@@ -79,6 +79,15 @@ function decodeCbrt8(codes, rowExp, H, Q, K) {
   return out;
 }
 
+// src/data/transport.ts
+var transport = (url2) => fetch(url2);
+function request(url2) {
+  return transport(url2);
+}
+function setTransport(t) {
+  transport = t;
+}
+
 // src/data/api.ts
 function checkShape(attn, q, k) {
   if (attn.Q !== q || attn.K !== k) {
@@ -93,7 +102,7 @@ var HttpError = class extends Error {
 };
 async function get(route, params = {}) {
   const query = new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)])).toString();
-  const res = await fetch(query ? `${route}?${query}` : route);
+  const res = await request(query ? `${route}?${query}` : route);
   if (!res.ok) {
     const text = (await res.text().catch(() => "")).trim().slice(0, 500);
     throw new HttpError(res.status, `${route}: ${text || res.statusText || "request failed"} (HTTP ${res.status})`);
@@ -203,7 +212,7 @@ var ProbeSelect = class {
       if (p) onChange(p);
     });
   }
-  set(items, current) {
+  set(items, current2) {
     this.items = items;
     this.select.replaceChildren(
       ...items.map((p, i) => {
@@ -213,7 +222,7 @@ var ProbeSelect = class {
         return o;
       })
     );
-    const idx = current ? items.findIndex((p) => p.run === current.run && p.tag === current.tag) : -1;
+    const idx = current2 ? items.findIndex((p) => p.run === current2.run && p.tag === current2.tag) : -1;
     if (idx >= 0) this.select.value = String(idx);
   }
 };
@@ -362,6 +371,16 @@ var PartTabs = class {
   }
 };
 
+// src/shell/page.ts
+var current = null;
+function page() {
+  current ?? (current = { root: document.body, styles: document.head, hooks: window, embedded: false });
+  return current;
+}
+function setPage(p) {
+  current = p;
+}
+
 // src/controls/searchControl.ts
 var SearchControl = class {
   constructor(root, onFilterChange) {
@@ -420,7 +439,7 @@ var SearchControl = class {
       if (hit) hits.push(el2);
     }
     this.count.textContent = q ? `${hits.length} found` : "";
-    document.body.dataset["searchHits"] = String(hits.length);
+    page().root.dataset["searchHits"] = String(hits.length);
     if (!scroll || hits.length === 0) return;
     this.index = next ? (this.index + 1) % hits.length : 0;
     hits[this.index]?.scrollIntoView({ block: "center" });
@@ -627,7 +646,7 @@ function collect(root) {
   return { items, w: Math.ceil(w), h: Math.ceil(h) };
 }
 function background() {
-  const c = getComputedStyle(document.body).backgroundColor;
+  const c = getComputedStyle(page().root).backgroundColor;
   return transparent(c) ? "#ffffff" : c;
 }
 function viewToCanvas(root) {
@@ -789,14 +808,15 @@ async function snapshotHtml(title, parts, view, layer) {
     let type = p.type ?? "application/octet-stream";
     if (!body) {
       const q = new URLSearchParams(Object.entries(p.params).map(([k, v]) => [k, String(v)])).toString();
-      const res = await fetch(q ? `${p.route}?${q}` : p.route);
+      const res = await request(q ? `${p.route}?${q}` : p.route);
       if (!res.ok) continue;
       type = res.headers.get("Content-Type") ?? type;
       body = new Uint8Array(await res.arrayBuffer());
     }
     responses[snapshotKey(p.route, p.params)] = { type, body: base64(body) };
   }
-  const bundle = new Uint8Array(await (await fetch("index.js")).arrayBuffer());
+  const own = page().bundle;
+  const bundle = own ? await own() : new Uint8Array(await (await fetch("index.js")).arrayBuffer());
   const json = JSON.stringify({ responses, bundle: base64(bundle), view, layer }).replace(/</g, "\\u003c");
   const esc = (s) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
   const html = `<!DOCTYPE html>
@@ -1108,7 +1128,7 @@ var Loaders = class {
   async attentionHead(step, layer, head, probe) {
     const layerKey = key(probe.run, probe.tag, step, layer);
     let one;
-    if (this.attentionCache.has(layerKey) || window.__tbaSnapshot) {
+    if (this.attentionCache.has(layerKey) || window.__tbaSnapshot || page().embedded) {
       const a = await this.rawAttention(step, layer, probe);
       if (head >= a.H) throw new Error(`head ${head} out of range (${a.H} heads)`);
       const n = a.Q * a.K;
@@ -1139,7 +1159,7 @@ var Loaders = class {
 };
 
 // src/shell/styles.ts
-var CSS = `
+var CSS2 = `
 :root { color-scheme: light; }
 body { margin: 0; background: #fff; color: #212121;
   font: 13px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; }
@@ -1263,8 +1283,8 @@ body.tba-dark .diff-rank th { color: #9aa0a6; }
 `;
 function installStyles() {
   const style = document.createElement("style");
-  style.textContent = CSS;
-  document.head.appendChild(style);
+  style.textContent = CSS2;
+  page().styles.appendChild(style);
 }
 
 // src/shell/theme.ts
@@ -1277,24 +1297,29 @@ function parentBody() {
   }
 }
 function isDark() {
+  const source = page().theme;
+  if (source) return source.isDark();
   const b = parentBody();
   if (b) return b.classList.contains("dark-mode");
   return window.matchMedia?.("(prefers-color-scheme: dark)").matches ?? false;
 }
 function followTheme(onChange) {
+  const root = page().root;
   const apply = () => {
     const dark = isDark();
-    if (document.body.classList.contains("tba-dark") === dark) return;
-    document.body.classList.toggle("tba-dark", dark);
+    if (root.classList.contains("tba-dark") === dark) return;
+    root.classList.toggle("tba-dark", dark);
     onChange();
   };
-  document.body.classList.toggle("tba-dark", isDark());
+  root.classList.toggle("tba-dark", isDark());
+  const source = page().theme;
   const b = parentBody();
-  if (b) new MutationObserver(apply).observe(b, { attributes: true, attributeFilter: ["class"] });
+  if (source) source.watch(apply);
+  else if (b) new MutationObserver(apply).observe(b, { attributes: true, attributeFilter: ["class"] });
   else window.matchMedia?.("(prefers-color-scheme: dark)").addEventListener?.("change", apply);
 }
 function canvasText() {
-  return document.body.classList.contains("tba-dark") ? "#e8eaed" : "#212121";
+  return page().root.classList.contains("tba-dark") ? "#e8eaed" : "#212121";
 }
 
 // src/data/compare.ts
@@ -1832,8 +1857,8 @@ var METHOD_LABEL = {
 function url(route, params) {
   return `${route}?${new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)])).toString()}`;
 }
-async function request(route, params) {
-  const res = await fetch(url(route, params));
+async function request2(route, params) {
+  const res = await request(url(route, params));
   if (!res.ok) {
     const text = (await res.text().catch(() => "")).trim().slice(0, 500);
     throw new HttpError(res.status, `${route}: ${text || res.statusText || "request failed"} (HTTP ${res.status})`);
@@ -1841,7 +1866,7 @@ async function request(route, params) {
   return res;
 }
 async function fetchBatchInfo(run, tag) {
-  return await (await request("embedding_info", { run, tag })).json();
+  return await (await request2("embedding_info", { run, tag })).json();
 }
 function optionParams(o) {
   return { method: o.method, translate: o.translate ? "1" : "0", scale: o.scale ? "1" : "0" };
@@ -1850,7 +1875,7 @@ function num(v) {
   return typeof v === "number" && Number.isFinite(v) ? v : null;
 }
 async function fetchHead(run, tag, step, layer, head, o) {
-  const res = await request("embedding", { run, tag, step, layer, head, ...optionParams(o) });
+  const res = await request2("embedding", { run, tag, step, layer, head, ...optionParams(o) });
   if (res.status === 202) return { pending: true, ...await res.json() };
   const c = decodeContainer(await res.arrayBuffer());
   const xyArr = c.arrays["xy"];
@@ -1879,7 +1904,7 @@ async function fetchHead(run, tag, step, layer, head, o) {
   };
 }
 async function fetchMatrix(run, tag, step, o) {
-  const res = await request("embedding_matrix", { run, tag, step, ...optionParams(o) });
+  const res = await request2("embedding_matrix", { run, tag, step, ...optionParams(o) });
   if (res.status === 202) return { pending: true, ...await res.json() };
   const c = decodeContainer(await res.arrayBuffer());
   const xy = c.arrays["xy"];
@@ -1941,7 +1966,7 @@ function installEmbeddingStyles() {
 .emb-keys span.bar { display: inline-block; height: 8px; background: rgb(227,55,143); border-radius: 2px; }
 .emb-legend i { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin: 0 3px 0 8px; }
 `;
-  document.head.appendChild(style);
+  page().styles.appendChild(style);
 }
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -2616,7 +2641,7 @@ var EmbeddingView = class {
       this.selected = { layer: Number(cell2.dataset["layer"]), head: Number(cell2.dataset["head"]) };
       this.setMode("single");
     });
-    window["__tbaEmb"] = {
+    page().hooks["__tbaEmb"] = {
       /** Client coordinates of point i in the single-head canvas (tests). */
       screenOf: (i) => this.single.screenOf(i, this.mode === "single"),
       numQueries: () => this.points?.numQueries ?? 0
@@ -2803,7 +2828,7 @@ var METRICS = [
 ];
 async function container(route, params) {
   const query = new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)])).toString();
-  const res = await fetch(`${route}?${query}`);
+  const res = await request(`${route}?${query}`);
   if (res.status === 404 && route === "head_stats") return null;
   if (!res.ok) {
     const text = (await res.text().catch(() => "")).trim().slice(0, 300);
@@ -2856,7 +2881,7 @@ function stepIndexAtOrBefore(steps, step) {
 }
 
 // src/views/evolution/layout.ts
-var CSS2 = `
+var CSS3 = `
 .evo-view { display: flex; flex-direction: column; gap: 14px; }
 .evo-row { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
 .evo-panel h3 { font-size: 13px; font-weight: 600; margin: 0 0 6px; color: #333; }
@@ -2873,8 +2898,8 @@ function addStyle() {
   if (styled) return;
   styled = true;
   const s = document.createElement("style");
-  s.textContent = CSS2;
-  document.head.appendChild(s);
+  s.textContent = CSS3;
+  page().styles.appendChild(s);
 }
 function panel(title, ...children) {
   const d = document.createElement("div");
@@ -2982,7 +3007,7 @@ var RankPanel = class {
     let p = this.stepsCache.get(key2);
     if (!p) {
       const query = new URLSearchParams({ run: probe.run, tag: probe.tag }).toString();
-      p = fetch(`steps?${query}`).then(async (r) => r.ok ? (await r.json()).steps : []);
+      p = request(`steps?${query}`).then(async (r) => r.ok ? (await r.json()).steps : []);
       p.catch(() => this.stepsCache.delete(key2));
       this.stepsCache.set(key2, p);
     }
@@ -3327,10 +3352,10 @@ var EvolutionView = class {
     this.host.select({ view: "head", layer });
     const deadline = performance.now() + 5e3;
     const solo = () => {
-      const b = document.body.dataset;
+      const b = page().root.dataset;
       if (b["view"] !== "head") return;
       if (b["state"] === "ready" && b["paintedView"] === "head" && b["paintedLayer"] === String(layer)) {
-        const boxes = Array.from(document.querySelectorAll(".head-toggle"));
+        const boxes = Array.from(page().root.querySelectorAll(".head-toggle"));
         const box = boxes.find((el2) => el2.dataset["head"] === String(head));
         if (!box) return;
         const already = boxes.every((el2) => el2.classList.contains("off") === (el2 !== box));
@@ -3399,7 +3424,7 @@ var EvolutionView = class {
     const t1 = performance.now();
     this.draw();
     const drawMs = performance.now() - t1;
-    window.__tbaEvolution = { loadMs, drawMs, series: metrics.L * metrics.H, steps: metrics.steps.length };
+    page().hooks.__tbaEvolution = { loadMs, drawMs, series: metrics.L * metrics.H, steps: metrics.steps.length };
     this.root.dataset["drawMs"] = drawMs.toFixed(1);
     host.setSummary(
       `${metrics.L} layers × ${metrics.H} heads · metrics at ${metrics.steps.length} steps (${metrics.steps[0]}–${metrics.steps[metrics.steps.length - 1]}) · click a head to open it in the head view, a time series to move the step`
@@ -3991,7 +4016,7 @@ var HeadView = class {
         if (this.data && this.placeWindow(false)) this.drawWindow();
       });
     };
-    window.addEventListener("scroll", onScroll, { passive: true });
+    window.addEventListener("scroll", onScroll, { passive: true, capture: true });
     window.addEventListener("resize", onScroll, { passive: true });
   }
   column(side) {
@@ -4158,7 +4183,7 @@ function loadImage(probe, step) {
   let p = images.get(key2);
   if (!p) {
     const q = new URLSearchParams({ run: probe.run, tag: probe.tag, step: String(step) });
-    p = fetch(`image?${q}`).then(async (res) => {
+    p = request(`image?${q}`).then(async (res) => {
       if (!res.ok) throw new Error(`image: ${(await res.text()).slice(0, 300)} (HTTP ${res.status})`);
       return createImageBitmap(await res.blob());
     });
@@ -4211,7 +4236,7 @@ var ImageOverlay = class {
       this.legend.textContent = String(e.message);
     }
     this.root.style.display = "";
-    const bar = document.querySelector(".tba-toolbar");
+    const bar = page().root.querySelector(".tba-toolbar");
     if (bar) this.root.style.top = `${Math.ceil(bar.getBoundingClientRect().height) + 8}px`;
     this.paint();
   }
@@ -4325,7 +4350,8 @@ var ImageOverlay = class {
 
 // src/views/head/index.ts
 function timings() {
-  return window.__tbaTimings ?? (window.__tbaTimings = { paintMs: NaN, hoverMs: NaN });
+  var _a;
+  return (_a = page().hooks).__tbaTimings ?? (_a.__tbaTimings = { paintMs: NaN, hoverMs: NaN });
 }
 var HeadTab = class {
   constructor() {
@@ -5577,12 +5603,13 @@ var App = class {
     this.message.className = "tba-message";
     this.message.id = "message";
     this.main.className = "tba-main";
-    document.body.append(toolbar, this.summary, this.notice, this.message, this.main);
-    document.addEventListener("keydown", (e) => this.onKey(e));
+    if (page().embedded) reload.style.display = "none";
+    page().root.append(toolbar, this.summary, this.notice, this.message, this.main);
+    page().root.addEventListener("keydown", (e) => this.onKey(e));
     followTheme(() => this.select({}));
     this.activate(0, false);
-    window.__tba = this;
-    onHostReload(() => void this.start());
+    page().hooks.__tba = this;
+    if (!page().embedded) onHostReload(() => void this.start());
     void this.start();
   }
   tabButton(i) {
@@ -5616,7 +5643,7 @@ var App = class {
     }
     this.active = i;
     const v = this.view(i);
-    document.body.dataset["view"] = v.id;
+    page().root.dataset["view"] = v.id;
     this.tabs.querySelectorAll(".tba-tab").forEach((t, j) => {
       t.classList.toggle("active", j === i);
       t.setAttribute("aria-selected", String(j === i));
@@ -5665,7 +5692,7 @@ var App = class {
   }
   // -- loading -------------------------------------------------------------------------------------
   setState(state, text = "") {
-    document.body.dataset["state"] = state;
+    page().root.dataset["state"] = state;
     this.message.textContent = text;
     this.message.classList.toggle("error", state === "error");
     const v = this.views[this.active];
@@ -5713,8 +5740,8 @@ var App = class {
         this.setState("empty", `${probe.run} / ${probe.tag} has no steps yet.`);
         return;
       }
-      const current = this.probe ? this.steps[this.stepIndex] : void 0;
-      const same2 = current === void 0 ? -1 : steps.indexOf(current);
+      const current2 = this.probe ? this.steps[this.stepIndex] : void 0;
+      const same2 = current2 === void 0 ? -1 : steps.indexOf(current2);
       this.probe = probe;
       this.probeSelect.set(this.probes, probe);
       this.parts.sync(probe, this.probes);
@@ -5733,7 +5760,7 @@ var App = class {
     const probe = this.probe;
     this.stepSlider.set(this.steps, this.stepIndex);
     const step = this.steps[this.stepIndex];
-    document.body.dataset["state"] = "loading";
+    page().root.dataset["state"] = "loading";
     const v = this.view(this.active);
     if (v.usesLayer !== false && !v.prefetch) this.data.rawAttention(step, this.layer, probe).catch(() => void 0);
     try {
@@ -5759,18 +5786,20 @@ var App = class {
     }
   }
   async render() {
+    var _a;
     const state = this.current;
     if (!state) return;
     const v = this.view(this.active);
-    document.body.dataset["state"] = "loading";
+    page().root.dataset["state"] = "loading";
     v.root.style.display = "";
     try {
       await v.show(this);
       if (state !== this.current || v !== this.views[this.active]) return;
-      window.__tbaFirstPaintMs ?? (window.__tbaFirstPaintMs = performance.now());
-      document.body.dataset["paintedStep"] = String(state.step);
-      document.body.dataset["paintedLayer"] = String(state.layer);
-      document.body.dataset["paintedView"] = v.id;
+      (_a = page().hooks).__tbaFirstPaintMs ?? (_a.__tbaFirstPaintMs = performance.now());
+      const flags = page().root.dataset;
+      flags["paintedStep"] = String(state.step);
+      flags["paintedLayer"] = String(state.layer);
+      flags["paintedView"] = v.id;
       this.setState("ready");
       if (this.search.text) this.search.highlight(false);
       this.prefetch(state);
@@ -5813,6 +5842,220 @@ var App = class {
   }
 };
 
+// src/notebook/lod.ts
+var pad8 = (n) => (8 - n % 8) % 8;
+function packUint8(arrays, meta) {
+  const specs = {};
+  let offset = 0;
+  for (const [name, a] of Object.entries(arrays)) {
+    specs[name] = { dtype: "uint8", shape: a.shape, offset };
+    offset += a.data.length + pad8(a.data.length);
+  }
+  let head = JSON.stringify({ meta, arrays: specs });
+  head += " ".repeat(pad8(head.length));
+  const headBytes = new TextEncoder().encode(head);
+  const out = new Uint8Array(8 + headBytes.length + offset);
+  out.set([84, 66, 65, 49]);
+  new DataView(out.buffer).setUint32(4, headBytes.length, true);
+  out.set(headBytes, 8);
+  let at = 8 + headBytes.length;
+  for (const a of Object.values(arrays)) {
+    out.set(a.data, at);
+    at += a.data.length + pad8(a.data.length);
+  }
+  return out;
+}
+function expandTopK(stored) {
+  const buf = stored.buffer.slice(stored.byteOffset, stored.byteOffset + stored.byteLength);
+  const c = decodeContainer(buf);
+  const index = c.arrays["index"];
+  const codes = c.arrays["codes"];
+  const rowExp = c.arrays["row_exp"];
+  const K = Number(c.meta["key_len"]);
+  if (c.meta["encoding"] !== "cbrt8-topk" || !index || !codes || !rowExp || index.shape.length !== 3) {
+    throw new Error("attention: unexpected level-of-detail payload");
+  }
+  const [H, Q, k] = index.shape;
+  if (!Number.isInteger(K) || K < k) throw new Error(`attention: bad key length ${K} for top ${k}`);
+  const dense = new Uint8Array(H * Q * K);
+  const idx = index.data;
+  const val = codes.data;
+  for (let r = 0; r < H * Q; r++) {
+    const base = r * K;
+    for (let j = r * k; j < (r + 1) * k; j++) {
+      const key2 = idx[j];
+      if (key2 >= 0 && key2 < K) dense[base + key2] = val[j];
+    }
+  }
+  return packUint8(
+    { codes: { shape: [H, Q, K], data: dense }, row_exp: { shape: [H, Q], data: rowExp.data } },
+    { encoding: "cbrt8", lod: `top ${k} of ${K} keys per query` }
+  );
+}
+
+// src/notebook/payload.ts
+function fromBase64(text) {
+  const bin = atob(text.replace(/\s+/g, ""));
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+async function inflate(bytes) {
+  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+async function decodePayload(base642) {
+  const raw = await inflate(fromBase64(base642));
+  const magic = String.fromCharCode(...raw.subarray(0, 4));
+  if (raw.length < 8 || magic !== "TBN1") throw new Error("not a tb-attention notebook payload");
+  const headerLen = new DataView(raw.buffer, raw.byteOffset, raw.byteLength).getUint32(4, true);
+  const header = JSON.parse(new TextDecoder().decode(raw.subarray(8, 8 + headerLen)));
+  return { entries: header.entries, options: header.options ?? {}, body: raw.subarray(8 + headerLen) };
+}
+function keyOf(route, params) {
+  const entries = [...params].filter(([k]) => k !== "head").sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
+  return JSON.stringify([route, entries]);
+}
+function payloadTransport(p) {
+  const byKey = /* @__PURE__ */ new Map();
+  for (const e of p.entries) byKey.set(keyOf(e.route, Object.entries(e.params)), e);
+  const expanded = /* @__PURE__ */ new Map();
+  return async (url2) => {
+    const u = new URL(url2, "http://notebook.invalid/");
+    const route = u.pathname.replace(/^\/+/, "");
+    const key2 = keyOf(route, u.searchParams);
+    const e = byKey.get(key2);
+    if (!e) {
+      return new Response(`${route}: not included in this notebook output`, {
+        status: 404,
+        statusText: "Not Found"
+      });
+    }
+    const stored = p.body.subarray(e.offset, e.offset + e.length);
+    let body = stored;
+    if (e.lod === "topk") {
+      let x = expanded.get(key2);
+      if (!x) {
+        x = Promise.resolve(expandTopK(stored));
+        expanded.set(key2, x);
+        while (expanded.size > 4) expanded.delete(expanded.keys().next().value);
+      }
+      body = await x;
+    }
+    return new Response(body, { status: 200, headers: { "Content-Type": e.type } });
+  };
+}
+
+// src/notebook/theme.ts
+function luminanceDark(color) {
+  const m = /rgba?\(([\d.]+),\s*([\d.]+),\s*([\d.]+)(?:,\s*([\d.]+))?\)/.exec(color);
+  if (!m) return null;
+  if (m[4] !== void 0 && Number(m[4]) < 0.5) return null;
+  const [r, g, b] = [m[1], m[2], m[3]].map((v) => Number(v) / 255);
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.4;
+}
+function notebookIsDark(host) {
+  const b = document.body;
+  const jp = b.dataset["jpThemeLight"];
+  if (jp === "true") return false;
+  if (jp === "false") return true;
+  const c = b.classList;
+  if (c.contains("vscode-high-contrast-light") || c.contains("vscode-light")) return false;
+  if (c.contains("vscode-dark") || c.contains("vscode-high-contrast")) return true;
+  for (let e = host.parentElement; e; e = e.parentElement) {
+    const dark = luminanceDark(getComputedStyle(e).backgroundColor);
+    if (dark !== null) return dark;
+  }
+  return window.matchMedia?.("(prefers-color-scheme: dark)").matches ?? false;
+}
+function watchNotebookTheme(onChange) {
+  const observer = new MutationObserver(onChange);
+  const attributeFilter = ["class", "style", "data-jp-theme-light", "data-jp-theme-name", "theme"];
+  observer.observe(document.body, { attributes: true, attributeFilter });
+  observer.observe(document.documentElement, { attributes: true, attributeFilter });
+  window.matchMedia?.("(prefers-color-scheme: dark)").addEventListener?.("change", onChange);
+}
+
+// src/notebook/mount.ts
+var NOTEBOOK_CSS = `
+:host { display: block; }
+body { margin: 0; outline: none; border-radius: 4px; }
+.tba-toolbar { position: static; }
+.tba-nb-notes { margin: 0; padding: 6px 16px 0; color: #6d4c00; font-size: 12px; white-space: pre-wrap; }
+.tba-nb-notes:empty { display: none; }
+body.tba-dark .tba-nb-notes { color: #ffcc80; }
+`;
+function fixedTheme(theme, host) {
+  if (theme === "dark" || theme === "light") return { isDark: () => theme === "dark", watch: () => void 0 };
+  return { isDark: () => notebookIsDark(host), watch: watchNotebookTheme };
+}
+function whenPainted(body, view, then) {
+  const deadline = performance.now() + 2e4;
+  const poll = () => {
+    const d = body.dataset;
+    if (d["state"] === "ready" && d["paintedView"] === view) then();
+    else if (performance.now() < deadline && d["state"] !== "error") setTimeout(poll, 50);
+  };
+  poll();
+}
+function selectHeads(body, heads) {
+  const box = (h) => body.querySelector(`.head-toggle[data-head="${h}"]`);
+  const [first, ...rest] = heads;
+  if (first === void 0 || !box(first)) return;
+  box(first)?.dispatchEvent(new MouseEvent("dblclick", { bubbles: true }));
+  for (const h of rest) box(h)?.dispatchEvent(new MouseEvent("click", { bubbles: true }));
+}
+function applyOptions(app, body, o) {
+  for (const id of o.hide ?? []) {
+    const tab = body.querySelector(`.tba-tab[data-view="${CSS.escape(id)}"]`);
+    if (tab) tab.style.display = "none";
+  }
+  const sel = {};
+  if (o.view !== void 0) sel.view = o.view;
+  if (o.layer !== void 0) sel.layer = o.layer;
+  app.select(sel);
+  const heads = o.heads;
+  if (heads && heads.length && (o.view ?? "head") === "head") whenPainted(body, "head", () => selectHeads(body, heads));
+  const head = o.head;
+  if (typeof head === "number" && o.view === "neuron") {
+    whenPainted(body, "neuron", () => {
+      const select = body.querySelector("#neuron-head");
+      if (!select || select.value === String(head)) return;
+      select.value = String(head);
+      select.dispatchEvent(new Event("change"));
+    });
+  }
+}
+async function mountNotebook(host, payloadText, bundle) {
+  const shadow = host.shadowRoot ?? host.attachShadow({ mode: "open" });
+  const payload = await decodePayload(payloadText);
+  const body = document.createElement("body");
+  body.tabIndex = 0;
+  const style = document.createElement("style");
+  style.textContent = NOTEBOOK_CSS;
+  const notes = document.createElement("div");
+  notes.className = "tba-nb-notes";
+  notes.textContent = (payload.options.notes ?? []).join("\n");
+  body.appendChild(notes);
+  shadow.append(style, body);
+  host.setAttribute("data-lm-suppress-shortcuts", "true");
+  setPage({
+    root: body,
+    styles: shadow,
+    hooks: host,
+    embedded: true,
+    theme: fixedTheme(payload.options.theme, host),
+    bundle
+  });
+  setTransport(payloadTransport(payload));
+  const app = new App();
+  app.mount();
+  body.addEventListener("keydown", (e) => {
+    if (e.defaultPrevented) e.stopPropagation();
+  });
+  applyOptions(app, body, payload.options);
+}
+
 // src/index.ts
 var mounted = false;
 function render() {
@@ -5821,5 +6064,6 @@ function render() {
   new App().mount();
 }
 export {
+  mountNotebook,
   render
 };

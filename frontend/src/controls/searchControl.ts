@@ -2,6 +2,7 @@
 // queries" the shell also narrows the queries to the matches (data/tokenFilter.ts queryFilter), debounced while typing.
 
 import { controlLabel } from "./widgets";
+import { page } from "../shell/page";
 
 export class SearchControl {
   readonly el: HTMLLabelElement;
@@ -67,7 +68,7 @@ export class SearchControl {
       if (hit) hits.push(el);
     }
     this.count.textContent = q ? `${hits.length} found` : "";
-    document.body.dataset["searchHits"] = String(hits.length);
+    page().root.dataset["searchHits"] = String(hits.length);
     if (!scroll || hits.length === 0) return;
     this.index = next ? (this.index + 1) % hits.length : 0;
     hits[this.index]?.scrollIntoView({ block: "center" });

@@ -2,6 +2,7 @@
 // <base href="plugin/attention/"> makes them resolve under whatever prefix TensorBoard is served at.
 
 import { decodeCbrt8, decodeContainer, type Container } from "./container";
+import { request } from "./transport";
 
 export interface RunInfo {
   run: string;
@@ -100,7 +101,7 @@ export class HttpError extends Error {
 
 async function get(route: string, params: Record<string, string | number> = {}): Promise<Response> {
   const query = new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)])).toString();
-  const res = await fetch(query ? `${route}?${query}` : route);
+  const res = await request(query ? `${route}?${query}` : route);
   if (!res.ok) {
     const text = (await res.text().catch(() => "")).trim().slice(0, 500);
     throw new HttpError(res.status, `${route}: ${text || res.statusText || "request failed"} (HTTP ${res.status})`);

@@ -4,6 +4,7 @@
 // ever set through textContent / createTextNode (never markup).
 
 import type { VectorCanvas } from "./vector";
+import { page } from "../shell/page";
 
 interface Item {
   x: number;
@@ -70,7 +71,7 @@ function collect(root: HTMLElement): { items: Item[]; w: number; h: number } {
 }
 
 function background(): string {
-  const c = getComputedStyle(document.body).backgroundColor;
+  const c = getComputedStyle(page().root).backgroundColor;
   return transparent(c) ? "#ffffff" : c;
 }
 

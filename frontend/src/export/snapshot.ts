@@ -1,6 +1,9 @@
 // The standalone offline HTML snapshot: the step's raw route responses and the bundle itself in one file, replayed
 // by a fetch shim, so every view works from file:// with no server.
 
+import { request } from "../data/transport";
+import { page } from "../shell/page";
+
 function base64(bytes: Uint8Array): string {
   let s = "";
   for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
@@ -56,14 +59,16 @@ export async function snapshotHtml(title: string, parts: SnapshotPart[], view: s
     let type = p.type ?? "application/octet-stream";
     if (!body) {
       const q = new URLSearchParams(Object.entries(p.params).map(([k, v]) => [k, String(v)])).toString();
-      const res = await fetch(q ? `${p.route}?${q}` : p.route);
+      const res = await request(q ? `${p.route}?${q}` : p.route);
       if (!res.ok) continue; // optional parts (head_stats) may be missing
       type = res.headers.get("Content-Type") ?? type;
       body = new Uint8Array(await res.arrayBuffer());
     }
     responses[snapshotKey(p.route, p.params)] = { type, body: base64(body) };
   }
-  const bundle = new Uint8Array(await (await fetch("index.js")).arrayBuffer());
+  // A notebook output has no server to fetch index.js from: it hands over the bundle it was loaded from.
+  const own = page().bundle;
+  const bundle = own ? await own() : new Uint8Array(await (await fetch("index.js")).arrayBuffer());
   // JSON inside <script type="application/json">: escaping "<" keeps "</script>" and "<!--" out of the text.
   const json = JSON.stringify({ responses, bundle: base64(bundle), view, layer }).replace(/</g, "\\u003c");
   const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);

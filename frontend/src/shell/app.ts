@@ -12,6 +12,7 @@ import { layerIndex } from "../data/labels";
 import { exportMenu } from "../export/menu";
 import { onHostReload } from "./hostEvents";
 import { Loaders } from "./loaders";
+import { page } from "./page";
 import { installStyles } from "./styles";
 import { followTheme } from "./theme";
 import type { ProbeRef, Selection, SharedState, View, ViewHost } from "./view";
@@ -97,12 +98,15 @@ export class App implements ViewHost {
     this.message.className = "tba-message";
     this.message.id = "message";
     this.main.className = "tba-main";
-    document.body.append(toolbar, this.summary, this.notice, this.message, this.main);
-    document.addEventListener("keydown", (e) => this.onKey(e));
+    // In a notebook, hidden: there is no server to ask for new runs or steps.
+    if (page().embedded) reload.style.display = "none";
+    page().root.append(toolbar, this.summary, this.notice, this.message, this.main);
+    // The app's own body, not the document: in a notebook the rest of the page's keys are the notebook's.
+    page().root.addEventListener("keydown", (e) => this.onKey(e));
     followTheme(() => this.select({})); // canvases pick theme colours when they paint
     this.activate(0, false);
-    window.__tba = this;
-    onHostReload(() => void this.start()); // TensorBoard reloaded its data: look for new runs and steps
+    page().hooks.__tba = this;
+    if (!page().embedded) onHostReload(() => void this.start()); // TensorBoard reloaded: look for new runs and steps
     void this.start();
   }
 
@@ -140,7 +144,7 @@ export class App implements ViewHost {
     }
     this.active = i;
     const v = this.view(i);
-    document.body.dataset["view"] = v.id;
+    page().root.dataset["view"] = v.id;
     this.tabs.querySelectorAll<HTMLElement>(".tba-tab").forEach((t, j) => {
       t.classList.toggle("active", j === i);
       t.setAttribute("aria-selected", String(j === i));
@@ -203,7 +207,7 @@ export class App implements ViewHost {
 
   // -- loading -------------------------------------------------------------------------------------
   private setState(state: "loading" | "ready" | "error" | "empty", text = ""): void {
-    document.body.dataset["state"] = state;
+    page().root.dataset["state"] = state;
     this.message.textContent = text;
     this.message.classList.toggle("error", state === "error");
     const v = this.views[this.active];
@@ -281,7 +285,7 @@ export class App implements ViewHost {
     const probe = this.probe;
     this.stepSlider.set(this.steps, this.stepIndex);
     const step = this.steps[this.stepIndex] as number;
-    document.body.dataset["state"] = "loading";
+    page().root.dataset["state"] = "loading";
     // Start the current layer's attention with the manifest instead of after it (one round trip less on first
     // paint); a layer the new probe lacks just fails quietly here and is clamped below.
     const v = this.view(this.active);
@@ -313,15 +317,16 @@ export class App implements ViewHost {
     const state = this.current;
     if (!state) return;
     const v = this.view(this.active);
-    document.body.dataset["state"] = "loading";
+    page().root.dataset["state"] = "loading";
     v.root.style.display = "";
     try {
       await v.show(this);
       if (state !== this.current || v !== this.views[this.active]) return;
-      window.__tbaFirstPaintMs ??= performance.now();
-      document.body.dataset["paintedStep"] = String(state.step);
-      document.body.dataset["paintedLayer"] = String(state.layer);
-      document.body.dataset["paintedView"] = v.id;
+      page().hooks.__tbaFirstPaintMs ??= performance.now();
+      const flags = page().root.dataset;
+      flags["paintedStep"] = String(state.step);
+      flags["paintedLayer"] = String(state.layer);
+      flags["paintedView"] = v.id;
       this.setState("ready");
       if (this.search.text) this.search.highlight(false);
       this.prefetch(state);

@@ -22,11 +22,13 @@ import {
   type SpecialMode,
   type Subset,
 } from "../data/tokenFilter";
+import { page } from "./page";
 import type { ProbeRef } from "./view";
 
 declare global {
   interface Window {
-    /** Set by an exported HTML snapshot: only whole layers are embedded, so heads are sliced locally. */
+    /** Set by an exported HTML snapshot: only whole layers are embedded, so heads are sliced locally (so are a
+     * notebook output's: `page().embedded`). */
     __tbaSnapshot?: boolean;
   }
 }
@@ -77,7 +79,7 @@ export class Loaders {
   async attentionHead(step: number, layer: number, head: number, probe: ProbeRef): Promise<Attention> {
     const layerKey = key(probe.run, probe.tag, step, layer);
     let one: Attention;
-    if (this.attentionCache.has(layerKey) || window.__tbaSnapshot) {
+    if (this.attentionCache.has(layerKey) || window.__tbaSnapshot || page().embedded) {
       const a = await this.rawAttention(step, layer, probe);
       if (head >= a.H) throw new Error(`head ${head} out of range (${a.H} heads)`);
       const n = a.Q * a.K;

@@ -1,6 +1,8 @@
 // All styling in one <style> element (inline styles are allowed by TensorBoard's CSP; no external CSS file
 // to serve). Light and BertViz-like.
 
+import { page } from "./page";
+
 const CSS = `
 :root { color-scheme: light; }
 body { margin: 0; background: #fff; color: #212121;
@@ -127,5 +129,5 @@ body.tba-dark .diff-rank th { color: #9aa0a6; }
 export function installStyles(): void {
   const style = document.createElement("style");
   style.textContent = CSS;
-  document.head.appendChild(style);
+  page().styles.appendChild(style);
 }

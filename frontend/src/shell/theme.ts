@@ -1,5 +1,8 @@
 // Dark mode: TensorBoard toggles `dark-mode` on its own <body> (the plugin iframe is same-origin, so we can
-// watch it); outside TensorBoard (exported snapshot, bare plugin page) the OS preference decides.
+// watch it); outside TensorBoard (exported snapshot, bare plugin page) the OS preference decides; in a notebook
+// the page says (notebook/theme.ts follows the notebook's own theme).
+
+import { page } from "./page";
 
 function parentBody(): HTMLElement | null {
   try {
@@ -11,6 +14,8 @@ function parentBody(): HTMLElement | null {
 }
 
 export function isDark(): boolean {
+  const source = page().theme;
+  if (source) return source.isDark();
   const b = parentBody();
   if (b) return b.classList.contains("dark-mode");
   return window.matchMedia?.("(prefers-color-scheme: dark)").matches ?? false;
@@ -18,19 +23,22 @@ export function isDark(): boolean {
 
 /** Applies the theme now and whenever it changes; `onChange` lets canvases repaint with theme colours. */
 export function followTheme(onChange: () => void): void {
+  const root = page().root;
   const apply = (): void => {
     const dark = isDark();
-    if (document.body.classList.contains("tba-dark") === dark) return;
-    document.body.classList.toggle("tba-dark", dark);
+    if (root.classList.contains("tba-dark") === dark) return;
+    root.classList.toggle("tba-dark", dark);
     onChange();
   };
-  document.body.classList.toggle("tba-dark", isDark());
+  root.classList.toggle("tba-dark", isDark());
+  const source = page().theme;
   const b = parentBody();
-  if (b) new MutationObserver(apply).observe(b, { attributes: true, attributeFilter: ["class"] });
+  if (source) source.watch(apply);
+  else if (b) new MutationObserver(apply).observe(b, { attributes: true, attributeFilter: ["class"] });
   else window.matchMedia?.("(prefers-color-scheme: dark)").addEventListener?.("change", apply);
 }
 
 /** Text colour for canvas labels in the current theme. */
 export function canvasText(): string {
-  return document.body.classList.contains("tba-dark") ? "#e8eaed" : "#212121";
+  return page().root.classList.contains("tba-dark") ? "#e8eaed" : "#212121";
 }

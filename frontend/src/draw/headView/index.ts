@@ -105,7 +105,9 @@ export class HeadView {
         if (this.data && this.placeWindow(false)) this.drawWindow();
       });
     };
-    window.addEventListener("scroll", onScroll, { passive: true });
+    // Capture: in a notebook the page scrolls inside an element (JupyterLab's panel), whose scroll events do not
+    // bubble to window.
+    window.addEventListener("scroll", onScroll, { passive: true, capture: true });
     window.addEventListener("resize", onScroll, { passive: true });
   }
 

@@ -2,6 +2,7 @@
 
 import { HttpError } from "../../data/api";
 import { decodeContainer } from "../../data/container";
+import { request as send } from "../../data/transport";
 
 export type Method = "pca" | "faithful" | "tsne" | "umap";
 export const METHODS: Method[] = ["faithful", "pca", "tsne", "umap"];
@@ -74,7 +75,7 @@ function url(route: string, params: Record<string, string | number>): string {
 }
 
 async function request(route: string, params: Record<string, string | number>): Promise<Response> {
-  const res = await fetch(url(route, params));
+  const res = await send(url(route, params));
   if (!res.ok) {
     const text = (await res.text().catch(() => "")).trim().slice(0, 500);
     throw new HttpError(res.status, `${route}: ${text || res.statusText || "request failed"} (HTTP ${res.status})`);

@@ -1,5 +1,7 @@
 // The embedding view's stylesheet (installed once, on first use) and its small DOM and number-format helpers.
 
+import { page } from "../../shell/page";
+
 let stylesInstalled = false;
 export function installEmbeddingStyles(): void {
   if (stylesInstalled) return;
@@ -36,7 +38,7 @@ export function installEmbeddingStyles(): void {
 .emb-keys span.bar { display: inline-block; height: 8px; background: rgb(227,55,143); border-radius: 2px; }
 .emb-legend i { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin: 0 3px 0 8px; }
 `;
-  document.head.appendChild(style);
+  page().styles.appendChild(style);
 }
 
 export function el<K extends keyof HTMLElementTagNameMap>(

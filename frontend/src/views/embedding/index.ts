@@ -25,6 +25,7 @@ import {
 } from "./api";
 import { el, installEmbeddingStyles } from "./dom";
 import { MatrixGrid } from "./matrix";
+import { page } from "../../shell/page";
 import { batchOf, buildPoints, type ColorBy, type Points } from "./points";
 import { SingleHead } from "./single";
 
@@ -139,7 +140,7 @@ export class EmbeddingView implements View {
       this.selected = { layer: Number(cell.dataset["layer"]), head: Number(cell.dataset["head"]) };
       this.setMode("single");
     });
-    (window as unknown as Record<string, unknown>)["__tbaEmb"] = {
+    (page().hooks as Record<string, unknown>)["__tbaEmb"] = {
       /** Client coordinates of point i in the single-head canvas (tests). */
       screenOf: (i: number): [number, number] | null => this.single.screenOf(i, this.mode === "single"),
       numQueries: (): number => this.points?.numQueries ?? 0,

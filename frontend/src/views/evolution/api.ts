@@ -2,6 +2,7 @@
 // between two logged steps (head_diff) and attention rollout (rollout). Routes: docs/http_api.md.
 
 import { decodeContainer, type Container } from "../../data/container";
+import { request } from "../../data/transport";
 
 export interface MetricSeries {
   /** Every step that has metrics, ascending (usually every training step). */
@@ -36,7 +37,7 @@ export const METRICS: { name: string; label: string; range?: [number, number] }[
 
 async function container(route: string, params: Record<string, string | number>): Promise<Container | null> {
   const query = new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)])).toString();
-  const res = await fetch(`${route}?${query}`);
+  const res = await request(`${route}?${query}`);
   if (res.status === 404 && route === "head_stats") return null;
   if (!res.ok) {
     const text = (await res.text().catch(() => "")).trim().slice(0, 300);

@@ -14,6 +14,7 @@ import { headIndex, layerIndex } from "../../data/labels";
 import { GridPanel } from "./grid";
 import { addStyle, fmt, type Cell, type Names, type Range, type Shown } from "./layout";
 import { RankPanel } from "./rank";
+import { page } from "../../shell/page";
 import { RolloutPanel } from "./rollout";
 import { SeriesPanel } from "./series";
 
@@ -117,10 +118,10 @@ export class EvolutionView implements View {
     this.host.select({ view: "head", layer });
     const deadline = performance.now() + 5000;
     const solo = (): void => {
-      const b = document.body.dataset;
+      const b = page().root.dataset;
       if (b["view"] !== "head") return; // the user moved on
       if (b["state"] === "ready" && b["paintedView"] === "head" && b["paintedLayer"] === String(layer)) {
-        const boxes = Array.from(document.querySelectorAll<HTMLElement>(".head-toggle"));
+        const boxes = Array.from(page().root.querySelectorAll<HTMLElement>(".head-toggle"));
         const box = boxes.find((el) => el.dataset["head"] === String(head));
         if (!box) return;
         const already = boxes.every((el) => el.classList.contains("off") === (el !== box));
@@ -196,7 +197,7 @@ export class EvolutionView implements View {
     const t1 = performance.now();
     this.draw();
     const drawMs = performance.now() - t1;
-    window.__tbaEvolution = { loadMs, drawMs, series: metrics.L * metrics.H, steps: metrics.steps.length };
+    page().hooks.__tbaEvolution = { loadMs, drawMs, series: metrics.L * metrics.H, steps: metrics.steps.length };
     this.root.dataset["drawMs"] = drawMs.toFixed(1);
     host.setSummary(
       `${metrics.L} layers × ${metrics.H} heads · metrics at ${metrics.steps.length} steps ` +

@@ -2,6 +2,7 @@
 // and what the grid and the time series draw (Shown: the chosen metric at the shared step).
 
 import type { MetricSeries } from "./api";
+import { page } from "../../shell/page";
 
 const CSS = `
 .evo-view { display: flex; flex-direction: column; gap: 14px; }
@@ -23,7 +24,7 @@ export function addStyle(): void {
   styled = true;
   const s = document.createElement("style");
   s.textContent = CSS;
-  document.head.appendChild(s);
+  page().styles.appendChild(s);
 }
 
 export function panel(title: string, ...children: HTMLElement[]): [HTMLDivElement, HTMLHeadingElement] {

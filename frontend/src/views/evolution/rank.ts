@@ -3,6 +3,7 @@
 // of their attention (route head_diff). Clicking a row opens that head.
 
 import type { ProbeRef, SharedState, ViewHost } from "../../shell/view";
+import { request } from "../../data/transport";
 import { fetchJsd, stepIndexAtOrBefore, type MetricSeries } from "./api";
 import { fmt, panel, type Shown } from "./layout";
 
@@ -43,7 +44,7 @@ export class RankPanel {
     let p = this.stepsCache.get(key);
     if (!p) {
       const query = new URLSearchParams({ run: probe.run, tag: probe.tag }).toString();
-      p = fetch(`steps?${query}`).then(async (r) => (r.ok ? ((await r.json()) as { steps: number[] }).steps : []));
+      p = request(`steps?${query}`).then(async (r) => (r.ok ? ((await r.json()) as { steps: number[] }).steps : []));
       p.catch(() => this.stepsCache.delete(key));
       this.stepsCache.set(key, p);
     }

@@ -7,6 +7,8 @@
 
 import type { Attention, Manifest } from "../../data/api";
 import { VIRIDIS } from "../../draw/colormap";
+import { request } from "../../data/transport";
+import { page } from "../../shell/page";
 import type { ProbeRef } from "../../shell/view";
 
 const TARGET = 256; // px of the longer side: small images are enlarged by an integer factor (crisp patches)
@@ -17,7 +19,7 @@ function loadImage(probe: ProbeRef, step: number): Promise<ImageBitmap> {
   let p = images.get(key);
   if (!p) {
     const q = new URLSearchParams({ run: probe.run, tag: probe.tag, step: String(step) });
-    p = fetch(`image?${q}`).then(async (res) => {
+    p = request(`image?${q}`).then(async (res) => {
       if (!res.ok) throw new Error(`image: ${(await res.text()).slice(0, 300)} (HTTP ${res.status})`);
       return createImageBitmap(await res.blob());
     });
@@ -84,7 +86,7 @@ export class ImageOverlay {
       this.legend.textContent = String((e as Error).message); // the head view itself still works
     }
     this.root.style.display = "";
-    const bar = document.querySelector(".tba-toolbar");
+    const bar = page().root.querySelector(".tba-toolbar");
     if (bar) this.root.style.top = `${Math.ceil(bar.getBoundingClientRect().height) + 8}px`;
     this.paint();
   }

@@ -11,6 +11,7 @@ import { headLabel, layerLabel, subsetNote } from "../../data/labels";
 import { subsetAttention, type Subset } from "../../data/tokenFilter";
 import { autoTopK } from "../../draw/topk";
 import type { SharedState, View, ViewHost } from "../../shell/view";
+import { page } from "../../shell/page";
 
 declare global {
   interface Window {
@@ -20,7 +21,7 @@ declare global {
 }
 
 function timings(): { paintMs: number; hoverMs: number } {
-  return (window.__tbaTimings ??= { paintMs: NaN, hoverMs: NaN });
+  return (page().hooks.__tbaTimings ??= { paintMs: NaN, hoverMs: NaN });
 }
 
 export class HeadTab implements View {

@@ -1,0 +1,192 @@
+"""Probes -> the bytes a notebook output embeds: the plugin's route responses (runs, steps, tokens, attention, qk,
+image, head_stats) in one zlib stream, under a byte cap (docs/notebook.md, "Size").
+
+Layout (read by frontend/src/notebook/payload.ts): zlib("TBN1" + u32 header length + JSON header + bodies), the
+header listing each response's route, parameters, content type and place in the bodies, plus the call's options.
+
+The cap is met by giving up detail in this order, and the output says what was given up: queries/keys (except for
+the neuron view, which needs them), then each query's keys beyond its top 32, 16 or 8 (the head view draws only the
+top 8 beyond 192 tokens anyway), then steps (a logdir: evenly thinned, the last kept), then fewer top keys, then
+layers (the one shown is kept).
+"""
+
+import dataclasses
+import json
+import struct
+import zlib
+from typing import Optional
+
+MAGIC = b"TBN1"
+DEFAULT_MAX_BYTES = 8 << 20  # of the whole fragment; a 2,048-token, 72-head probe fits at top 8 keys per query
+_LEVEL = 6
+BASE64 = 4 / 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    qk: bool
+    topk: Optional[int]  # None: every key
+    steps: Optional[int]  # None: every step the caller chose; else at most this many per probe
+    one_layer: bool  # only the shown layer
+
+
+def _thin(steps, n):
+    if n is None or len(steps) <= n:
+        return list(steps)
+    if n == 1:
+        return [steps[-1]]
+    idx = sorted({round(i * (len(steps) - 1) / (n - 1)) for i in range(n)})
+    return [steps[i] for i in idx]
+
+
+def plans(probes, keep_qk):
+    """Candidate plans, most detailed first."""
+    has_qk = any(s.qk for p in probes for s in p.steps.values())
+    most_steps = max(len(p.steps) for p in probes)
+    qk_options = [True] if keep_qk and has_qk else ([True, False] if has_qk else [False])
+    out = [Plan(q, None, None, False) for q in qk_options]
+    qk = qk_options[-1]
+    out += [Plan(qk, k, None, False) for k in (32, 16, 8)]
+    n = most_steps
+    while n > 1:
+        n = max(1, n // 2)
+        out.append(Plan(qk, 8, n, False))
+    last_steps = 1 if most_steps > 1 else None
+    out += [Plan(qk, k, last_steps, False) for k in (4, 2, 1)]
+    out += [Plan(qk, k, last_steps, True) for k in (8, 1)]
+    return out
+
+
+def _layer_bytes(layer, plan, sample):
+    if plan.topk is None or plan.topk >= layer.key_len:
+        return layer.dense_bytes * sample["dense"]
+    ratio = sample.get(plan.topk, 1.0)
+    return layer.heads * layer.query_len * (plan.topk * 5 + 1) * ratio
+
+
+def estimate(probes, plan, layer_index, sample):
+    total = 0.0
+    for p in probes:
+        for step in _thin(sorted(p.steps), plan.steps):
+            s = p.steps[step]
+            for i, layer in enumerate(s.layers):
+                if plan.one_layer and i != min(layer_index, len(s.layers) - 1):
+                    continue
+                total += _layer_bytes(layer, plan, sample)
+                if plan.qk and s.qk:
+                    total += len(s.qk[i]) * sample["qk"]
+    return total * BASE64
+
+
+def _sample(probes, layer_index):
+    """Compression ratios measured on one layer of the last step (attention codes of real models compress well, q/k
+    in float16 hardly): the estimates that choose a plan before the final payload is built and measured."""
+    s = probes[0].last
+    layer = s.layers[min(layer_index, len(s.layers) - 1)]
+    out: dict = {"qk": 1.0, "dense": 1.0}
+    if s.qk:
+        q = s.qk[min(layer_index, len(s.qk) - 1)]
+        out["qk"] = len(zlib.compress(q, 1)) / max(1, len(q))
+    if layer.dense_bytes <= 64 << 20:
+        dense = layer.dense()
+        out["dense"] = len(zlib.compress(dense, 1)) / max(1, len(dense))
+    for k in (32, 16, 8, 4, 2, 1):
+        if k < layer.key_len:
+            container, _ = layer.topk(k)
+            raw = layer.heads * layer.query_len * (k * 5 + 1)
+            out[k] = len(zlib.compress(container, 1)) / max(1, raw)
+    return out
+
+
+def _json(v):
+    return json.dumps(v, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def responses(probes, plan, layer_index):
+    """-> ([(route, params, type, body, lod)], notes) for `plan`."""
+    out: list = []
+    notes: list = []
+    masses: list = []
+    by_run: dict = {}
+    for p in probes:
+        by_run.setdefault(p.run, []).append(p.tag)
+    runs = [{"run": r, "probes": sorted(t), "problems": []} for r, t in sorted(by_run.items())]
+    out.append(("runs", {}, "application/json", _json({"runs": runs}), None))
+    for p in probes:
+        base = {"run": p.run, "tag": p.tag}
+        chosen = _thin(sorted(p.steps), plan.steps)
+        if plan.steps is not None and len(chosen) < len(p.steps):
+            notes.append(
+                f"{p.run} / {p.tag}: {len(chosen)} of the {len(p.steps)} chosen steps kept to stay under the size cap"
+            )
+        walls = [float(p.wall_times.get(s, 0.0)) for s in chosen]
+        out.append(("steps", base, "application/json", _json({"steps": chosen, "wall_times": walls}), None))
+        if p.head_stats is not None:
+            out.append(("head_stats", base, "application/octet-stream", p.head_stats, None))
+        for step in chosen:
+            s = p.steps[step]
+            at = dict(base, step=str(step))
+            out.append(("tokens", at, "application/json", s.tokens_json(), None))
+            if s.image is not None:
+                out.append(("image", at, "image/png", s.image, None))
+            for i, layer in enumerate(s.layers):
+                if plan.one_layer and i != min(layer_index, len(s.layers) - 1):
+                    continue
+                here = dict(at, layer=str(i))
+                if plan.topk is None or plan.topk >= layer.key_len:
+                    out.append(("attention", here, "application/octet-stream", layer.dense(), None))
+                else:
+                    container, mass = layer.topk(plan.topk)
+                    masses.append(mass)
+                    out.append(("attention", here, "application/octet-stream", container, "topk"))
+                if plan.qk and s.qk:
+                    out.append(("qk", here, "application/octet-stream", s.qk[i], None))
+    if any(s.qk for p in probes for s in p.steps.values()) and not plan.qk:
+        notes.append("queries/keys left out to stay under the size cap: the neuron view is off (pass max_bytes=)")
+    if masses:
+        notes.append(
+            f"each query's top {plan.topk} keys kept ({100 * sum(masses) / len(masses):.1f} % of the attention on "
+            "average), the others drawn as 0, to stay under the size cap (pass max_bytes= for more)"
+        )
+    if plan.one_layer:
+        notes.append(
+            f"only layer {layer_index} embedded, to stay under the size cap (pass max_bytes= or include_layers=)"
+        )
+    return out, notes
+
+
+def encode(items, options):
+    """The TBN1 payload (zlib-compressed) for response items and the call's options."""
+    entries, bodies, offset = [], [], 0
+    for route, params, ctype, body, lod in items:
+        entry = {"route": route, "params": {k: str(v) for k, v in params.items()}, "type": ctype}
+        entry.update(offset=offset, length=len(body))
+        if lod:
+            entry["lod"] = lod
+        entries.append(entry)
+        bodies.append(body)
+        offset += len(body)
+    header = _json({"entries": entries, "options": options})
+    raw = b"".join([MAGIC, struct.pack("<I", len(header)), header, *bodies])
+    return zlib.compress(raw, _LEVEL)
+
+
+def build(probes, options, *, max_bytes, overhead, keep_qk=False):
+    """-> (compressed payload, notes): the most detailed plan whose fragment (payload as base64 + `overhead`
+    bytes) stays under `max_bytes`; ValueError when not even one layer at one key per query fits."""
+    layer_index = int(options.get("layer") or 0)
+    candidates = plans(probes, keep_qk)
+    sample = None
+    budget = max_bytes - overhead
+    for i, plan in enumerate(candidates):
+        if i > 0 or sum(x.dense_bytes for p in probes for s in p.steps.values() for x in s.layers) * BASE64 > budget:
+            sample = sample or _sample(probes, layer_index)
+            if estimate(probes, plan, layer_index, sample) > budget and i < len(candidates) - 1:
+                continue
+        items, notes = responses(probes, plan, layer_index)
+        payload = encode(items, dict(options, notes=list(options.get("notes", [])) + notes))
+        if len(payload) * BASE64 <= budget:
+            return payload, notes
+    raise ValueError(
+        f"this view does not fit in max_bytes={max_bytes:,} even at one layer and one key per query; raise max_bytes"
+    )
