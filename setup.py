@@ -30,7 +30,7 @@ setup(
         "pillow",
     ],
     extras_require={
-        # torch is deliberately unpinned here; see README for installing the CPU wheel.
+        # torch is deliberately unpinned here; the tests pin 2.13.0 (CPU build): README, Set-up, "PyTorch".
         "torch": ["torch", "transformers>=5"],
         # The Trainer callback needs the Trainer's own dependency; the Lightning callback needs Lightning.
         "trainer": ["torch", "transformers>=5", "accelerate>=1.1"],

@@ -20,6 +20,12 @@ from tb_attention.format import metadata
 from tb_attention.serve.plugin import AttentionPlugin
 
 
+def pytest_configure(config):
+    # One thread per process, in this process (torch is imported later) and in every subprocess: the tests' models
+    # are tiny and the machine has 2 shared cores, so more threads only wait on each other (examples/train_copy.py).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 def softmax_attention(rng, layers, heads, q_len, k_len=None, sharpness=3.0):
     logits = rng.normal(size=(layers, heads, q_len, k_len or q_len)) * sharpness
     weights = np.exp(logits - logits.max(-1, keepdims=True))

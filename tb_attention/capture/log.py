@@ -66,6 +66,8 @@ def _extras(cap, stream: str, row: int, probe, image=None) -> dict:
             extras["image"] = image[row]  # one image per batch row
         else:
             extras["image"] = image
+    if any(r.extras.get("sinks") is not None for r in cap.streams[stream]):
+        extras["partial_rows"] = True  # sink logits (GPT-OSS) take part of each row: rows rightly sum below 1
     segments = cap.inputs[1].get("token_type_ids") if cap.inputs else None
     if segments is not None and stream in ("self", "encoder"):
         ids = segments.tensor[row][probe.query_positions]

@@ -45,6 +45,16 @@ class CaptureSession:
         self._scratch = None
         self._hooks = []
 
+    def __getattr__(self, name):
+        # Reached only for names a session lacks, e.g. `cap.streams` after `cap = tb_attention.capture(model)`
+        # without `with`: hooks installed outside a block would stay on the model, so say how to use it.
+        if name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        raise AttributeError(
+            f"tb_attention.capture(model) records only inside a with block (no attribute {name!r} outside it): "
+            "use it as `with tb_attention.capture(model) as cap: model(**inputs)`, then log `cap`"
+        )
+
     # -- used by the backends -------------------------------------------------------------------------------------
     def owns(self, module: torch.nn.Module) -> bool:
         return id(module) in self._owned

@@ -120,6 +120,8 @@ class ProbeRunner:
                 query_mask=recs[0].query_valid,
                 key_mask=recs[0].key_valid,
                 patch_grid=grid if stream != "cross" else None,
+                # Sink logits (GPT-OSS) take part of each row: rows rightly sum below 1.
+                partial_rows=any(r.extras.get("sinks") is not None for r in recs),
             )
 
 

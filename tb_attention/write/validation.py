@@ -43,8 +43,7 @@ def _layer_list(value, what, inner_rank):
             value, shape = value[:, 0], shape[:1] + shape[2:]
         elif len(shape) == inner_rank + 2:
             raise ValueError(
-                f"{what}: [layers, batch, ...] with batch size {shape[1]}; log one example per tag, "
-                f"e.g. {what}[:, row]"
+                f"{what}: [layers, batch, ...] with batch size {shape[1]}; log one example per tag, e.g. {what}[:, row]"
             )
         if len(shape) != inner_rank + 1:
             raise ValueError(
@@ -53,7 +52,13 @@ def _layer_list(value, what, inner_rank):
             )
         layers = [value[i] for i in range(shape[0])]
     if not layers:
-        raise ValueError(f"{what} is empty: no layers")
+        hint = ""
+        if what == "attentions":  # what transformers 5 returns for output_attentions=True under sdpa attention
+            hint = (
+                "; transformers' sdpa attention returns no weights for output_attentions=True: load the model with "
+                "attn_implementation='eager', or record it with `with tb_attention.capture(model) as cap:`"
+            )
+        raise ValueError(f"{what} is empty: no layers{hint}")
     shapes = []
     for i, layer in enumerate(layers):
         shape = _shape(layer, f"{what}[{i}]")

@@ -9,7 +9,7 @@ import pytest
 
 from tb_attention import AttentionWriter
 from tb_attention.format import codec
-from tests.browser_util import CHROMIUM_ARGS, chromium_path, open_view, plugin_page, signature, wait_ready
+from tests.browser_util import browser, open_view, plugin_page, signature, wait_ready
 from tests.conftest import softmax_attention, start_tensorboard
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -93,29 +93,23 @@ def test_offline_html_snapshot(logged, tmp_path):
     assert b"<img src=x" not in html  # embedded data is JSON with "<" escaped, or base64
     path = tmp_path / "snapshot.html"
     path.write_bytes(html)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            requests = []
-            page.on("request", lambda r: requests.append(r.url))
-            dialogs = []
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.goto(path.as_uri())
-            page.wait_for_selector("body[data-state=ready][data-painted-view='model']", timeout=30_000)
-            assert signature(page, ".mv-thumb canvas")["painted"] > 500
-            open_view(page, "head")
-            assert page.evaluate("document.body.dataset.paintedLayer") == "1"
-            assert page.locator(".token.left").count() == len(TOKENS)
-            open_view(page, "matrix")  # heads are sliced from the embedded layers
-            open_view(page, "neuron")
-            assert signature(page, ".nv-body canvas")["painted"] > 500
-            assert [u for u in requests if not u.startswith(("file:", "blob:", "data:"))] == []
-            assert page.locator("img").count() == 0 and dialogs == []
-        finally:
-            browser.close()
+    with browser() as opener:
+        page = opener.new_page()
+        requests = []
+        page.on("request", lambda r: requests.append(r.url))
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(path.as_uri())
+        page.wait_for_selector("body[data-state=ready][data-painted-view='model']", timeout=30_000)
+        assert signature(page, ".mv-thumb canvas")["painted"] > 500
+        open_view(page, "head")
+        assert page.evaluate("document.body.dataset.paintedLayer") == "1"
+        assert page.locator(".token.left").count() == len(TOKENS)
+        open_view(page, "matrix")  # heads are sliced from the embedded layers
+        open_view(page, "neuron")
+        assert signature(page, ".nv-body canvas")["painted"] > 500
+        assert [u for u in requests if not u.startswith(("file:", "blob:", "data:"))] == []
+        assert page.locator("img").count() == 0 and dialogs == []
 
 
 def test_special_tokens_search_segments_keyboard(logged):

@@ -3,7 +3,7 @@
 import numpy as np
 
 from tb_attention import AttentionWriter
-from tests.browser_util import CHROMIUM_ARGS, chromium_path
+from tests.browser_util import browser
 from tests.conftest import softmax_attention
 
 
@@ -17,17 +17,14 @@ def _plugin_frame(page):
 
 
 def test_tensorboard_reload_picks_up_new_steps(tmp_path, tensorboard_server):
-    from playwright.sync_api import sync_playwright
-
     rng = np.random.default_rng(0)
     w = AttentionWriter(str(tmp_path / "run"))
     for step in range(3):
         w.add_attention("p", softmax_attention(rng, 1, 2, 5), tokens=list("abcde"), step=step)
     w.flush()
     base = tensorboard_server(tmp_path, "--load_fast=false", "--reload_interval=1")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 800})
+    with browser() as opener:
+        page = opener.new_page(viewport={"width": 1200, "height": 800})
         page.goto(base + "#attention")
         frame = _plugin_frame(page)
         frame.wait_for_selector("body[data-state=ready][data-painted-step='2']", timeout=60_000)
@@ -38,5 +35,4 @@ def test_tensorboard_reload_picks_up_new_steps(tmp_path, tensorboard_server):
         page.wait_for_timeout(2500)  # the server's reload interval
         page.click("app-header-reload button, button[aria-label*='eload']")  # TensorBoard's own reload button
         frame.wait_for_function("document.querySelector('#step-label').textContent.includes('/5)')", timeout=30_000)
-        browser.close()
     w.close()

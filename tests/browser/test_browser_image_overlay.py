@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tb_attention import AttentionWriter
-from tests.browser_util import CHROMIUM_ARGS, chromium_path, plugin_page, signature, wait_ready
+from tests.browser_util import browser, plugin_page, signature, wait_ready
 from tests.conftest import start_tensorboard
 
 ROWS = COLS = 4
@@ -141,14 +141,8 @@ def test_offline_snapshot_keeps_the_overlay(server, tmp_path):
         with page.expect_download() as info:
             page.click("#export-html")
         (tmp_path / "s.html").write_bytes(info.value.path().read_bytes())
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto((tmp_path / "s.html").as_uri())
-            page.wait_for_selector("body[data-state=ready][data-painted-view='head']", timeout=30_000)
-            assert _painted_cells(page) == {_target(0, 0), _target(0, 1)}  # the image came from the file
-        finally:
-            browser.close()
+    with browser() as opener:
+        page = opener.new_page()
+        page.goto((tmp_path / "s.html").as_uri())
+        page.wait_for_selector("body[data-state=ready][data-painted-view='head']", timeout=30_000)
+        assert _painted_cells(page) == {_target(0, 0), _target(0, 1)}  # the image came from the file

@@ -56,28 +56,22 @@ def test_tabs_and_keyboard(logdir, tensorboard_server):
 
 
 def test_follows_tensorboard_dark_mode(logdir, tensorboard_server):
-    from playwright.sync_api import sync_playwright
-
-    from tests.browser_util import CHROMIUM_ARGS, chromium_path
+    from tests.browser_util import browser
 
     url = tensorboard_server(logdir, "--load_fast=false", "--reload_interval=0", "--reload_task=blocking")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(url + "#attention")
-            frame = None
-            for _ in range(300):
-                frame = next((f for f in page.frames if "plugin_entry.html?name=attention" in f.url), None)
-                if frame:
-                    break
-                page.wait_for_timeout(100)
-            assert frame is not None
-            frame.wait_for_selector("body[data-state=ready]", timeout=60_000)
-            assert not frame.evaluate("document.body.classList.contains('tba-dark')")
-            page.evaluate("document.body.classList.add('dark-mode')")  # what TensorBoard's dark-mode toggle does
-            frame.wait_for_function("document.body.classList.contains('tba-dark')", timeout=10_000)
-            page.evaluate("document.body.classList.remove('dark-mode')")
-            frame.wait_for_function("!document.body.classList.contains('tba-dark')", timeout=10_000)
-        finally:
-            browser.close()
+    with browser() as opener:
+        page = opener.new_page()
+        page.goto(url + "#attention")
+        frame = None
+        for _ in range(300):
+            frame = next((f for f in page.frames if "plugin_entry.html?name=attention" in f.url), None)
+            if frame:
+                break
+            page.wait_for_timeout(100)
+        assert frame is not None
+        frame.wait_for_selector("body[data-state=ready]", timeout=60_000)
+        assert not frame.evaluate("document.body.classList.contains('tba-dark')")
+        page.evaluate("document.body.classList.add('dark-mode')")  # what TensorBoard's dark-mode toggle does
+        frame.wait_for_function("document.body.classList.contains('tba-dark')", timeout=10_000)
+        page.evaluate("document.body.classList.remove('dark-mode')")
+        frame.wait_for_function("!document.body.classList.contains('tba-dark')", timeout=10_000)

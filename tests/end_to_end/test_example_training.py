@@ -4,6 +4,7 @@ import os
 import sys
 
 import numpy as np
+import pytest
 
 from tb_attention.format import codec
 
@@ -11,10 +12,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "examples
 import train_copy  # noqa: E402
 
 
-def test_copy_example_learns_and_logs_changing_attention(tmp_path, load):
-    final_loss = train_copy.main(["--logdir", str(tmp_path / "copy"), "--steps", "300", "--log-every", "100"])
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One 300-step run (one torch thread, as the example sets), read by both data loaders."""
+    logdir = tmp_path_factory.mktemp("example")
+    final_loss = train_copy.main(["--logdir", str(logdir / "copy"), "--steps", "300", "--log-every", "100", "--quiet"])
+    return logdir, final_loss
+
+
+def test_copy_example_learns_and_logs_changing_attention(trained, load):
+    logdir, final_loss = trained
     assert final_loss < 1.0  # chance level is ln(16) = 2.77
-    loaded = load(tmp_path)
+    loaded = load(logdir)
     assert loaded.get("steps", run="copy", tag="probe/repeat").get_json()["steps"] == [0, 100, 200, 300]
     first, last = (
         codec.decode_attention(loaded.get("attention", run="copy", tag="probe/repeat", step=s, layer=1).get_data())

@@ -41,9 +41,17 @@ def _train(tmp_path, callback, report_to, max_steps=12):
     return trainer
 
 
-def test_trainer_run_logs_metrics_every_logging_step_and_probes_every_n(tmp_path, load):
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One Trainer run with the callback, read by both data loaders."""
+    tmp_path = tmp_path_factory.mktemp("trainer")
     callback = AttentionCallback(["the movie was good", "bad"], tag="probe", every_n_steps=5)
     _train(tmp_path, callback, report_to=["tensorboard"])
+    return tmp_path, callback
+
+
+def test_trainer_run_logs_metrics_every_logging_step_and_probes_every_n(trained, load):
+    tmp_path, callback = trained
     runs = tmp_path / "out" / "runs"
     (run_dir,) = runs.iterdir()  # the TensorBoardCallback's directory: scalars and attention side by side
     assert pathlib.Path(callback.logdir) == run_dir

@@ -29,7 +29,10 @@ class Tiny(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=1e-2)
 
 
-def test_lightning_run_logs_next_to_the_logger(tmp_path, load):
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """One Lightning run with the callback, read by both data loaders -> (root, callback, logger)."""
+    tmp_path = tmp_path_factory.mktemp("lightning")
     torch.manual_seed(0)
     data = torch.utils.data.TensorDataset(torch.randn(64, 6, 16))
     probe = {"src": torch.randn(1, 6, 16, generator=torch.Generator().manual_seed(3))}
@@ -46,6 +49,11 @@ def test_lightning_run_logs_next_to_the_logger(tmp_path, load):
         enable_checkpointing=False,
     )
     trainer.fit(Tiny(), torch.utils.data.DataLoader(data, batch_size=8))
+    return tmp_path, callback, logger
+
+
+def test_lightning_run_logs_next_to_the_logger(fitted, load):
+    tmp_path, callback, logger = fitted
     assert callback.logdir == logger.log_dir
     assert callback.logged_steps == [0, 2, 4, 6, 8]
     loaded = load(tmp_path / "tiny")

@@ -1,5 +1,7 @@
 """`tb-attention checkpoints` on checkpoints a real Trainer saved: step order, resume, unloadable checkpoints."""
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -54,20 +56,36 @@ def _run(*argv):
     return proc.returncode, proc.stderr
 
 
-def test_logs_each_checkpoint_in_order_and_resumes(saved, tmp_path, load):
+def _run_here(*argv):
+    """The same in this process: no second start of torch and transformers (most of a run's time on 2 cores)."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = cli.main([str(a) for a in argv])
+    return code, err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def replayed(saved, tmp_path_factory):
+    """Two runs of the command (the second after checkpoint-9 appeared), once for both data loaders."""
+    tmp_path = tmp_path_factory.mktemp("replay")
     ckpts = tmp_path / "ckpts"
     shutil.copytree(saved / "ckpts", ckpts)
     probe = tmp_path / "probe.txt"
     probe.write_text("the movie was good\n")
     logdir = tmp_path / "runs" / "x"
     shutil.rmtree(ckpts / "checkpoint-9")  # "not saved yet"
-    code, err = _run("checkpoints", ckpts, "--probe", probe, "--logdir", logdir)
+    first = _run("checkpoints", ckpts, "--probe", probe, "--logdir", logdir)
+    shutil.copytree(saved / "ckpts" / "checkpoint-9", ckpts / "checkpoint-9")
+    second = _run_here("checkpoints", ckpts, "--probe", probe, "--logdir", logdir, "--quiet")
+    return tmp_path, first, second
+
+
+def test_logs_each_checkpoint_in_order_and_resumes(replayed, load):
+    tmp_path, (code, err), (code2, err2) = replayed
     assert code == 0, err
     assert "logged 2 checkpoint(s)" in err and "checkpoints: 100%" in err  # tqdm's bar on stderr
-    shutil.copytree(saved / "ckpts" / "checkpoint-9", ckpts / "checkpoint-9")
-    code, err = _run("checkpoints", ckpts, "--probe", probe, "--logdir", logdir, "--quiet")
-    assert code == 0, err
-    assert "resuming after step 6: 2 checkpoint(s)" in err and "logged 1 checkpoint(s)" in err
+    assert code2 == 0, err2
+    assert "resuming after step 6: 2 checkpoint(s)" in err2 and "logged 1 checkpoint(s)" in err2
 
     loaded = load(tmp_path / "runs")
     assert loaded.get("steps", run="x", tag="probe").get_json()["steps"] == [3, 6, 9]
@@ -86,7 +104,7 @@ def test_reports_checkpoints_it_cannot_load(saved, tmp_path):
     shutil.copy(saved / "final_step_12.pt", ckpts / "model_step_12.pt")
     logdir = tmp_path / "log"
     # Without --model the state dict cannot be loaded either: said, and the others still get logged.
-    code, err = _run("checkpoints", ckpts, "--logdir", logdir, "--quiet", "--tokenizer", saved / "arch")
+    code, err = _run_here("checkpoints", ckpts, "--logdir", logdir, "--quiet", "--tokenizer", saved / "arch")
     assert code == 1
     assert "cannot load" in err and "checkpoint-5" in err
     assert "model_step_12.pt: ValueError: a state-dict checkpoint needs --model" in err

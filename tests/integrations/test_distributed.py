@@ -60,11 +60,26 @@ def _worker(rank, init_file, logdir, results):
         dist.destroy_process_group()
 
 
-def test_ddp_rank_zero_writes_and_tp_heads_are_gathered(tmp_path, load):
-    logdir = tmp_path / "runs" / "ddp"
-    results = tmp_path / "results"
+def _both(rank, root, results):
+    # One spawn for both runs (a process group each): starting processes, not the runs, is what takes the time.
+    _worker(rank, f"{root}/init-ddp", f"{root}/runs/ddp", results)
+    _fsdp_worker(rank, f"{root}/init-fsdp", f"{root}/runs/fsdp", results)
+
+
+@pytest.fixture(scope="module")
+def spawned(tmp_path_factory):
+    """The DDP and the FSDP run, once per module (both data loaders read them) -> (root, results folder)."""
+    pytest.importorskip("torch.distributed.fsdp", reason="FSDP2 not available")
+    root = tmp_path_factory.mktemp("distributed")
+    results = root / "results"
     results.mkdir()
-    mp.spawn(_worker, args=(str(tmp_path / "init"), str(logdir), str(results)), nprocs=WORLD, join=True)
+    mp.spawn(_both, args=(str(root), str(results)), nprocs=WORLD, join=True)
+    return root, results
+
+
+def test_ddp_rank_zero_writes_and_tp_heads_are_gathered(spawned, load):
+    tmp_path, results = spawned
+    logdir = tmp_path / "runs" / "ddp"
     r0 = json.loads((results / "0.json").read_text())
     r1 = json.loads((results / "1.json").read_text())
     assert r0 == {"probe_calls": 3, "writer": True, "world": 2}
@@ -111,12 +126,9 @@ def _fsdp_worker(rank, init_file, logdir, results):
         dist.destroy_process_group()
 
 
-def test_fsdp_all_ranks_join_the_probe_forward_rank_zero_writes(tmp_path, load):
-    pytest.importorskip("torch.distributed.fsdp", reason="FSDP2 not available")
+def test_fsdp_all_ranks_join_the_probe_forward_rank_zero_writes(spawned, load):
+    tmp_path, results = spawned
     logdir = tmp_path / "runs" / "fsdp"
-    results = tmp_path / "results"
-    results.mkdir()
-    mp.spawn(_fsdp_worker, args=(str(tmp_path / "init"), str(logdir), str(results)), nprocs=WORLD, join=True)
     assert (results / "fsdp1.json").exists()
     assert len(list(logdir.glob("events.out.tfevents.*"))) == 1
     reference = np.load(results / "reference.npy")

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from tb_attention import AttentionWriter
+from tb_attention.cli import logged_steps
 from tests.conftest import softmax_attention
 
 L, H, T = 2, 3, 5
@@ -77,15 +78,36 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("name, make, error, message", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
-def test_bad_input_is_rejected_and_file_stays_readable(tmp_path, rng, load, name, make, error, message):
+def _refuse(run_dir, rng, make, error, message):
+    """A good step, the bad call (which must raise), another good step: the writer keeps working."""
     attn, overrides = make(rng)
     kwargs = {"tag": "probe", "tokens": TOKENS, "step": 7, **overrides}
-    with AttentionWriter(str(tmp_path / "run")) as w:
+    with AttentionWriter(str(run_dir)) as w:
         w.add_attention("probe", good(rng), tokens=TOKENS, step=5)
         with pytest.raises(error, match=message):
             w.add_attention(kwargs.pop("tag"), attn, **kwargs)
-        w.add_attention("probe", good(rng), tokens=TOKENS, step=9)  # the writer keeps working
-    loaded = load(tmp_path)
-    assert loaded.get("steps", run="run", tag="probe").get_json()["steps"] == [5, 9]
-    assert loaded.get("attention", run="run", tag="probe", step=9, layer=1).status_code == 200
+        w.add_attention("probe", good(rng), tokens=TOKENS, step=9)
+
+
+@pytest.mark.parametrize("name, make, error, message", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_is_rejected_before_anything_is_written(tmp_path, rng, name, make, error, message):
+    _refuse(tmp_path / "run", rng, make, error, message)
+    assert logged_steps(str(tmp_path / "run"), "probe") == {5, 9}
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory):
+    """One run per bad input, written as above; read once per data loader (starting a loader is the slow part)."""
+    root = tmp_path_factory.mktemp("refused")
+    rng = np.random.default_rng(1234)
+    for i, (_, make, error, message) in enumerate(BAD_INPUTS):
+        _refuse(root / f"run{i:02d}", rng, make, error, message)
+    return root
+
+
+def test_every_file_stays_readable_after_a_refusal(refused, load):
+    loaded = load(refused)
+    for i in range(len(BAD_INPUTS)):
+        run = f"run{i:02d}"
+        assert loaded.get("steps", run=run, tag="probe").get_json()["steps"] == [5, 9], BAD_INPUTS[i][0]
+        assert loaded.get("attention", run=run, tag="probe", step=9, layer=1).status_code == 200
