@@ -154,6 +154,87 @@ async function fetchQK(run, tag, step, layer) {
   return { H, Hkv, Q, K, D, queries: q.data, keys: k.data, meta: c.meta };
 }
 
+// src/data/labels.ts
+function layerInfo(m, layer) {
+  return m.layers?.[layer] ?? null;
+}
+function layerIndex(m, layer) {
+  const i = layerInfo(m, layer)?.index;
+  return typeof i === "number" ? i : layer;
+}
+function headIndex(m, layer, head) {
+  const h = layerInfo(m, layer)?.heads?.[head];
+  return typeof h === "number" ? h : head;
+}
+function kvHeadIndex(m, layer, kvHead) {
+  const h = layerInfo(m, layer)?.kv_heads?.[kvHead];
+  return typeof h === "number" ? h : kvHead;
+}
+function sharedHeads(m) {
+  const first = Array.from({ length: m.num_heads }, (_, h) => headIndex(m, 0, h));
+  for (let l = 1; l < m.num_layers; l++) {
+    for (let h = 0; h < m.num_heads; h++) if (headIndex(m, l, h) !== first[h]) return null;
+  }
+  return first;
+}
+function layerLabel(m, layer, capital = false) {
+  return `${capital ? "Layer" : "layer"} ${layerIndex(m, layer)}`;
+}
+function headLabel(m, layer, head, capital = false) {
+  return `${capital ? "Head" : "head"} ${headIndex(m, layer, head)}`;
+}
+function layerHeadLabel(m, layer, head) {
+  return `${layerLabel(m, layer)}, ${headLabel(m, layer, head)}`;
+}
+function subsetNote(m) {
+  if (!m.layers) return "";
+  const layers = m.layers.map((x) => x.index);
+  const renumbered = layers.some((i, l) => i !== l);
+  const heads = sharedHeads(m);
+  const headsRenumbered = heads ? heads.some((h, i) => h !== i) : true;
+  const parts = [];
+  if (renumbered) parts.push(`layers ${layers.join(", ")} of the model`);
+  if (headsRenumbered) parts.push(heads ? `heads ${heads.join(", ")}` : "a subset of heads per layer");
+  return parts.length ? `logged: ${parts.join(", ")}` : "";
+}
+
+// src/data/compare.ts
+var MORE = "#e08214";
+var LESS = "#8073ac";
+function mismatch(a, b) {
+  const sa = [a.num_layers, a.num_heads, a.query_len, a.key_len];
+  const sb = [b.num_layers, b.num_heads, b.query_len, b.key_len];
+  if (sa.join() !== sb.join()) return `cannot compare: shapes differ ([L, H, Q, K] ${sa.join("×")} vs ${sb.join("×")})`;
+  const names = (m) => JSON.stringify(
+    Array.from({ length: m.num_layers }, (_, l) => [
+      layerIndex(m, l),
+      Array.from({ length: m.num_heads }, (_2, h) => headIndex(m, l, h))
+    ])
+  );
+  if (names(a) !== names(b)) return "cannot compare: the probes logged different layers or heads of the model";
+  return null;
+}
+async function compareTarget(host, state) {
+  const ref = state.compare;
+  if (!ref) return state.compareNote || null;
+  const m = await host.manifest(ref.step, ref.probe).catch(() => null);
+  if (!m) return `${ref.label} is not available`;
+  return mismatch(state.manifest, m) ?? { ref, m };
+}
+function splitDelta(cur, ref) {
+  const n = cur.H * cur.Q * cur.K;
+  const out = new Float32Array(2 * n);
+  for (let i = 0; i < n; i++) {
+    const d = cur.weights[i] - ref.weights[i];
+    if (d > 0) out[i] = d;
+    else out[n + i] = -d;
+  }
+  return { H: 2 * cur.H, Q: cur.Q, K: cur.K, weights: out };
+}
+function deltaSummary(state, ref) {
+  return `Δ = step ${state.step} − ${ref.label}: orange = more attention now, purple = less`;
+}
+
 // src/controls/widgets.ts
 function labelled(text, control) {
   const label2 = document.createElement("label");
@@ -197,9 +278,15 @@ function headAndScaleControls(prefix, magnitude, onChange) {
     ["linear", "linear"],
     ["log", "log (3 decades)"]
   ]);
+  const [rangeLabel, range2] = selectControl(`${prefix}-range`, "Range", [
+    ["global", "whole matrix"],
+    ["local", "zoomed window"]
+  ]);
+  range2.title = "Colour range of the zoomed window: the whole matrix's largest value, or the window's own";
   head.addEventListener("change", onChange);
   scale.addEventListener("change", onChange);
-  return { head, scale, headLabel: headLabel2, scaleLabel };
+  range2.addEventListener("change", onChange);
+  return { head, scale, range: range2, headLabel: headLabel2, scaleLabel, rangeLabel };
 }
 var ProbeSelect = class {
   constructor(onChange) {
@@ -286,13 +373,16 @@ var StepSlider = class {
 
 // src/controls/compareControl.ts
 var same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+var MAX_CHECKED = 64;
 var CompareControl = class {
+  // latest sync wins
   constructor(onChange) {
     this.select = document.createElement("select");
     this.choices = [];
     this.choice = { kind: "none" };
+    this.checks = 0;
     this.select.id = "compare-select";
-    this.select.title = "Compare the step shown with another step, or with another run at the same step: the head, model, matrix and diff views then draw current − reference";
+    this.select.title = "Compare the step shown with another step, or with another run at the same step: the head, model, matrix, neuron and diff views then draw current − reference";
     this.select.addEventListener("change", () => {
       this.choice = this.choices[Number(this.select.value)] ?? { kind: "none" };
       onChange();
@@ -301,12 +391,13 @@ var CompareControl = class {
   }
   /** Rebuilds the options for a probe, keeping the choice when it still exists. */
   sync(probe, steps, probes) {
+    const others = probes.filter((p) => p.run !== probe.run || p.tag !== probe.tag);
     const options = [
       [{ kind: "none" }, "—"],
       [{ kind: "rel", d: -1 }, "previous step"],
       [{ kind: "rel", d: 1 }, "next step"],
       ...steps.map((s) => [{ kind: "step", step: s }, `step ${s}`]),
-      ...probes.filter((p) => p.run !== probe.run || p.tag !== probe.tag).map((p) => [{ kind: "probe", probe: p }, `${p.run} / ${p.tag} (same step)`])
+      ...others.map((p) => [{ kind: "probe", probe: p }, `${p.run} / ${p.tag} (same step)`])
     ];
     const idx = Math.max(
       0,
@@ -315,14 +406,43 @@ var CompareControl = class {
     this.choices = options.map(([c]) => c);
     this.choice = this.choices[idx];
     this.select.replaceChildren(
-      ...options.map(([, text], i) => {
+      ...options.map(([c, text], i) => {
         const o = document.createElement("option");
         o.value = String(i);
         o.textContent = text;
+        if (c.kind === "probe") o.dataset["probe"] = JSON.stringify([c.probe.run, c.probe.tag]);
         return o;
       })
     );
     this.select.value = String(idx);
+    void this.hideIncompatible(probe, steps, others.slice(0, MAX_CHECKED));
+  }
+  /** Hides the other probes that cannot be compared with this one (checked at their last logged step). */
+  async hideIncompatible(probe, steps, others) {
+    const ticket = ++this.checks;
+    const last = steps[steps.length - 1];
+    if (last === void 0 || others.length === 0) return;
+    const mine = await fetchManifest(probe.run, probe.tag, last).catch(() => null);
+    if (!mine || ticket !== this.checks) return;
+    await Promise.all(
+      others.map(async (p) => {
+        let why;
+        try {
+          const theirs = await fetchSteps(p.run, p.tag);
+          const at = theirs.includes(last) ? last : theirs[theirs.length - 1];
+          why = at === void 0 ? "no steps" : mismatch(mine, await fetchManifest(p.run, p.tag, at));
+        } catch (e) {
+          why = e instanceof Error ? e.message : String(e);
+        }
+        if (ticket !== this.checks || why === null) return;
+        const key2 = JSON.stringify([p.run, p.tag]);
+        const o = Array.from(this.select.options).find((x) => x.dataset["probe"] === key2);
+        if (!o) return;
+        o.hidden = o.disabled = true;
+        o.title = why;
+        o.dataset["incompatible"] = why;
+      })
+    );
   }
   /** The reference for the step at `stepIndex`, or a note why there is none (ref null and note "" when off). */
   resolve(probe, steps, stepIndex) {
@@ -338,6 +458,27 @@ var CompareControl = class {
     }
     if (ref === step) return { ref: null, note: "the reference is the step shown" };
     return { ref: { probe, step: ref, label: `step ${ref}` }, note: "" };
+  }
+  /** The choice as a deep-link value (shell/deepLink.ts): "", "prev", "next", "step:N" or JSON [run, tag]. */
+  code() {
+    const c = this.choice;
+    if (c.kind === "none") return "";
+    if (c.kind === "rel") return c.d < 0 ? "prev" : "next";
+    if (c.kind === "step") return `step:${c.step}`;
+    return JSON.stringify([c.probe.run, c.probe.tag]);
+  }
+  /** Takes a deep-link value as the choice (kept by the next sync() when the probe offers it). */
+  restore(code) {
+    if (!code) return;
+    if (code === "prev" || code === "next") this.choice = { kind: "rel", d: code === "prev" ? -1 : 1 };
+    else if (/^step:\d+$/.test(code)) this.choice = { kind: "step", step: Number(code.slice(5)) };
+    else {
+      try {
+        const [run, tag] = JSON.parse(code);
+        if (typeof run === "string" && typeof tag === "string") this.choice = { kind: "probe", probe: { run, tag } };
+      } catch {
+      }
+    }
   }
 };
 
@@ -468,50 +609,108 @@ var SpecialTokensSelect = class {
   get mode() {
     return this.select.value;
   }
+  /** Deep-link value (shell/deepLink.ts): "" for the default ("show"). */
+  code() {
+    return this.mode === "show" ? "" : this.mode;
+  }
+  restore(code) {
+    if (code === "hide" || code === "renorm") this.select.value = code;
+  }
 };
 
-// src/data/labels.ts
-function layerInfo(m, layer) {
-  return m.layers?.[layer] ?? null;
-}
-function layerIndex(m, layer) {
-  const i = layerInfo(m, layer)?.index;
-  return typeof i === "number" ? i : layer;
-}
-function headIndex(m, layer, head) {
-  const h = layerInfo(m, layer)?.heads?.[head];
-  return typeof h === "number" ? h : head;
-}
-function kvHeadIndex(m, layer, kvHead) {
-  const h = layerInfo(m, layer)?.kv_heads?.[kvHead];
-  return typeof h === "number" ? h : kvHead;
-}
-function sharedHeads(m) {
-  const first = Array.from({ length: m.num_heads }, (_, h) => headIndex(m, 0, h));
-  for (let l = 1; l < m.num_layers; l++) {
-    for (let h = 0; h < m.num_heads; h++) if (headIndex(m, l, h) !== first[h]) return null;
+// src/shell/deepLink.ts
+var PREFIX = "p.attention.";
+function parentWindow() {
+  try {
+    return window.parent !== window && window.parent.location.href ? window.parent : null;
+  } catch {
+    return null;
   }
-  return first;
 }
-function layerLabel(m, layer, capital = false) {
-  return `${capital ? "Layer" : "layer"} ${layerIndex(m, layer)}`;
+function hashParts(hash) {
+  return hash.replace(/^#/, "").split("&").filter(Boolean);
 }
-function headLabel(m, layer, head, capital = false) {
-  return `${capital ? "Head" : "head"} ${headIndex(m, layer, head)}`;
+function readLink() {
+  if (page().embedded) return {};
+  const out = {};
+  const parent = parentWindow();
+  for (const part of hashParts((parent ?? window).location.hash)) {
+    const eq = part.indexOf("=");
+    if (eq < 0) continue;
+    const key2 = decodeURIComponent(part.slice(0, eq));
+    const value = decodeURIComponent(part.slice(eq + 1).replace(/\+/g, " "));
+    if (parent && !key2.startsWith(PREFIX)) continue;
+    out[parent ? key2.slice(PREFIX.length) : key2] = value;
+  }
+  return out;
 }
-function layerHeadLabel(m, layer, head) {
-  return `${layerLabel(m, layer)}, ${headLabel(m, layer, head)}`;
+function writeLink(params) {
+  if (page().embedded) return;
+  const parent = parentWindow();
+  const target = parent ?? window;
+  const enc = (k, v) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`;
+  const ours = Object.entries(params).filter(([, v]) => v !== "");
+  let parts;
+  if (parent) {
+    const keep = hashParts(parent.location.hash).filter((p) => !decodeURIComponent(p).startsWith(PREFIX));
+    parts = [...keep.length ? keep : ["attention"], ...ours.map(([k, v]) => enc(PREFIX + k, v))];
+  } else {
+    parts = ours.map(([k, v]) => enc(k, v));
+  }
+  const hash = `#${parts.join("&")}`;
+  if (target.location.hash === hash) return;
+  try {
+    const url2 = target.location.href.replace(/#.*$/, "") + hash;
+    target.history.replaceState(target.history.state, "", url2);
+  } catch {
+  }
 }
-function subsetNote(m) {
-  if (!m.layers) return "";
-  const layers = m.layers.map((x) => x.index);
-  const renumbered = layers.some((i, l) => i !== l);
-  const heads = sharedHeads(m);
-  const headsRenumbered = heads ? heads.some((h, i) => h !== i) : true;
-  const parts = [];
-  if (renumbered) parts.push(`layers ${layers.join(", ")} of the model`);
-  if (headsRenumbered) parts.push(heads ? `heads ${heads.join(", ")}` : "a subset of heads per layer");
-  return parts.length ? `logged: ${parts.join(", ")}` : "";
+function storedLayer(m, model) {
+  if (model === void 0 || model === "" || !/^\d+$/.test(model)) return null;
+  for (let l = 0; l < m.num_layers; l++) if (layerIndex(m, l) === Number(model)) return l;
+  return null;
+}
+function storedHead(m, layer, model) {
+  if (model === void 0 || model === "" || !/^\d+$/.test(model)) return null;
+  for (let h = 0; h < m.num_heads; h++) if (headIndex(m, layer, h) === Number(model)) return h;
+  return null;
+}
+function linkInt(v) {
+  return v !== void 0 && /^\d+$/.test(v) ? Number(v) : null;
+}
+function shownLink(s, v, shell) {
+  return {
+    view: v.id,
+    run: s.probe.run,
+    tag: s.probe.tag,
+    step: String(s.step),
+    layer: String(layerIndex(s.manifest, s.layer)),
+    ...shell,
+    ...v.linkParams?.() ?? {}
+  };
+}
+function reloadOnPastedLink() {
+  if (page().embedded || parentWindow()) return;
+  window.addEventListener("hashchange", () => window.location.reload());
+}
+
+// src/shell/keys.ts
+function shellKey(e, s, v, select) {
+  if (e.ctrlKey || e.metaKey || e.altKey) return;
+  const t = e.target;
+  if (t && (t.tagName === "TEXTAREA" || t instanceof HTMLInputElement && t.type !== "range")) return;
+  if (t && (t.tagName === "SELECT" || t.tagName === "INPUT") && e.key !== "[" && e.key !== "]") return;
+  let handled = true;
+  if (e.key === "[" || e.key === "]") {
+    const i = s.stepIndex + (e.key === "]" ? 1 : -1);
+    if (i >= 0 && i < s.steps.length) select({ step: s.steps[i] });
+  } else if ((e.key === "ArrowUp" || e.key === "ArrowDown") && v.usesLayer !== false) {
+    const l = s.layer + (e.key === "ArrowDown" ? 1 : -1);
+    if (l >= 0 && l < s.manifest.num_layers) select({ layer: l });
+  } else {
+    handled = v.onKey?.(e) ?? false;
+  }
+  if (handled) e.preventDefault();
 }
 
 // src/export/npz.ts
@@ -1158,199 +1357,6 @@ var Loaders = class {
   }
 };
 
-// src/shell/styles.ts
-var CSS2 = `
-:root { color-scheme: light; }
-body { margin: 0; background: #fff; color: #212121;
-  font: 13px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; }
-.tba-toolbar { position: sticky; top: 0; z-index: 5; background: rgba(255,255,255,0.96);
-  border-bottom: 1px solid #e0e0e0; padding: 10px 16px 8px; display: flex; flex-wrap: wrap;
-  align-items: center; gap: 10px 24px; }
-.tba-tabs { display: flex; gap: 2px; flex-basis: 100%; border-bottom: 1px solid #e0e0e0; margin: -4px 0 2px; }
-.tba-tab { border: none; border-bottom: 2px solid transparent; border-radius: 0; background: none;
-  padding: 4px 12px; color: #616161; font-weight: 500; }
-.tba-tab.active { color: #e65100; border-bottom-color: #f57c00; }
-.tba-parts { display: inline-flex; }
-.tba-part { border-radius: 0; margin-left: -1px; }
-.tba-part:first-child { border-radius: 4px 0 0 4px; }
-.tba-part:last-child { border-radius: 0 4px 4px 0; }
-.tba-part.active { background: #fff3e0; border-color: #f57c00; color: #e65100; }
-.tba-viewbar { display: flex; flex-wrap: wrap; align-items: center; gap: 8px 20px; margin-bottom: 10px; }
-.control { display: inline-flex; align-items: center; gap: 8px; }
-.control > span:first-child { color: #616161; font-weight: 500; }
-select, button { font: inherit; color: inherit; background: #fff; border: 1px solid #c8c8c8;
-  border-radius: 4px; padding: 3px 6px; }
-button { cursor: pointer; padding: 2px 8px; }
-button:hover, select:hover { border-color: #888; }
-.step-control input { width: 240px; }
-#reload-button { margin-left: auto; }
-#step-label { font-variant-numeric: tabular-nums; min-width: 110px; color: #424242; white-space: pre; }
-#head-toggles { display: flex; flex-wrap: wrap; gap: 3px; max-width: 520px; }
-.head-toggle { width: 16px; height: 16px; border-radius: 3px; cursor: pointer;
-  background: var(--head-color); border: 1px solid rgba(0,0,0,0.15); box-sizing: border-box; }
-.head-toggle.off { opacity: 0.22; }
-.head-toggle:hover { outline: 2px solid #9e9e9e; outline-offset: 1px; }
-.tba-summary { padding: 6px 16px 0; color: #757575; font-size: 12px; }
-.tba-message { margin: 24px 16px; padding: 12px 14px; border-radius: 6px; background: #f5f5f5;
-  color: #424242; white-space: pre-wrap; max-width: 760px; }
-.tba-message.error { background: #fdecea; color: #b71c1c; }
-.tba-message:empty { display: none; }
-.tba-notice { margin: 8px 16px 0; padding: 8px 12px; border-radius: 6px; background: #fff8e1; color: #6d4c00;
-  white-space: pre-wrap; max-width: 760px; font-size: 12px; }
-.tba-notice:empty { display: none; }
-.tba-main { padding: 12px 16px 40px; }
-.head-view { position: relative; }
-/* the line canvas of every HeadView (head tab, model view detail) */
-.head-view > canvas { position: absolute; left: 0; top: 0; pointer-events: none; }
-.token-col { position: absolute; top: 0; }
-.token { position: absolute; left: 0; right: 0; height: var(--row-h); line-height: var(--row-h);
-  font-size: var(--font-px); padding: 0 7px; box-sizing: border-box; white-space: pre; overflow: hidden;
-  text-overflow: ellipsis; cursor: default; border-radius: 2px;
-  unicode-bidi: isolate; /* a right-to-left override inside one token must not reorder its neighbours */ }
-.token.left { text-align: right; }
-.token.hovered { background: rgba(0,0,0,0.12); }
-.model-view { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 16px 24px; }
-.mv-grid { display: grid; gap: 6px; align-items: center; }
-.mv-col-label { font-size: 12px; color: #616161; text-align: center; white-space: nowrap; }
-.mv-row-label { font-size: 12px; color: #616161; padding-right: 6px; white-space: nowrap; text-align: right; }
-.mv-thumb { width: var(--thumb-w); height: var(--thumb-h); cursor: pointer; border-radius: 3px;
-  background: #fafafa; border: 1px solid #e0e0e0; box-sizing: content-box; }
-.mv-thumb:hover { border-color: #9e9e9e; }
-.mv-thumb.selected { border: 1px solid var(--layer-color); box-shadow: 0 0 0 2px var(--layer-color); }
-.mv-thumb > canvas { width: 100%; height: 100%; display: block; }
-.mv-detail { border: 1px solid #e0e0e0; border-radius: 6px; padding: 8px 10px; }
-.mv-detail-bar { display: flex; align-items: center; gap: 10px; margin-bottom: 8px; }
-.mv-detail-title { font-weight: 600; margin-right: auto; }
-.token.match, .tba-token-label.match { outline: 2px solid #f57c00; outline-offset: -2px; }
-.tba-export button { padding: 2px 6px; font-size: 12px; }
-.tba-filter { display: inline-flex; align-items: center; gap: 3px; color: #757575; font-size: 12px; }
-#search-count { color: #757575; font-size: 12px; min-width: 56px; }
-.token.locked { background: rgba(245,124,0,0.25); }
-.nv-info { color: #616161; font-size: 12px; }
-.nv-body { position: relative; }
-.nv-body > canvas { position: absolute; left: 0; top: 0; pointer-events: none; }
-.nv-header { position: absolute; left: 0; top: 0; right: 0; height: 34px; }
-.nv-heading { position: absolute; top: 8px; font-size: 12px; font-weight: 600; color: #424242; white-space: nowrap;
-  overflow: hidden; text-overflow: ellipsis; }
-.nv-q .token { cursor: pointer; }
-.heatmap { display: flex; flex-wrap: wrap; gap: 16px 28px; align-items: flex-start; }
-.hm-col { display: flex; flex-direction: column; gap: 6px; }
-.hm-title { font-size: 12px; color: #616161; }
-.hm-caption { font-size: 12px; color: #757575; max-width: 560px; }
-.hm-ov-wrap { position: relative; line-height: 0; }
-.hm-overview, .hm-detail { image-rendering: pixelated; cursor: crosshair; }
-.hm-sel { position: absolute; border: 2px solid #f57c00; box-sizing: border-box; pointer-events: none; }
-.hm-det-wrap { display: grid; grid-template-columns: auto auto; grid-template-rows: auto auto; }
-.hm-det-wrap > .hm-klabels { grid-column: 2; grid-row: 1; display: flex; }
-.hm-det-wrap > .hm-qlabels { grid-column: 1; grid-row: 2; }
-.hm-det-wrap > .hm-detail { grid-column: 2; grid-row: 2; }
-.hm-klabels > div { width: var(--cell); writing-mode: vertical-rl; transform: rotate(180deg);
-  font-size: min(11px, calc(var(--cell) - 1px));
-  white-space: pre; overflow: hidden; text-overflow: ellipsis; max-height: 90px; line-height: var(--cell); }
-.hm-qlabels > div { height: var(--cell); line-height: var(--cell); font-size: min(11px, calc(var(--cell) - 1px));
-  text-align: right;
-  padding-right: 4px; white-space: pre; overflow: hidden; text-overflow: ellipsis; max-width: 140px; }
-.hm-tip { position: fixed; display: none; z-index: 10; pointer-events: none; white-space: pre; font-size: 12px;
-  background: rgba(33,33,33,0.92); color: #fff; padding: 5px 8px; border-radius: 4px; }
-.diff-content { display: flex; flex-wrap: wrap; gap: 16px 32px; align-items: flex-start; }
-.diff-side { display: flex; flex-direction: column; gap: 6px; }
-.diff-rank { border-collapse: collapse; font-size: 12px; font-variant-numeric: tabular-nums; }
-.diff-rank th { text-align: left; color: #616161; font-weight: 500; padding: 2px 8px; }
-.diff-rank td { padding: 2px 8px; }
-.diff-rank tr[data-layer] { cursor: pointer; }
-.diff-rank tr[data-layer]:hover { background: rgba(0,0,0,0.06); }
-.diff-rank tr.current { background: rgba(245,124,0,0.15); }
-.diff-bar { height: 8px; background: #e08214; border-radius: 2px; }
-/* Dark mode: follows TensorBoard's (parent body.dark-mode), else the OS preference (theme.ts). */
-body.tba-dark { color-scheme: dark; background: #202124; color: #e8eaed; }
-body.tba-dark .tba-toolbar { background: rgba(32,33,36,0.96); border-bottom-color: #3c4043; }
-body.tba-dark .tba-tabs { border-bottom-color: #3c4043; }
-body.tba-dark .tba-tab, body.tba-dark .control > span:first-child, body.tba-dark .mv-col-label,
-body.tba-dark .mv-row-label, body.tba-dark .hm-title, body.tba-dark .nv-info,
-body.tba-dark .nv-heading { color: #bdc1c6; }
-body.tba-dark .tba-tab { background: none; }
-body.tba-dark .tba-tab.active { color: #ffb74d; border-bottom-color: #ffb74d; }
-body.tba-dark select, body.tba-dark button, body.tba-dark input { background: #303134; color: #e8eaed;
-  border-color: #5f6368; }
-body.tba-dark #step-label, body.tba-dark .tba-summary, body.tba-dark .hm-caption { color: #9aa0a6; }
-body.tba-dark .tba-message { background: #303134; color: #e8eaed; }
-body.tba-dark .tba-message.error { background: #5c2b29; color: #f6aea9; }
-body.tba-dark .token.hovered { background: rgba(255,255,255,0.16); }
-body.tba-dark .mv-thumb { background: #28292c; border-color: #3c4043; }
-body.tba-dark .mv-detail { border-color: #3c4043; }
-body.tba-dark .tba-part.active { background: #3d2b12; color: #ffb74d; border-color: #ffb74d; }
-body.tba-dark .diff-rank th { color: #9aa0a6; }
-`;
-function installStyles() {
-  const style = document.createElement("style");
-  style.textContent = CSS2;
-  page().styles.appendChild(style);
-}
-
-// src/shell/theme.ts
-function parentBody() {
-  try {
-    const b = window.parent !== window ? window.parent.document.body : null;
-    return b ?? null;
-  } catch {
-    return null;
-  }
-}
-function isDark() {
-  const source = page().theme;
-  if (source) return source.isDark();
-  const b = parentBody();
-  if (b) return b.classList.contains("dark-mode");
-  return window.matchMedia?.("(prefers-color-scheme: dark)").matches ?? false;
-}
-function followTheme(onChange) {
-  const root = page().root;
-  const apply = () => {
-    const dark = isDark();
-    if (root.classList.contains("tba-dark") === dark) return;
-    root.classList.toggle("tba-dark", dark);
-    onChange();
-  };
-  root.classList.toggle("tba-dark", isDark());
-  const source = page().theme;
-  const b = parentBody();
-  if (source) source.watch(apply);
-  else if (b) new MutationObserver(apply).observe(b, { attributes: true, attributeFilter: ["class"] });
-  else window.matchMedia?.("(prefers-color-scheme: dark)").addEventListener?.("change", apply);
-}
-function canvasText() {
-  return page().root.classList.contains("tba-dark") ? "#e8eaed" : "#212121";
-}
-
-// src/data/compare.ts
-var MORE = "#e08214";
-var LESS = "#8073ac";
-function mismatch(a, b) {
-  const sa = [a.num_layers, a.num_heads, a.query_len, a.key_len];
-  const sb = [b.num_layers, b.num_heads, b.query_len, b.key_len];
-  return sa.join() === sb.join() ? null : `cannot compare: shapes differ ([L, H, Q, K] ${sa.join("×")} vs ${sb.join("×")})`;
-}
-async function compareTarget(host, state) {
-  const ref = state.compare;
-  if (!ref) return state.compareNote || null;
-  const m = await host.manifest(ref.step, ref.probe).catch(() => null);
-  if (!m) return `${ref.label} is not available`;
-  return mismatch(state.manifest, m) ?? { ref, m };
-}
-function splitDelta(cur, ref) {
-  const n = cur.H * cur.Q * cur.K;
-  const out = new Float32Array(2 * n);
-  for (let i = 0; i < n; i++) {
-    const d = cur.weights[i] - ref.weights[i];
-    if (d > 0) out[i] = d;
-    else out[n + i] = -d;
-  }
-  return { H: 2 * cur.H, Q: cur.Q, K: cur.K, weights: out };
-}
-function deltaSummary(state, ref) {
-  return `Δ = step ${state.step} − ${ref.label}: orange = more attention now, purple = less`;
-}
-
 // src/draw/colormap.ts
 function lut(stops) {
   const rgb = stops.map((s) => [1, 3, 5].map((i) => parseInt(s.slice(i, i + 2), 16)));
@@ -1401,6 +1407,111 @@ function cssColor(map, i) {
   return `rgb(${map[k]},${map[k + 1]},${map[k + 2]})`;
 }
 
+// src/draw/legend.ts
+function niceTicks(lo, hi, n = 5) {
+  if (!Number.isFinite(lo) || !Number.isFinite(hi) || hi <= lo) return [lo];
+  const raw = (hi - lo) / Math.max(1, n - 1);
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = ([1, 2, 2.5, 5, 10].find((m) => m * mag >= raw) ?? 10) * mag;
+  const out = [];
+  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step)
+    out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+  return out;
+}
+function tickText(v) {
+  const a = Math.abs(v);
+  if (a === 0) return "0";
+  if (a >= 1e4 || a < 1e-3) return v.toExponential(0).replace("e+", "e");
+  if (a >= 1e3) return `${(v / 1e3).toFixed(a >= 1e4 ? 0 : 1)}k`;
+  return String(Number(v.toPrecision(3)));
+}
+var BAR_W = 12;
+var ColorBar = class {
+  constructor(id) {
+    this.el = document.createElement("div");
+    this.canvas = document.createElement("canvas");
+    this.ticks = document.createElement("div");
+    this.title = document.createElement("div");
+    this.el.className = "tba-colorbar";
+    if (id) this.el.id = id;
+    this.title.className = "tba-colorbar-title";
+    this.ticks.className = "tba-colorbar-ticks";
+    const body = document.createElement("div");
+    body.className = "tba-colorbar-body";
+    body.append(this.canvas, this.ticks);
+    this.el.append(this.title, body);
+  }
+  set(spec, height) {
+    const h = Math.max(60, Math.round(height));
+    const dpr = Math.max(1, Math.min(2, window.devicePixelRatio || 1));
+    this.canvas.width = Math.round(BAR_W * dpr);
+    this.canvas.height = Math.round(h * dpr);
+    this.canvas.style.width = `${BAR_W}px`;
+    this.canvas.style.height = `${h}px`;
+    this.ticks.style.height = `${h}px`;
+    this.title.textContent = spec.title;
+    this.el.dataset["lo"] = String(spec.lo);
+    this.el.dataset["hi"] = String(spec.hi);
+    const ctx = this.canvas.getContext("2d");
+    const pos = position(spec);
+    if (ctx) {
+      const H = this.canvas.height;
+      ctx.clearRect(0, 0, this.canvas.width, H);
+      for (let y = 0; y < H; y++) {
+        const v = spec.hi - (y + 0.5) / H * (spec.hi - spec.lo);
+        const t = Math.min(1, Math.max(0, pos(v)));
+        ctx.globalAlpha = typeof spec.map === "string" ? Math.min(1, t * (spec.gain ?? 1)) : 1;
+        ctx.fillStyle = typeof spec.map === "string" ? spec.map : cssColor(spec.map, t * 255);
+        ctx.fillRect(0, y, this.canvas.width, 1);
+      }
+      ctx.globalAlpha = 1;
+    }
+    const values = spec.signed ? niceTicks(-Math.max(Math.abs(spec.lo), Math.abs(spec.hi)), Math.max(Math.abs(spec.lo), Math.abs(spec.hi))) : niceTicks(spec.lo, spec.hi);
+    const els = values.filter((v) => v >= spec.lo - 1e-12 && v <= spec.hi + 1e-12).map((v) => {
+      const t = document.createElement("div");
+      t.className = "tba-tick";
+      t.textContent = tickText(v);
+      t.style.top = `${(1 - (v - spec.lo) / (spec.hi - spec.lo || 1)) * h}px`;
+      return t;
+    });
+    if (spec.ends) {
+      const [top, bottom] = spec.ends;
+      const a = document.createElement("div");
+      a.className = "tba-colorbar-end";
+      a.textContent = top;
+      const b = document.createElement("div");
+      b.className = "tba-colorbar-end";
+      b.textContent = bottom;
+      this.el.replaceChildren(this.title, a, this.canvas.parentElement, b);
+    }
+    this.ticks.replaceChildren(...els);
+  }
+};
+function position(spec) {
+  const scale = spec.scale ?? "linear";
+  if (spec.signed) {
+    const vmax = Math.max(Math.abs(spec.lo), Math.abs(spec.hi)) || 1;
+    return (v) => {
+      const t = scaled(Math.abs(v) / vmax, scale);
+      return 0.5 + (v < 0 ? -t : t) / 2;
+    };
+  }
+  return (v) => scaled((v - spec.lo) / (spec.hi - spec.lo || 1), scale);
+}
+var LEGEND_CSS = `
+.tba-colorbar { display: inline-flex; flex-direction: column; gap: 4px; font-size: 11px; color: var(--tba-muted);
+  align-self: flex-start; }
+.tba-colorbar-title { font-weight: 500; max-width: 120px; white-space: normal; }
+.tba-colorbar-end { font-size: 11px; }
+.tba-colorbar-body { display: flex; gap: 4px; }
+.tba-colorbar-body > canvas { border: 1px solid var(--tba-border); box-sizing: content-box; }
+.tba-colorbar-ticks { position: relative; min-width: 34px; }
+.tba-tick { position: absolute; left: 0; transform: translateY(-50%); white-space: nowrap;
+  font-variant-numeric: tabular-nums; }
+.tba-tick::before { content: ""; display: inline-block; width: 4px; height: 1px; background: currentColor;
+  vertical-align: middle; margin-right: 3px; margin-left: -4px; }
+`;
+
 // src/draw/tokens.ts
 function rowHeightFor(n) {
   if (n <= 32) return 20;
@@ -1412,6 +1523,312 @@ function displayText(token) {
     /[\u0000-\u001f\u007f]/g,
     (c) => c === "\n" ? "\\n" : c === "	" ? "\\t" : c === "\r" ? "\\r" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`
   );
+}
+
+// src/draw/heatmapAxes.ts
+var MIN_LABEL_PX = 10;
+function positionTicks(n, count = 6) {
+  if (n <= 1) return [0];
+  return niceTicks(0, n - 1, count).filter((v) => Number.isInteger(v) && v >= 0 && v < n);
+}
+function fillPositionAxis(el2, n, px, horizontal, title) {
+  const ticks = positionTicks(n, Math.max(2, Math.floor(px / 60)));
+  const nodes = ticks.map((t) => {
+    const d = document.createElement("div");
+    d.className = "hm-tick";
+    d.textContent = String(t);
+    const at = `${(t + 0.5) / n * px}px`;
+    if (horizontal) d.style.left = at;
+    else d.style.top = at;
+    return d;
+  });
+  const name = document.createElement("div");
+  name.className = "hm-axis-title";
+  name.textContent = title;
+  el2.replaceChildren(name, ...nodes);
+  if (horizontal) el2.style.width = `${px}px`;
+  else el2.style.height = `${px}px`;
+}
+function fillTokenLabels(el2, tokens, a, b, cell2, what) {
+  const every = Math.max(1, Math.ceil(MIN_LABEL_PX / cell2));
+  const font = Math.max(9, Math.min(11, Math.floor(cell2 * every) - 2));
+  el2.style.setProperty("--label-px", `${font}px`);
+  el2.dataset["every"] = String(every);
+  const nodes = [];
+  for (let i = a; i < b; i++) {
+    if ((i - a) % every !== 0) continue;
+    const d = document.createElement("div");
+    d.className = "tba-token-label";
+    d.textContent = displayText(tokens[i] ?? "");
+    d.title = `${what} ${i}: ${tokens[i] ?? ""}`;
+    d.dataset["index"] = String(i);
+    const at = `${(i - a + 0.5) * cell2}px`;
+    if (what === "query") d.style.top = at;
+    else d.style.left = at;
+    nodes.push(d);
+  }
+  el2.replaceChildren(...nodes);
+  if (what === "query") el2.style.height = `${(b - a) * cell2}px`;
+  else el2.style.width = `${(b - a) * cell2}px`;
+}
+var HEATMAP_CSS = `
+.hm-frame { display: grid; grid-template-columns: auto auto auto; grid-template-rows: auto auto; gap: 4px 6px;
+  align-items: start; }
+.hm-frame > .hm-top { grid-column: 2; grid-row: 1; }
+.hm-frame > .hm-side { grid-column: 1; grid-row: 2; }
+.hm-frame > .hm-plot { grid-column: 2; grid-row: 2; }
+.hm-frame > .tba-colorbar { grid-column: 3; grid-row: 1 / span 2; }
+.hm-ov-wrap { position: relative; line-height: 0; }
+.hm-overview, .hm-detail { image-rendering: pixelated; cursor: crosshair; display: block; }
+.hm-sel { position: absolute; border: 2px solid var(--tba-accent-line); box-sizing: border-box; pointer-events: none; }
+.hm-xaxis { position: relative; height: 30px; font-size: 10px; color: var(--tba-muted); }
+.hm-yaxis { position: relative; width: 44px; font-size: 10px; color: var(--tba-muted); }
+.hm-xaxis .hm-tick { position: absolute; bottom: 0; transform: translateX(-50%); font-variant-numeric: tabular-nums; }
+.hm-xaxis .hm-tick::after { content: ""; display: block; width: 1px; height: 4px; margin: 1px auto 0;
+  background: currentColor; }
+.hm-yaxis .hm-tick { position: absolute; right: 0; transform: translateY(-50%); font-variant-numeric: tabular-nums; }
+.hm-yaxis .hm-tick::after { content: ""; display: inline-block; width: 4px; height: 1px; margin-left: 2px;
+  vertical-align: middle; background: currentColor; }
+.hm-axis-title { position: absolute; font-size: 11px; color: var(--tba-muted); white-space: nowrap; }
+.hm-xaxis .hm-axis-title { top: 0; left: 0; }
+.hm-yaxis .hm-axis-title { left: 0; top: -30px; }
+.hm-qlabels, .hm-klabels { position: relative; font-size: var(--label-px, 11px); }
+.hm-qlabels { width: 140px; }
+.hm-klabels { height: 90px; }
+.hm-qlabels > div { position: absolute; right: 4px; transform: translateY(-50%); max-width: 136px; white-space: pre;
+  overflow: hidden; text-overflow: ellipsis; line-height: 1.1; }
+.hm-klabels > div { position: absolute; bottom: 2px; writing-mode: vertical-rl; transform: translateX(-50%) rotate(180deg);
+  max-height: 88px; white-space: pre; overflow: hidden; text-overflow: ellipsis; line-height: 1.1; }
+`;
+
+// src/shell/styles.ts
+var TOKENS = `
+body { --tba-bg: #ffffff; --tba-fg: #202124; --tba-muted: #5f6368; --tba-faint: #5f6368;
+  --tba-border: #dadce0; --tba-control-bg: #ffffff; --tba-control-border: #9aa0a6; --tba-surface: #f1f3f4;
+  --tba-panel: #f8f9fa; --tba-hover: rgba(32,33,36,0.08); --tba-accent: #c43e00; --tba-accent-line: #f57c00;
+  --tba-accent-bg: #fff3e0; --tba-tip-bg: rgba(32,33,36,0.94); --tba-tip-fg: #ffffff;
+  --tba-error-bg: #fce8e6; --tba-error-fg: #a50e0e; --tba-notice-bg: #fef7e0; --tba-notice-fg: #5c3d00;
+  --tba-good-bg: #e6f4ea; --tba-poor-bg: #fce8e6; --tba-hit-bg: #fde293; --tba-undefined: #d5d7da;
+  --tba-plot-bg: #f8f9fa; --tba-cursor: #d93025; --tba-line: #1a73e8; --tba-toolbar-bg: rgba(255,255,255,0.97); }
+body.tba-dark { --tba-bg: #202124; --tba-fg: #e8eaed; --tba-muted: #bdc1c6; --tba-faint: #9aa0a6;
+  --tba-border: #3c4043; --tba-control-bg: #303134; --tba-control-border: #80868b; --tba-surface: #303134;
+  --tba-panel: #28292c; --tba-hover: rgba(232,234,237,0.12); --tba-accent: #ffb74d; --tba-accent-line: #ffb74d;
+  --tba-accent-bg: #3d2b12; --tba-tip-bg: rgba(241,243,244,0.96); --tba-tip-fg: #202124;
+  --tba-error-bg: #5c2b29; --tba-error-fg: #f6aea9; --tba-notice-bg: #3d3215; --tba-notice-fg: #fdd663;
+  --tba-good-bg: #1e3a28; --tba-poor-bg: #4a2326; --tba-hit-bg: #6b5200; --tba-undefined: #4a4d51;
+  --tba-plot-bg: #28292c; --tba-cursor: #f28b82; --tba-line: #8ab4f8; --tba-toolbar-bg: rgba(32,33,36,0.97); }
+`;
+var CSS2 = `
+:root { color-scheme: light; }
+body { margin: 0; background: var(--tba-bg); color: var(--tba-fg);
+  font: 13px/1.4 Roboto, system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; }
+body.tba-dark { color-scheme: dark; }
+.tba-toolbar { position: sticky; top: 0; z-index: 5; background: var(--tba-toolbar-bg);
+  border-bottom: 1px solid var(--tba-border); padding: 10px 16px 8px; display: flex; flex-wrap: wrap;
+  align-items: center; gap: 10px 24px; }
+.tba-tabs { display: flex; gap: 2px; flex-basis: 100%; border-bottom: 1px solid var(--tba-border); margin: -4px 0 2px; }
+.tba-tab { border: none; border-bottom: 2px solid transparent; border-radius: 0; background: none; height: auto;
+  padding: 6px 12px; color: var(--tba-muted); font-weight: 500; letter-spacing: 0.01em; }
+.tba-tab:hover { background: var(--tba-hover); }
+.tba-tab.active { color: var(--tba-accent); border-bottom-color: var(--tba-accent-line); }
+.tba-parts { display: inline-flex; }
+.tba-part { border-radius: 0; margin-left: -1px; }
+.tba-part:first-child { border-radius: 4px 0 0 4px; }
+.tba-part:last-child { border-radius: 0 4px 4px 0; }
+.tba-part.active { background: var(--tba-accent-bg); border-color: var(--tba-accent-line); color: var(--tba-accent); }
+.tba-viewbar { display: flex; flex-wrap: wrap; align-items: center; gap: 8px 20px; margin-bottom: 10px; }
+/* Sticky below the toolbar: the head toggles stay in reach while a long head view scrolls (top set by app.ts). */
+.tba-viewbar.sticky { position: sticky; top: var(--tba-toolbar-h, 96px); z-index: 4; background: var(--tba-toolbar-bg);
+  padding: 4px 0; }
+.control { display: inline-flex; align-items: center; gap: 8px; }
+.control > span:first-child { color: var(--tba-muted); font-weight: 500; }
+/* Controls in TensorBoard's Material style: flat, 4 px radius, an accent focus ring. */
+select, button, input { font: inherit; color: var(--tba-fg); background: var(--tba-control-bg);
+  border: 1px solid var(--tba-control-border); border-radius: 4px; padding: 3px 8px; }
+select, button { height: 28px; box-sizing: border-box; }
+button { cursor: pointer; padding: 2px 10px; font-weight: 500; }
+button:hover, select:hover { background-image: linear-gradient(var(--tba-hover), var(--tba-hover)); }
+button:disabled { opacity: 0.6; cursor: default; }
+select:focus-visible, button:focus-visible, input:focus-visible { outline: 2px solid var(--tba-accent-line);
+  outline-offset: 1px; }
+input[type=range], input[type=checkbox] { accent-color: var(--tba-accent-line); padding: 0; border: none;
+  background: none; }
+.step-control input { width: 240px; }
+#reload-button { margin-left: auto; }
+#step-label { font-variant-numeric: tabular-nums; min-width: 110px; color: var(--tba-muted); white-space: pre; }
+#head-toggles { display: flex; flex-wrap: wrap; gap: 3px; max-width: 520px; }
+.head-toggle { width: 16px; height: 16px; border-radius: 3px; cursor: pointer;
+  background: var(--head-color); border: 1px solid var(--tba-border); box-sizing: border-box; }
+.head-toggle.off { opacity: 0.22; }
+.head-toggle:hover { outline: 2px solid var(--tba-muted); outline-offset: 1px; }
+.tba-summary { padding: 6px 16px 0; color: var(--tba-muted); font-size: 12px; min-height: 17px; }
+.tba-message { margin: 24px 16px; padding: 12px 14px; border-radius: 6px; background: var(--tba-surface);
+  color: var(--tba-fg); white-space: pre-wrap; max-width: 760px; }
+.tba-message.error { background: var(--tba-error-bg); color: var(--tba-error-fg); }
+.tba-message:empty { display: none; }
+.tba-notice { margin: 8px 16px 0; padding: 8px 12px; border-radius: 6px; background: var(--tba-notice-bg);
+  color: var(--tba-notice-fg); white-space: pre-wrap; max-width: 760px; font-size: 12px; }
+.tba-notice:empty { display: none; }
+.tba-main { padding: 12px 16px 40px; }
+.head-view { position: relative; }
+/* the line canvas of every HeadView (head tab, model view detail) */
+.head-view > canvas { position: absolute; left: 0; top: 0; pointer-events: none; }
+.token-col { position: absolute; top: 0; }
+.token { position: absolute; left: 0; right: 0; height: var(--row-h); line-height: var(--row-h);
+  font-size: var(--font-px); padding: 0 7px; box-sizing: border-box; white-space: pre; overflow: hidden;
+  text-overflow: ellipsis; cursor: default; border-radius: 2px;
+  unicode-bidi: isolate; /* a right-to-left override inside one token must not reorder its neighbours */ }
+.token.left { text-align: right; }
+.token.hovered { background: var(--tba-hover); }
+.token.locked { background: var(--tba-accent-bg); }
+.token.match, .tba-token-label.match { outline: 2px solid var(--tba-accent-line); outline-offset: -2px; }
+.model-view { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 16px 24px; }
+.mv-grid { display: grid; gap: 6px; align-items: center; }
+.mv-col-label, .mv-row-label { font-size: 12px; color: var(--tba-muted); white-space: nowrap; }
+.mv-col-label { text-align: center; }
+.mv-row-label { padding-right: 6px; text-align: right; }
+.mv-thumb { width: var(--thumb-w); height: var(--thumb-h); cursor: pointer; border-radius: 3px;
+  background: var(--tba-panel); border: 1px solid var(--tba-border); box-sizing: content-box; }
+.mv-thumb:hover { border-color: var(--tba-muted); }
+.mv-thumb.selected { border: 1px solid var(--tba-accent-line); box-shadow: 0 0 0 2px var(--tba-accent-line); }
+.mv-thumb > canvas { width: 100%; height: 100%; display: block; }
+.mv-detail { border: 1px solid var(--tba-border); border-radius: 6px; padding: 8px 10px; }
+.mv-detail-bar { display: flex; align-items: center; gap: 10px; margin-bottom: 8px; }
+.mv-detail-title { font-weight: 600; margin-right: auto; }
+.tba-legend-line { font-size: 12px; color: var(--tba-muted); display: flex; align-items: center; gap: 12px;
+  flex-wrap: wrap; margin: 2px 0 8px; }
+.tba-export button { padding: 2px 8px; font-size: 12px; }
+.tba-filter { display: inline-flex; align-items: center; gap: 3px; color: var(--tba-muted); font-size: 12px; }
+#search-count { color: var(--tba-muted); font-size: 12px; min-width: 56px; }
+.nv-info { color: var(--tba-muted); font-size: 12px; }
+.nv-body { position: relative; }
+.nv-body > canvas { position: absolute; left: 0; top: 0; pointer-events: none; }
+.nv-header { position: absolute; left: 0; top: 0; right: 0; height: 34px; }
+.nv-heading { position: absolute; top: 8px; font-size: 12px; font-weight: 600; color: var(--tba-muted);
+  white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.nv-q .token { cursor: pointer; }
+.heatmap { display: flex; flex-wrap: wrap; gap: 16px 28px; align-items: flex-start; }
+.hm-col { display: flex; flex-direction: column; gap: 6px; }
+.hm-title { font-size: 12px; color: var(--tba-muted); }
+.hm-caption { font-size: 12px; color: var(--tba-faint); max-width: 560px; }
+.hm-tip { position: fixed; display: none; z-index: 10; pointer-events: none; white-space: pre; font-size: 12px;
+  background: var(--tba-tip-bg); color: var(--tba-tip-fg); padding: 5px 8px; border-radius: 4px; }
+.diff-content { display: flex; flex-wrap: wrap; gap: 16px 32px; align-items: flex-start; }
+.diff-side { display: flex; flex-direction: column; gap: 6px; }
+.diff-rank { border-collapse: collapse; font-size: 12px; font-variant-numeric: tabular-nums; }
+.diff-rank th { text-align: left; color: var(--tba-muted); font-weight: 500; padding: 2px 8px; }
+.diff-rank td { padding: 2px 8px; }
+.diff-rank tr[data-layer] { cursor: pointer; }
+.diff-rank tr[data-layer]:hover { background: var(--tba-hover); }
+.diff-rank tr.current { background: var(--tba-accent-bg); }
+.diff-bar { height: 8px; background: var(--tba-muted); border-radius: 2px; }
+`;
+function installStyles() {
+  const style = document.createElement("style");
+  style.textContent = TOKENS + CSS2 + LEGEND_CSS + HEATMAP_CSS;
+  page().styles.appendChild(style);
+}
+
+// src/shell/theme.ts
+function parentBody() {
+  try {
+    const b = window.parent !== window ? window.parent.document.body : null;
+    return b ?? null;
+  } catch {
+    return null;
+  }
+}
+function isDark() {
+  const source = page().theme;
+  if (source) return source.isDark();
+  const b = parentBody();
+  if (b) return b.classList.contains("dark-mode");
+  return window.matchMedia?.("(prefers-color-scheme: dark)").matches ?? false;
+}
+function followTheme(onChange) {
+  const root = page().root;
+  const apply = () => {
+    const dark = isDark();
+    if (root.classList.contains("tba-dark") === dark) return;
+    root.classList.toggle("tba-dark", dark);
+    onChange();
+  };
+  root.classList.toggle("tba-dark", isDark());
+  const source = page().theme;
+  const b = parentBody();
+  if (source) source.watch(apply);
+  else if (b) new MutationObserver(apply).observe(b, { attributes: true, attributeFilter: ["class"] });
+  else window.matchMedia?.("(prefers-color-scheme: dark)").addEventListener?.("change", apply);
+}
+function canvasText() {
+  return tokenColor("--tba-fg");
+}
+function tokenColor(name) {
+  const v = getComputedStyle(page().root).getPropertyValue(name).trim();
+  if (v) return v;
+  return page().root.classList.contains("tba-dark") ? "#e8eaed" : "#202124";
+}
+
+// src/draw/heatmapPaint.ts
+function regionMax(d, z) {
+  let m = 0;
+  for (let i = z.q0; i < z.q1; i++) {
+    const row = d.off + i * d.K;
+    for (let j = z.k0; j < z.k1; j++) m = Math.max(m, Math.abs(d.values[row + j]));
+  }
+  return m;
+}
+function paintRegion(c, d, z, w, h, vmax = d.vmax) {
+  const dpr = Math.max(1, Math.min(2, window.devicePixelRatio || 1));
+  const W = Math.round(w * dpr);
+  const H = Math.round(h * dpr);
+  c.width = W;
+  c.height = H;
+  c.style.width = `${w}px`;
+  c.style.height = `${h}px`;
+  const ctx = c.getContext("2d");
+  if (!ctx) return;
+  const img = ctx.createImageData(W, H);
+  const px = img.data;
+  const nq = z.q1 - z.q0;
+  const nk = z.k1 - z.k0;
+  const map = d.signed ? PUOR : VIRIDIS;
+  const inv = vmax > 0 ? 1 / vmax : 0;
+  const { values, off, K, signed, scale } = d;
+  const ka = new Int32Array(W);
+  const kb = new Int32Array(W);
+  for (let x = 0; x < W; x++) {
+    ka[x] = z.k0 + Math.floor(x * nk / W);
+    kb[x] = Math.max(ka[x] + 1, z.k0 + Math.floor((x + 1) * nk / W));
+  }
+  for (let y = 0; y < H; y++) {
+    const qa = z.q0 + Math.floor(y * nq / H);
+    const qb = Math.max(qa + 1, z.q0 + Math.floor((y + 1) * nq / H));
+    for (let x = 0; x < W; x++) {
+      let best = 0;
+      for (let i = qa; i < qb; i++) {
+        const row = off + i * K;
+        for (let j = ka[x]; j < kb[x]; j++) {
+          const v = values[row + j];
+          if (Math.abs(v) > Math.abs(best)) best = v;
+        }
+      }
+      let idx;
+      if (signed) {
+        const t = scaled(Math.abs(best) * inv, scale);
+        idx = Math.round(127.5 + (best < 0 ? -t : t) * 127.5);
+      } else {
+        idx = Math.round(scaled(best * inv, scale) * 255);
+      }
+      const p = (y * W + x) * 4;
+      const m = Math.min(255, Math.max(0, idx)) * 3;
+      px[p] = map[m];
+      px[p + 1] = map[m + 1];
+      px[p + 2] = map[m + 2];
+      px[p + 3] = 255;
+    }
+  }
+  ctx.putImageData(img, 0, 0);
 }
 
 // src/draw/heatmap.ts
@@ -1429,6 +1846,10 @@ var HeatmapPanel = class {
     this.kLabels = document.createElement("div");
     this.tip = document.createElement("div");
     this.caption = document.createElement("div");
+    this.xAxis = document.createElement("div");
+    this.yAxis = document.createElement("div");
+    /** Colour the zoomed window by its own range (its largest |value|) instead of the whole matrix's. */
+    this.localRange = false;
     this.data = null;
     this.zoom = null;
     this.drag = null;
@@ -1436,6 +1857,8 @@ var HeatmapPanel = class {
     this.ovH = 0;
     this.cell = 10;
     this.labelsKey = "";
+    /** Called after the zoom changes by the user (drag, click, Esc). */
+    this.onZoom = null;
     this.root.className = "heatmap";
     this.ov.id = `${prefix}-overview`;
     this.ov.className = "hm-overview";
@@ -1444,21 +1867,32 @@ var HeatmapPanel = class {
     this.sel.className = "hm-sel";
     this.tip.className = "hm-tip";
     this.caption.className = "hm-caption";
-    this.ovWrap.className = "hm-ov-wrap";
+    this.ovWrap.className = "hm-ov-wrap hm-plot";
     this.ovWrap.append(this.ov, this.sel);
-    this.detWrap.className = "hm-det-wrap";
-    this.qLabels.className = "hm-qlabels";
-    this.kLabels.className = "hm-klabels";
-    this.detWrap.append(this.kLabels, this.qLabels, this.det);
+    this.xAxis.className = "hm-xaxis hm-top";
+    this.yAxis.className = "hm-yaxis hm-side";
+    this.ovBar = new ColorBar(`${prefix}-colorbar`);
+    this.detBar = new ColorBar(`${prefix}-detail-colorbar`);
+    const ovFrame = document.createElement("div");
+    ovFrame.className = "hm-frame";
+    ovFrame.append(this.xAxis, this.yAxis, this.ovWrap, this.ovBar.el);
+    this.detWrap.className = "hm-frame hm-det-wrap";
+    this.qLabels.className = "hm-qlabels hm-side";
+    this.kLabels.className = "hm-klabels hm-top";
+    this.det.classList.add("hm-plot");
+    this.detWrap.append(this.kLabels, this.qLabels, this.det, this.detBar.el);
     const left = document.createElement("div");
     left.className = "hm-col";
     const ovTitle = document.createElement("div");
     ovTitle.className = "hm-title";
-    ovTitle.textContent = "Overview (queries ↓, keys →; drag to zoom)";
-    left.append(ovTitle, this.ovWrap, this.caption);
+    ovTitle.textContent = "Overview (drag to zoom)";
+    left.append(ovTitle, ovFrame, this.caption);
     const right = document.createElement("div");
     right.className = "hm-col";
-    right.append(this.detWrap);
+    const detTitle = document.createElement("div");
+    detTitle.className = "hm-title";
+    detTitle.textContent = "Zoomed window";
+    right.append(detTitle, this.detWrap);
     this.root.append(left, right, this.tip);
     this.ov.addEventListener("mousedown", (e) => {
       this.drag = this.cellAt(e, this.ov);
@@ -1509,6 +1943,15 @@ var HeatmapPanel = class {
     if (!prev || prev.Q !== d.Q || prev.K !== d.K) this.zoom = null;
     this.data = d;
   }
+  /** The zoom chosen by the user (null: the default window), for deep links. */
+  get zoomed() {
+    return this.zoom;
+  }
+  /** Sets the zoom before the next paint (a deep link); ignored when it does not fit the data. */
+  presetZoom(z) {
+    const d = this.data;
+    if (d && z.q0 >= 0 && z.k0 >= 0 && z.q1 <= d.Q && z.k1 <= d.K && z.q0 < z.q1 && z.k0 < z.k1) this.zoom = z;
+  }
   resetZoom() {
     if (!this.zoom) return false;
     this.setZoom(null);
@@ -1517,6 +1960,7 @@ var HeatmapPanel = class {
   setZoom(z) {
     this.zoom = z;
     this.paint();
+    this.onZoom?.();
   }
   /** The zoom region, or the default: the whole matrix when small, else its top-left window. */
   region() {
@@ -1530,48 +1974,43 @@ var HeatmapPanel = class {
     const side = Math.min(560, Math.max(240, n * 12));
     this.ovW = Math.max(1, Math.round(side * d.K / n));
     this.ovH = Math.max(1, Math.round(side * d.Q / n));
-    draw(this.ov, d, { q0: 0, q1: d.Q, k0: 0, k1: d.K }, this.ovW, this.ovH);
+    paintRegion(this.ov, d, { q0: 0, q1: d.Q, k0: 0, k1: d.K }, this.ovW, this.ovH);
+    fillPositionAxis(this.xAxis, d.K, this.ovW, true, "key position →");
+    fillPositionAxis(this.yAxis, d.Q, this.ovH, false, "query ↓");
     const z = this.region();
     const nz = Math.max(z.q1 - z.q0, z.k1 - z.k0);
     this.cell = Math.max(1, Math.min(28, DETAIL_PX / nz));
     const dw = Math.max(1, Math.round(this.cell * (z.k1 - z.k0)));
     const dh = Math.max(1, Math.round(this.cell * (z.q1 - z.q0)));
-    draw(this.det, d, z, dw, dh);
+    const local = this.localRange && !!this.zoom;
+    const detMax = local ? regionMax(d, z) : d.vmax;
+    paintRegion(this.det, d, z, dw, dh, detMax);
     this.showSel(z);
-    this.labels(z, dw, dh);
+    this.labels(z);
+    const title = d.legend ?? d.what;
+    const bar = (vmax) => ({
+      map: d.signed ? PUOR : VIRIDIS,
+      lo: d.signed ? -vmax : 0,
+      hi: vmax || 1e-9,
+      scale: d.scale,
+      signed: d.signed,
+      title,
+      ...d.ends ? { ends: d.ends } : {}
+    });
+    this.ovBar.set(bar(d.vmax), this.ovH);
+    this.detBar.el.style.display = local ? "" : "none";
+    if (local) this.detBar.set({ ...bar(detMax), title: `${title} (this window)` }, dh);
     const pool = Math.max(d.Q / this.ovH, d.K / this.ovW);
-    this.caption.textContent = `${d.Q} × ${d.K}` + (pool > 1 ? ` · overview max-pools ${pool.toFixed(1)} cells per pixel` : "") + ` · detail: queries ${z.q0}–${z.q1 - 1}, keys ${z.k0}–${z.k1 - 1}` + (this.zoom ? " (Esc: reset)" : "");
+    this.caption.textContent = `${d.Q} × ${d.K}` + (pool > 1 ? ` · overview max-pools ${pool.toFixed(1)} cells per pixel` : "") + ` · window: queries ${z.q0}–${z.q1 - 1}, keys ${z.k0}–${z.k1 - 1}` + (local ? ` · window coloured by its own range (±${detMax.toPrecision(3)})` : "") + (this.zoom ? " (Esc: reset)" : "");
     this.root.dataset["zoom"] = `${z.q0},${z.q1},${z.k0},${z.k1}`;
   }
-  labels(z, dw, dh) {
+  labels(z) {
     const d = this.data;
-    const show = this.cell >= 10;
-    const key2 = JSON.stringify([z, show, this.cell, d.left.length, d.right.length, d.left[z.q0], d.right[z.k0]]);
-    this.det.style.marginLeft = show ? "" : "0";
-    this.detWrap.classList.toggle("labelled", show);
-    this.detWrap.style.setProperty("--cell", `${this.cell}px`);
-    this.detWrap.style.setProperty("--det-w", `${dw}px`);
-    this.detWrap.style.setProperty("--det-h", `${dh}px`);
+    const key2 = JSON.stringify([z, this.cell, d.left.length, d.right.length, d.left[z.q0], d.right[z.k0]]);
     if (key2 === this.labelsKey) return;
     this.labelsKey = key2;
-    const mk = (text, title) => {
-      const el2 = document.createElement("div");
-      el2.className = "tba-token-label";
-      el2.textContent = displayText(text);
-      el2.title = title;
-      return el2;
-    };
-    if (!show) {
-      this.qLabels.replaceChildren();
-      this.kLabels.replaceChildren();
-      return;
-    }
-    const qs = [];
-    for (let i = z.q0; i < z.q1; i++) qs.push(mk(d.left[i] ?? "", `query ${i}: ${d.left[i] ?? ""}`));
-    const ks = [];
-    for (let j = z.k0; j < z.k1; j++) ks.push(mk(d.right[j] ?? "", `key ${j}: ${d.right[j] ?? ""}`));
-    this.qLabels.replaceChildren(...qs);
-    this.kLabels.replaceChildren(...ks);
+    fillTokenLabels(this.qLabels, d.left, z.q0, z.q1, this.cell, "query");
+    fillTokenLabels(this.kLabels, d.right, z.k0, z.k1, this.cell, "key");
   }
   showSel(z) {
     const d = this.data;
@@ -1604,58 +2043,6 @@ ${d.what} ${d.signed && v > 0 ? "+" : ""}${v.toPrecision(4)}`;
 };
 function clamp(v, lo, hi) {
   return Math.max(lo, Math.min(hi, v));
-}
-function draw(c, d, z, w, h) {
-  const dpr = Math.max(1, Math.min(2, window.devicePixelRatio || 1));
-  const W = Math.round(w * dpr);
-  const H = Math.round(h * dpr);
-  c.width = W;
-  c.height = H;
-  c.style.width = `${w}px`;
-  c.style.height = `${h}px`;
-  const ctx = c.getContext("2d");
-  if (!ctx) return;
-  const img = ctx.createImageData(W, H);
-  const px = img.data;
-  const nq = z.q1 - z.q0;
-  const nk = z.k1 - z.k0;
-  const map = d.signed ? PUOR : VIRIDIS;
-  const inv = d.vmax > 0 ? 1 / d.vmax : 0;
-  const { values, off, K, signed, scale } = d;
-  const ka = new Int32Array(W);
-  const kb = new Int32Array(W);
-  for (let x = 0; x < W; x++) {
-    ka[x] = z.k0 + Math.floor(x * nk / W);
-    kb[x] = Math.max(ka[x] + 1, z.k0 + Math.floor((x + 1) * nk / W));
-  }
-  for (let y = 0; y < H; y++) {
-    const qa = z.q0 + Math.floor(y * nq / H);
-    const qb = Math.max(qa + 1, z.q0 + Math.floor((y + 1) * nq / H));
-    for (let x = 0; x < W; x++) {
-      let best = 0;
-      for (let i = qa; i < qb; i++) {
-        const row = off + i * K;
-        for (let j = ka[x]; j < kb[x]; j++) {
-          const v = values[row + j];
-          if (Math.abs(v) > Math.abs(best)) best = v;
-        }
-      }
-      let idx;
-      if (signed) {
-        const t = scaled(Math.abs(best) * inv, scale);
-        idx = Math.round(127.5 + (best < 0 ? -t : t) * 127.5);
-      } else {
-        idx = Math.round(scaled(best * inv, scale) * 255);
-      }
-      const p = (y * W + x) * 4;
-      const m = Math.min(255, Math.max(0, idx)) * 3;
-      px[p] = map[m];
-      px[p + 1] = map[m + 1];
-      px[p + 2] = map[m + 2];
-      px[p + 3] = 255;
-    }
-  }
-  ctx.putImageData(img, 0, 0);
 }
 
 // src/views/diff/ranking.ts
@@ -1754,26 +2141,49 @@ var DiffView = class {
     });
     this.content = document.createElement("div");
     this.host = null;
+    this.refLine = document.createElement("div");
+    // the reference actually used, and why
+    this.pendingLink = null;
+    this.shown = null;
     const bar = document.createElement("div");
     bar.className = "tba-viewbar";
-    const { head, scale, headLabel: headLabel2, scaleLabel } = headAndScaleControls("diff", "√ |Δ|", () => this.host?.select({}));
+    const { head, scale, range: range2, headLabel: headLabel2, scaleLabel, rangeLabel } = headAndScaleControls(
+      "diff",
+      "√ |Δ|",
+      () => this.host?.select({})
+    );
     this.head = head;
     this.scale = scale;
-    const hint = document.createElement("span");
-    hint.className = "nv-info";
-    hint.textContent = "Reference: “Compare with” in the toolbar (default: the previous logged step)";
-    bar.append(headLabel2, scaleLabel, hint);
+    this.range = range2;
+    this.refLine.className = "nv-info diff-reference";
+    this.refLine.id = "diff-reference";
+    bar.append(headLabel2, scaleLabel, rangeLabel, this.refLine);
+    head.addEventListener("change", () => this.host?.updateLink());
     this.note.className = "tba-message";
     this.content.className = "diff-content";
     this.content.append(this.panel.root, this.rank.el);
     this.root.append(bar, this.note, this.content);
   }
-  /** The shared "Compare with" choice; when it is off, the previous logged step (or the next, at the first). */
+  /**
+   * The shared "Compare with" choice; when it is off, the previous logged step (or the next, at the first), and
+   * the line saying which reference is used and why, so the toolbar's "—" never hides a silent choice.
+   */
   resolve(state) {
-    if (state.compare) return state.compare;
-    if (state.compareNote) return `Nothing to compare: ${state.compareNote}.`;
-    const step = state.steps[state.stepIndex - 1] ?? state.steps[state.stepIndex + 1];
-    if (step === void 0) return "Only one step is logged: choose another run under “Compare with”.";
+    if (state.compare) {
+      this.refLine.textContent = `Reference: ${state.compare.label} (“Compare with” in the toolbar)`;
+      return state.compare;
+    }
+    if (state.compareNote) {
+      this.refLine.textContent = "Reference: none";
+      return `Nothing to compare: ${state.compareNote}.`;
+    }
+    const prev = state.steps[state.stepIndex - 1];
+    const step = prev ?? state.steps[state.stepIndex + 1];
+    if (step === void 0) {
+      this.refLine.textContent = "Reference: none";
+      return "Only one step is logged: choose another run under “Compare with”.";
+    }
+    this.refLine.textContent = `Reference: step ${step}, the ${prev === void 0 ? "NEXT logged step (this is the first)" : "previous logged step"} (default while “Compare with” is “—”; choose another there)`;
     return { probe: state.probe, step, label: `step ${step}` };
   }
   async show(host) {
@@ -1781,6 +2191,11 @@ var DiffView = class {
     const state = host.state;
     const m = state.manifest;
     setHeadOptions(this.head, m.num_heads, (h2) => String(headIndex(m, state.layer, h2)));
+    const link = this.pendingLink;
+    this.pendingLink = null;
+    const linked = storedHead(m, state.layer, link?.["head"]);
+    if (linked !== null) this.head.value = String(linked);
+    this.shown = { m, layer: state.layer };
     const ref = this.resolve(state);
     if (typeof ref === "string") return this.message(ref);
     if (ref.probe === state.probe && ref.step === state.step)
@@ -1820,14 +2235,24 @@ var DiffView = class {
       signed: true,
       vmax,
       scale: this.scale.value,
-      what: "Δ weight"
+      what: "Δ weight",
+      legend: `Δ attention weight (step ${state.step} − ${ref.label})`,
+      ends: ["more attention now", "less attention now"]
     });
+    this.panel.localRange = this.range.value === "local";
     this.panel.paint();
     const tokensDiffer = JSON.stringify(refManifest.tokens) !== JSON.stringify(m.tokens);
     host.setSummary(
       `Δ = step ${state.step} − ${ref.label} · ${layerHeadLabel(m, state.layer, h)} · orange: more attention now, purple: less · colour range ±${vmax.toPrecision(3)}` + (tokensDiffer ? " · NOTE: the tokens differ" : "")
     );
     await this.rank.show(host, state, ref, a, () => Number(this.head.value));
+  }
+  linkParams() {
+    const s = this.shown;
+    return { head: s ? String(headIndex(s.m, s.layer, Number(this.head.value))) : "" };
+  }
+  restoreLink(params) {
+    this.pendingLink = params;
   }
   message(text) {
     this.note.textContent = text;
@@ -1936,31 +2361,35 @@ function installEmbeddingStyles() {
   stylesInstalled = true;
   const style = document.createElement("style");
   style.textContent = `
-.emb-view { font: 13px system-ui, sans-serif; color: #222; }
+.emb-view { font: 13px Roboto, system-ui, sans-serif; color: var(--tba-fg); }
 .emb-controls { display: flex; flex-wrap: wrap; gap: 10px; align-items: center; margin: 6px 0 8px; }
-.emb-controls label { display: inline-flex; gap: 4px; align-items: center; }
-.emb-status { color: #555; min-width: 14em; }
-.emb-status progress { width: 90px; vertical-align: middle; margin-left: 6px; }
+.emb-controls label { display: inline-flex; gap: 4px; align-items: center; color: var(--tba-muted); }
+.emb-status { color: var(--tba-muted); min-width: 14em; }
+.emb-status progress { width: 90px; vertical-align: middle; margin-left: 6px; accent-color: var(--tba-accent-line); }
 .emb-matrix { display: grid; gap: 4px; align-items: start; justify-content: start; }
-.emb-cell { position: relative; border: 1px solid #ddd; border-radius: 3px; cursor: pointer; background: #fff; }
-.emb-cell:hover { border-color: #555; }
+.emb-cell { position: relative; border: 1px solid var(--tba-border); border-radius: 3px; cursor: pointer;
+  background: var(--tba-panel); }
+.emb-cell:hover { border-color: var(--tba-muted); }
 .emb-cell canvas { display: block; }
-.emb-cell-label { position: absolute; left: 3px; top: 1px; font-size: 10px; color: #444; pointer-events: none; }
-.emb-cell-score { position: absolute; right: 3px; bottom: 1px; font-size: 10px; color: #333; pointer-events: none; }
-.emb-row-label, .emb-col-label { font-size: 11px; color: #555; align-self: center; text-align: center; }
+.emb-cell-label { position: absolute; left: 3px; top: 1px; font-size: 10px; color: var(--tba-muted); pointer-events: none; }
+.emb-cell-score { position: absolute; right: 3px; bottom: 1px; font-size: 10px; color: var(--tba-fg); pointer-events: none; }
+.emb-row-label, .emb-col-label { font-size: 11px; color: var(--tba-muted); align-self: center; text-align: center; }
 .emb-single { display: flex; gap: 14px; align-items: flex-start; }
-.emb-single canvas { border: 1px solid #ddd; border-radius: 3px; cursor: crosshair; }
+.emb-single canvas { border: 1px solid var(--tba-border); border-radius: 3px; cursor: crosshair; background: var(--tba-panel); }
 .emb-side { max-width: 360px; display: flex; flex-direction: column; gap: 8px; }
-.emb-badge { font-size: 14px; padding: 6px 8px; border-radius: 4px; background: #f3f3f3; }
+.emb-badge { font-size: 14px; padding: 6px 8px; border-radius: 4px; background: var(--tba-surface); }
+.emb-badge:empty { display: none; }
 .emb-badge b { font-size: 16px; }
-.emb-badge.good { background: #e3f4e6; } .emb-badge.poor { background: #fbe7ea; }
+.emb-badge.good { background: var(--tba-good-bg); } .emb-badge.poor { background: var(--tba-poor-bg); }
 .emb-context { line-height: 1.7; }
 .emb-context span { padding: 1px 2px; border-radius: 2px; }
-.emb-context span.emb-hit { background: #ffe58a; font-weight: bold; }
-.emb-note { white-space: pre-line; color: #444; padding: 12px 4px; }
-.emb-tip { position: fixed; pointer-events: none; background: rgba(30,30,30,.92); color: #fff; padding: 4px 7px;
+.emb-context span.emb-hit { background: var(--tba-hit-bg); font-weight: bold; }
+.emb-note { white-space: pre-line; color: var(--tba-muted); padding: 12px 4px; }
+.emb-note-line { color: var(--tba-muted); font-size: 12px; margin: 0 0 6px; }
+.emb-note-line:empty { display: none; }
+.emb-tip { position: fixed; pointer-events: none; background: var(--tba-tip-bg); color: var(--tba-tip-fg); padding: 4px 7px;
   border-radius: 4px; font-size: 12px; z-index: 10; display: none; max-width: 320px; }
-.emb-legend { color: #555; font-size: 12px; }
+.emb-legend { color: var(--tba-muted); font-size: 12px; }
 .emb-keys { font-size: 12px; }
 .emb-keys div { display: flex; gap: 6px; align-items: center; }
 .emb-keys span.bar { display: inline-block; height: 8px; background: rgb(227,55,143); border-radius: 2px; }
@@ -2058,6 +2487,22 @@ function pointColor(p, colorBy, norm, i) {
       return `hsl(${Math.round(p.probe[i] * 137.508 % 360)},60%,45%)`;
   }
 }
+function pointRgb(p, colorBy, i) {
+  const c = pointColor(p, colorBy, void 0, i);
+  const m = /^hsl\((\d+),\s*(\d+)%,\s*(\d+)%\)$/.exec(c);
+  if (!m) return i < p.numQueries ? Q_RGB : K_RGB;
+  const h = Number(m[1]) / 360;
+  const s = Number(m[2]) / 100;
+  const l = Number(m[3]) / 100;
+  const q = l < 0.5 ? l * (1 + s) : l + s - l * s;
+  const a = 2 * l - q;
+  const ch = (t) => {
+    t = (t + 1) % 1;
+    const v = t < 1 / 6 ? a + (q - a) * 6 * t : t < 1 / 2 ? q : t < 2 / 3 ? a + (q - a) * (2 / 3 - t) * 6 : a;
+    return Math.round(v * 255);
+  };
+  return [ch(h + 1 / 3), ch(h), ch(h - 1 / 3)];
+}
 
 // src/views/embedding/matrix.ts
 var CELL = 104;
@@ -2067,6 +2512,8 @@ var MatrixGrid = class {
     this.cells = [];
     this.cellScores = [];
     this.shape = "";
+    /** Why the matrix does not show the chosen colouring (the view's root shows it above the grid). */
+    this.note = el("div", "emb-note-line");
   }
   /** `m`: the probe's manifest, for the model's layer / head numbers (a logged subset is not renumbered). */
   build(L, H, m) {
@@ -2103,8 +2550,10 @@ var MatrixGrid = class {
     this.el.replaceChildren(...children);
   }
   /** Paints every head's layout; the shell's test hooks read the timings and scores off `root`. */
-  paint(m, root, names) {
+  /** `rgbOf`: colour of point i (the view's Colour setting), null: query green / key pink. */
+  paint(m, root, names, rgbOf = null, noNorms = false) {
     this.build(m.L, m.H, names);
+    this.note.textContent = (rgbOf ? "Colour as chosen (keys as their queries' scheme)" : "Green: queries · pink: keys") + " · ρ: faithfulness of the picture (1 = it ranks keys exactly as q·k does) · click a head to open it" + (noNorms ? " · colour by norm is shown in the single-head view" : "");
     const t0 = performance.now();
     for (let c = 0; c < m.L * m.H; c++) {
       const canvas2 = this.cells[c];
@@ -2122,7 +2571,7 @@ var MatrixGrid = class {
         const i = interleave(n, m.numQueries, m.N);
         const px = pad + Math.round(m.xy[base + 2 * i] / 255 * span);
         const py = pad + Math.round((1 - m.xy[base + 2 * i + 1] / 255) * span);
-        const rgb = i < m.numQueries ? Q_RGB : K_RGB;
+        const rgb = rgbOf ? rgbOf(i) : i < m.numQueries ? Q_RGB : K_RGB;
         for (let dy = 0; dy <= r; dy++) {
           let o = ((py + dy) * W + px) * 4;
           for (let dx = 0; dx <= r; dx++, o += 4) {
@@ -2192,7 +2641,7 @@ function drawScatter(ctx, s) {
   }
   ctx.globalAlpha = 1;
   if (s.matches) {
-    ctx.strokeStyle = "#000";
+    ctx.strokeStyle = tokenColor("--tba-fg");
     for (const i of s.matches) {
       const [x, y] = toScreen(s.view, xy, i);
       ctx.fillStyle = s.colorOf(i);
@@ -2205,17 +2654,19 @@ function drawScatter(ctx, s) {
     const wmax = Math.max(...s.lines.map((l) => l.w));
     for (const { key: key2, w } of s.lines) {
       const [kx, ky] = toScreen(s.view, xy, key2);
-      ctx.strokeStyle = `rgba(40,40,40,${(0.25 + 0.75 * (w / wmax)).toFixed(3)})`;
+      ctx.strokeStyle = tokenColor("--tba-fg");
+      ctx.globalAlpha = 0.25 + 0.75 * (w / wmax);
       ctx.lineWidth = 0.5 + 4 * (w / wmax);
       ctx.beginPath();
       ctx.moveTo(qx, qy);
       ctx.lineTo(kx, ky);
       ctx.stroke();
+      ctx.globalAlpha = 1;
       ctx.fillStyle = K_COLOR;
       ctx.fillRect(kx - 3, ky - 3, 6, 6);
     }
     ctx.fillStyle = Q_COLOR;
-    ctx.strokeStyle = "#000";
+    ctx.strokeStyle = tokenColor("--tba-fg");
     ctx.lineWidth = 1.5;
     ctx.fillRect(qx - 4, qy - 4, 8, 8);
     ctx.strokeRect(qx - 4, qy - 4, 8, 8);
@@ -2315,6 +2766,13 @@ var SidePanel = class {
       })
     );
   }
+  /** Forgets the head, the hovered token's sentence and the clicked query's keys. */
+  clear() {
+    this.title.textContent = "";
+    this.badge.replaceChildren();
+    this.context.replaceChildren();
+    this.keyList.replaceChildren();
+  }
   clearKeys() {
     this.keyList.replaceChildren();
   }
@@ -2359,6 +2817,8 @@ var SingleHead = class {
     this.lines = [];
     this.drawn = null;
     this.layout = null;
+    this.side.clear();
+    this.root.dataset["embLines"] = "0";
   }
   /** Whether a head is on screen now (a new step's layout would animate from it). */
   get showing() {
@@ -2565,6 +3025,8 @@ var EmbeddingView = class {
     this.selected = { layer: 0, head: 0 };
     this.opts = { method: "faithful", translate: true, scale: true };
     this.gen = 0;
+    this.pendingSel = null;
+    this.lastMatrix = null;
     installEmbeddingStyles();
     this.root.dataset["embMode"] = "matrix";
     const controls = el("div", "emb-controls");
@@ -2615,7 +3077,7 @@ var EmbeddingView = class {
       this.status
     );
     this.note.style.display = "none";
-    this.root.append(controls, this.note, this.matrix.el, this.single.el, this.single.tip);
+    this.root.append(controls, this.note, this.matrix.note, this.matrix.el, this.single.el, this.single.tip);
     const rerun = () => {
       this.opts = {
         method: this.methodSelect.value,
@@ -2629,6 +3091,7 @@ var EmbeddingView = class {
     this.scaleBox.addEventListener("change", rerun);
     this.colorSelect.addEventListener("change", () => {
       this.single.setColorBy(this.colorSelect.value);
+      if (this.lastMatrix) this.paint(this.lastMatrix);
     });
     this.search.addEventListener("input", () => {
       this.single.updateSearch(this.search.value);
@@ -2707,6 +3170,17 @@ var EmbeddingView = class {
       return;
     }
     this.state = state;
+    const [linkLayer, linkHead] = (this.pendingSel ?? "").split(":");
+    this.pendingSel = null;
+    const sl = storedLayer(state.manifest, linkLayer);
+    const sh = sl === null ? null : storedHead(state.manifest, sl, linkHead);
+    if (sl !== null && sh !== null && sl < info.num_layers && sh < info.num_heads) {
+      this.selected = { layer: sl, head: sh };
+      this.mode = "single";
+      this.root.dataset["embMode"] = "single";
+      this.backButton.style.display = "";
+      this.single.reset();
+    }
     if (this.selected.layer >= info.num_layers || this.selected.head >= info.num_heads)
       this.selected = { layer: 0, head: 0 };
     this.single.updateSearch(this.search.value);
@@ -2720,6 +3194,15 @@ var EmbeddingView = class {
   hide() {
     this.gen++;
     this.single.hideTip();
+  }
+  linkParams() {
+    const m = this.state?.manifest;
+    const { layer, head } = this.selected;
+    return { sel: this.mode === "single" && m ? `${layerIndex(m, layer)}:${headIndex(m, layer, head)}` : "" };
+  }
+  /** `sel=L:H` (the model's numbers) opens that head in single-head mode. */
+  restoreLink(params) {
+    this.pendingSel = params["sel"] ?? null;
   }
   onKey(e) {
     if (e.key === "Escape" && this.mode === "single") {
@@ -2736,6 +3219,7 @@ var EmbeddingView = class {
     this.matrix.el.style.display = mode === "matrix" ? "" : "none";
     this.single.el.style.display = mode === "single" ? "" : "none";
     if (mode === "single") this.single.reset();
+    this.host?.updateLink();
     void this.refresh();
   }
   /** Paints the current mode; PCA (or a cached layout) first, then polls for a nonlinear layout. */
@@ -2809,8 +3293,13 @@ var EmbeddingView = class {
     this.status.appendChild(p);
   }
   paint(layout) {
-    if ("L" in layout) this.matrix.paint(layout, this.root, this.state?.manifest ?? {});
-    else this.single.setLayout(layout);
+    if ("L" in layout) {
+      this.lastMatrix = layout;
+      const p = this.points;
+      const by = this.colorSelect.value;
+      const rgbOf = p && by !== "kind" && by !== "norm" ? (i) => pointRgb(p, by, i) : null;
+      this.matrix.paint(layout, this.root, this.state?.manifest ?? {}, rgbOf, by === "norm");
+    } else this.single.setLayout(layout);
   }
 };
 
@@ -2820,7 +3309,7 @@ var METRICS = [
   { name: "prev_token", label: "previous-token score", range: [0, 1] },
   { name: "entropy", label: "entropy (nats)" },
   { name: "entropy_norm", label: "entropy / log(keys)", range: [0, 1] },
-  { name: "distance", label: "attention distance" },
+  { name: "distance", label: "mean attention distance (tokens)" },
   { name: "max_weight", label: "max weight", range: [0, 1] },
   { name: "topk_mass", label: "top-3 mass", range: [0, 1] },
   { name: "sink_mass", label: "first-token (sink) mass", range: [0, 1] },
@@ -2884,13 +3373,15 @@ function stepIndexAtOrBefore(steps, step) {
 var CSS3 = `
 .evo-view { display: flex; flex-direction: column; gap: 14px; }
 .evo-row { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
-.evo-panel h3 { font-size: 13px; font-weight: 600; margin: 0 0 6px; color: #333; }
-.evo-panel .evo-note { font-size: 12px; color: #666; margin-top: 4px; max-width: 520px; }
+.evo-panel h3 { font-size: 13px; font-weight: 600; margin: 0 0 6px; color: var(--tba-fg); }
+.evo-panel .evo-note { font-size: 12px; color: var(--tba-muted); margin-top: 4px; max-width: 520px; }
+.evo-with-bar { display: flex; gap: 10px; align-items: flex-start; }
 .evo-grid, .evo-series, .evo-rollout { cursor: pointer; display: block; }
 .evo-rank { border-collapse: collapse; font-size: 12px; font-variant-numeric: tabular-nums; }
 .evo-rank td, .evo-rank th { padding: 2px 8px; text-align: right; }
 .evo-rank tbody tr { cursor: pointer; }
-.evo-rank tbody tr:hover { background: #eef3fb; }
+.evo-rank tbody tr:hover { background: var(--tba-hover); }
+.evo-rank th { color: var(--tba-muted); font-weight: 500; }
 .evo-residual { width: 4.5em; }
 `;
 var styled = false;
@@ -2936,41 +3427,49 @@ var GridPanel = class {
   constructor() {
     this.canvas = canvas("evo-grid", "evo-grid");
     this.legend = document.createElement("div");
+    this.bar = new ColorBar("evo-grid-colorbar");
     this.geom = { x0: 0, y0: 0, cell: 0 };
     this.legend.className = "evo-note";
-    [this.el, this.title] = panel("", this.canvas, this.legend);
+    const row = document.createElement("div");
+    row.className = "evo-with-bar";
+    row.append(this.canvas, this.bar.el);
+    [this.el, this.title] = panel("", row, this.legend);
   }
   draw(s) {
     const m = s.m;
     const { L, H } = m;
     const cell2 = Math.max(14, Math.min(34, Math.floor(420 / Math.max(H, 1))));
-    const x0 = 34;
-    const y0 = 18;
+    const x0 = 40;
+    const y0 = 30;
     const ctx = sizeCanvas(this.canvas, x0 + H * cell2 + 4, y0 + L * cell2 + 4);
     this.geom = { x0, y0, cell: cell2 };
+    this.canvas.dataset["geom"] = JSON.stringify(this.geom);
     const step = m.steps[s.index];
     this.title.textContent = `${s.label} at step ${step}`;
     const { lo, hi } = s.range;
-    this.legend.textContent = `colour: ${fmt2(lo)} (dark) … ${fmt2(hi)} (yellow); grey = undefined`;
+    this.bar.set({ map: VIRIDIS, lo, hi, title: s.label }, L * cell2);
+    this.legend.textContent = "grey = undefined for that head · click a head to open it in the head view";
     if (!ctx) return;
     const v = s.values;
-    ctx.font = "10px sans-serif";
-    ctx.fillStyle = "#555";
+    ctx.font = "11px sans-serif";
+    ctx.fillStyle = tokenColor("--tba-muted");
     ctx.textBaseline = "middle";
     ctx.textAlign = "right";
-    for (let l = 0; l < L; l++) ctx.fillText(`L${s.names.layer(l)}`, x0 - 4, y0 + l * cell2 + cell2 / 2);
+    for (let l = 0; l < L; l++) ctx.fillText(`L${s.names.layer(l)}`, x0 - 6, y0 + l * cell2 + cell2 / 2);
     ctx.textAlign = "center";
-    const every = Math.ceil(12 / cell2);
+    ctx.fillText("head →", x0 + H * cell2 / 2, 7);
+    const every = Math.ceil(14 / cell2);
     for (let h = 0; h < H; h += every) ctx.fillText(`${s.names.head(0, h)}`, x0 + h * cell2 + cell2 / 2, y0 - 8);
+    const undefinedColor = tokenColor("--tba-undefined");
     for (let l = 0; l < L; l++) {
       for (let h = 0; h < H; h++) {
         const x = v[(s.index * L + l) * H + h];
-        ctx.fillStyle = Number.isFinite(x) ? cssColor(VIRIDIS, (x - lo) / (hi - lo) * 255) : "#ddd";
+        ctx.fillStyle = Number.isFinite(x) ? cssColor(VIRIDIS, (x - lo) / (hi - lo) * 255) : undefinedColor;
         ctx.fillRect(x0 + h * cell2, y0 + l * cell2, cell2 - 1, cell2 - 1);
       }
     }
     if (s.hover) {
-      ctx.strokeStyle = "#e53935";
+      ctx.strokeStyle = tokenColor("--tba-cursor");
       ctx.lineWidth = 2;
       ctx.strokeRect(x0 + s.hover.head * cell2 - 1, y0 + s.hover.layer * cell2 - 1, cell2 + 1, cell2 + 1);
     }
@@ -3038,7 +3537,7 @@ var RankPanel = class {
         if (!host.isCurrent(state)) return;
         scores = Float64Array.from(jsd);
         detail = (i) => `${fmt2(jsd[i])} bits`;
-        this.title.textContent = `What changed: attention distance, step ${state.step} vs ${where}`;
+        this.title.textContent = `What changed: Jensen–Shannon divergence, step ${state.step} vs ${where}`;
         this.note.textContent = "Jensen–Shannon divergence between each head's attention rows at the two steps (bits: 0 = same, 1 = disjoint).";
       } else {
         const other = refProbe.run === state.probe.run ? m : await q.loadMetrics(refProbe, state);
@@ -3111,8 +3610,12 @@ var RolloutPanel = class {
     this.canvas = canvas("evo-rollout", "evo-rollout");
     this.note = document.createElement("div");
     this.cache = /* @__PURE__ */ new Map();
+    this.bar = new ColorBar("evo-rollout-colorbar");
     this.note.className = "evo-note";
-    [this.el, this.title] = panel("", this.canvas, this.note);
+    const row = document.createElement("div");
+    row.className = "evo-with-bar";
+    row.append(this.canvas, this.bar.el);
+    [this.el, this.title] = panel("", row, this.note);
   }
   /** `fusion` and `residualText` are the toolbar's values (invalid residuals fall back to 0.5). */
   async show(host, state, fusionChoice, residualText) {
@@ -3153,6 +3656,7 @@ var RolloutPanel = class {
     const base = layer * T * T;
     let mx = 0;
     for (let i = 0; i < T * T; i++) mx = Math.max(mx, r.data[base + i]);
+    this.bar.set({ map: VIRIDIS, lo: 0, hi: mx || 1, scale: "sqrt", title: "rollout weight" }, T * cell2);
     for (let i = 0; i < T; i++) {
       for (let j = 0; j < T; j++) {
         const x = r.data[base + i * T + j] / (mx || 1);
@@ -3162,7 +3666,7 @@ var RolloutPanel = class {
     }
     if (cell2 >= 7) {
       ctx.font = `${Math.min(11, cell2)}px sans-serif`;
-      ctx.fillStyle = "#333";
+      ctx.fillStyle = tokenColor("--tba-fg");
       ctx.textBaseline = "middle";
       ctx.textAlign = "right";
       man.tokens.forEach((t, i) => ctx.fillText(t.slice(0, 9), lab - 3, i * cell2 + cell2 / 2));
@@ -3181,6 +3685,9 @@ var RolloutPanel = class {
 };
 
 // src/views/evolution/series.ts
+var X0 = 64;
+var Y0 = 18;
+var BOTTOM = 30;
 var SeriesPanel = class {
   constructor() {
     this.canvas = canvas("evo-series", "evo-series");
@@ -3190,41 +3697,72 @@ var SeriesPanel = class {
   draw(s) {
     const m = s.m;
     const { L, H, steps } = m;
-    const avail = Math.max(480, Math.min(1400, (window.innerWidth || 1280) - 60));
-    const x0 = 34;
-    const gap = 4;
-    const w = Math.max(36, Math.floor((avail - x0) / H) - gap);
-    const h = Math.max(28, Math.min(64, Math.round(w * 0.6)));
-    const y0 = 16;
-    const ctx = sizeCanvas(this.canvas, x0 + H * (w + gap), y0 + L * (h + gap));
+    const avail = Math.max(480, Math.min(1500, (window.innerWidth || 1280) - 60));
+    const gap = 8;
+    const w = Math.max(44, Math.floor((avail - X0) / H) - gap);
+    const h = Math.max(36, Math.min(72, Math.round(w * 0.6)));
+    const ctx = sizeCanvas(this.canvas, X0 + H * (w + gap), Y0 + L * (h + gap) + BOTTOM);
     const { lo, hi } = s.range;
-    this.geom = { x0, y0, w, h, gap, lo, hi };
-    this.title.textContent = `${s.label} over ${steps.length} steps (${fmt2(lo)}–${fmt2(hi)} per plot; red line = current step)`;
+    this.geom = { x0: X0, y0: Y0, w, h, gap, lo, hi };
+    this.canvas.dataset["geom"] = JSON.stringify(this.geom);
+    this.title.textContent = `${s.label} over ${steps.length} steps (every plot ${fmt2(lo)}–${fmt2(hi)}; dashed line = current step)`;
     if (!ctx) return;
+    const fg = tokenColor("--tba-muted");
+    const line = tokenColor("--tba-line");
     const v = s.values;
     const S = steps.length;
     const first = steps[0];
-    const span = Math.max(1, steps[S - 1] - first);
-    const xs = new Float32Array(S);
-    for (let i = 0; i < S; i++) xs[i] = (steps[i] - first) / span * (w - 2) + 1;
+    const last = steps[S - 1];
+    const span = Math.max(1, last - first);
+    const xOf = (step) => (step - first) / span * (w - 2) + 1;
+    const scaleY = (h - 4) / (hi - lo);
+    const yOf = (x) => h - 2 - (Math.min(hi, Math.max(lo, x)) - lo) * scaleY;
     ctx.font = "10px sans-serif";
     ctx.textBaseline = "middle";
-    ctx.textAlign = "right";
-    ctx.fillStyle = "#555";
-    for (let l = 0; l < L; l++) ctx.fillText(`L${s.names.layer(l)}`, x0 - 4, y0 + l * (h + gap) + h / 2);
+    ctx.fillStyle = fg;
     ctx.textAlign = "center";
     const every = Math.ceil(24 / (w + gap));
-    for (let hd = 0; hd < H; hd += every) ctx.fillText(`H${s.names.head(0, hd)}`, x0 + hd * (w + gap) + w / 2, y0 - 8);
-    const scaleY = (h - 4) / (hi - lo);
+    for (let hd = 0; hd < H; hd += every) ctx.fillText(`H${s.names.head(0, hd)}`, X0 + hd * (w + gap) + w / 2, Y0 - 9);
+    const vTicks = niceTicks(lo, hi, h >= 56 ? 3 : 2).filter((t) => t >= lo && t <= hi);
+    for (let l = 0; l < L; l++) {
+      const oy = Y0 + l * (h + gap);
+      ctx.textAlign = "left";
+      ctx.fillText(`L${s.names.layer(l)}`, 2, oy + h / 2);
+      ctx.textAlign = "right";
+      for (const t of vTicks) {
+        ctx.fillText(tickText(t), X0 - 6, oy + yOf(t));
+        ctx.fillRect(X0 - 4, Math.round(oy + yOf(t)), 3, 1);
+      }
+    }
+    const sTicks = niceTicks(first, last, w >= 90 ? 3 : 2).filter((t) => t >= first && t <= last);
+    const by = Y0 + L * (h + gap) - gap;
+    ctx.textAlign = "center";
+    for (let hd = 0; hd < H; hd++) {
+      const ox = X0 + hd * (w + gap);
+      for (const t of sTicks) {
+        const x = xOf(t);
+        ctx.fillRect(Math.round(ox + x), by + 1, 1, 3);
+        ctx.textAlign = x < 12 ? "left" : x > w - 12 ? "right" : "center";
+        ctx.fillText(tickText(t), ox + x, by + 10);
+      }
+      ctx.textAlign = "center";
+    }
+    ctx.fillText("training step →", X0 + H * (w + gap) / 2, by + 23);
     ctx.lineWidth = 1;
+    const plotBg = tokenColor("--tba-plot-bg");
+    const border = tokenColor("--tba-border");
+    const accent = tokenColor("--tba-accent-line");
     for (let l = 0; l < L; l++) {
       for (let hd = 0; hd < H; hd++) {
-        const ox = x0 + hd * (w + gap);
-        const oy = y0 + l * (h + gap);
+        const ox = X0 + hd * (w + gap);
+        const oy = Y0 + l * (h + gap);
         const hovered = s.hover && s.hover.layer === l && s.hover.head === hd;
-        ctx.fillStyle = hovered ? "#fff4e5" : "#f6f7f9";
+        ctx.fillStyle = plotBg;
         ctx.fillRect(ox, oy, w, h);
-        ctx.strokeStyle = hovered ? "#e65100" : "#1f6fb2";
+        ctx.strokeStyle = hovered ? accent : border;
+        ctx.strokeRect(ox + 0.5, oy + 0.5, w - 1, h - 1);
+        ctx.strokeStyle = hovered ? accent : line;
+        ctx.lineWidth = hovered ? 1.5 : 1;
         ctx.beginPath();
         let pen = false;
         for (let i = 0; i < S; i++) {
@@ -3233,24 +3771,31 @@ var SeriesPanel = class {
             pen = false;
             continue;
           }
-          const px = ox + xs[i];
-          const py = oy + h - 2 - (Math.min(hi, Math.max(lo, x)) - lo) * scaleY;
+          const px = ox + xOf(steps[i]);
+          const py = oy + yOf(x);
           if (pen) ctx.lineTo(px, py);
           else ctx.moveTo(px, py);
           pen = true;
         }
         ctx.stroke();
+        ctx.lineWidth = 1;
       }
     }
-    const cx = (s.step - first) / span * (w - 2) + 1;
-    ctx.strokeStyle = "rgba(229,57,53,0.8)";
+    ctx.strokeStyle = tokenColor("--tba-cursor");
+    ctx.lineWidth = 1.5;
+    ctx.setLineDash([3, 2]);
     ctx.beginPath();
-    for (let hd = 0; hd < H; hd++) {
-      const px = x0 + hd * (w + gap) + cx;
-      ctx.moveTo(px, y0);
-      ctx.lineTo(px, y0 + L * (h + gap) - gap);
+    const cx = xOf(s.step);
+    for (let l = 0; l < L; l++) {
+      for (let hd = 0; hd < H; hd++) {
+        const px = Math.round(X0 + hd * (w + gap) + cx) + 0.5;
+        const oy = Y0 + l * (h + gap);
+        ctx.moveTo(px, oy + 1);
+        ctx.lineTo(px, oy + h - 1);
+      }
     }
     ctx.stroke();
+    ctx.setLineDash([]);
   }
   /** The plot under the mouse, as last drawn, and where along its step axis (0..1). */
   cellAt(e, m) {
@@ -3284,6 +3829,8 @@ var EvolutionView = class {
     this.state = null;
     this.metrics = null;
     this.metric = "induction";
+    this.chosen = false;
+    // by the user or a link; until then the default follows the probe (defaultMetric)
     this.hover = null;
     addStyle();
     this.root.className = "evo-view";
@@ -3296,7 +3843,7 @@ var EvolutionView = class {
     );
     const [compareLabel, compareSelect] = selectControl("evo-compare", "Rank heads by", [
       ["metric", "change of the metric"],
-      ["jsd", "attention distance (Jensen–Shannon)"]
+      ["jsd", "Jensen–Shannon divergence of the attention"]
     ]);
     const [refLabel, refSelect] = selectControl("evo-ref", "between this step and", []);
     const [fusionLabel, fusionSelect] = selectControl("evo-fusion", "Rollout heads", [
@@ -3323,7 +3870,10 @@ var EvolutionView = class {
     bar.append(metricLabel, compareLabel, refLabel, fusionLabel, resLabel);
     for (const el2 of [metricSelect, compareSelect, refSelect, fusionSelect, this.residual]) {
       el2.addEventListener("change", () => {
-        if (el2 === metricSelect) this.metric = metricSelect.value;
+        if (el2 === metricSelect) {
+          this.metric = metricSelect.value;
+          this.chosen = true;
+        }
         this.host?.select({});
       });
     }
@@ -3418,7 +3968,7 @@ var EvolutionView = class {
     }
     this.message.textContent = "";
     this.content.style.display = "";
-    if (!metrics.data.has(this.metric)) this.metric = metrics.names[0];
+    if (!this.chosen || !metrics.data.has(this.metric)) this.metric = defaultMetric(metrics, state.manifest.tokens);
     this.metricSelect.value = this.metric;
     this.syncRefOptions(state);
     const t1 = performance.now();
@@ -3533,37 +4083,71 @@ var EvolutionView = class {
   hide() {
     this.hover = null;
   }
+  linkParams() {
+    return { metric: this.metric };
+  }
+  restoreLink(params) {
+    if (params["metric"] && METRICS.some((m) => m.name === params["metric"])) {
+      this.metric = params["metric"];
+      this.chosen = true;
+    }
+  }
 };
+function defaultMetric(m, tokens) {
+  const pick2 = (name) => m.data.has(name) ? name : null;
+  const fallback = pick2("entropy_norm") ?? pick2("entropy") ?? m.names[0];
+  return repeated(tokens) ? pick2("induction") ?? fallback : fallback;
+}
+function repeated(tokens) {
+  const n = tokens.length;
+  for (let p = 4; p <= n / 2; p++) {
+    let same2 = 0;
+    for (let i = p; i < n; i++) if (tokens[i] === tokens[i - p]) same2++;
+    if (same2 >= 4 && same2 >= 0.9 * (n - p - 2)) return true;
+  }
+  return false;
+}
 
 // src/draw/palette.ts
 var BASE = [
   "#1f77b4",
-  "#ff7f0e",
   "#2ca02c",
   "#d62728",
-  "#9467bd",
+  "#17becf",
   "#8c564b",
   "#e377c2",
   "#7f7f7f",
   "#bcbd22",
-  "#17becf",
-  "#393b79",
-  "#e7ba52",
   "#00a087",
-  "#f0027f",
-  "#7b4173",
-  "#637939",
   "#6baed6",
-  "#9c9ede",
-  "#ff9896",
-  "#98df8a"
+  "#637939",
+  "#f0027f",
+  "#98df8a",
+  "#843c39",
+  "#08519c",
+  "#a1d99b",
+  "#c7c7c7",
+  "#e7969c",
+  "#17657d",
+  "#52854c"
+];
+var RESERVED = [
+  [18, 55],
+  [245, 295]
 ];
 function headColor(h) {
-  if (h < BASE.length) return BASE[h];
-  return `hsl(${Math.round(h * 137.508 % 360)}, 65%, 45%)`;
+  const dark = page().root.classList.contains("tba-dark");
+  if (h < BASE.length) return dark ? lighten(BASE[h], 0.35) : BASE[h];
+  let hue = h * 137.508 % 360;
+  for (const [a, b] of RESERVED) if (hue >= a && hue <= b) hue = (b + 12 + (hue - a)) % 360;
+  return `hsl(${Math.round(hue)}, 65%, ${dark ? 64 : 42}%)`;
 }
-function lineThumbColor(layer) {
-  return headColor(layer);
+function lighten(hex, t) {
+  const c = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  return `rgb(${c.map((v) => Math.round(v + (255 - v) * t)).join(",")})`;
+}
+function lineThumbColor(head) {
+  return headColor(head);
 }
 
 // src/controls/headToggles.ts
@@ -3616,6 +4200,12 @@ var HeadToggles = class {
     this.active = next;
     this.sync();
     this.onChange(next.slice());
+  }
+  /** Sets the active heads without a change callback (a deep link, before the view paints). */
+  setActive(next) {
+    if (next.length !== this.active.length || !next.some(Boolean)) return;
+    this.active = next.slice();
+    this.sync();
   }
   /** Only head `h` active (keyboard ←/→). */
   solo(h) {
@@ -4048,6 +4638,16 @@ var HeadView = class {
   currentToken() {
     return this.hover;
   }
+  /** The locked token, if any (deep links). */
+  lockedToken() {
+    return this.lock.isLocked ? this.lock.current : null;
+  }
+  /** Locks `t` (a deep link's token); nothing when it is already the locked one or out of range. */
+  lockToken(t) {
+    const n = this.data ? t.side === "left" ? this.data.left.length : this.data.right.length : 0;
+    const cur = this.lockedToken();
+    if (t.index < n && !(cur && cur.side === t.side && cur.index === t.index)) this.lock.click(t);
+  }
   /** Hover (click = false) or click a query token from outside the columns (the image overlay's patches). */
   pickQuery(index, click) {
     const t = index === null ? null : { side: "left", index };
@@ -4361,7 +4961,12 @@ var HeadTab = class {
     this.view = new HeadView();
     this.overlay = new ImageOverlay();
     // ViT probes with a logged image
-    this.heads = new HeadToggles(() => this.repaint());
+    this.heads = new HeadToggles(() => {
+      this.repaint();
+      this.host?.updateLink();
+    });
+    this.pendingLink = null;
+    this.legend = new ColorBar("head-legend");
     this.shown = null;
     this.host = null;
     this.linesSelect = document.createElement("select");
@@ -4370,7 +4975,7 @@ var HeadTab = class {
     this.segControl = document.createElement("label");
     this.segKey = "";
     const bar = document.createElement("div");
-    bar.className = "tba-viewbar";
+    bar.className = "tba-viewbar sticky";
     this.linesSelect.id = "lines-select";
     for (const [v, t] of [
       ["auto", "auto"],
@@ -4401,7 +5006,8 @@ var HeadTab = class {
     this.segControl.style.display = "none";
     this.gainSelect.id = "opacity-select";
     for (const [v, t] of [
-      ["1", "weight ÷ heads"],
+      ["auto", "auto"],
+      ["1", "weight ÷ heads (BertViz)"],
       ["2", "× 2"],
       ["4", "× 4"],
       ["10", "× 10"]
@@ -4411,7 +5017,7 @@ var HeadTab = class {
       o.textContent = t;
       this.gainSelect.appendChild(o);
     }
-    this.gainSelect.title = "Line opacity scale: weight ÷ number of active heads (BertViz), times this factor";
+    this.gainSelect.title = "Line opacity: auto = weight × min(1, 2/√heads), readable from 1 to 32 active heads; BertViz = weight ÷ number of active heads; × n multiplies BertViz's";
     this.gainSelect.addEventListener("change", () => this.repaint());
     const gain = document.createElement("label");
     gain.className = "control";
@@ -4423,14 +5029,20 @@ var HeadTab = class {
     body.className = "tba-head-body";
     body.style.cssText = "display: flex; flex-wrap: wrap; align-items: flex-start; gap: 24px;";
     this.view.root.style.flexShrink = "0";
-    body.append(this.view.root, this.overlay.root);
+    body.append(this.view.root, this.legend.el, this.overlay.root);
     this.root.append(bar, body);
     this.view.onHoverDrawn = (ms) => timings().hoverMs = ms;
-    this.view.onTokenChange = (t) => this.overlay.setQuery(t && t.side === "left" ? t.index : null);
+    this.view.onTokenChange = (t) => {
+      this.overlay.setQuery(t && t.side === "left" ? t.index : null);
+      this.host?.updateLink();
+    };
     this.overlay.onPick = (q, click) => this.view.pickQuery(q, click);
   }
   async show(host) {
     this.host = host;
+    const toolbar = this.root.getRootNode().querySelector?.(".tba-toolbar");
+    if (toolbar)
+      this.root.style.setProperty("--tba-toolbar-h", `${Math.ceil(toolbar.getBoundingClientRect().height)}px`);
     const state = host.state;
     const { step, layer, manifest } = state;
     const [full, target] = await Promise.all([host.attention(step, layer), compareTarget(host, state)]);
@@ -4447,11 +5059,20 @@ var HeadTab = class {
     const pick2 = (xs, idx) => idx ? idx.map((i) => xs[i]) : xs;
     const left = pick2(manifest.tokens, seg?.q);
     const right = pick2(manifest.key_tokens ?? manifest.tokens, seg?.k);
-    const active = this.heads.setCount(cur.H);
+    this.heads.setCount(cur.H);
     this.heads.setLabel((h) => headLabel(manifest, layer, h));
+    const link = this.pendingLink;
+    this.pendingLink = null;
+    if (link?.["heads"]) {
+      const on = new Set(link["heads"].split(",").map((x) => storedHead(manifest, layer, x)));
+      this.heads.setActive(Array.from({ length: cur.H }, (_, h) => on.has(h)));
+    }
+    const active = this.heads.get();
     this.view.setData({ left, right, attn }, this.expand(active, attn.H));
     this.shown = state;
     this.paint();
+    const lock = /^(left|right):(\d+)$/.exec(link?.["lock"] ?? "");
+    if (lock) this.view.lockToken({ side: lock[1], index: Number(lock[2]) });
     const t = this.view.currentToken();
     const kept = manifest.kept ?? { q: null, k: null };
     const at = (outer, idx) => idx ? idx.map((i) => outer ? outer[i] : i) : outer;
@@ -4470,6 +5091,18 @@ var HeadTab = class {
       cmp + `${layerLabel(manifest, layer)} · ${manifest.num_layers} layers · ${cur.H} heads` + (subset ? ` (${subset})` : "") + ` · ${left.length} query` + (manifest.key_tokens ? ` / ${right.length} key` : "") + " tokens · hover a token to isolate its attention, click to lock it"
     );
     void this.updateEntropyTitles(host, state, cur.H);
+  }
+  linkParams() {
+    const m = this.shown?.manifest;
+    const active = this.heads.get();
+    const t = this.view.lockedToken();
+    return {
+      heads: !m || active.every(Boolean) ? "" : active.flatMap((on, h) => on ? [String(headIndex(m, this.shown?.layer ?? 0, h))] : []).join(","),
+      lock: t ? `${t.side}:${t.index}` : ""
+    };
+  }
+  restoreLink(params) {
+    this.pendingLink = params;
   }
   /** Options "All", "A → A", "B → B", "A → B", "B → A" (BertViz), for self-attention with ≥ 2 segments. */
   segmentSubset(state) {
@@ -4524,7 +5157,20 @@ var HeadTab = class {
   paint() {
     const v = this.linesSelect.value;
     const split = this.view.headCount() > this.heads.get().length ? 2 : 1;
-    this.view.gain = (Number(this.gainSelect.value) || 1) * split;
+    const nA = Math.max(1, this.heads.get().filter(Boolean).length);
+    const factor = this.gainSelect.value === "auto" ? nA * Math.min(1, 2 / Math.sqrt(nA)) : Number(this.gainSelect.value) || 1;
+    this.view.gain = factor * split;
+    const comparing = split > 1;
+    this.legend.set(
+      {
+        map: comparing ? MORE : tokenColor("--tba-fg"),
+        lo: 0,
+        hi: 1,
+        gain: factor / nA,
+        title: comparing ? "line opacity: |Δ weight| (orange: more attention now, purple: less)" : `line opacity: attention weight (${nA} head${nA === 1 ? "" : "s"}; colour = head)`
+      },
+      110
+    );
     this.view.topK = v === "auto" ? autoTopK(this.shown ? this.shown.manifest.key_len : 0) : Number(v);
     const t0 = performance.now();
     this.view.paint();
@@ -4551,17 +5197,26 @@ var MatrixView = class {
     this.root = document.createElement("div");
     this.panel = new HeatmapPanel("matrix");
     this.host = null;
+    this.pendingLink = null;
+    this.shownLayer = 0;
+    this.shownManifest = null;
     const bar = document.createElement("div");
     bar.className = "tba-viewbar";
-    const { head, scale, headLabel: headLabel2, scaleLabel } = headAndScaleControls("matrix", "√ weight", () => this.rerender());
+    const { head, scale, range: range2, headLabel: headLabel2, scaleLabel, rangeLabel } = headAndScaleControls(
+      "matrix",
+      "√ weight",
+      () => this.rerender()
+    );
     this.head = head;
     this.scale = scale;
+    this.range = range2;
     const reset = document.createElement("button");
     reset.type = "button";
     reset.textContent = "Reset zoom";
     reset.id = "matrix-reset";
     reset.addEventListener("click", () => this.panel.resetZoom());
-    bar.append(headLabel2, scaleLabel, reset);
+    bar.append(headLabel2, scaleLabel, rangeLabel, reset);
+    this.panel.onZoom = () => this.host?.updateLink();
     this.root.append(bar, this.panel.root);
   }
   rerender() {
@@ -4572,7 +5227,13 @@ var MatrixView = class {
     const state = host.state;
     const m = state.manifest;
     setHeadOptions(this.head, m.num_heads, (h2) => String(headIndex(m, state.layer, h2)));
+    const link = this.pendingLink;
+    this.pendingLink = null;
+    const linked = storedHead(m, state.layer, link?.["head"]);
+    if (linked !== null) this.head.value = String(linked);
     const h = Number(this.head.value);
+    this.shownLayer = state.layer;
+    this.shownManifest = m;
     const left = m.tokens;
     const right = m.key_tokens ?? m.tokens;
     const [attn, target] = await Promise.all([
@@ -4600,12 +5261,29 @@ var MatrixView = class {
       signed: !!ref,
       vmax,
       scale: this.scale.value,
-      what: ref ? "Δ weight" : "weight"
+      what: ref ? "Δ weight" : "weight",
+      legend: ref ? `Δ attention weight (now − ${ref.label})` : "attention weight",
+      ...ref ? { ends: ["more attention now", "less attention now"] } : {}
     });
+    this.panel.localRange = this.range.value === "local";
+    const z = (link?.["zoom"] ?? "").split(",").map(Number);
+    if (z.length === 4 && z.every(Number.isInteger))
+      this.panel.presetZoom({ q0: z[0], q1: z[1], k0: z[2], k1: z[3] });
     this.panel.paint();
     host.setSummary(
       (ref ? deltaSummary(state, ref) + " · " : typeof target === "string" ? `(${target}) · ` : "") + `${layerHeadLabel(m, state.layer, h)} · ${attn.Q} × ${attn.K} · colour range ${ref ? "±" : "0–"}${vmax.toPrecision(3)} (the largest) · drag on the overview to zoom, hover for values`
     );
+  }
+  linkParams() {
+    const m = this.shownManifest;
+    const z = this.panel.zoomed;
+    return {
+      head: m ? String(headIndex(m, this.shownLayer, Number(this.head.value))) : "",
+      zoom: z ? `${z.q0},${z.q1},${z.k0},${z.k1}` : ""
+    };
+  }
+  restoreLink(params) {
+    this.pendingLink = params;
   }
   /** Only the head drawn (a 2,048-token layer of 12 heads would be 50 MB of codes per step). */
   prefetch(host, step) {
@@ -4688,6 +5366,8 @@ var ModelView = class {
     this.host = null;
     this.state = null;
     this.ref = null;
+    this.pendingSel = null;
+    this.legend = new ColorBar("model-legend");
     this.root.className = "model-view";
     this.grid.className = "mv-grid";
     this.detailPanel.className = "mv-detail";
@@ -4710,7 +5390,7 @@ var ModelView = class {
     close.addEventListener("click", () => this.select(null));
     bar.append(this.detailTitle, open, close);
     this.detailPanel.append(bar, this.detail.root);
-    this.root.append(this.grid, this.detailPanel);
+    this.root.append(this.grid, this.legend.el, this.detailPanel);
     this.grid.addEventListener("click", (e) => {
       const el2 = e.target.closest(".mv-thumb");
       if (!el2) return;
@@ -4746,7 +5426,6 @@ var ModelView = class {
         cell2.dataset["head"] = String(h);
         cell2.title = `${layerLabel(m, l, true)}, ${headLabel(m, l, h)}: click to enlarge`;
         cell2.dataset["label"] = `${layerIndex(m, l)}:${headIndex(m, l, h)}`;
-        cell2.style.setProperty("--layer-color", lineThumbColor(l));
         const c = document.createElement("canvas");
         c.width = Math.round(tw * dpr);
         c.height = Math.round(th * dpr);
@@ -4766,6 +5445,14 @@ var ModelView = class {
     const Q = m.tokens.length;
     const K = (m.key_tokens ?? m.tokens).length;
     this.layout(m, Math.max(Q, K));
+    const [linkLayer, linkHead] = (this.pendingSel ?? "").split(":");
+    this.pendingSel = null;
+    const sl = storedLayer(m, linkLayer);
+    const sh = sl === null ? null : storedHead(m, sl, linkHead);
+    if (sl !== null && sh !== null) {
+      this.selected = { layer: sl, head: sh };
+      this.syncSelected();
+    }
     const topK = autoTopK(K);
     const target = await compareTarget(host, state);
     if (!host.isCurrent(state)) return;
@@ -4778,7 +5465,7 @@ var ModelView = class {
       if (!host.isCurrent(state)) return;
       checkShape(attn, Q, K);
       if (!refAttn) {
-        this.paintRow(l, [[attn.weights, lineThumbColor(l)]], attn.H, Q, K, topK);
+        this.paintRow(l, [[attn.weights, lineThumbColor]], attn.H, Q, K, topK);
         return;
       }
       const d = splitDelta(attn, refAttn);
@@ -4786,8 +5473,8 @@ var ModelView = class {
       this.paintRow(
         l,
         [
-          [d.weights.subarray(0, n), MORE],
-          [d.weights.subarray(n), LESS]
+          [d.weights.subarray(0, n), () => MORE],
+          [d.weights.subarray(n), () => LESS]
         ],
         attn.H,
         Q,
@@ -4803,11 +5490,21 @@ var ModelView = class {
     if (!host.isCurrent(state)) return;
     this.state = state;
     this.ref = ref;
+    this.legend.set(
+      {
+        map: ref ? MORE : tokenColor("--tba-fg"),
+        lo: 0,
+        hi: 1,
+        title: ref ? "line opacity: mean |Δ weight| (orange: more attention now, purple: less)" : "line opacity: mean attention weight of the rows a line bins (colour = head)"
+      },
+      120
+    );
     host.setSummary(
       (ref ? deltaSummary(state, ref) + " · " : typeof target === "string" ? `(${target}) · ` : "") + `${m.num_layers} layers × ${m.num_heads} heads` + (subsetNote(m) ? ` (${subsetNote(m)})` : "") + ` · ${Q} tokens` + (topK ? ` · top ${topK} keys per query (long sequence)` : "") + " · click a thumbnail to enlarge it"
     );
     await this.showDetail();
   }
+  /** Each of `layers` is weights [H, Q, K] and the colour of head h's lines (the head's, or Δ's more/less). */
   paintRow(l, layers, H, Q, K, topK) {
     const row = this.thumbs[l] ?? [];
     const dpr = window.devicePixelRatio || 1;
@@ -4819,11 +5516,12 @@ var ModelView = class {
       ctx.clearRect(0, 0, c.width, c.height);
       ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
       for (const [weights, color] of layers)
-        drawLineThumb(ctx, weights, h, Q, K, c.width / dpr, c.height / dpr, color, topK);
+        drawLineThumb(ctx, weights, h, Q, K, c.width / dpr, c.height / dpr, color(h), topK);
     }
   }
   select(sel) {
     this.selected = sel;
+    this.host?.updateLink();
     this.syncSelected();
     void this.showDetail();
   }
@@ -4851,13 +5549,22 @@ var ModelView = class {
     const attn = refAttn ? splitDelta(cur, refAttn) : cur;
     this.detailPanel.style.display = "";
     this.detailTitle.textContent = `${layerLabel(m, sel.layer, true)}, ${headLabel(m, sel.layer, sel.head, true)}` + (ref ? ` · Δ vs ${ref.label}` : "");
-    this.detail.colorOf = refAttn ? (h) => h < cur.H ? MORE : LESS : () => lineThumbColor(sel.layer);
+    this.detail.colorOf = refAttn ? (h) => h < cur.H ? MORE : LESS : lineThumbColor;
     this.detail.topK = autoTopK(attn.K);
     this.detail.setData(
       { left: m.tokens, right: m.key_tokens ?? m.tokens, attn },
       Array.from({ length: attn.H }, (_, h) => h === sel.head || h === sel.head + cur.H * (refAttn ? 1 : 0))
     );
     this.detail.paint();
+  }
+  linkParams() {
+    const s = this.selected;
+    const m = this.state?.manifest;
+    return { sel: s && m ? `${layerIndex(m, s.layer)}:${headIndex(m, s.layer, s.head)}` : "" };
+  }
+  /** `sel=L:H` (the model's numbers) opens that thumbnail enlarged. */
+  restoreLink(params) {
+    this.pendingSel = params["sel"] ?? null;
   }
   onKey(e) {
     if (e.key === "Escape" && this.detail.unlock()) return true;
@@ -4988,7 +5695,7 @@ function headings(lay, qk, kh, ref, step) {
 
 // src/views/neuron/draw.ts
 var POS = [33, 102, 172];
-var NEG = [230, 97, 1];
+var NEG = [178, 24, 43];
 function strips(ctx, lay, v, off, rows, D, x0, scale, mask) {
   const dpr = ctx.getTransform().a;
   const w = Math.max(1, Math.round(lay.stripW * dpr));
@@ -5068,13 +5775,13 @@ function numberColumns(ctx, lay, K, cur, ref) {
   }
   return dpMax;
 }
-function connectors(ctx, lay, i, aRow) {
+function connectors(ctx, lay, i, aRow, color) {
   const x = lay.x;
   const top = lay.headerH;
   const rh = lay.rowH;
   const yq = top + (i + 0.5) * rh;
   ctx.lineWidth = rh >= 16 ? 2 : 1;
-  ctx.strokeStyle = `rgb(${POS.join(",")})`;
+  ctx.strokeStyle = color;
   for (let j = 0; j < aRow.length; j++) {
     const a = Math.tanh(1.8 * aRow[j]);
     if (a < 1 / 255) continue;
@@ -5102,6 +5809,35 @@ function deltaCell(ctx, x, y, rh, v, vmax, digits, font) {
   ctx.fillStyle = Math.abs(t) > 0.6 ? "#fff" : "#212121";
   ctx.font = `${font}px system-ui, sans-serif`;
   ctx.fillText((v > 0 ? "+" : "") + v.toFixed(digits), x + CELL2 - 3, y + rh / 2);
+}
+
+// src/views/neuron/notes.ts
+function swatch(rgb, label2) {
+  const s = document.createElement("span");
+  const box = document.createElement("span");
+  box.style.cssText = `display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px;background:rgb(${rgb.join(",")})`;
+  s.append(box, document.createTextNode(label2));
+  return s;
+}
+function verdict(r, rc) {
+  const why = "softmax is recomputed here from the logged fp16 q/k; logged is the stored weight (8-bit, error ≤ 0.62 % of the row maximum)";
+  const diff = `max |softmax − logged| = ${r.maxDiff.toPrecision(2)} for this query`;
+  if (r.withinStorage) return `${diff}: agrees within storage precision (${why})` + sinkText(r);
+  const cause = rc.bias && rc.bias !== "none" ? `the model adds ${rc.bias} position terms to the scores that q·k do not carry` : rc.scalingFrom === "assumed" || rc.mask === null || rc.bias === null ? "this probe did not log every recompute parameter (see above)" : "the model used something the logged q/k and parameters do not capture";
+  return `${diff}: DIFFERS beyond storage precision: ${cause} (${why})` + sinkText(r);
+}
+function sinkText(r) {
+  return r.sinkMass > 0 ? ` · the sink takes ${(100 * r.sinkMass).toFixed(1)} % of this row` : "";
+}
+function fillLegend(el2, qMax, kMax) {
+  const t = (v) => v.toPrecision(3);
+  el2.replaceChildren(
+    swatch(POS, "positive"),
+    swatch(NEG, "negative"),
+    document.createTextNode(
+      `· q, k, q⊙k: one cell per dimension, shade = |value| ÷ the column's largest (q ±${t(qMax)}, k ±${t(kMax)}) · q·k·s: shade = |score| ÷ the largest · softmax, logged: shade = weight (0 → 1) · lines: logged weight, in the head's colour`
+    )
+  );
 }
 
 // src/views/neuron/math.ts
@@ -5237,11 +5973,18 @@ var NeuronView = class {
     // which reference Δ is against, or why there is none
     this.verdict = document.createElement("div");
     // recomputed softmax vs logged, and why they may differ
+    this.legend = document.createElement("div");
+    // what the cell colours and shades mean
     this.head = 0;
     this.step = 0;
     this.data = null;
     this.tokensKey = "";
-    this.query = new HoverLock(() => this.drawQuery());
+    this.query = new HoverLock(() => {
+      this.drawQuery();
+      this.host?.updateLink();
+    });
+    this.host = null;
+    this.pendingLink = null;
     this.lay = INITIAL_LAYOUT;
     this.scores = null;
     this.root.className = "neuron-view";
@@ -5251,6 +5994,7 @@ var NeuronView = class {
     this.headSelect.addEventListener("change", () => {
       this.head = Number(this.headSelect.value);
       this.paint();
+      this.host?.updateLink();
     });
     const lab = document.createElement("label");
     lab.className = "control";
@@ -5269,7 +6013,8 @@ var NeuronView = class {
     this.qCol.className = "token-col nv-q";
     this.kCol.className = "token-col nv-k";
     this.body.append(this.canvas, this.header, this.qCol, this.kCol);
-    this.root.append(bar, this.cmp, this.verdict, this.note, this.body);
+    this.legend.className = "tba-legend-line nv-legend";
+    this.root.append(bar, this.legend, this.cmp, this.verdict, this.note, this.body);
     this.qCol.addEventListener("mouseover", (e) => this.query.hover(indexOf(e)));
     this.qCol.addEventListener("mouseleave", () => this.query.hover(null));
     this.qCol.addEventListener("click", (e) => {
@@ -5282,6 +6027,7 @@ var NeuronView = class {
     });
   }
   async show(host) {
+    this.host = host;
     const state = host.state;
     const m = state.manifest;
     if (!m.has_qk) {
@@ -5331,7 +6077,11 @@ var NeuronView = class {
     this.note.textContent = "";
     this.body.style.display = "";
     setHeadOptions(this.headSelect, qk.H, (h) => String(headIndex(m, state.layer, h)));
-    this.head = Math.min(this.head, qk.H - 1);
+    const link = this.pendingLink;
+    this.pendingLink = null;
+    this.head = Math.min(storedHead(m, state.layer, link?.["head"]) ?? this.head, qk.H - 1);
+    const q = linkInt(link?.["q"]);
+    if (q !== null && q < qk.Q && this.query.current !== q) this.query.click(q);
     this.headSelect.value = String(this.head);
     this.layout();
     this.paint();
@@ -5430,8 +6180,11 @@ var NeuronView = class {
     ctx.clearRect(0, 0, x.end, lay.headerH + Math.max(qk.Q, qk.K) * lay.rowH);
     const qOff = h * qk.Q * qk.D;
     const kOff = kh * qk.K * qk.D;
-    strips(ctx, lay, qk.queries, qOff, qk.Q, qk.D, x.qVec, maxAbs(qk.queries, qOff, qk.Q * qk.D));
-    strips(ctx, lay, qk.keys, kOff, qk.K, qk.D, x.kVec, maxAbs(qk.keys, kOff, qk.K * qk.D));
+    const qMax = maxAbs(qk.queries, qOff, qk.Q * qk.D);
+    const kMax = maxAbs(qk.keys, kOff, qk.K * qk.D);
+    strips(ctx, lay, qk.queries, qOff, qk.Q, qk.D, x.qVec, qMax);
+    strips(ctx, lay, qk.keys, kOff, qk.K, qk.D, x.kVec, kMax);
+    fillLegend(this.legend, qMax, kMax);
     this.root.dataset["head"] = String(h);
     this.root.dataset["headLabel"] = String(model(h));
     this.drawQuery();
@@ -5458,7 +6211,7 @@ var NeuronView = class {
     const ref = d.ref ? rowOf(d.ref.qk, d.ref.attn, h, i, d.ref.rc) : null;
     strips(ctx, lay, prod, 0, K, D, x.prod, maxAbs(prod, 0, K * D), cur.masked);
     const dpMax = numberColumns(ctx, lay, K, cur, ref);
-    connectors(ctx, lay, i, cur.aRow);
+    connectors(ctx, lay, i, cur.aRow, headColor(this.head));
     this.qCol.querySelectorAll(".token.hovered").forEach((el3) => el3.classList.remove("hovered", "locked"));
     const el2 = this.qCol.querySelector(`.token[data-index="${i}"]`);
     el2?.classList.add("hovered");
@@ -5492,6 +6245,16 @@ ${d.ref.ref.label}: q·k·s = ${rs.toPrecision(5)}, softmax = ${rp.toPrecision(4
     }
     el2.title = t;
   }
+  linkParams() {
+    const d = this.data;
+    return {
+      head: d ? String(headIndex(d.m, d.layer, this.head)) : "",
+      q: this.query.isLocked && this.query.current !== null ? String(this.query.current) : ""
+    };
+  }
+  restoreLink(params) {
+    this.pendingLink = params;
+  }
   prefetch(host, step) {
     if (!host.state.manifest.has_qk) return;
     host.qk(step, host.state.layer).catch(() => void 0);
@@ -5504,21 +6267,12 @@ ${d.ref.ref.label}: q·k·s = ${rs.toPrecision(5)}, softmax = ${rp.toPrecision(4
       this.head = (this.head + (e.key === "ArrowRight" ? 1 : H - 1)) % H;
       this.headSelect.value = String(this.head);
       this.paint();
+      this.host?.updateLink();
       return true;
     }
     return false;
   }
 };
-function verdict(r, rc) {
-  const why = "softmax is recomputed here from the logged fp16 q/k; logged is the stored weight (8-bit, error ≤ 0.62 % of the row maximum)";
-  const diff = `max |softmax − logged| = ${r.maxDiff.toPrecision(2)} for this query`;
-  if (r.withinStorage) return `${diff}: agrees within storage precision (${why})` + sinkText(r);
-  const cause = rc.bias && rc.bias !== "none" ? `the model adds ${rc.bias} position terms to the scores that q·k do not carry` : rc.scalingFrom === "assumed" || rc.mask === null || rc.bias === null ? "this probe did not log every recompute parameter (see above)" : "the model used something the logged q/k and parameters do not capture";
-  return `${diff}: DIFFERS beyond storage precision: ${cause} (${why})` + sinkText(r);
-}
-function sinkText(r) {
-  return r.sinkMass > 0 ? ` · the sink takes ${(100 * r.sinkMass).toFixed(1)} % of this row` : "";
-}
 function indexOf(e) {
   const el2 = e.target.closest(".token");
   return el2 ? Number(el2.dataset["index"]) : null;
@@ -5567,6 +6321,9 @@ var App = class {
     // Latest-request-wins for the shell's own loads (runs, steps, manifest).
     this.ticket = 0;
     this.current = null;
+    // The link the page was opened with (shell/deepLink.ts), consumed by the first load; then the URL follows the view.
+    this.link = readLink();
+    this.summarySet = false;
   }
   get state() {
     if (!this.current) throw new Error("no shared state yet");
@@ -5607,7 +6364,11 @@ var App = class {
     page().root.append(toolbar, this.summary, this.notice, this.message, this.main);
     page().root.addEventListener("keydown", (e) => this.onKey(e));
     followTheme(() => this.select({}));
-    this.activate(0, false);
+    reloadOnPastedLink();
+    this.special.restore(this.link["special"]);
+    this.compare.restore(this.link["cmp"]);
+    const linked = this.factories.findIndex((_, j) => this.view(j).id === this.link["view"]);
+    this.activate(Math.max(0, linked), false);
     page().hooks.__tba = this;
     if (!page().embedded) onHostReload(() => void this.start());
     void this.start();
@@ -5682,13 +6443,19 @@ var App = class {
       if (i >= 0) this.stepIndex = i;
     }
     if (sel.probe && !sameProbe(sel.probe, this.probe)) {
-      void this.selectProbe(sel.probe);
+      void this.selectProbe(sel.probe, false, sel.step);
       return;
     }
     void this.update();
   }
   setSummary(text) {
     this.summary.textContent = text;
+    this.summarySet = true;
+  }
+  updateLink() {
+    const s = this.current;
+    if (!s || page().root.dataset["state"] !== "ready") return;
+    writeLink(shownLink(s, this.view(this.active), { cmp: this.compare.code(), special: this.special.code() }));
   }
   // -- loading -------------------------------------------------------------------------------------
   setState(state, text = "") {
@@ -5724,12 +6491,15 @@ var App = class {
         return;
       }
       const keep = probes.find((p) => sameProbe(p, this.probe));
-      await this.selectProbe(keep || probes[0], true);
+      const linked = probes.find((p) => p.run === this.link["run"] && p.tag === this.link["tag"]);
+      const step = keep ? void 0 : linkInt(this.link["step"]) ?? void 0;
+      await this.selectProbe(keep || linked || probes[0], true, step);
     } catch (e) {
       if (ticket === this.ticket) this.fail(e);
     }
   }
-  async selectProbe(probe, refreshList = false) {
+  /** `wantStep`: the step to show when the probe has it (else the current step, else the latest). */
+  async selectProbe(probe, refreshList = false, wantStep) {
     const ticket = ++this.ticket;
     this.setState("loading");
     try {
@@ -5740,7 +6510,7 @@ var App = class {
         this.setState("empty", `${probe.run} / ${probe.tag} has no steps yet.`);
         return;
       }
-      const current2 = this.probe ? this.steps[this.stepIndex] : void 0;
+      const current2 = wantStep ?? (this.probe ? this.steps[this.stepIndex] : void 0);
       const same2 = current2 === void 0 ? -1 : steps.indexOf(current2);
       this.probe = probe;
       this.probeSelect.set(this.probes, probe);
@@ -5766,6 +6536,8 @@ var App = class {
     try {
       const manifest = await this.manifest(step, probe);
       if (ticket !== this.ticket) return;
+      const linkedLayer = storedLayer(manifest, this.link["layer"]);
+      if (linkedLayer !== null) this.layer = linkedLayer;
       this.layer = Math.min(this.layer, Math.max(0, manifest.num_layers - 1));
       this.layerSelect.set(manifest.num_layers, this.layer, (l) => String(layerIndex(manifest, l)));
       const cmp = this.compare.resolve(probe, this.steps, this.stepIndex);
@@ -5792,15 +6564,22 @@ var App = class {
     const v = this.view(this.active);
     page().root.dataset["state"] = "loading";
     v.root.style.display = "";
+    if (this.link["view"] === v.id || this.link["view"] === void 0 && Object.keys(this.link).length) {
+      v.restoreLink?.(this.link);
+    }
+    this.summarySet = false;
     try {
       await v.show(this);
       if (state !== this.current || v !== this.views[this.active]) return;
+      if (!this.summarySet) this.summary.textContent = "";
+      this.link = {};
       (_a = page().hooks).__tbaFirstPaintMs ?? (_a.__tbaFirstPaintMs = performance.now());
       const flags = page().root.dataset;
       flags["paintedStep"] = String(state.step);
       flags["paintedLayer"] = String(state.layer);
       flags["paintedView"] = v.id;
       this.setState("ready");
+      this.updateLink();
       if (this.search.text) this.search.highlight(false);
       this.prefetch(state);
     } catch (e) {
@@ -5821,24 +6600,7 @@ var App = class {
     }
   }
   onKey(e) {
-    if (e.ctrlKey || e.metaKey || e.altKey) return;
-    const t = e.target;
-    if (t && (t.tagName === "TEXTAREA" || t instanceof HTMLInputElement && t.type !== "range")) return;
-    if (t && (t.tagName === "SELECT" || t.tagName === "INPUT") && e.key !== "[" && e.key !== "]") return;
-    const s = this.current;
-    if (!s) return;
-    const v = this.view(this.active);
-    let handled = true;
-    if (e.key === "[" || e.key === "]") {
-      const i = s.stepIndex + (e.key === "]" ? 1 : -1);
-      if (i >= 0 && i < s.steps.length) this.select({ step: s.steps[i] });
-    } else if ((e.key === "ArrowUp" || e.key === "ArrowDown") && v.usesLayer !== false) {
-      const l = s.layer + (e.key === "ArrowDown" ? 1 : -1);
-      if (l >= 0 && l < s.manifest.num_layers) this.select({ layer: l });
-    } else {
-      handled = v.onKey?.(e) ?? false;
-    }
-    if (handled) e.preventDefault();
+    if (this.current) shellKey(e, this.current, this.view(this.active), (sel) => this.select(sel));
   }
 };
 

@@ -1,6 +1,8 @@
 """Chromium test of the evolution view: 1,000 steps × 72 heads of metrics load and draw in ≤ 2 s; grid, small
 multiples with the shared step cursor, click-through to the head view, what-changed ranking, rollout."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -69,7 +71,8 @@ def test_evolution_view(server):
         # Clicking a time series moves the shared step cursor to the nearest logged probe step.
         assert page.get_attribute("body", "data-painted-step") == "750"  # the shell opens at the last step
         box = page.locator("#evo-series").bounding_box()
-        page.mouse.click(box["x"] + 34 + 0.55 * ((box["width"] - 34) / H), box["y"] + 30)
+        geom = json.loads(page.get_attribute("#evo-series", "data-geom"))  # the plots' origin and size
+        page.mouse.click(box["x"] + geom["x0"] + 0.55 * geom["w"], box["y"] + geom["y0"] + geom["h"] / 2)
         page.wait_for_selector("body[data-state=ready][data-painted-view=evolution][data-painted-step='500']")
         assert signature(page, "#evo-series")["hash"] != series["hash"]
 
@@ -107,8 +110,8 @@ def test_evolution_view(server):
 
         # Clicking a grid cell opens that layer in the head view at the same step ...
         gbox = page.locator("#evo-grid").bounding_box()
-        cell = (gbox["width"] - 34 - 4) / H
-        page.mouse.click(gbox["x"] + 34 + 2.5 * cell, gbox["y"] + 18 + 3.5 * cell)
+        g = json.loads(page.get_attribute("#evo-grid", "data-geom"))
+        page.mouse.click(gbox["x"] + g["x0"] + 2.5 * g["cell"], gbox["y"] + g["y0"] + 3.5 * g["cell"])
         wait_ready(page, "head")
         assert page.get_attribute("body", "data-painted-layer") == "3"
         assert page.get_attribute("body", "data-painted-step") == "500"

@@ -61,6 +61,13 @@ export class HeadToggles {
     this.onChange(next.slice());
   }
 
+  /** Sets the active heads without a change callback (a deep link, before the view paints). */
+  setActive(next: boolean[]): void {
+    if (next.length !== this.active.length || !next.some(Boolean)) return;
+    this.active = next.slice();
+    this.sync();
+  }
+
   /** Only head `h` active (keyboard ←/→). */
   solo(h: number): void {
     this.update(this.active.map((_, i) => i === h));

@@ -30,4 +30,13 @@ export class SpecialTokensSelect {
   get mode(): SpecialMode {
     return this.select.value as SpecialMode;
   }
+
+  /** Deep-link value (shell/deepLink.ts): "" for the default ("show"). */
+  code(): string {
+    return this.mode === "show" ? "" : this.mode;
+  }
+
+  restore(code: string | undefined): void {
+    if (code === "hide" || code === "renorm") this.select.value = code;
+  }
 }

@@ -58,9 +58,16 @@ export function headAndScaleControls(prefix: string, magnitude: string, onChange
     ["linear", "linear"],
     ["log", "log (3 decades)"],
   ]);
+  // The zoomed window's colour range: the whole matrix's (comparable with the overview) or its own (detail).
+  const [rangeLabel, range] = selectControl(`${prefix}-range`, "Range", [
+    ["global", "whole matrix"],
+    ["local", "zoomed window"],
+  ]);
+  range.title = "Colour range of the zoomed window: the whole matrix's largest value, or the window's own";
   head.addEventListener("change", onChange);
   scale.addEventListener("change", onChange);
-  return { head, scale, headLabel, scaleLabel };
+  range.addEventListener("change", onChange);
+  return { head, scale, range, headLabel, scaleLabel, rangeLabel };
 }
 
 export interface ProbeRef {

@@ -4,6 +4,7 @@
 
 import type { Attention, Manifest } from "./api";
 import type { CompareRef, SharedState, ViewHost } from "../shell/view";
+import { headIndex, layerIndex } from "./labels";
 
 export const MORE = "#e08214";
 export const LESS = "#8073ac";
@@ -12,9 +13,17 @@ export const LESS = "#8073ac";
 export function mismatch(a: Manifest, b: Manifest): string | null {
   const sa = [a.num_layers, a.num_heads, a.query_len, a.key_len];
   const sb = [b.num_layers, b.num_heads, b.query_len, b.key_len];
-  return sa.join() === sb.join()
-    ? null
-    : `cannot compare: shapes differ ([L, H, Q, K] ${sa.join("×")} vs ${sb.join("×")})`;
+  if (sa.join() !== sb.join()) return `cannot compare: shapes differ ([L, H, Q, K] ${sa.join("×")} vs ${sb.join("×")})`;
+  // Same shape but other layers or heads of the model (layers=[0, -1] vs [0, 1]): head h is not the same head.
+  const names = (m: Manifest): string =>
+    JSON.stringify(
+      Array.from({ length: m.num_layers }, (_, l) => [
+        layerIndex(m, l),
+        Array.from({ length: m.num_heads }, (_, h) => headIndex(m, l, h)),
+      ]),
+    );
+  if (names(a) !== names(b)) return "cannot compare: the probes logged different layers or heads of the model";
+  return null;
 }
 
 /** The reference manifest, or a message saying why there is no comparison (null: comparison off). */

@@ -1,9 +1,12 @@
-// Query × key heatmap with an overview and a zoomed detail, shared by the matrix and diff views.
-// The overview max-pools blocks of cells into pixels (max |v| keeping the sign when signed), so a single strong
-// weight stays visible at 2,048 tokens where averaging would wash it out. Drag on the overview to zoom; click
-// to centre a window; hover either canvas for a tooltip with the token pair and the value.
+// Query × key heatmap with an overview and a zoomed detail, shared by the matrix and diff views: the overview
+// (max-pooled, heatmapPaint.ts) with token-position axes, the zoomed window with its token labels (thinned at any
+// zoom, heatmapAxes.ts), and a colour bar with ticks for each colour range shown (draw/legend.ts). Drag on the
+// overview to zoom; click to centre a window; hover either canvas for a tooltip with the token pair and the value.
 
-import { PUOR, VIRIDIS, scaled, type Scale } from "./colormap";
+import { PUOR, VIRIDIS, type Scale } from "./colormap";
+import { fillPositionAxis, fillTokenLabels } from "./heatmapAxes";
+import { paintRegion, regionMax } from "./heatmapPaint";
+import { ColorBar } from "./legend";
 import { displayText } from "./tokens";
 
 export interface HeatmapData {
@@ -21,6 +24,10 @@ export interface HeatmapData {
   scale: Scale;
   /** Name of the value in tooltips ("weight", "Δ weight"). */
   what: string;
+  /** Colour bar title ("attention weight", "Δ attention (now − step 480)"); default: `what`. */
+  legend?: string;
+  /** Signed maps: what the two ends mean (["more attention now", "less"]). */
+  ends?: [string, string];
 }
 
 export interface Region {
@@ -44,6 +51,12 @@ export class HeatmapPanel {
   private readonly kLabels = document.createElement("div");
   private readonly tip = document.createElement("div");
   private readonly caption = document.createElement("div");
+  private readonly xAxis = document.createElement("div");
+  private readonly yAxis = document.createElement("div");
+  private readonly ovBar: ColorBar;
+  private readonly detBar: ColorBar;
+  /** Colour the zoomed window by its own range (its largest |value|) instead of the whole matrix's. */
+  localRange = false;
   private data: HeatmapData | null = null;
   private zoom: Region | null = null;
   private drag: { i: number; j: number } | null = null;
@@ -61,21 +74,32 @@ export class HeatmapPanel {
     this.sel.className = "hm-sel";
     this.tip.className = "hm-tip";
     this.caption.className = "hm-caption";
-    this.ovWrap.className = "hm-ov-wrap";
+    this.ovWrap.className = "hm-ov-wrap hm-plot";
     this.ovWrap.append(this.ov, this.sel);
-    this.detWrap.className = "hm-det-wrap";
-    this.qLabels.className = "hm-qlabels";
-    this.kLabels.className = "hm-klabels";
-    this.detWrap.append(this.kLabels, this.qLabels, this.det);
+    this.xAxis.className = "hm-xaxis hm-top";
+    this.yAxis.className = "hm-yaxis hm-side";
+    this.ovBar = new ColorBar(`${prefix}-colorbar`);
+    this.detBar = new ColorBar(`${prefix}-detail-colorbar`);
+    const ovFrame = document.createElement("div");
+    ovFrame.className = "hm-frame";
+    ovFrame.append(this.xAxis, this.yAxis, this.ovWrap, this.ovBar.el);
+    this.detWrap.className = "hm-frame hm-det-wrap";
+    this.qLabels.className = "hm-qlabels hm-side";
+    this.kLabels.className = "hm-klabels hm-top";
+    this.det.classList.add("hm-plot");
+    this.detWrap.append(this.kLabels, this.qLabels, this.det, this.detBar.el);
     const left = document.createElement("div");
     left.className = "hm-col";
     const ovTitle = document.createElement("div");
     ovTitle.className = "hm-title";
-    ovTitle.textContent = "Overview (queries ↓, keys →; drag to zoom)";
-    left.append(ovTitle, this.ovWrap, this.caption);
+    ovTitle.textContent = "Overview (drag to zoom)";
+    left.append(ovTitle, ovFrame, this.caption);
     const right = document.createElement("div");
     right.className = "hm-col";
-    right.append(this.detWrap);
+    const detTitle = document.createElement("div");
+    detTitle.className = "hm-title";
+    detTitle.textContent = "Zoomed window";
+    right.append(detTitle, this.detWrap);
     this.root.append(left, right, this.tip);
 
     this.ov.addEventListener("mousedown", (e) => {
@@ -130,6 +154,20 @@ export class HeatmapPanel {
     this.data = d;
   }
 
+  /** The zoom chosen by the user (null: the default window), for deep links. */
+  get zoomed(): Region | null {
+    return this.zoom;
+  }
+
+  /** Called after the zoom changes by the user (drag, click, Esc). */
+  onZoom: (() => void) | null = null;
+
+  /** Sets the zoom before the next paint (a deep link); ignored when it does not fit the data. */
+  presetZoom(z: Region): void {
+    const d = this.data;
+    if (d && z.q0 >= 0 && z.k0 >= 0 && z.q1 <= d.Q && z.k1 <= d.K && z.q0 < z.q1 && z.k0 < z.k1) this.zoom = z;
+  }
+
   resetZoom(): boolean {
     if (!this.zoom) return false;
     this.setZoom(null);
@@ -139,6 +177,7 @@ export class HeatmapPanel {
   setZoom(z: Region | null): void {
     this.zoom = z;
     this.paint();
+    this.onZoom?.();
   }
 
   /** The zoom region, or the default: the whole matrix when small, else its top-left window. */
@@ -154,53 +193,49 @@ export class HeatmapPanel {
     const side = Math.min(560, Math.max(240, n * 12));
     this.ovW = Math.max(1, Math.round((side * d.K) / n));
     this.ovH = Math.max(1, Math.round((side * d.Q) / n));
-    draw(this.ov, d, { q0: 0, q1: d.Q, k0: 0, k1: d.K }, this.ovW, this.ovH);
+    paintRegion(this.ov, d, { q0: 0, q1: d.Q, k0: 0, k1: d.K }, this.ovW, this.ovH);
+    fillPositionAxis(this.xAxis, d.K, this.ovW, true, "key position →");
+    fillPositionAxis(this.yAxis, d.Q, this.ovH, false, "query ↓");
     const z = this.region();
     const nz = Math.max(z.q1 - z.q0, z.k1 - z.k0);
     this.cell = Math.max(1, Math.min(28, DETAIL_PX / nz));
     const dw = Math.max(1, Math.round(this.cell * (z.k1 - z.k0)));
     const dh = Math.max(1, Math.round(this.cell * (z.q1 - z.q0)));
-    draw(this.det, d, z, dw, dh);
+    const local = this.localRange && !!this.zoom;
+    const detMax = local ? regionMax(d, z) : d.vmax;
+    paintRegion(this.det, d, z, dw, dh, detMax);
     this.showSel(z);
-    this.labels(z, dw, dh);
+    this.labels(z);
+    const title = d.legend ?? d.what;
+    const bar = (vmax: number): Parameters<ColorBar["set"]>[0] => ({
+      map: d.signed ? PUOR : VIRIDIS,
+      lo: d.signed ? -vmax : 0,
+      hi: vmax || 1e-9,
+      scale: d.scale,
+      signed: d.signed,
+      title,
+      ...(d.ends ? { ends: d.ends } : {}),
+    });
+    this.ovBar.set(bar(d.vmax), this.ovH);
+    this.detBar.el.style.display = local ? "" : "none";
+    if (local) this.detBar.set({ ...bar(detMax), title: `${title} (this window)` }, dh);
     const pool = Math.max(d.Q / this.ovH, d.K / this.ovW);
     this.caption.textContent =
       `${d.Q} × ${d.K}` +
       (pool > 1 ? ` · overview max-pools ${pool.toFixed(1)} cells per pixel` : "") +
-      ` · detail: queries ${z.q0}–${z.q1 - 1}, keys ${z.k0}–${z.k1 - 1}` +
+      ` · window: queries ${z.q0}–${z.q1 - 1}, keys ${z.k0}–${z.k1 - 1}` +
+      (local ? ` · window coloured by its own range (±${detMax.toPrecision(3)})` : "") +
       (this.zoom ? " (Esc: reset)" : "");
     this.root.dataset["zoom"] = `${z.q0},${z.q1},${z.k0},${z.k1}`;
   }
 
-  private labels(z: Region, dw: number, dh: number): void {
+  private labels(z: Region): void {
     const d = this.data as HeatmapData;
-    const show = this.cell >= 10;
-    const key = JSON.stringify([z, show, this.cell, d.left.length, d.right.length, d.left[z.q0], d.right[z.k0]]);
-    this.det.style.marginLeft = show ? "" : "0";
-    this.detWrap.classList.toggle("labelled", show);
-    this.detWrap.style.setProperty("--cell", `${this.cell}px`);
-    this.detWrap.style.setProperty("--det-w", `${dw}px`);
-    this.detWrap.style.setProperty("--det-h", `${dh}px`);
+    const key = JSON.stringify([z, this.cell, d.left.length, d.right.length, d.left[z.q0], d.right[z.k0]]);
     if (key === this.labelsKey) return;
     this.labelsKey = key;
-    const mk = (text: string, title: string): HTMLDivElement => {
-      const el = document.createElement("div");
-      el.className = "tba-token-label";
-      el.textContent = displayText(text); // untrusted: text only
-      el.title = title;
-      return el;
-    };
-    if (!show) {
-      this.qLabels.replaceChildren();
-      this.kLabels.replaceChildren();
-      return;
-    }
-    const qs: HTMLElement[] = [];
-    for (let i = z.q0; i < z.q1; i++) qs.push(mk(d.left[i] ?? "", `query ${i}: ${d.left[i] ?? ""}`));
-    const ks: HTMLElement[] = [];
-    for (let j = z.k0; j < z.k1; j++) ks.push(mk(d.right[j] ?? "", `key ${j}: ${d.right[j] ?? ""}`));
-    this.qLabels.replaceChildren(...qs);
-    this.kLabels.replaceChildren(...ks);
+    fillTokenLabels(this.qLabels, d.left, z.q0, z.q1, this.cell, "query");
+    fillTokenLabels(this.kLabels, d.right, z.k0, z.k1, this.cell, "key");
   }
 
   private showSel(z: Region): void {
@@ -237,59 +272,4 @@ export class HeatmapPanel {
 
 function clamp(v: number, lo: number, hi: number): number {
   return Math.max(lo, Math.min(hi, v));
-}
-
-/** Paints region `z` of `d` into canvas `c` at w × h CSS px, pooling or stretching cells as needed. */
-function draw(c: HTMLCanvasElement, d: HeatmapData, z: Region, w: number, h: number): void {
-  const dpr = Math.max(1, Math.min(2, window.devicePixelRatio || 1));
-  const W = Math.round(w * dpr);
-  const H = Math.round(h * dpr);
-  c.width = W;
-  c.height = H;
-  c.style.width = `${w}px`;
-  c.style.height = `${h}px`;
-  const ctx = c.getContext("2d");
-  if (!ctx) return;
-  const img = ctx.createImageData(W, H);
-  const px = img.data;
-  const nq = z.q1 - z.q0;
-  const nk = z.k1 - z.k0;
-  const map = d.signed ? PUOR : VIRIDIS;
-  const inv = d.vmax > 0 ? 1 / d.vmax : 0;
-  const { values, off, K, signed, scale } = d;
-  // Column ranges are the same for every pixel row: compute once.
-  const ka = new Int32Array(W);
-  const kb = new Int32Array(W);
-  for (let x = 0; x < W; x++) {
-    ka[x] = z.k0 + Math.floor((x * nk) / W);
-    kb[x] = Math.max((ka[x] as number) + 1, z.k0 + Math.floor(((x + 1) * nk) / W));
-  }
-  for (let y = 0; y < H; y++) {
-    const qa = z.q0 + Math.floor((y * nq) / H);
-    const qb = Math.max(qa + 1, z.q0 + Math.floor(((y + 1) * nq) / H));
-    for (let x = 0; x < W; x++) {
-      let best = 0;
-      for (let i = qa; i < qb; i++) {
-        const row = off + i * K;
-        for (let j = ka[x] as number; j < (kb[x] as number); j++) {
-          const v = values[row + j] as number;
-          if (Math.abs(v) > Math.abs(best)) best = v;
-        }
-      }
-      let idx: number;
-      if (signed) {
-        const t = scaled(Math.abs(best) * inv, scale);
-        idx = Math.round(127.5 + (best < 0 ? -t : t) * 127.5);
-      } else {
-        idx = Math.round(scaled(best * inv, scale) * 255);
-      }
-      const p = (y * W + x) * 4;
-      const m = Math.min(255, Math.max(0, idx)) * 3;
-      px[p] = map[m] as number;
-      px[p + 1] = map[m + 1] as number;
-      px[p + 2] = map[m + 2] as number;
-      px[p + 3] = 255;
-    }
-  }
-  ctx.putImageData(img, 0, 0);
 }

@@ -9,6 +9,8 @@ import { SearchControl } from "../controls/searchControl";
 import { SpecialTokensSelect } from "../controls/specialTokens";
 import { LayerSelect, ProbeSelect, StepSlider } from "../controls/widgets";
 import { layerIndex } from "../data/labels";
+import { linkInt, readLink, reloadOnPastedLink, shownLink, storedLayer, writeLink, type LinkParams } from "./deepLink";
+import { shellKey } from "./keys";
 import { exportMenu } from "../export/menu";
 import { onHostReload } from "./hostEvents";
 import { Loaders } from "./loaders";
@@ -61,6 +63,9 @@ export class App implements ViewHost {
   // Latest-request-wins for the shell's own loads (runs, steps, manifest).
   private ticket = 0;
   private current: SharedState | null = null;
+  // The link the page was opened with (shell/deepLink.ts), consumed by the first load; then the URL follows the view.
+  private link: LinkParams = readLink();
+  private summarySet = false;
 
   get state(): SharedState {
     if (!this.current) throw new Error("no shared state yet");
@@ -104,7 +109,11 @@ export class App implements ViewHost {
     // The app's own body, not the document: in a notebook the rest of the page's keys are the notebook's.
     page().root.addEventListener("keydown", (e) => this.onKey(e));
     followTheme(() => this.select({})); // canvases pick theme colours when they paint
-    this.activate(0, false);
+    reloadOnPastedLink();
+    this.special.restore(this.link["special"]);
+    this.compare.restore(this.link["cmp"]);
+    const linked = this.factories.findIndex((_, j) => this.view(j).id === this.link["view"]);
+    this.activate(Math.max(0, linked), false);
     page().hooks.__tba = this;
     if (!page().embedded) onHostReload(() => void this.start()); // TensorBoard reloaded: look for new runs and steps
     void this.start();
@@ -195,7 +204,7 @@ export class App implements ViewHost {
       if (i >= 0) this.stepIndex = i;
     }
     if (sel.probe && !sameProbe(sel.probe, this.probe)) {
-      void this.selectProbe(sel.probe);
+      void this.selectProbe(sel.probe, false, sel.step); // the step asked for, not the old probe's
       return;
     }
     void this.update();
@@ -203,6 +212,13 @@ export class App implements ViewHost {
 
   setSummary(text: string): void {
     this.summary.textContent = text;
+    this.summarySet = true;
+  }
+
+  updateLink(): void {
+    const s = this.current;
+    if (!s || page().root.dataset["state"] !== "ready") return;
+    writeLink(shownLink(s, this.view(this.active), { cmp: this.compare.code(), special: this.special.code() }));
   }
 
   // -- loading -------------------------------------------------------------------------------------
@@ -246,13 +262,16 @@ export class App implements ViewHost {
         return;
       }
       const keep = probes.find((p) => sameProbe(p, this.probe));
-      await this.selectProbe(keep || (probes[0] as ProbeRef), true);
+      const linked = probes.find((p) => p.run === this.link["run"] && p.tag === this.link["tag"]);
+      const step = keep ? undefined : (linkInt(this.link["step"]) ?? undefined);
+      await this.selectProbe(keep || linked || (probes[0] as ProbeRef), true, step);
     } catch (e) {
       if (ticket === this.ticket) this.fail(e);
     }
   }
 
-  private async selectProbe(probe: ProbeRef, refreshList = false): Promise<void> {
+  /** `wantStep`: the step to show when the probe has it (else the current step, else the latest). */
+  private async selectProbe(probe: ProbeRef, refreshList = false, wantStep?: number): Promise<void> {
     const ticket = ++this.ticket;
     this.setState("loading");
     try {
@@ -264,7 +283,7 @@ export class App implements ViewHost {
         return;
       }
       // Keep the step number when the new probe has it (comparing probes at one step); else show the latest.
-      const current = this.probe ? this.steps[this.stepIndex] : undefined;
+      const current = wantStep ?? (this.probe ? this.steps[this.stepIndex] : undefined);
       const same = current === undefined ? -1 : steps.indexOf(current);
       this.probe = probe;
       this.probeSelect.set(this.probes, probe);
@@ -293,6 +312,8 @@ export class App implements ViewHost {
     try {
       const manifest = await this.manifest(step, probe);
       if (ticket !== this.ticket) return;
+      const linkedLayer = storedLayer(manifest, this.link["layer"]); // the model's number in the link
+      if (linkedLayer !== null) this.layer = linkedLayer;
       this.layer = Math.min(this.layer, Math.max(0, manifest.num_layers - 1));
       this.layerSelect.set(manifest.num_layers, this.layer, (l) => String(layerIndex(manifest, l)));
       const cmp = this.compare.resolve(probe, this.steps, this.stepIndex);
@@ -319,15 +340,23 @@ export class App implements ViewHost {
     const v = this.view(this.active);
     page().root.dataset["state"] = "loading";
     v.root.style.display = "";
+    // The link's view gets its own part of the link (heads, query, zoom…) once, before its first paint.
+    if (this.link["view"] === v.id || (this.link["view"] === undefined && Object.keys(this.link).length)) {
+      v.restoreLink?.(this.link);
+    }
+    this.summarySet = false;
     try {
       await v.show(this);
       if (state !== this.current || v !== this.views[this.active]) return;
+      if (!this.summarySet) this.summary.textContent = ""; // never another view's (or state's) line
+      this.link = {};
       page().hooks.__tbaFirstPaintMs ??= performance.now();
       const flags = page().root.dataset;
       flags["paintedStep"] = String(state.step);
       flags["paintedLayer"] = String(state.layer);
       flags["paintedView"] = v.id;
       this.setState("ready");
+      this.updateLink();
       if (this.search.text) this.search.highlight(false);
       this.prefetch(state);
     } catch (e) {
@@ -350,24 +379,6 @@ export class App implements ViewHost {
   }
 
   private onKey(e: KeyboardEvent): void {
-    if (e.ctrlKey || e.metaKey || e.altKey) return;
-    const t = e.target as HTMLElement | null;
-    // Typing in a text field is never a shortcut; in a select or the slider only [ and ] are (arrows are theirs).
-    if (t && (t.tagName === "TEXTAREA" || (t instanceof HTMLInputElement && t.type !== "range"))) return;
-    if (t && (t.tagName === "SELECT" || t.tagName === "INPUT") && e.key !== "[" && e.key !== "]") return;
-    const s = this.current;
-    if (!s) return;
-    const v = this.view(this.active);
-    let handled = true;
-    if (e.key === "[" || e.key === "]") {
-      const i = s.stepIndex + (e.key === "]" ? 1 : -1);
-      if (i >= 0 && i < s.steps.length) this.select({ step: s.steps[i] as number });
-    } else if ((e.key === "ArrowUp" || e.key === "ArrowDown") && v.usesLayer !== false) {
-      const l = s.layer + (e.key === "ArrowDown" ? 1 : -1);
-      if (l >= 0 && l < s.manifest.num_layers) this.select({ layer: l });
-    } else {
-      handled = v.onKey?.(e) ?? false;
-    }
-    if (handled) e.preventDefault();
+    if (this.current) shellKey(e, this.current, this.view(this.active), (sel) => this.select(sel));
   }
 }

@@ -40,5 +40,12 @@ export function followTheme(onChange: () => void): void {
 
 /** Text colour for canvas labels in the current theme. */
 export function canvasText(): string {
-  return page().root.classList.contains("tba-dark") ? "#e8eaed" : "#212121";
+  return tokenColor("--tba-fg");
+}
+
+/** A colour token of the current theme (shell/styles.ts): canvases paint with the same colours as the DOM. */
+export function tokenColor(name: string): string {
+  const v = getComputedStyle(page().root).getPropertyValue(name).trim();
+  if (v) return v;
+  return page().root.classList.contains("tba-dark") ? "#e8eaed" : "#202124"; // before the styles are installed
 }

@@ -63,8 +63,10 @@ export interface ViewHost {
   headStats(probe?: ProbeRef): Promise<HeadStats | null>;
   /** Changes the shared selection (and optionally the active tab); views' show() is then called again. */
   select(sel: Selection): void;
-  /** The line under the toolbar ("6 layers · 12 heads · …"). */
+  /** The line under the toolbar ("6 layers · 12 heads · …"); cleared after a show() that did not set it. */
   setSummary(text: string): void;
+  /** The view's own selection changed outside show() (a head toggled, a token locked): rewrite the deep link. */
+  updateLink(): void;
 }
 
 export interface View {
@@ -88,6 +90,13 @@ export interface View {
   prefetch?(host: ViewHost, step: number): void;
   /** Keys the shell does not handle itself (←/→, Esc, …); return true when handled. */
   onKey?(e: KeyboardEvent): boolean;
+  /**
+   * Deep links (shell/deepLink.ts): the view's own selection (heads, query token, zoom, …) as URL parameters, read
+   * after every paint; layers and heads with the model's numbers (data/labels.ts).
+   */
+  linkParams?(): Record<string, string>;
+  /** The parameters of the link the page was opened with, given once, before the view's first show(). */
+  restoreLink?(params: Record<string, string>): void;
 }
 
 export type ViewFactory = () => View;

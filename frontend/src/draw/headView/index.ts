@@ -147,6 +147,18 @@ export class HeadView {
     return this.hover;
   }
 
+  /** The locked token, if any (deep links). */
+  lockedToken(): Hover | null {
+    return this.lock.isLocked ? this.lock.current : null;
+  }
+
+  /** Locks `t` (a deep link's token); nothing when it is already the locked one or out of range. */
+  lockToken(t: Hover): void {
+    const n = this.data ? (t.side === "left" ? this.data.left.length : this.data.right.length) : 0;
+    const cur = this.lockedToken();
+    if (t.index < n && !(cur && cur.side === t.side && cur.index === t.index)) this.lock.click(t);
+  }
+
   /** Hover (click = false) or click a query token from outside the columns (the image overlay's patches). */
   pickQuery(index: number | null, click: boolean): void {
     const t = index === null ? null : { side: "left" as Side, index };

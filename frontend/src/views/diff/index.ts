@@ -10,6 +10,8 @@ import { mismatch } from "../../data/compare";
 import { headAndScaleControls, setHeadOptions } from "../../controls/widgets";
 import { HeatmapPanel } from "../../draw/heatmap";
 import { headIndex, layerHeadLabel } from "../../data/labels";
+import type { Manifest } from "../../data/api";
+import { storedHead } from "../../shell/deepLink";
 import type { ProbeRef, SharedState, View, ViewHost } from "../../shell/view";
 import { Ranking } from "./ranking";
 
@@ -20,6 +22,7 @@ export class DiffView implements View {
   private readonly panel = new HeatmapPanel("diff");
   private readonly head: HTMLSelectElement;
   private readonly scale: HTMLSelectElement;
+  private readonly range: HTMLSelectElement;
   private readonly note = document.createElement("div");
   private readonly rank = new Ranking((layer, head) => {
     if (!this.host) return;
@@ -28,29 +31,51 @@ export class DiffView implements View {
   });
   private readonly content = document.createElement("div");
   private host: ViewHost | null = null;
+  private readonly refLine = document.createElement("div"); // the reference actually used, and why
+  private pendingLink: Record<string, string> | null = null;
+  private shown: { m: Manifest; layer: number } | null = null;
 
   constructor() {
     const bar = document.createElement("div");
     bar.className = "tba-viewbar";
-    const { head, scale, headLabel, scaleLabel } = headAndScaleControls("diff", "√ |Δ|", () => this.host?.select({}));
+    const { head, scale, range, headLabel, scaleLabel, rangeLabel } = headAndScaleControls("diff", "√ |Δ|", () =>
+      this.host?.select({}),
+    );
     this.head = head;
     this.scale = scale;
-    const hint = document.createElement("span");
-    hint.className = "nv-info";
-    hint.textContent = "Reference: “Compare with” in the toolbar (default: the previous logged step)";
-    bar.append(headLabel, scaleLabel, hint);
+    this.range = range;
+    this.refLine.className = "nv-info diff-reference";
+    this.refLine.id = "diff-reference";
+    bar.append(headLabel, scaleLabel, rangeLabel, this.refLine);
+    head.addEventListener("change", () => this.host?.updateLink());
     this.note.className = "tba-message";
     this.content.className = "diff-content";
     this.content.append(this.panel.root, this.rank.el);
     this.root.append(bar, this.note, this.content);
   }
 
-  /** The shared "Compare with" choice; when it is off, the previous logged step (or the next, at the first). */
+  /**
+   * The shared "Compare with" choice; when it is off, the previous logged step (or the next, at the first), and
+   * the line saying which reference is used and why, so the toolbar's "—" never hides a silent choice.
+   */
   private resolve(state: SharedState): { probe: ProbeRef; step: number; label: string } | string {
-    if (state.compare) return state.compare;
-    if (state.compareNote) return `Nothing to compare: ${state.compareNote}.`;
-    const step = state.steps[state.stepIndex - 1] ?? state.steps[state.stepIndex + 1];
-    if (step === undefined) return "Only one step is logged: choose another run under “Compare with”.";
+    if (state.compare) {
+      this.refLine.textContent = `Reference: ${state.compare.label} (“Compare with” in the toolbar)`;
+      return state.compare;
+    }
+    if (state.compareNote) {
+      this.refLine.textContent = "Reference: none";
+      return `Nothing to compare: ${state.compareNote}.`;
+    }
+    const prev = state.steps[state.stepIndex - 1];
+    const step = prev ?? state.steps[state.stepIndex + 1];
+    if (step === undefined) {
+      this.refLine.textContent = "Reference: none";
+      return "Only one step is logged: choose another run under “Compare with”.";
+    }
+    this.refLine.textContent =
+      `Reference: step ${step}, the ${prev === undefined ? "NEXT logged step (this is the first)" : "previous logged step"}` +
+      " (default while “Compare with” is “—”; choose another there)";
     return { probe: state.probe, step, label: `step ${step}` };
   }
 
@@ -59,6 +84,11 @@ export class DiffView implements View {
     const state = host.state;
     const m = state.manifest;
     setHeadOptions(this.head, m.num_heads, (h) => String(headIndex(m, state.layer, h)));
+    const link = this.pendingLink;
+    this.pendingLink = null;
+    const linked = storedHead(m, state.layer, link?.["head"]);
+    if (linked !== null) this.head.value = String(linked);
+    this.shown = { m, layer: state.layer };
     const ref = this.resolve(state);
     if (typeof ref === "string") return this.message(ref);
     if (ref.probe === state.probe && ref.step === state.step)
@@ -99,7 +129,10 @@ export class DiffView implements View {
       vmax,
       scale: this.scale.value as Scale,
       what: "Δ weight",
+      legend: `Δ attention weight (step ${state.step} − ${ref.label})`,
+      ends: ["more attention now", "less attention now"],
     });
+    this.panel.localRange = this.range.value === "local";
     this.panel.paint();
     const tokensDiffer = JSON.stringify(refManifest.tokens) !== JSON.stringify(m.tokens);
     host.setSummary(
@@ -108,6 +141,15 @@ export class DiffView implements View {
         (tokensDiffer ? " · NOTE: the tokens differ" : ""),
     );
     await this.rank.show(host, state, ref, a, () => Number(this.head.value));
+  }
+
+  linkParams(): Record<string, string> {
+    const s = this.shown;
+    return { head: s ? String(headIndex(s.m, s.layer, Number(this.head.value))) : "" };
+  }
+
+  restoreLink(params: Record<string, string>): void {
+    this.pendingLink = params;
   }
 
   private message(text: string): void {

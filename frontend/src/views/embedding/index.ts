@@ -26,8 +26,10 @@ import {
 import { el, installEmbeddingStyles } from "./dom";
 import { MatrixGrid } from "./matrix";
 import { page } from "../../shell/page";
-import { batchOf, buildPoints, type ColorBy, type Points } from "./points";
+import { batchOf, buildPoints, pointRgb, type ColorBy, type Points } from "./points";
 import { SingleHead } from "./single";
+import { headIndex, layerIndex } from "../../data/labels";
+import { storedHead, storedLayer } from "../../shell/deepLink";
 
 const POLL_MS = 400;
 
@@ -61,6 +63,8 @@ export class EmbeddingView implements View {
   private selected = { layer: 0, head: 0 };
   private opts: Options = { method: "faithful", translate: true, scale: true };
   private gen = 0;
+  private pendingSel: string | null = null;
+  private lastMatrix: MatrixLayout | null = null;
 
   constructor() {
     installEmbeddingStyles();
@@ -113,7 +117,7 @@ export class EmbeddingView implements View {
       this.status,
     );
     this.note.style.display = "none";
-    this.root.append(controls, this.note, this.matrix.el, this.single.el, this.single.tip);
+    this.root.append(controls, this.note, this.matrix.note, this.matrix.el, this.single.el, this.single.tip);
 
     const rerun = (): void => {
       this.opts = {
@@ -128,6 +132,7 @@ export class EmbeddingView implements View {
     this.scaleBox.addEventListener("change", rerun);
     this.colorSelect.addEventListener("change", () => {
       this.single.setColorBy(this.colorSelect.value as ColorBy);
+      if (this.lastMatrix) this.paint(this.lastMatrix); // the Colour setting applies to every head's scatter too
     });
     this.search.addEventListener("input", () => {
       this.single.updateSearch(this.search.value);
@@ -213,6 +218,17 @@ export class EmbeddingView implements View {
       return;
     }
     this.state = state;
+    const [linkLayer, linkHead] = (this.pendingSel ?? "").split(":");
+    this.pendingSel = null;
+    const sl = storedLayer(state.manifest, linkLayer);
+    const sh = sl === null ? null : storedHead(state.manifest, sl, linkHead);
+    if (sl !== null && sh !== null && sl < info.num_layers && sh < info.num_heads) {
+      this.selected = { layer: sl, head: sh }; // a deep link to one head: open it large
+      this.mode = "single";
+      this.root.dataset["embMode"] = "single";
+      this.backButton.style.display = "";
+      this.single.reset();
+    }
     if (this.selected.layer >= info.num_layers || this.selected.head >= info.num_heads)
       this.selected = { layer: 0, head: 0 };
     this.single.updateSearch(this.search.value);
@@ -228,6 +244,17 @@ export class EmbeddingView implements View {
   hide(): void {
     this.gen++;
     this.single.hideTip();
+  }
+
+  linkParams(): Record<string, string> {
+    const m = this.state?.manifest;
+    const { layer, head } = this.selected;
+    return { sel: this.mode === "single" && m ? `${layerIndex(m, layer)}:${headIndex(m, layer, head)}` : "" };
+  }
+
+  /** `sel=L:H` (the model's numbers) opens that head in single-head mode. */
+  restoreLink(params: Record<string, string>): void {
+    this.pendingSel = params["sel"] ?? null;
   }
 
   onKey(e: KeyboardEvent): boolean {
@@ -246,6 +273,7 @@ export class EmbeddingView implements View {
     this.matrix.el.style.display = mode === "matrix" ? "" : "none";
     this.single.el.style.display = mode === "single" ? "" : "none";
     if (mode === "single") this.single.reset();
+    this.host?.updateLink();
     void this.refresh();
   }
 
@@ -332,7 +360,13 @@ export class EmbeddingView implements View {
   }
 
   private paint(layout: MatrixLayout | HeadLayout): void {
-    if ("L" in layout) this.matrix.paint(layout, this.root, this.state?.manifest ?? {});
-    else this.single.setLayout(layout);
+    if ("L" in layout) {
+      this.lastMatrix = layout;
+      const p = this.points;
+      const by = this.colorSelect.value as ColorBy;
+      // The matrix has no per-head norms: colour by norm there falls back to query / key (the legend says so).
+      const rgbOf = p && by !== "kind" && by !== "norm" ? (i: number) => pointRgb(p, by, i) : null;
+      this.matrix.paint(layout, this.root, this.state?.manifest ?? {}, rgbOf, by === "norm");
+    } else this.single.setLayout(layout);
   }
 }

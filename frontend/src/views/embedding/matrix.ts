@@ -15,6 +15,8 @@ export class MatrixGrid {
   private cells: HTMLCanvasElement[] = [];
   private cellScores: HTMLElement[] = [];
   private shape = "";
+  /** Why the matrix does not show the chosen colouring (the view's root shows it above the grid). */
+  readonly note = el("div", "emb-note-line");
 
   /** `m`: the probe's manifest, for the model's layer / head numbers (a logged subset is not renumbered). */
   private build(L: number, H: number, m: Pick<Manifest, "layers">): void {
@@ -52,8 +54,19 @@ export class MatrixGrid {
   }
 
   /** Paints every head's layout; the shell's test hooks read the timings and scores off `root`. */
-  paint(m: MatrixLayout, root: HTMLElement, names: Pick<Manifest, "layers">): void {
+  /** `rgbOf`: colour of point i (the view's Colour setting), null: query green / key pink. */
+  paint(
+    m: MatrixLayout,
+    root: HTMLElement,
+    names: Pick<Manifest, "layers">,
+    rgbOf: ((i: number) => [number, number, number]) | null = null,
+    noNorms = false,
+  ): void {
     this.build(m.L, m.H, names);
+    this.note.textContent =
+      (rgbOf ? "Colour as chosen (keys as their queries' scheme)" : "Green: queries · pink: keys") +
+      " · ρ: faithfulness of the picture (1 = it ranks keys exactly as q·k does) · click a head to open it" +
+      (noNorms ? " · colour by norm is shown in the single-head view" : "");
     const t0 = performance.now();
     for (let c = 0; c < m.L * m.H; c++) {
       const canvas = this.cells[c];
@@ -71,7 +84,7 @@ export class MatrixGrid {
         const i = interleave(n, m.numQueries, m.N);
         const px = pad + Math.round(((m.xy[base + 2 * i] as number) / 255) * span);
         const py = pad + Math.round((1 - (m.xy[base + 2 * i + 1] as number) / 255) * span);
-        const rgb = i < m.numQueries ? Q_RGB : K_RGB;
+        const rgb = rgbOf ? rgbOf(i) : i < m.numQueries ? Q_RGB : K_RGB;
         for (let dy = 0; dy <= r; dy++) {
           let o = ((py + dy) * W + px) * 4;
           for (let dx = 0; dx <= r; dx++, o += 4) {

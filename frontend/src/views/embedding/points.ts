@@ -110,3 +110,21 @@ export function pointColor(p: Points, colorBy: ColorBy, norm: Float32Array | und
       return `hsl(${Math.round(((p.probe[i] as number) * 137.508) % 360)},60%,45%)`;
   }
 }
+
+/** Point i's colour as RGB bytes (the matrix mode paints pixels): pointColor's hsl() converted. */
+export function pointRgb(p: Points, colorBy: ColorBy, i: number): [number, number, number] {
+  const c = pointColor(p, colorBy, undefined, i);
+  const m = /^hsl\((\d+),\s*(\d+)%,\s*(\d+)%\)$/.exec(c);
+  if (!m) return i < p.numQueries ? Q_RGB : K_RGB;
+  const h = Number(m[1]) / 360;
+  const s = Number(m[2]) / 100;
+  const l = Number(m[3]) / 100;
+  const q = l < 0.5 ? l * (1 + s) : l + s - l * s;
+  const a = 2 * l - q;
+  const ch = (t: number): number => {
+    t = (t + 1) % 1;
+    const v = t < 1 / 6 ? a + (q - a) * 6 * t : t < 1 / 2 ? q : t < 2 / 3 ? a + (q - a) * (2 / 3 - t) * 6 : a;
+    return Math.round(v * 255);
+  };
+  return [ch(h + 1 / 3), ch(h), ch(h - 1 / 3)];
+}

@@ -3,6 +3,7 @@
 // search matches, and the lines from a clicked query to the keys it attends to most.
 
 import { interleave, K_COLOR, Q_COLOR, type ColorBy, type Points } from "./points";
+import { tokenColor } from "../../shell/theme";
 
 export const SINGLE = 620; // single-head canvas, CSS px
 
@@ -82,7 +83,7 @@ export function drawScatter(ctx: CanvasRenderingContext2D, s: Scatter): void {
   }
   ctx.globalAlpha = 1;
   if (s.matches) {
-    ctx.strokeStyle = "#000";
+    ctx.strokeStyle = tokenColor("--tba-fg"); // outlines and lines in the text colour: visible in both themes
     for (const i of s.matches) {
       const [x, y] = toScreen(s.view, xy, i);
       ctx.fillStyle = s.colorOf(i);
@@ -95,17 +96,19 @@ export function drawScatter(ctx: CanvasRenderingContext2D, s: Scatter): void {
     const wmax = Math.max(...s.lines.map((l) => l.w));
     for (const { key, w } of s.lines) {
       const [kx, ky] = toScreen(s.view, xy, key);
-      ctx.strokeStyle = `rgba(40,40,40,${(0.25 + 0.75 * (w / wmax)).toFixed(3)})`;
+      ctx.strokeStyle = tokenColor("--tba-fg");
+      ctx.globalAlpha = 0.25 + 0.75 * (w / wmax);
       ctx.lineWidth = 0.5 + 4 * (w / wmax);
       ctx.beginPath();
       ctx.moveTo(qx, qy);
       ctx.lineTo(kx, ky);
       ctx.stroke();
+      ctx.globalAlpha = 1;
       ctx.fillStyle = K_COLOR;
       ctx.fillRect(kx - 3, ky - 3, 6, 6);
     }
     ctx.fillStyle = Q_COLOR;
-    ctx.strokeStyle = "#000";
+    ctx.strokeStyle = tokenColor("--tba-fg");
     ctx.lineWidth = 1.5;
     ctx.fillRect(qx - 4, qy - 4, 8, 8);
     ctx.strokeRect(qx - 4, qy - 4, 8, 8);

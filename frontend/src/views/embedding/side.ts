@@ -110,6 +110,14 @@ export class SidePanel {
     );
   }
 
+  /** Forgets the head, the hovered token's sentence and the clicked query's keys. */
+  clear(): void {
+    this.title.textContent = "";
+    this.badge.replaceChildren();
+    this.context.replaceChildren();
+    this.keyList.replaceChildren();
+  }
+
   clearKeys(): void {
     this.keyList.replaceChildren();
   }

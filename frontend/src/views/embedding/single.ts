@@ -60,6 +60,8 @@ export class SingleHead {
     this.lines = [];
     this.drawn = null;
     this.layout = null;
+    this.side.clear(); // never another batch's sentence, query or keys
+    this.root.dataset["embLines"] = "0";
   }
 
   /** Whether a head is on screen now (a new step's layout would animate from it). */

@@ -28,7 +28,7 @@ export const METRICS: { name: string; label: string; range?: [number, number] }[
   { name: "prev_token", label: "previous-token score", range: [0, 1] },
   { name: "entropy", label: "entropy (nats)" },
   { name: "entropy_norm", label: "entropy / log(keys)", range: [0, 1] },
-  { name: "distance", label: "attention distance" },
+  { name: "distance", label: "mean attention distance (tokens)" },
   { name: "max_weight", label: "max weight", range: [0, 1] },
   { name: "topk_mass", label: "top-3 mass", range: [0, 1] },
   { name: "sink_mass", label: "first-token (sink) mass", range: [0, 1] },

@@ -1,53 +1,63 @@
-// The layer × head grid: the chosen metric at the shared step, one viridis cell per head (grey = undefined),
-// the hovered head outlined. Clicking a cell opens that head (the view wires the events).
+// The layer × head grid: the chosen metric at the shared step, one viridis cell per head (grey = undefined) with a
+// colour bar, the hovered head outlined. Clicking a cell opens that head (the view wires the events).
 
 import type { MetricSeries } from "./api";
 import { VIRIDIS, cssColor } from "../../draw/colormap";
-import { canvas, fmt, panel, sizeCanvas, type Cell, type Shown } from "./layout";
+import { ColorBar } from "../../draw/legend";
+import { tokenColor } from "../../shell/theme";
+import { canvas, panel, sizeCanvas, type Cell, type Shown } from "./layout";
 
 export class GridPanel {
   readonly canvas = canvas("evo-grid", "evo-grid");
   readonly el: HTMLDivElement;
   private readonly title: HTMLHeadingElement;
   private readonly legend = document.createElement("div");
+  private readonly bar = new ColorBar("evo-grid-colorbar");
   private geom = { x0: 0, y0: 0, cell: 0 };
 
   constructor() {
     this.legend.className = "evo-note";
-    [this.el, this.title] = panel("", this.canvas, this.legend);
+    const row = document.createElement("div");
+    row.className = "evo-with-bar";
+    row.append(this.canvas, this.bar.el);
+    [this.el, this.title] = panel("", row, this.legend);
   }
 
   draw(s: Shown): void {
     const m = s.m;
     const { L, H } = m;
     const cell = Math.max(14, Math.min(34, Math.floor(420 / Math.max(H, 1))));
-    const x0 = 34;
-    const y0 = 18;
+    const x0 = 40;
+    const y0 = 30;
     const ctx = sizeCanvas(this.canvas, x0 + H * cell + 4, y0 + L * cell + 4);
     this.geom = { x0, y0, cell };
+    this.canvas.dataset["geom"] = JSON.stringify(this.geom); // where the cells are (tests click them)
     const step = m.steps[s.index] as number;
     this.title.textContent = `${s.label} at step ${step}`;
     const { lo, hi } = s.range;
-    this.legend.textContent = `colour: ${fmt(lo)} (dark) … ${fmt(hi)} (yellow); grey = undefined`;
+    this.bar.set({ map: VIRIDIS, lo, hi, title: s.label }, L * cell);
+    this.legend.textContent = "grey = undefined for that head · click a head to open it in the head view";
     if (!ctx) return;
     const v = s.values;
-    ctx.font = "10px sans-serif";
-    ctx.fillStyle = "#555";
+    ctx.font = "11px sans-serif";
+    ctx.fillStyle = tokenColor("--tba-muted");
     ctx.textBaseline = "middle";
     ctx.textAlign = "right";
-    for (let l = 0; l < L; l++) ctx.fillText(`L${s.names.layer(l)}`, x0 - 4, y0 + l * cell + cell / 2);
+    for (let l = 0; l < L; l++) ctx.fillText(`L${s.names.layer(l)}`, x0 - 6, y0 + l * cell + cell / 2);
     ctx.textAlign = "center";
-    const every = Math.ceil(12 / cell);
+    ctx.fillText("head →", x0 + (H * cell) / 2, 7);
+    const every = Math.ceil(14 / cell);
     for (let h = 0; h < H; h += every) ctx.fillText(`${s.names.head(0, h)}`, x0 + h * cell + cell / 2, y0 - 8);
+    const undefinedColor = tokenColor("--tba-undefined");
     for (let l = 0; l < L; l++) {
       for (let h = 0; h < H; h++) {
         const x = v[(s.index * L + l) * H + h] as number;
-        ctx.fillStyle = Number.isFinite(x) ? cssColor(VIRIDIS, ((x - lo) / (hi - lo)) * 255) : "#ddd";
+        ctx.fillStyle = Number.isFinite(x) ? cssColor(VIRIDIS, ((x - lo) / (hi - lo)) * 255) : undefinedColor;
         ctx.fillRect(x0 + h * cell, y0 + l * cell, cell - 1, cell - 1);
       }
     }
     if (s.hover) {
-      ctx.strokeStyle = "#e53935";
+      ctx.strokeStyle = tokenColor("--tba-cursor");
       ctx.lineWidth = 2;
       ctx.strokeRect(x0 + s.hover.head * cell - 1, y0 + s.hover.layer * cell - 1, cell + 1, cell + 1);
     }

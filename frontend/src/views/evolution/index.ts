@@ -45,6 +45,7 @@ export class EvolutionView implements View {
   private state: SharedState | null = null;
   private metrics: MetricSeries | null = null;
   private metric = "induction";
+  private chosen = false; // by the user or a link; until then the default follows the probe (defaultMetric)
   private hover: Cell | null = null;
 
   constructor() {
@@ -59,7 +60,7 @@ export class EvolutionView implements View {
     );
     const [compareLabel, compareSelect] = selectControl("evo-compare", "Rank heads by", [
       ["metric", "change of the metric"],
-      ["jsd", "attention distance (Jensen–Shannon)"],
+      ["jsd", "Jensen–Shannon divergence of the attention"],
     ]);
     const [refLabel, refSelect] = selectControl("evo-ref", "between this step and", []);
     const [fusionLabel, fusionSelect] = selectControl("evo-fusion", "Rollout heads", [
@@ -86,7 +87,10 @@ export class EvolutionView implements View {
     bar.append(metricLabel, compareLabel, refLabel, fusionLabel, resLabel);
     for (const el of [metricSelect, compareSelect, refSelect, fusionSelect, this.residual]) {
       el.addEventListener("change", () => {
-        if (el === metricSelect) this.metric = metricSelect.value;
+        if (el === metricSelect) {
+          this.metric = metricSelect.value;
+          this.chosen = true;
+        }
         this.host?.select({});
       });
     }
@@ -191,7 +195,7 @@ export class EvolutionView implements View {
     }
     this.message.textContent = "";
     this.content.style.display = "";
-    if (!metrics.data.has(this.metric)) this.metric = metrics.names[0] as string;
+    if (!this.chosen || !metrics.data.has(this.metric)) this.metric = defaultMetric(metrics, state.manifest.tokens);
     this.metricSelect.value = this.metric;
     this.syncRefOptions(state);
     const t1 = performance.now();
@@ -321,4 +325,37 @@ export class EvolutionView implements View {
   hide(): void {
     this.hover = null;
   }
+
+  linkParams(): Record<string, string> {
+    return { metric: this.metric };
+  }
+
+  restoreLink(params: Record<string, string>): void {
+    if (params["metric"] && METRICS.some((m) => m.name === params["metric"])) {
+      this.metric = params["metric"];
+      this.chosen = true;
+    }
+  }
+}
+
+/**
+ * The metric to open with: the induction score only on a probe made for it (a repeated token sequence, as
+ * metrics.repeated_random_tokens builds), where it means something; else the normalised entropy, defined for
+ * every probe.
+ */
+export function defaultMetric(m: MetricSeries, tokens: string[]): string {
+  const pick = (name: string): string | null => (m.data.has(name) ? name : null);
+  const fallback = pick("entropy_norm") ?? pick("entropy") ?? (m.names[0] as string);
+  return repeated(tokens) ? (pick("induction") ?? fallback) : fallback;
+}
+
+/** Whether the tokens repeat with some period p ≥ 4 (≥ 90 % of tokens equal the one p before). */
+function repeated(tokens: string[]): boolean {
+  const n = tokens.length;
+  for (let p = 4; p <= n / 2; p++) {
+    let same = 0;
+    for (let i = p; i < n; i++) if (tokens[i] === tokens[i - p]) same++;
+    if (same >= 4 && same >= 0.9 * (n - p - 2)) return true;
+  }
+  return false;
 }

@@ -7,13 +7,15 @@ import { page } from "../../shell/page";
 const CSS = `
 .evo-view { display: flex; flex-direction: column; gap: 14px; }
 .evo-row { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
-.evo-panel h3 { font-size: 13px; font-weight: 600; margin: 0 0 6px; color: #333; }
-.evo-panel .evo-note { font-size: 12px; color: #666; margin-top: 4px; max-width: 520px; }
+.evo-panel h3 { font-size: 13px; font-weight: 600; margin: 0 0 6px; color: var(--tba-fg); }
+.evo-panel .evo-note { font-size: 12px; color: var(--tba-muted); margin-top: 4px; max-width: 520px; }
+.evo-with-bar { display: flex; gap: 10px; align-items: flex-start; }
 .evo-grid, .evo-series, .evo-rollout { cursor: pointer; display: block; }
 .evo-rank { border-collapse: collapse; font-size: 12px; font-variant-numeric: tabular-nums; }
 .evo-rank td, .evo-rank th { padding: 2px 8px; text-align: right; }
 .evo-rank tbody tr { cursor: pointer; }
-.evo-rank tbody tr:hover { background: #eef3fb; }
+.evo-rank tbody tr:hover { background: var(--tba-hover); }
+.evo-rank th { color: var(--tba-muted); font-weight: 500; }
 .evo-residual { width: 4.5em; }
 `;
 

@@ -12,7 +12,7 @@ const RANK_ROWS = 12;
 export interface RankQuery {
   /** The reference choice: "prev", "step:<n>" or "run:<run>". */
   ref: string;
-  /** Rank by attention distance instead of by the metric's change. */
+  /** Rank by the Jensen–Shannon divergence of the attention instead of by the metric's change. */
   byJsd: boolean;
   /** The metric as shown, and its name. */
   shown: Shown;
@@ -77,7 +77,7 @@ export class RankPanel {
         if (!host.isCurrent(state)) return;
         scores = Float64Array.from(jsd);
         detail = (i) => `${fmt(jsd[i] as number)} bits`;
-        this.title.textContent = `What changed: attention distance, step ${state.step} vs ${where}`;
+        this.title.textContent = `What changed: Jensen–Shannon divergence, step ${state.step} vs ${where}`;
         this.note.textContent =
           "Jensen–Shannon divergence between each head's attention rows at the two steps (bits: 0 = same, 1 = disjoint).";
       } else {

@@ -6,6 +6,8 @@ import { VIRIDIS, cssColor } from "../../draw/colormap";
 import type { SharedState, ViewHost } from "../../shell/view";
 import { fetchRollout, type Rollout } from "./api";
 import { layerLabel } from "../../data/labels";
+import { ColorBar } from "../../draw/legend";
+import { tokenColor } from "../../shell/theme";
 import { canvas, panel, sizeCanvas } from "./layout";
 
 export class RolloutPanel {
@@ -15,9 +17,14 @@ export class RolloutPanel {
   private readonly note = document.createElement("div");
   private readonly cache = new Map<string, Promise<Rollout>>();
 
+  private readonly bar = new ColorBar("evo-rollout-colorbar");
+
   constructor() {
     this.note.className = "evo-note";
-    [this.el, this.title] = panel("", this.canvas, this.note);
+    const row = document.createElement("div");
+    row.className = "evo-with-bar";
+    row.append(this.canvas, this.bar.el);
+    [this.el, this.title] = panel("", row, this.note);
   }
 
   /** `fusion` and `residualText` are the toolbar's values (invalid residuals fall back to 0.5). */
@@ -62,6 +69,7 @@ export class RolloutPanel {
     const base = layer * T * T;
     let mx = 0;
     for (let i = 0; i < T * T; i++) mx = Math.max(mx, r.data[base + i] as number);
+    this.bar.set({ map: VIRIDIS, lo: 0, hi: mx || 1, scale: "sqrt", title: "rollout weight" }, T * cell);
     for (let i = 0; i < T; i++) {
       for (let j = 0; j < T; j++) {
         const x = (r.data[base + i * T + j] as number) / (mx || 1);
@@ -72,7 +80,7 @@ export class RolloutPanel {
     // Token labels (canvas text: never HTML).
     if (cell >= 7) {
       ctx.font = `${Math.min(11, cell)}px sans-serif`;
-      ctx.fillStyle = "#333";
+      ctx.fillStyle = tokenColor("--tba-fg");
       ctx.textBaseline = "middle";
       ctx.textAlign = "right";
       man.tokens.forEach((t, i) => ctx.fillText(t.slice(0, 9), lab - 3, i * cell + cell / 2));

@@ -1,9 +1,16 @@
 // Small multiples: one time series per head of the chosen metric over every logged step (all plots share the
-// metric's range), the hovered head highlighted and the shared step as a red cursor. Clicking a plot moves the
-// shared step (the view wires the events).
+// metric's range), with value ticks at the left of each row and step ticks under each column, the hovered head
+// highlighted and the shared step as a dashed cursor (in the cursor colour, not the panel border's). Clicking a
+// plot moves the shared step (the view wires the events).
 
 import type { MetricSeries } from "./api";
+import { niceTicks, tickText } from "../../draw/legend";
+import { tokenColor } from "../../shell/theme";
 import { canvas, fmt, panel, sizeCanvas, type Cell, type Shown } from "./layout";
+
+const X0 = 64; // room for the row label and its value ticks
+const Y0 = 18;
+const BOTTOM = 30; // step ticks and the axis title under the last row
 
 export class SeriesPanel {
   readonly canvas = canvas("evo-series", "evo-series");
@@ -18,41 +25,75 @@ export class SeriesPanel {
   draw(s: Shown): void {
     const m = s.m;
     const { L, H, steps } = m;
-    const avail = Math.max(480, Math.min(1400, (window.innerWidth || 1280) - 60));
-    const x0 = 34;
-    const gap = 4;
-    const w = Math.max(36, Math.floor((avail - x0) / H) - gap);
-    const h = Math.max(28, Math.min(64, Math.round(w * 0.6)));
-    const y0 = 16;
-    const ctx = sizeCanvas(this.canvas, x0 + H * (w + gap), y0 + L * (h + gap));
+    const avail = Math.max(480, Math.min(1500, (window.innerWidth || 1280) - 60));
+    const gap = 8;
+    const w = Math.max(44, Math.floor((avail - X0) / H) - gap);
+    const h = Math.max(36, Math.min(72, Math.round(w * 0.6)));
+    const ctx = sizeCanvas(this.canvas, X0 + H * (w + gap), Y0 + L * (h + gap) + BOTTOM);
     const { lo, hi } = s.range;
-    this.geom = { x0, y0, w, h, gap, lo, hi };
-    this.title.textContent = `${s.label} over ${steps.length} steps (${fmt(lo)}–${fmt(hi)} per plot; red line = current step)`;
+    this.geom = { x0: X0, y0: Y0, w, h, gap, lo, hi };
+    this.canvas.dataset["geom"] = JSON.stringify(this.geom); // where the plots are (tests click them)
+    this.title.textContent = `${s.label} over ${steps.length} steps (every plot ${fmt(lo)}–${fmt(hi)}; dashed line = current step)`;
     if (!ctx) return;
+    const fg = tokenColor("--tba-muted");
+    const line = tokenColor("--tba-line");
     const v = s.values;
     const S = steps.length;
     const first = steps[0] as number;
-    const span = Math.max(1, (steps[S - 1] as number) - first);
-    const xs = new Float32Array(S);
-    for (let i = 0; i < S; i++) xs[i] = (((steps[i] as number) - first) / span) * (w - 2) + 1;
+    const last = steps[S - 1] as number;
+    const span = Math.max(1, last - first);
+    const xOf = (step: number): number => ((step - first) / span) * (w - 2) + 1;
+    const scaleY = (h - 4) / (hi - lo);
+    const yOf = (x: number): number => h - 2 - (Math.min(hi, Math.max(lo, x)) - lo) * scaleY;
     ctx.font = "10px sans-serif";
     ctx.textBaseline = "middle";
-    ctx.textAlign = "right";
-    ctx.fillStyle = "#555";
-    for (let l = 0; l < L; l++) ctx.fillText(`L${s.names.layer(l)}`, x0 - 4, y0 + l * (h + gap) + h / 2);
+    ctx.fillStyle = fg;
+    // Column titles (heads) and row labels with value ticks (shared range: the same ticks on every row).
     ctx.textAlign = "center";
     const every = Math.ceil(24 / (w + gap));
-    for (let hd = 0; hd < H; hd += every) ctx.fillText(`H${s.names.head(0, hd)}`, x0 + hd * (w + gap) + w / 2, y0 - 8);
-    const scaleY = (h - 4) / (hi - lo);
+    for (let hd = 0; hd < H; hd += every) ctx.fillText(`H${s.names.head(0, hd)}`, X0 + hd * (w + gap) + w / 2, Y0 - 9);
+    const vTicks = niceTicks(lo, hi, h >= 56 ? 3 : 2).filter((t) => t >= lo && t <= hi);
+    for (let l = 0; l < L; l++) {
+      const oy = Y0 + l * (h + gap);
+      ctx.textAlign = "left";
+      ctx.fillText(`L${s.names.layer(l)}`, 2, oy + h / 2);
+      ctx.textAlign = "right";
+      for (const t of vTicks) {
+        ctx.fillText(tickText(t), X0 - 6, oy + yOf(t));
+        ctx.fillRect(X0 - 4, Math.round(oy + yOf(t)), 3, 1);
+      }
+    }
+    // Step ticks under every column of the last row.
+    const sTicks = niceTicks(first, last, w >= 90 ? 3 : 2).filter((t) => t >= first && t <= last);
+    const by = Y0 + L * (h + gap) - gap;
+    ctx.textAlign = "center";
+    for (let hd = 0; hd < H; hd++) {
+      const ox = X0 + hd * (w + gap);
+      for (const t of sTicks) {
+        const x = xOf(t);
+        ctx.fillRect(Math.round(ox + x), by + 1, 1, 3);
+        // Ends aligned inwards: the last tick of one column never runs into the first of the next.
+        ctx.textAlign = x < 12 ? "left" : x > w - 12 ? "right" : "center";
+        ctx.fillText(tickText(t), ox + x, by + 10);
+      }
+      ctx.textAlign = "center";
+    }
+    ctx.fillText("training step →", X0 + (H * (w + gap)) / 2, by + 23);
     ctx.lineWidth = 1;
+    const plotBg = tokenColor("--tba-plot-bg");
+    const border = tokenColor("--tba-border");
+    const accent = tokenColor("--tba-accent-line");
     for (let l = 0; l < L; l++) {
       for (let hd = 0; hd < H; hd++) {
-        const ox = x0 + hd * (w + gap);
-        const oy = y0 + l * (h + gap);
+        const ox = X0 + hd * (w + gap);
+        const oy = Y0 + l * (h + gap);
         const hovered = s.hover && s.hover.layer === l && s.hover.head === hd;
-        ctx.fillStyle = hovered ? "#fff4e5" : "#f6f7f9";
+        ctx.fillStyle = plotBg;
         ctx.fillRect(ox, oy, w, h);
-        ctx.strokeStyle = hovered ? "#e65100" : "#1f6fb2";
+        ctx.strokeStyle = hovered ? accent : border;
+        ctx.strokeRect(ox + 0.5, oy + 0.5, w - 1, h - 1);
+        ctx.strokeStyle = hovered ? accent : line;
+        ctx.lineWidth = hovered ? 1.5 : 1;
         ctx.beginPath();
         let pen = false;
         for (let i = 0; i < S; i++) {
@@ -61,25 +102,32 @@ export class SeriesPanel {
             pen = false;
             continue;
           }
-          const px = ox + (xs[i] as number);
-          const py = oy + h - 2 - (Math.min(hi, Math.max(lo, x)) - lo) * scaleY;
+          const px = ox + xOf(steps[i] as number);
+          const py = oy + yOf(x);
           if (pen) ctx.lineTo(px, py);
           else ctx.moveTo(px, py);
           pen = true;
         }
         ctx.stroke();
+        ctx.lineWidth = 1;
       }
     }
-    // The shared step cursor.
-    const cx = ((s.step - first) / span) * (w - 2) + 1;
-    ctx.strokeStyle = "rgba(229,57,53,0.8)";
+    // The shared step cursor: dashed, in its own colour, inside each plot (never confused with a border).
+    ctx.strokeStyle = tokenColor("--tba-cursor");
+    ctx.lineWidth = 1.5;
+    ctx.setLineDash([3, 2]);
     ctx.beginPath();
-    for (let hd = 0; hd < H; hd++) {
-      const px = x0 + hd * (w + gap) + cx;
-      ctx.moveTo(px, y0);
-      ctx.lineTo(px, y0 + L * (h + gap) - gap);
+    const cx = xOf(s.step);
+    for (let l = 0; l < L; l++) {
+      for (let hd = 0; hd < H; hd++) {
+        const px = Math.round(X0 + hd * (w + gap) + cx) + 0.5;
+        const oy = Y0 + l * (h + gap);
+        ctx.moveTo(px, oy + 1);
+        ctx.lineTo(px, oy + h - 1);
+      }
     }
     ctx.stroke();
+    ctx.setLineDash([]);
   }
 
   /** The plot under the mouse, as last drawn, and where along its step axis (0..1). */

@@ -7,7 +7,10 @@ import { HeadView } from "../../draw/headView";
 import { ImageOverlay } from "./imageOverlay";
 import { LESS, MORE, compareTarget, deltaSummary, splitDelta } from "../../data/compare";
 import { headColor } from "../../draw/palette";
-import { headLabel, layerLabel, subsetNote } from "../../data/labels";
+import { ColorBar } from "../../draw/legend";
+import { tokenColor } from "../../shell/theme";
+import { headIndex, headLabel, layerLabel, subsetNote } from "../../data/labels";
+import { storedHead } from "../../shell/deepLink";
 import { subsetAttention, type Subset } from "../../data/tokenFilter";
 import { autoTopK } from "../../draw/topk";
 import type { SharedState, View, ViewHost } from "../../shell/view";
@@ -30,7 +33,12 @@ export class HeadTab implements View {
   readonly root = document.createElement("div");
   private readonly view = new HeadView();
   private readonly overlay = new ImageOverlay(); // ViT probes with a logged image
-  private readonly heads = new HeadToggles(() => this.repaint());
+  private readonly heads = new HeadToggles(() => {
+    this.repaint();
+    this.host?.updateLink();
+  });
+  private pendingLink: Record<string, string> | null = null;
+  private readonly legend = new ColorBar("head-legend");
   private shown: SharedState | null = null;
   private host: ViewHost | null = null;
   private readonly linesSelect = document.createElement("select");
@@ -41,7 +49,7 @@ export class HeadTab implements View {
 
   constructor() {
     const bar = document.createElement("div");
-    bar.className = "tba-viewbar";
+    bar.className = "tba-viewbar sticky"; // the head toggles stay in reach while a long head view scrolls
     this.linesSelect.id = "lines-select";
     for (const [v, t] of [
       ["auto", "auto"],
@@ -73,7 +81,8 @@ export class HeadTab implements View {
     this.segControl.style.display = "none";
     this.gainSelect.id = "opacity-select";
     for (const [v, t] of [
-      ["1", "weight ÷ heads"],
+      ["auto", "auto"],
+      ["1", "weight ÷ heads (BertViz)"],
       ["2", "× 2"],
       ["4", "× 4"],
       ["10", "× 10"],
@@ -83,7 +92,9 @@ export class HeadTab implements View {
       o.textContent = t as string;
       this.gainSelect.appendChild(o);
     }
-    this.gainSelect.title = "Line opacity scale: weight ÷ number of active heads (BertViz), times this factor";
+    this.gainSelect.title =
+      "Line opacity: auto = weight × min(1, 2/√heads), readable from 1 to 32 active heads; " +
+      "BertViz = weight ÷ number of active heads; × n multiplies BertViz's";
     this.gainSelect.addEventListener("change", () => this.repaint());
     const gain = document.createElement("label");
     gain.className = "control";
@@ -95,16 +106,22 @@ export class HeadTab implements View {
     body.className = "tba-head-body";
     body.style.cssText = "display: flex; flex-wrap: wrap; align-items: flex-start; gap: 24px;";
     this.view.root.style.flexShrink = "0"; // its width is the layout's; never squeeze the token columns
-    body.append(this.view.root, this.overlay.root);
+    body.append(this.view.root, this.legend.el, this.overlay.root);
     this.root.append(bar, body);
     this.view.onHoverDrawn = (ms) => (timings().hoverMs = ms);
     // The overlay follows the hovered/locked query token; pointing at a patch hovers/locks its query token.
-    this.view.onTokenChange = (t) => this.overlay.setQuery(t && t.side === "left" ? t.index : null);
+    this.view.onTokenChange = (t) => {
+      this.overlay.setQuery(t && t.side === "left" ? t.index : null);
+      this.host?.updateLink();
+    };
     this.overlay.onPick = (q, click) => this.view.pickQuery(q, click);
   }
 
   async show(host: ViewHost): Promise<void> {
     this.host = host;
+    const toolbar = (this.root.getRootNode() as Document | ShadowRoot).querySelector?.(".tba-toolbar");
+    if (toolbar)
+      this.root.style.setProperty("--tba-toolbar-h", `${Math.ceil(toolbar.getBoundingClientRect().height)}px`);
     const state = host.state;
     const { step, layer, manifest } = state;
     const [full, target] = await Promise.all([host.attention(step, layer), compareTarget(host, state)]);
@@ -125,11 +142,20 @@ export class HeadTab implements View {
       idx ? idx.map((i) => xs[i] as string) : xs;
     const left = pick(manifest.tokens, seg?.q);
     const right = pick(manifest.key_tokens ?? manifest.tokens, seg?.k);
-    const active = this.heads.setCount(cur.H);
+    this.heads.setCount(cur.H);
     this.heads.setLabel((h) => headLabel(manifest, layer, h));
+    const link = this.pendingLink;
+    this.pendingLink = null;
+    if (link?.["heads"]) {
+      const on = new Set(link["heads"].split(",").map((x) => storedHead(manifest, layer, x)));
+      this.heads.setActive(Array.from({ length: cur.H }, (_, h) => on.has(h)));
+    }
+    const active = this.heads.get();
     this.view.setData({ left, right, attn }, this.expand(active, attn.H));
     this.shown = state;
     this.paint();
+    const lock = /^(left|right):(\d+)$/.exec(link?.["lock"] ?? "");
+    if (lock) this.view.lockToken({ side: lock[1] as "left" | "right", index: Number(lock[2]) });
     const t = this.view.currentToken();
     const kept = manifest.kept ?? { q: null, k: null };
     const at = (outer: number[] | null, idx: number[] | null | undefined): number[] | null =>
@@ -159,6 +185,23 @@ export class HeadTab implements View {
         " tokens · hover a token to isolate its attention, click to lock it",
     );
     void this.updateEntropyTitles(host, state, cur.H);
+  }
+
+  linkParams(): Record<string, string> {
+    const m = this.shown?.manifest;
+    const active = this.heads.get();
+    const t = this.view.lockedToken();
+    return {
+      heads:
+        !m || active.every(Boolean)
+          ? ""
+          : active.flatMap((on, h) => (on ? [String(headIndex(m, this.shown?.layer ?? 0, h))] : [])).join(","),
+      lock: t ? `${t.side}:${t.index}` : "",
+    };
+  }
+
+  restoreLink(params: Record<string, string>): void {
+    this.pendingLink = params;
   }
 
   /** Options "All", "A → A", "B → B", "A → B", "B → A" (BertViz), for self-attention with ≥ 2 segments. */
@@ -220,7 +263,24 @@ export class HeadTab implements View {
     const v = this.linesSelect.value;
     // A comparison draws each head as two pseudo-heads (more / less): count it once for the opacity.
     const split = this.view.headCount() > this.heads.get().length ? 2 : 1;
-    this.view.gain = (Number(this.gainSelect.value) || 1) * split;
+    const nA = Math.max(1, this.heads.get().filter(Boolean).length);
+    // auto: weight × min(1, 2/√heads): BertViz's weight ÷ heads fades 12 heads' lines to nothing, 1/√heads does not.
+    const factor =
+      this.gainSelect.value === "auto" ? nA * Math.min(1, 2 / Math.sqrt(nA)) : Number(this.gainSelect.value) || 1;
+    this.view.gain = factor * split;
+    const comparing = split > 1;
+    this.legend.set(
+      {
+        map: comparing ? MORE : tokenColor("--tba-fg"),
+        lo: 0,
+        hi: 1,
+        gain: factor / nA,
+        title: comparing
+          ? "line opacity: |Δ weight| (orange: more attention now, purple: less)"
+          : `line opacity: attention weight (${nA} head${nA === 1 ? "" : "s"}; colour = head)`,
+      },
+      110,
+    );
     this.view.topK = v === "auto" ? autoTopK(this.shown ? this.shown.manifest.key_len : 0) : Number(v);
     const t0 = performance.now();
     this.view.paint();

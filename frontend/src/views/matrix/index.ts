@@ -9,6 +9,8 @@ import { HeatmapPanel } from "../../draw/heatmap";
 import type { View, ViewHost } from "../../shell/view";
 import { headAndScaleControls, setHeadOptions } from "../../controls/widgets";
 import { headIndex, layerHeadLabel } from "../../data/labels";
+import type { Manifest } from "../../data/api";
+import { storedHead } from "../../shell/deepLink";
 
 export class MatrixView implements View {
   readonly id = "matrix";
@@ -17,20 +19,28 @@ export class MatrixView implements View {
   private readonly panel = new HeatmapPanel("matrix");
   private readonly head: HTMLSelectElement;
   private readonly scale: HTMLSelectElement;
+  private readonly range: HTMLSelectElement;
   private host: ViewHost | null = null;
+  private pendingLink: Record<string, string> | null = null;
+  private shownLayer = 0;
+  private shownManifest: Manifest | null = null;
 
   constructor() {
     const bar = document.createElement("div");
     bar.className = "tba-viewbar";
-    const { head, scale, headLabel, scaleLabel } = headAndScaleControls("matrix", "√ weight", () => this.rerender());
+    const { head, scale, range, headLabel, scaleLabel, rangeLabel } = headAndScaleControls("matrix", "√ weight", () =>
+      this.rerender(),
+    );
     this.head = head;
     this.scale = scale;
+    this.range = range;
     const reset = document.createElement("button");
     reset.type = "button";
     reset.textContent = "Reset zoom";
     reset.id = "matrix-reset";
     reset.addEventListener("click", () => this.panel.resetZoom());
-    bar.append(headLabel, scaleLabel, reset);
+    bar.append(headLabel, scaleLabel, rangeLabel, reset);
+    this.panel.onZoom = () => this.host?.updateLink();
     this.root.append(bar, this.panel.root);
   }
 
@@ -43,7 +53,13 @@ export class MatrixView implements View {
     const state = host.state;
     const m = state.manifest;
     setHeadOptions(this.head, m.num_heads, (h) => String(headIndex(m, state.layer, h)));
+    const link = this.pendingLink;
+    this.pendingLink = null;
+    const linked = storedHead(m, state.layer, link?.["head"]);
+    if (linked !== null) this.head.value = String(linked);
     const h = Number(this.head.value);
+    this.shownLayer = state.layer;
+    this.shownManifest = m;
     const left = m.tokens;
     const right = m.key_tokens ?? m.tokens;
     const [attn, target] = await Promise.all([
@@ -73,13 +89,32 @@ export class MatrixView implements View {
       vmax,
       scale: this.scale.value as Scale,
       what: ref ? "Δ weight" : "weight",
+      legend: ref ? `Δ attention weight (now − ${ref.label})` : "attention weight",
+      ...(ref ? { ends: ["more attention now", "less attention now"] as [string, string] } : {}),
     });
+    this.panel.localRange = this.range.value === "local";
+    const z = (link?.["zoom"] ?? "").split(",").map(Number);
+    if (z.length === 4 && z.every(Number.isInteger))
+      this.panel.presetZoom({ q0: z[0]!, q1: z[1]!, k0: z[2]!, k1: z[3]! });
     this.panel.paint();
     host.setSummary(
       (ref ? deltaSummary(state, ref) + " · " : typeof target === "string" ? `(${target}) · ` : "") +
         `${layerHeadLabel(m, state.layer, h)} · ${attn.Q} × ${attn.K} · colour range ${ref ? "±" : "0–"}${vmax.toPrecision(3)} ` +
         "(the largest) · drag on the overview to zoom, hover for values",
     );
+  }
+
+  linkParams(): Record<string, string> {
+    const m = this.shownManifest;
+    const z = this.panel.zoomed;
+    return {
+      head: m ? String(headIndex(m, this.shownLayer, Number(this.head.value))) : "",
+      zoom: z ? `${z.q0},${z.q1},${z.k0},${z.k1}` : "",
+    };
+  }
+
+  restoreLink(params: Record<string, string>): void {
+    this.pendingLink = params;
   }
 
   /** Only the head drawn (a 2,048-token layer of 12 heads would be 50 MB of codes per step). */

@@ -6,8 +6,11 @@ import { checkShape } from "../../data/api";
 import { LESS, MORE, compareTarget, deltaSummary, splitDelta } from "../../data/compare";
 import { HeadView } from "../../draw/headView";
 import { lineThumbColor } from "../../draw/palette";
+import { ColorBar } from "../../draw/legend";
+import { tokenColor } from "../../shell/theme";
 import { headIndex, headLabel, layerIndex, layerLabel, sharedHeads, subsetNote } from "../../data/labels";
 import type { Manifest } from "../../data/api";
+import { storedHead, storedLayer } from "../../shell/deepLink";
 import { drawLineThumb } from "../../draw/lineThumb";
 import { autoTopK } from "../../draw/topk";
 import type { CompareRef, SharedState, View, ViewHost } from "../../shell/view";
@@ -27,6 +30,8 @@ export class ModelView implements View {
   private host: ViewHost | null = null;
   private state: SharedState | null = null;
   private ref: CompareRef | null = null;
+  private pendingSel: string | null = null;
+  private readonly legend = new ColorBar("model-legend");
 
   constructor() {
     this.root.className = "model-view";
@@ -51,7 +56,7 @@ export class ModelView implements View {
     close.addEventListener("click", () => this.select(null));
     bar.append(this.detailTitle, open, close);
     this.detailPanel.append(bar, this.detail.root);
-    this.root.append(this.grid, this.detailPanel);
+    this.root.append(this.grid, this.legend.el, this.detailPanel);
     this.grid.addEventListener("click", (e) => {
       const el = (e.target as Element).closest<HTMLElement>(".mv-thumb");
       if (!el) return;
@@ -90,7 +95,7 @@ export class ModelView implements View {
         cell.dataset["head"] = String(h);
         cell.title = `${layerLabel(m, l, true)}, ${headLabel(m, l, h)}: click to enlarge`;
         cell.dataset["label"] = `${layerIndex(m, l)}:${headIndex(m, l, h)}`;
-        cell.style.setProperty("--layer-color", lineThumbColor(l));
+
         const c = document.createElement("canvas");
         c.width = Math.round(tw * dpr);
         c.height = Math.round(th * dpr);
@@ -111,6 +116,14 @@ export class ModelView implements View {
     const Q = m.tokens.length;
     const K = (m.key_tokens ?? m.tokens).length;
     this.layout(m, Math.max(Q, K));
+    const [linkLayer, linkHead] = (this.pendingSel ?? "").split(":");
+    this.pendingSel = null;
+    const sl = storedLayer(m, linkLayer);
+    const sh = sl === null ? null : storedHead(m, sl, linkHead);
+    if (sl !== null && sh !== null) {
+      this.selected = { layer: sl, head: sh };
+      this.syncSelected();
+    }
     const topK = autoTopK(K);
     const target = await compareTarget(host, state);
     if (!host.isCurrent(state)) return;
@@ -123,7 +136,7 @@ export class ModelView implements View {
       if (!host.isCurrent(state)) return;
       checkShape(attn, Q, K);
       if (!refAttn) {
-        this.paintRow(l, [[attn.weights, lineThumbColor(l)]], attn.H, Q, K, topK);
+        this.paintRow(l, [[attn.weights, lineThumbColor]], attn.H, Q, K, topK);
         return;
       }
       // Comparing: |Δ| lines, orange where this step attends more, purple where less.
@@ -132,8 +145,8 @@ export class ModelView implements View {
       this.paintRow(
         l,
         [
-          [d.weights.subarray(0, n), MORE],
-          [d.weights.subarray(n), LESS],
+          [d.weights.subarray(0, n), () => MORE],
+          [d.weights.subarray(n), () => LESS],
         ],
         attn.H,
         Q,
@@ -151,6 +164,17 @@ export class ModelView implements View {
     if (!host.isCurrent(state)) return;
     this.state = state;
     this.ref = ref;
+    this.legend.set(
+      {
+        map: ref ? MORE : tokenColor("--tba-fg"),
+        lo: 0,
+        hi: 1,
+        title: ref
+          ? "line opacity: mean |Δ weight| (orange: more attention now, purple: less)"
+          : "line opacity: mean attention weight of the rows a line bins (colour = head)",
+      },
+      120,
+    );
     host.setSummary(
       (ref ? deltaSummary(state, ref) + " · " : typeof target === "string" ? `(${target}) · ` : "") +
         `${m.num_layers} layers × ${m.num_heads} heads` +
@@ -162,7 +186,15 @@ export class ModelView implements View {
     await this.showDetail();
   }
 
-  private paintRow(l: number, layers: [Float32Array, string][], H: number, Q: number, K: number, topK: number): void {
+  /** Each of `layers` is weights [H, Q, K] and the colour of head h's lines (the head's, or Δ's more/less). */
+  private paintRow(
+    l: number,
+    layers: [Float32Array, (h: number) => string][],
+    H: number,
+    Q: number,
+    K: number,
+    topK: number,
+  ): void {
     const row = this.thumbs[l] ?? [];
     const dpr = window.devicePixelRatio || 1;
     for (let h = 0; h < H && h < row.length; h++) {
@@ -173,12 +205,13 @@ export class ModelView implements View {
       ctx.clearRect(0, 0, c.width, c.height);
       ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
       for (const [weights, color] of layers)
-        drawLineThumb(ctx, weights, h, Q, K, c.width / dpr, c.height / dpr, color, topK);
+        drawLineThumb(ctx, weights, h, Q, K, c.width / dpr, c.height / dpr, color(h), topK);
     }
   }
 
   private select(sel: { layer: number; head: number } | null): void {
     this.selected = sel;
+    this.host?.updateLink();
     this.syncSelected();
     void this.showDetail();
   }
@@ -213,13 +246,24 @@ export class ModelView implements View {
     this.detailTitle.textContent =
       `${layerLabel(m, sel.layer, true)}, ${headLabel(m, sel.layer, sel.head, true)}` +
       (ref ? ` · Δ vs ${ref.label}` : "");
-    this.detail.colorOf = refAttn ? (h) => (h < cur.H ? MORE : LESS) : () => lineThumbColor(sel.layer);
+    this.detail.colorOf = refAttn ? (h) => (h < cur.H ? MORE : LESS) : lineThumbColor;
     this.detail.topK = autoTopK(attn.K);
     this.detail.setData(
       { left: m.tokens, right: m.key_tokens ?? m.tokens, attn },
       Array.from({ length: attn.H }, (_, h) => h === sel.head || h === sel.head + cur.H * (refAttn ? 1 : 0)),
     );
     this.detail.paint();
+  }
+
+  linkParams(): Record<string, string> {
+    const s = this.selected;
+    const m = this.state?.manifest;
+    return { sel: s && m ? `${layerIndex(m, s.layer)}:${headIndex(m, s.layer, s.head)}` : "" };
+  }
+
+  /** `sel=L:H` (the model's numbers) opens that thumbnail enlarged. */
+  restoreLink(params: Record<string, string>): void {
+    this.pendingSel = params["sel"] ?? null;
   }
 
   onKey(e: KeyboardEvent): boolean {

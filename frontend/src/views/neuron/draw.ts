@@ -7,8 +7,10 @@ import { canvasText } from "../../shell/theme";
 import { CELL, type Layout } from "./layout";
 import type { Row } from "./math";
 
-const POS = [33, 102, 172]; // blue: positive
-const NEG = [230, 97, 1]; // orange: negative (blue/orange is colour-blind safe, as BertViz)
+// Sign of a vector component or score: RdBu's ends (colour-blind safe). Not BertViz's blue/orange: orange means
+// "more attention now" in every Δ of this plugin (PuOr), and one colour has one meaning.
+export const POS = [33, 102, 172]; // blue: positive
+export const NEG = [178, 24, 43]; // red: negative
 
 /** rows × D cells at (x0, header), colour by sign, opacity |v| / scale; one putImageData per strip. */
 export function strips(
@@ -114,14 +116,23 @@ export function numberColumns(
   return dpMax;
 }
 
-/** Connector lines from query row i to each key, opacity = logged attention (as BertViz, tanh(1.8·w)). */
-export function connectors(ctx: CanvasRenderingContext2D, lay: Layout, i: number, aRow: Float32Array): void {
+/**
+ * Connector lines from query row i to each key in the head's colour (as in the head and model views), opacity =
+ * logged attention (as BertViz, tanh(1.8·w)).
+ */
+export function connectors(
+  ctx: CanvasRenderingContext2D,
+  lay: Layout,
+  i: number,
+  aRow: Float32Array,
+  color: string,
+): void {
   const x = lay.x;
   const top = lay.headerH;
   const rh = lay.rowH;
   const yq = top + (i + 0.5) * rh;
   ctx.lineWidth = rh >= 16 ? 2 : 1;
-  ctx.strokeStyle = `rgb(${POS.join(",")})`;
+  ctx.strokeStyle = color;
   for (let j = 0; j < aRow.length; j++) {
     const a = Math.tanh(1.8 * (aRow[j] as number));
     if (a < 1 / 255) continue;

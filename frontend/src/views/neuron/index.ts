@@ -14,10 +14,13 @@ import { compareTarget, deltaSummary } from "../../data/compare";
 import { displayText } from "../../draw/tokens";
 import type { CompareRef, SharedState, View, ViewHost } from "../../shell/view";
 import { connectors, numberColumns, strips } from "./draw";
+import { fillLegend, verdict } from "./notes";
+import { headColor } from "../../draw/palette";
 import { columnLayout, headings, INITIAL_LAYOUT, type Layout } from "./layout";
 import { describe, kvHeadOf, maxAbs, recomputeOf, rowOf, type Recompute, type Row } from "./math";
 import { headIndex, kvHeadIndex, layerLabel } from "../../data/labels";
 import { setHeadOptions } from "../../controls/widgets";
+import { linkInt, storedHead } from "../../shell/deepLink";
 
 interface Ref {
   ref: CompareRef;
@@ -50,11 +53,17 @@ export class NeuronView implements View {
   private readonly note = document.createElement("div");
   private readonly cmp = document.createElement("div"); // which reference Δ is against, or why there is none
   private readonly verdict = document.createElement("div"); // recomputed softmax vs logged, and why they may differ
+  private readonly legend = document.createElement("div"); // what the cell colours and shades mean
   private head = 0;
   private step = 0;
   private data: Data | null = null;
   private tokensKey = "";
-  private readonly query = new HoverLock<number>(() => this.drawQuery());
+  private readonly query = new HoverLock<number>(() => {
+    this.drawQuery();
+    this.host?.updateLink();
+  });
+  private host: ViewHost | null = null;
+  private pendingLink: Record<string, string> | null = null;
   private lay: Layout = INITIAL_LAYOUT;
 
   constructor() {
@@ -65,6 +74,7 @@ export class NeuronView implements View {
     this.headSelect.addEventListener("change", () => {
       this.head = Number(this.headSelect.value);
       this.paint();
+      this.host?.updateLink();
     });
     const lab = document.createElement("label");
     lab.className = "control";
@@ -83,7 +93,8 @@ export class NeuronView implements View {
     this.qCol.className = "token-col nv-q";
     this.kCol.className = "token-col nv-k";
     this.body.append(this.canvas, this.header, this.qCol, this.kCol);
-    this.root.append(bar, this.cmp, this.verdict, this.note, this.body);
+    this.legend.className = "tba-legend-line nv-legend";
+    this.root.append(bar, this.legend, this.cmp, this.verdict, this.note, this.body);
     this.qCol.addEventListener("mouseover", (e) => this.query.hover(indexOf(e)));
     this.qCol.addEventListener("mouseleave", () => this.query.hover(null));
     this.qCol.addEventListener("click", (e) => {
@@ -97,6 +108,7 @@ export class NeuronView implements View {
   }
 
   async show(host: ViewHost): Promise<void> {
+    this.host = host;
     const state = host.state;
     const m = state.manifest;
     if (!m.has_qk) {
@@ -151,7 +163,11 @@ export class NeuronView implements View {
     this.note.textContent = "";
     this.body.style.display = "";
     setHeadOptions(this.headSelect, qk.H, (h) => String(headIndex(m, state.layer, h)));
-    this.head = Math.min(this.head, qk.H - 1);
+    const link = this.pendingLink;
+    this.pendingLink = null;
+    this.head = Math.min(storedHead(m, state.layer, link?.["head"]) ?? this.head, qk.H - 1);
+    const q = linkInt(link?.["q"]);
+    if (q !== null && q < qk.Q && this.query.current !== q) this.query.click(q);
     this.headSelect.value = String(this.head);
     this.layout();
     this.paint();
@@ -258,8 +274,11 @@ export class NeuronView implements View {
     // Column scales are per head, so rows are comparable within a column.
     const qOff = h * qk.Q * qk.D;
     const kOff = kh * qk.K * qk.D;
-    strips(ctx, lay, qk.queries, qOff, qk.Q, qk.D, x.qVec, maxAbs(qk.queries, qOff, qk.Q * qk.D));
-    strips(ctx, lay, qk.keys, kOff, qk.K, qk.D, x.kVec, maxAbs(qk.keys, kOff, qk.K * qk.D));
+    const qMax = maxAbs(qk.queries, qOff, qk.Q * qk.D);
+    const kMax = maxAbs(qk.keys, kOff, qk.K * qk.D);
+    strips(ctx, lay, qk.queries, qOff, qk.Q, qk.D, x.qVec, qMax);
+    strips(ctx, lay, qk.keys, kOff, qk.K, qk.D, x.kVec, kMax);
+    fillLegend(this.legend, qMax, kMax);
     this.root.dataset["head"] = String(h);
     this.root.dataset["headLabel"] = String(model(h));
     this.drawQuery();
@@ -288,7 +307,7 @@ export class NeuronView implements View {
     const ref = d.ref ? rowOf(d.ref.qk, d.ref.attn, h, i, d.ref.rc) : null;
     strips(ctx, lay, prod, 0, K, D, x.prod, maxAbs(prod, 0, K * D), cur.masked);
     const dpMax = numberColumns(ctx, lay, K, cur, ref);
-    connectors(ctx, lay, i, cur.aRow);
+    connectors(ctx, lay, i, cur.aRow, headColor(this.head));
     this.qCol.querySelectorAll(".token.hovered").forEach((el) => el.classList.remove("hovered", "locked"));
     const el = this.qCol.querySelector<HTMLElement>(`.token[data-index="${i}"]`);
     el?.classList.add("hovered");
@@ -327,6 +346,18 @@ export class NeuronView implements View {
     el.title = t;
   }
 
+  linkParams(): Record<string, string> {
+    const d = this.data;
+    return {
+      head: d ? String(headIndex(d.m, d.layer, this.head)) : "",
+      q: this.query.isLocked && this.query.current !== null ? String(this.query.current) : "",
+    };
+  }
+
+  restoreLink(params: Record<string, string>): void {
+    this.pendingLink = params;
+  }
+
   prefetch(host: ViewHost, step: number): void {
     if (!host.state.manifest.has_qk) return;
     host.qk(step, host.state.layer).catch(() => undefined);
@@ -340,30 +371,11 @@ export class NeuronView implements View {
       this.head = (this.head + (e.key === "ArrowRight" ? 1 : H - 1)) % H;
       this.headSelect.value = String(this.head);
       this.paint();
+      this.host?.updateLink();
       return true;
     }
     return false;
   }
-}
-
-/** Why "softmax" and "logged" may differ, and whether they do here beyond what storage explains. */
-function verdict(r: Row, rc: Recompute): string {
-  const why =
-    "softmax is recomputed here from the logged fp16 q/k; logged is the stored weight (8-bit, error ≤ 0.62 % of the " +
-    "row maximum)";
-  const diff = `max |softmax − logged| = ${r.maxDiff.toPrecision(2)} for this query`;
-  if (r.withinStorage) return `${diff}: agrees within storage precision (${why})` + sinkText(r);
-  const cause =
-    rc.bias && rc.bias !== "none"
-      ? `the model adds ${rc.bias} position terms to the scores that q·k do not carry`
-      : rc.scalingFrom === "assumed" || rc.mask === null || rc.bias === null
-        ? "this probe did not log every recompute parameter (see above)"
-        : "the model used something the logged q/k and parameters do not capture";
-  return `${diff}: DIFFERS beyond storage precision: ${cause} (${why})` + sinkText(r);
-}
-
-function sinkText(r: Row): string {
-  return r.sinkMass > 0 ? ` · the sink takes ${(100 * r.sinkMass).toFixed(1)} % of this row` : "";
 }
 
 function indexOf(e: Event): number | null {
