@@ -43,6 +43,9 @@ setup(
         # through boto3 (docs/scale.md, "Runs in the cloud")
         "s3": ["fsspec>=2023.1", "s3fs>=2023.1", "boto3"],
         "gcs": ["fsspec>=2023.1", "gcsfs>=2023.1"],
+        # tba.show(logdir, live=True): steps read from the logdir while the kernel runs (docs/notebook.md); the
+        # static notebook views need nothing beyond the notebook itself
+        "live": ["anywidget>=0.9"],
     },
     entry_points={
         "tensorboard_plugins": ["attention = tb_attention.serve.loader:AttentionLoader"],

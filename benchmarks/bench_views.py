@@ -19,6 +19,11 @@ skip, and BertViz's numbers are then printed from docs as "reference, not measur
     python benchmarks/bench_views.py            # ours at 64/128/512 + BertViz at 64/128 (head) and 64 (model)
     python benchmarks/bench_views.py --full     # also BertViz model view at 128 (~25 s, several GB)
     python benchmarks/bench_views.py --no-bertviz
+    python benchmarks/bench_views.py --notebook  # notebook fragments (tb_attention.notebook) against BertViz's
+                                                 # head_view / model_view HTML at 64/128/512 tokens, one run
+
+Notebook rows (issue #16): the fragment `tba.head_view(...)` / `tba.model_view(...)` returns, opened from a file with
+every network request aborted, first paint = navigation start -> the view's first `ready`; bytes of the HTML.
 """
 
 import argparse
@@ -221,6 +226,56 @@ def bench_bertviz(browser, bertviz, tmp, kind, n, timeout_s=120):
     return res
 
 
+# -- notebook fragments (tb_attention.notebook) --------------------------------------------------------------
+def bench_notebook(browser, tmp, kind, n):
+    from tb_attention import notebook as tba
+
+    layers = list(attention(n, 0)[:, None])  # BertViz's input: one [1, heads, n, n] array per layer
+    t0 = time.perf_counter()
+    view = (tba.head_view if kind == "head" else tba.model_view)(layers, tokens_of(n))
+    res = {"build_s": time.perf_counter() - t0, "html_mb": view.nbytes / 1e6, "notes": view.notes}
+    path = view.save(tmp / f"nb_{kind}_{n}.html")
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else r.abort())
+    try:
+        page.goto(Path(path).as_uri())
+        page.wait_for_function(
+            "() => { const h = document.querySelector('.tb-attention'); const b = h && h.shadowRoot &&"
+            " h.shadowRoot.querySelector('body'); return b && b.dataset.state === 'ready'; }",
+            timeout=120_000,
+        )
+        res["paint_s"] = page.evaluate("document.querySelector('.tb-attention').__tbaFirstPaintMs") / 1000
+        if kind == "head":
+            res["hover_ms"] = page.evaluate(
+                """async () => { const r = document.querySelector('.tb-attention').shadowRoot;
+                   const el = r.querySelector('.token.left[data-index="3"]');
+                   const t = performance.now(); el.dispatchEvent(new MouseEvent('mouseover', {bubbles: true}));
+                   await """
+                + NEXT_FRAME
+                + """; return performance.now() - t; }"""
+            )
+    finally:
+        page.close()
+    return res
+
+
+def notebook_table(nb, theirs):
+    print("\nNotebook fragments: 6 layers x 12 heads of random softmax attention (compresses worse than a real")
+    print("model's), the same arrays and Chromium for both; first paint from navigation start, network aborted.\n")
+    print("| view | tokens | tb-attention fragment | first paint | BertViz 1.4.1 HTML | first paint |")
+    print("|---|---|---|---|---|---|")
+    for (kind, n), r in sorted(nb.items()):
+        b = theirs.get((kind, n))
+        if b is None:
+            ref = BERTVIZ_REFERENCE.get((kind, n))
+            b_html, b_paint = "–", f"{ref} (reference)" if ref else "–"
+        else:
+            b_html = f"{b['html_mb']:.1f} MB"
+            b_paint = f"did not render ({b['error']})" if "error" in b else fmt(b.get("paint_s"), "s")
+        lod = " (top keys kept)" if r["notes"] else ""
+        print(f"| {kind} | {n} | {r['html_mb']:.2f} MB{lod} | {fmt(r['paint_s'], 's')} | {b_html} | {b_paint} |")
+
+
 def fmt(v, unit):
     return "–" if v is None else (f"{v * 1000:.0f} ms" if unit == "s" and v < 1 else f"{v:.2f} {unit}")
 
@@ -230,11 +285,14 @@ def main():
     ap.add_argument("--no-bertviz", action="store_true")
     ap.add_argument("--full", action="store_true", help="also BertViz's model view at 128 tokens")
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    ap.add_argument("--notebook", action="store_true", help="only the notebook fragments against BertViz's HTML")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="bench_views_"))
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     ours, theirs = {}, {}
+    if args.notebook:
+        return main_notebook(args, sizes, tmp, chromium)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         for n in sizes:
@@ -294,6 +352,30 @@ def main():
                 f"\nBertViz {kind} view {n} tokens: HTML {r['html_mb']:.0f} MB built in {r['build_s']:.1f} s, "
                 f"browser memory (PSS) {r['rss_gb']:.2f} GB"
             )
+
+
+def main_notebook(args, sizes, tmp, chromium):
+    nb, theirs = {}, {}
+    with sync_playwright() as p:
+        for kind in ("head", "model"):
+            for n in sizes:
+                browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+                nb[kind, n] = bench_notebook(browser, tmp, kind, n)
+                browser.close()
+                print(f"notebook {kind} {n} tokens: {json.dumps(nb[kind, n])}", flush=True)
+        if not args.no_bertviz:
+            bertviz = setup_bertviz(tmp)
+            # BertViz at 512 tokens builds an 869 MB page that never renders, and its model view at 128 takes
+            # ~25 s and several GB: measured with --full only, else its reference numbers are printed.
+            limits = {"head": 512 if args.full else 128, "model": 128 if args.full else 64}
+            for kind in ("head", "model"):
+                for n in [n for n in sizes if n <= limits[kind]]:
+                    browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+                    theirs[kind, n] = bench_bertviz(browser, bertviz, tmp, kind, n)
+                    browser.close()
+                    print(f"BertViz {kind} {n} tokens: {json.dumps(theirs[kind, n])}", flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    notebook_table(nb, theirs)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import { App } from "./shell/app";
 
 // Notebook outputs (tb_attention/notebook/) mount the same app in a shadow root, from data they embed.
 export { mountNotebook } from "./notebook/mount";
+export { widgetRender } from "./notebook/widget";
 
 let mounted = false;
 

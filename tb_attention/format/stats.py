@@ -30,7 +30,7 @@ def head_stats(values, walls, crcs):
         "steps": np.array(steps, np.float64),
         "wall_times": np.array([walls[s] for s in steps], np.float64),
     }
-    for stat, by_step in values.items():
+    for stat, by_step in sorted(values.items()):  # in name order: the same bytes whichever order they were read
         shapes = {np.shape(v) for v in by_step.values()}
         if len(shapes) != 1:
             raise ValueError(f"statistic {stat!r} changes shape between steps: {sorted(shapes)}")

@@ -204,16 +204,24 @@ def show(
     layer=None,
     display_mode=None,
     max_bytes=None,
+    live=False,
 ):
     """All views as tabs, without a TensorBoard server.
 
     show(cap, tokens=...): a `tb_attention.capture` result (tokens, decoder_tokens: as for add_capture).
     show("runs/exp1", probe="probe/copy"): a logdir's probe, with the step slider over `steps` ("all", a list, or by
-    default at most `max_steps` evenly spaced, the last always kept: the output says which).
+    default at most `max_steps` evenly spaced, the last always kept: the output says which). `live=True` (the
+    `live` extra, anywidget) reads every step from the logdir while the kernel runs instead of embedding some.
     """
     if isinstance(source, (str, os.PathLike)):
+        if live:
+            from tb_attention.notebook import widget  # optional: needs anywidget
+
+            return widget.LiveView(os.fspath(source), probe=probe, run=run, view=view, layer=layer, theme=display_mode)
         probes, notes = logdir.load(source, probe=probe, run=run, steps=steps, max_steps=max_steps)
         return NotebookView(probes, view=view, layer=layer, theme=display_mode, notes=notes, max_bytes=max_bytes)
+    if live:
+        raise ValueError("live=True is for a logdir (a capture is already in memory: show(cap) embeds it)")
     if not hasattr(source, "streams"):
         raise TypeError(f"show() takes a tb_attention.capture result or a logdir path, got {type(source).__name__}")
     probes = inputs.from_capture(source, tokens, decoder_tokens, tag=probe or "probe")

@@ -51,8 +51,10 @@ _LOADER = """(function () {
         started.add(this);
         var host = this;
         // While a page is still being parsed (nbconvert's HTML, a saved page), the element can be connected before
-        // its payload's text has all arrived: read it once the document is parsed.
-        if (document.readyState === "loading") {
+        // its payload's text has all arrived: the element after the payload exists once it has, else wait for the
+        // document to be parsed.
+        var data = host.querySelector("script[data-tba-payload]");
+        if (document.readyState === "loading" && !(data && data.nextElementSibling)) {
           document.addEventListener("DOMContentLoaded", function () { start(host); }, { once: true });
         } else {
           start(host);

@@ -86,7 +86,8 @@ def _span(steps):
     return ", ".join(map(str, steps)) if len(steps) <= 12 else f"{len(steps)} steps from {steps[0]} to {steps[-1]}"
 
 
-def _step(blobs, where):
+def step_from_blobs(blobs, where):
+    """One stored probe step (its blob list) -> Step, every blob decoded and checked."""
     try:
         manifest = manifest_mod.decode(blobs[metadata.MANIFEST_INDEX])
         if len(blobs) != manifest.blob_count():
@@ -110,7 +111,7 @@ def _step(blobs, where):
     return Step(manifest.raw, layers, qk, png)
 
 
-def _head_stats(tags, tag):
+def head_stats_of(tags, tag):
     """The `head_stats` container of probe `tag`, or None when no metrics were logged for it."""
     metric = {
         s.content["stat"]: s
@@ -158,9 +159,9 @@ def load(logdir, probe=None, run=None, steps=None, max_steps=DEFAULT_MAX_STEPS):
                     f"{r} / {tag}: {len(chosen)} of {len(available)} logged steps embedded ({_span(chosen)}); "
                     "pass steps=[...] or steps='all' for others"
                 )
-            embedded = {s: _step(series.data[s][1], f"{r} / {tag} step {s}") for s in chosen}
+            embedded = {s: step_from_blobs(series.data[s][1], f"{r} / {tag} step {s}") for s in chosen}
             walls = {s: series.data[s][0] for s in chosen}
-            probes.append(Probe(r, tag, embedded, walls, available, _head_stats(runs[r], tag)))
+            probes.append(Probe(r, tag, embedded, walls, available, head_stats_of(runs[r], tag)))
     return probes, notes
 
 

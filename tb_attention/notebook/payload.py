@@ -5,8 +5,8 @@ Layout (read by frontend/src/notebook/payload.ts): zlib("TBN1" + u32 header leng
 header listing each response's route, parameters, content type and place in the bodies, plus the call's options.
 
 The cap is met by giving up detail in this order, and the output says what was given up: queries/keys (except for
-the neuron view, which needs them), then each query's keys beyond its top 32, 16 or 8 (the head view draws only the
-top 8 beyond 192 tokens anyway), then steps (a logdir: evenly thinned, the last kept), then fewer top keys, then
+the neuron view, which needs them), then each query's keys beyond its top 256, 128, …, 8 (the head view draws only
+the top 8 beyond 192 tokens anyway), then steps (a logdir: evenly thinned, the last kept), then fewer top keys, then
 layers (the one shown is kept).
 """
 
@@ -46,7 +46,9 @@ def plans(probes, keep_qk):
     qk_options = [True] if keep_qk and has_qk else ([True, False] if has_qk else [False])
     out = [Plan(q, None, None, False) for q in qk_options]
     qk = qk_options[-1]
-    out += [Plan(qk, k, None, False) for k in (32, 16, 8)]
+    # Top k only where it is smaller than every key: an index (4 bytes) and a code per kept key, against 1 byte a key.
+    shortest = min(layer.key_len for p in probes for s in p.steps.values() for layer in s.layers)
+    out += [Plan(qk, k, None, False) for k in (256, 128, 64, 32, 16, 8) if k == 8 or 5 * k < shortest]
     n = most_steps
     while n > 1:
         n = max(1, n // 2)
@@ -90,8 +92,8 @@ def _sample(probes, layer_index):
     if layer.dense_bytes <= 64 << 20:
         dense = layer.dense()
         out["dense"] = len(zlib.compress(dense, 1)) / max(1, len(dense))
-    for k in (32, 16, 8, 4, 2, 1):
-        if k < layer.key_len:
+    for k in (256, 128, 64, 32, 16, 8, 4, 2, 1):
+        if 5 * k < layer.key_len or k <= 8:
             container, _ = layer.topk(k)
             raw = layer.heads * layer.query_len * (k * 5 + 1)
             out[k] = len(zlib.compress(container, 1)) / max(1, raw)

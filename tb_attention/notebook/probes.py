@@ -39,18 +39,28 @@ class Layer:
         return container, mass
 
     def _ranked(self, codes, k):
-        """Top-k key indices (int32 [H, Q, k]), their codes, and the mean share of each row's weight they keep."""
+        """Top-k key indices (int32 [H, Q, k]), their codes, and the mean share of each row's weight they keep. The
+        ranking is computed once for the largest k asked and sliced for smaller ones (the budget tries several)."""
+        cached = getattr(self, "_top", None)
+        if cached is None or cached[0].shape[-1] < k:
+            cached = self._top = self._rank(codes, k)
+        index, kept = cached[0][..., :k], cached[1][..., :k]
+        total = np.stack([_CUBES[codes[h]].sum(-1) for h in range(self.heads)])
+        share = _CUBES[kept].sum(-1) / np.maximum(total, 1e-30)
+        return np.ascontiguousarray(index), np.ascontiguousarray(kept), float(share.mean())
+
+    def _rank(self, codes, k):
         index = np.empty((self.heads, self.query_len, k), np.int32)
         kept = np.empty((self.heads, self.query_len, k), np.uint8)
-        share = np.empty((self.heads, self.query_len), np.float64)
         split = self.key_len - k
         for h in range(self.heads):  # one head at a time: argpartition's int64 indices of a whole layer are large
             # Within a row all codes share one scale, so the largest codes are the largest weights.
             top = np.argpartition(codes[h], split, axis=-1)[:, split:] if split > 0 else np.argsort(codes[h], -1)
-            index[h] = top
-            kept[h] = np.take_along_axis(codes[h], top, axis=-1)
-            share[h] = _CUBES[kept[h]].sum(-1) / np.maximum(_CUBES[codes[h]].sum(-1), 1e-30)
-        return index, kept, float(share.mean())
+            vals = np.take_along_axis(codes[h], top, axis=-1)
+            order = np.argsort(-vals.astype(np.int16), axis=-1, kind="stable")  # largest first, so [:k] is a top k
+            index[h] = np.take_along_axis(top, order, axis=-1)
+            kept[h] = np.take_along_axis(vals, order, axis=-1)
+        return index, kept
 
 
 # (code / 255)^3: a weight up to its row's scale, which cancels in a share of the row.

@@ -6788,16 +6788,15 @@ function applyOptions(app, body, o) {
     });
   }
 }
-async function mountNotebook(host, payloadText, bundle) {
+function mountWith(host, transport2, options, bundle) {
   const shadow = host.shadowRoot ?? host.attachShadow({ mode: "open" });
-  const payload = await decodePayload(payloadText);
   const body = document.createElement("body");
   body.tabIndex = 0;
   const style = document.createElement("style");
   style.textContent = NOTEBOOK_CSS;
   const notes = document.createElement("div");
   notes.className = "tba-nb-notes";
-  notes.textContent = (payload.options.notes ?? []).join("\n");
+  notes.textContent = (options.notes ?? []).join("\n");
   body.appendChild(notes);
   shadow.append(style, body);
   host.setAttribute("data-lm-suppress-shortcuts", "true");
@@ -6806,16 +6805,56 @@ async function mountNotebook(host, payloadText, bundle) {
     styles: shadow,
     hooks: host,
     embedded: true,
-    theme: fixedTheme(payload.options.theme, host),
+    theme: fixedTheme(options.theme, host),
     bundle
   });
-  setTransport(payloadTransport(payload));
+  setTransport(transport2);
   const app = new App();
   app.mount();
   body.addEventListener("keydown", (e) => {
     if (e.defaultPrevented) e.stopPropagation();
   });
-  applyOptions(app, body, payload.options);
+  applyOptions(app, body, options);
+  return app;
+}
+async function mountNotebook(host, payloadText, bundle) {
+  const payload = await decodePayload(payloadText);
+  mountWith(host, payloadTransport(payload), payload.options, bundle);
+}
+
+// src/notebook/widget.ts
+function commTransport(model) {
+  const pending = /* @__PURE__ */ new Map();
+  let next = 1;
+  model.on("msg:custom", (content, buffers) => {
+    const reply = content;
+    if (!reply || reply.type !== "response") return;
+    const done = pending.get(reply.id);
+    if (!done) return;
+    pending.delete(reply.id);
+    const b = buffers?.[0];
+    const bytes = b ? new Uint8Array(b.buffer, b.byteOffset, b.byteLength) : new Uint8Array(0);
+    done(new Response(bytes.slice(), { status: reply.status, headers: { "Content-Type": reply.content_type } }));
+  });
+  return (url2) => new Promise((resolve) => {
+    const id = next++;
+    pending.set(id, resolve);
+    model.send({ type: "request", id, url: url2 });
+  });
+}
+function widgetRender(model, el2, source) {
+  const host = document.createElement("div");
+  host.className = "tb-attention";
+  el2.appendChild(host);
+  const app = mountWith(
+    host,
+    commTransport(model),
+    model.get("options") ?? {},
+    () => Promise.resolve(source)
+  );
+  const reload = host.shadowRoot?.querySelector("#reload-button");
+  if (reload) reload.style.display = "";
+  void app;
 }
 
 // src/index.ts
@@ -6827,5 +6866,6 @@ function render() {
 }
 export {
   mountNotebook,
-  render
+  render,
+  widgetRender
 };

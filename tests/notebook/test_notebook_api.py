@@ -162,3 +162,27 @@ def test_show_logdir_serves_the_stored_bytes(tmp_path, rng):
     served = Loaded(_python_loader(tmp_path)[0]).get("attention", run=".", tag="probe/x", step=3, layer=1).get_data()
     _, responses = payload(tba.show(tmp_path).html())
     assert response(responses, "attention", run=".", tag="probe/x", step=3, layer=1) == served
+
+
+def test_minilm_at_128_tokens_all_72_heads_is_under_2_mb():
+    """Issue #16's size target (BertViz's head_view of the same input is 54 MB: shared/reference)."""
+    import torch
+    import transformers
+
+    from tests.models import minilm_dir, minilm_tokenizer
+
+    torch.set_num_threads(1)
+    tokenizer = minilm_tokenizer()
+    model = transformers.AutoModel.from_pretrained(minilm_dir(), attn_implementation="eager").eval()
+    text = " ".join(
+        ["the committee met on tuesday to discuss the budget for the new library and its opening hours"] * 12
+    )
+    inputs = tokenizer(text, return_tensors="pt", truncation=True, max_length=128)
+    assert inputs["input_ids"].shape[1] == 128
+    with torch.no_grad():
+        attentions = model(**inputs, output_attentions=True).attentions
+    view = tba.head_view(attentions, tokenizer.convert_ids_to_tokens(inputs["input_ids"][0]))
+    assert view.notes == []  # nothing dropped: all 6 layers x 12 heads, every key
+    header, responses = payload(view.html())
+    assert sum(e["route"] == "attention" for e in header["entries"]) == 6
+    assert view.nbytes <= 2_000_000, view.nbytes

@@ -24,7 +24,10 @@ EXPECTED = ["head", "model", "neuron", "head"]
 def executed(tmp_path_factory):
     work = tmp_path_factory.mktemp("notebook")
     logdir = work / "demo"
-    train_copy.main(["--logdir", str(logdir), "--steps", "100", "--log-every", "25", "--quiet"])
+    import torch
+
+    torch.set_num_threads(1)  # the tiny model is slower on two threads than on one (and the cores are shared)
+    train_copy.main(["--logdir", str(logdir), "--steps", "100", "--log-every", "25"])
     env = {"TBA_DEMO_LOGDIR": str(logdir), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits this process's environment

@@ -3,7 +3,7 @@
 // Each output imports its own instance of the bundle module, so the module-level page and transport chosen here
 // belong to this output alone; nothing is put on window, no id or CSS leaves the shadow root.
 
-import { setTransport } from "../data/transport";
+import { setTransport, type Transport } from "../data/transport";
 import { App } from "../shell/app";
 import { setPage } from "../shell/page";
 import type { Selection } from "../shell/view";
@@ -71,13 +71,14 @@ function applyOptions(app: App, body: HTMLElement, o: Options): void {
   }
 }
 
-export async function mountNotebook(
+/** Mounts the app in `host`'s shadow root, answering its requests with `transport` (payload or kernel). */
+export function mountWith(
   host: HTMLElement,
-  payloadText: string,
+  transport: Transport,
+  options: Options,
   bundle: () => Promise<Uint8Array>,
-): Promise<void> {
+): App {
   const shadow = host.shadowRoot ?? host.attachShadow({ mode: "open" });
-  const payload = await decodePayload(payloadText);
   // A <body> of its own: the app's stylesheet says `body …` and `body.tba-dark …`, which then match here too.
   const body = document.createElement("body");
   body.tabIndex = 0; // a click in the view focuses it, so the view's keys ([ ] ↑ ↓ ← → Esc) reach it
@@ -85,7 +86,7 @@ export async function mountNotebook(
   style.textContent = NOTEBOOK_CSS;
   const notes = document.createElement("div");
   notes.className = "tba-nb-notes";
-  notes.textContent = (payload.options.notes ?? []).join("\n"); // text only: notes may name runs and tags
+  notes.textContent = (options.notes ?? []).join("\n"); // text only: notes may name runs and tags
   body.appendChild(notes);
   shadow.append(style, body);
   // While the view has focus, the notebook's own shortcuts (JupyterLab's command mode: d d, ↑ ↓, …) stay out.
@@ -95,15 +96,26 @@ export async function mountNotebook(
     styles: shadow,
     hooks: host as unknown as Partial<Window>,
     embedded: true,
-    theme: fixedTheme(payload.options.theme, host),
+    theme: fixedTheme(options.theme, host),
     bundle,
   });
-  setTransport(payloadTransport(payload));
+  setTransport(transport);
   const app = new App();
   app.mount();
   // Keys the app handled (it prevents their default) are not the notebook's to handle again.
   body.addEventListener("keydown", (e) => {
     if (e.defaultPrevented) e.stopPropagation();
   });
-  applyOptions(app, body, payload.options);
+  applyOptions(app, body, options);
+  return app;
+}
+
+/** A static output (fragment.py): the data is the payload the output embeds. */
+export async function mountNotebook(
+  host: HTMLElement,
+  payloadText: string,
+  bundle: () => Promise<Uint8Array>,
+): Promise<void> {
+  const payload = await decodePayload(payloadText);
+  mountWith(host, payloadTransport(payload), payload.options, bundle);
 }
