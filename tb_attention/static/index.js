@@ -1396,11 +1396,33 @@ var PUOR = lut([
   "#b35806",
   "#7f3b08"
 ]);
+var PUOR_DARK = lut([
+  "#2d004b",
+  "#542788",
+  "#8073ac",
+  "#6e6898",
+  "#47455a",
+  "#2a2a2e",
+  "#5a4a3a",
+  "#a4753d",
+  "#e08214",
+  "#f3a24a",
+  "#fdc98a"
+]);
+function diverging() {
+  return page().root.classList.contains("tba-dark") ? PUOR_DARK : PUOR;
+}
 function scaled(t, scale) {
   t = Math.min(1, Math.max(0, t));
   if (scale === "sqrt") return Math.sqrt(t);
   if (scale === "log") return t <= 1e-3 ? 0 : 1 + Math.log10(t) / 3;
   return t;
+}
+function textOn(map, i) {
+  const k = Math.min(255, Math.max(0, Math.round(i))) * 3;
+  const lin = (c) => c / 255 <= 0.03928 ? c / 255 / 12.92 : ((c / 255 + 0.055) / 1.055) ** 2.4;
+  const y = 0.2126 * lin(map[k]) + 0.7152 * lin(map[k + 1]) + 0.0722 * lin(map[k + 2]);
+  return y > 0.18 ? "#202124" : "#ffffff";
 }
 function cssColor(map, i) {
   const k = Math.min(255, Math.max(0, Math.round(i))) * 3;
@@ -1792,7 +1814,7 @@ function paintRegion(c, d, z, w, h, vmax = d.vmax) {
   const px = img.data;
   const nq = z.q1 - z.q0;
   const nk = z.k1 - z.k0;
-  const map = d.signed ? PUOR : VIRIDIS;
+  const map = d.signed ? diverging() : VIRIDIS;
   const inv = vmax > 0 ? 1 / vmax : 0;
   const { values, off, K, signed, scale } = d;
   const ka = new Int32Array(W);
@@ -1979,7 +2001,8 @@ var HeatmapPanel = class {
     fillPositionAxis(this.yAxis, d.Q, this.ovH, false, "query ↓");
     const z = this.region();
     const nz = Math.max(z.q1 - z.q0, z.k1 - z.k0);
-    this.cell = Math.max(1, Math.min(28, DETAIL_PX / nz));
+    const detailPx = Math.max(DETAIL_PX, Math.min(800, (window.innerWidth || 1280) - this.ovW - 420));
+    this.cell = Math.max(1, Math.min(28, detailPx / nz));
     const dw = Math.max(1, Math.round(this.cell * (z.k1 - z.k0)));
     const dh = Math.max(1, Math.round(this.cell * (z.q1 - z.q0)));
     const local = this.localRange && !!this.zoom;
@@ -1989,7 +2012,7 @@ var HeatmapPanel = class {
     this.labels(z);
     const title = d.legend ?? d.what;
     const bar = (vmax) => ({
-      map: d.signed ? PUOR : VIRIDIS,
+      map: d.signed ? diverging() : VIRIDIS,
       lo: d.signed ? -vmax : 0,
       hi: vmax || 1e-9,
       scale: d.scale,
@@ -5803,10 +5826,11 @@ function cell(ctx, x, y, rh, rgb, a, text, font) {
 }
 function deltaCell(ctx, x, y, rh, v, vmax, digits, font) {
   const t = vmax > 0 ? Math.max(-1, Math.min(1, v / vmax)) : 0;
-  ctx.fillStyle = cssColor(PUOR, 127.5 + 127.5 * t);
+  const map = diverging();
+  ctx.fillStyle = cssColor(map, 127.5 + 127.5 * t);
   ctx.fillRect(x, y + 1, CELL2, rh - 2);
   if (rh < 11) return;
-  ctx.fillStyle = Math.abs(t) > 0.6 ? "#fff" : "#212121";
+  ctx.fillStyle = textOn(map, 127.5 + 127.5 * t);
   ctx.font = `${font}px system-ui, sans-serif`;
   ctx.fillText((v > 0 ? "+" : "") + v.toFixed(digits), x + CELL2 - 3, y + rh / 2);
 }
@@ -6409,7 +6433,7 @@ var App = class {
       t.classList.toggle("active", j === i);
       t.setAttribute("aria-selected", String(j === i));
     });
-    this.layerSelect.el.style.display = v.usesLayer === false ? "none" : "";
+    this.layerSelect.el.style.visibility = v.usesLayer === false ? "hidden" : "";
     if (render2 && this.current) void this.render();
   }
   // -- ViewHost ------------------------------------------------------------------------------------

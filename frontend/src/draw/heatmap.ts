@@ -3,7 +3,7 @@
 // zoom, heatmapAxes.ts), and a colour bar with ticks for each colour range shown (draw/legend.ts). Drag on the
 // overview to zoom; click to centre a window; hover either canvas for a tooltip with the token pair and the value.
 
-import { PUOR, VIRIDIS, type Scale } from "./colormap";
+import { diverging, VIRIDIS, type Scale } from "./colormap";
 import { fillPositionAxis, fillTokenLabels } from "./heatmapAxes";
 import { paintRegion, regionMax } from "./heatmapPaint";
 import { ColorBar } from "./legend";
@@ -198,7 +198,9 @@ export class HeatmapPanel {
     fillPositionAxis(this.yAxis, d.Q, this.ovH, false, "query ↓");
     const z = this.region();
     const nz = Math.max(z.q1 - z.q0, z.k1 - z.k0);
-    this.cell = Math.max(1, Math.min(28, DETAIL_PX / nz));
+    // The zoomed window takes the width the page has (480 px at least, 800 at most).
+    const detailPx = Math.max(DETAIL_PX, Math.min(800, (window.innerWidth || 1280) - this.ovW - 420));
+    this.cell = Math.max(1, Math.min(28, detailPx / nz));
     const dw = Math.max(1, Math.round(this.cell * (z.k1 - z.k0)));
     const dh = Math.max(1, Math.round(this.cell * (z.q1 - z.q0)));
     const local = this.localRange && !!this.zoom;
@@ -208,7 +210,7 @@ export class HeatmapPanel {
     this.labels(z);
     const title = d.legend ?? d.what;
     const bar = (vmax: number): Parameters<ColorBar["set"]>[0] => ({
-      map: d.signed ? PUOR : VIRIDIS,
+      map: d.signed ? diverging() : VIRIDIS,
       lo: d.signed ? -vmax : 0,
       hi: vmax || 1e-9,
       scale: d.scale,

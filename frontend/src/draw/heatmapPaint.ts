@@ -1,7 +1,7 @@
 // Painting a heatmap region into a canvas: the overview max-pools blocks of cells into pixels (max |v| keeping the
 // sign when signed), so a single strong weight stays visible at 2,048 tokens where averaging would wash it out.
 
-import { PUOR, VIRIDIS, scaled } from "./colormap";
+import { diverging, VIRIDIS, scaled } from "./colormap";
 import type { HeatmapData, Region } from "./heatmap";
 
 /** The largest |value| inside region `z` (the detail's colour range when "zoomed window" is chosen). */
@@ -36,7 +36,7 @@ export function paintRegion(
   const px = img.data;
   const nq = z.q1 - z.q0;
   const nk = z.k1 - z.k0;
-  const map = d.signed ? PUOR : VIRIDIS;
+  const map = d.signed ? diverging() : VIRIDIS;
   const inv = vmax > 0 ? 1 / vmax : 0;
   const { values, off, K, signed, scale } = d;
   // Column ranges are the same for every pixel row: compute once.

@@ -158,7 +158,8 @@ export class App implements ViewHost {
       t.classList.toggle("active", j === i);
       t.setAttribute("aria-selected", String(j === i));
     });
-    this.layerSelect.el.style.display = v.usesLayer === false ? "none" : "";
+    // Hidden but in place: the toolbar does not reflow when a tab without layers is chosen.
+    this.layerSelect.el.style.visibility = v.usesLayer === false ? "hidden" : "";
     if (render && this.current) void this.render();
   }
 

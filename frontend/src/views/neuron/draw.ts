@@ -2,7 +2,7 @@
 // magnitude), the number columns of one query (scores, softmax, logged weights, the reference's, Δ on PuOr as
 // in the other views), and the connector lines from the query to every key.
 
-import { PUOR, cssColor } from "../../draw/colormap";
+import { cssColor, diverging, textOn } from "../../draw/colormap";
 import { canvasText } from "../../shell/theme";
 import { CELL, type Layout } from "./layout";
 import type { Row } from "./math";
@@ -175,10 +175,11 @@ function deltaCell(
   font: number,
 ): void {
   const t = vmax > 0 ? Math.max(-1, Math.min(1, v / vmax)) : 0;
-  ctx.fillStyle = cssColor(PUOR, 127.5 + 127.5 * t);
+  const map = diverging();
+  ctx.fillStyle = cssColor(map, 127.5 + 127.5 * t);
   ctx.fillRect(x, y + 1, CELL, rh - 2);
   if (rh < 11) return;
-  ctx.fillStyle = Math.abs(t) > 0.6 ? "#fff" : "#212121";
+  ctx.fillStyle = textOn(map, 127.5 + 127.5 * t);
   ctx.font = `${font}px system-ui, sans-serif`;
   ctx.fillText((v > 0 ? "+" : "") + v.toFixed(digits), x + CELL - 3, y + rh / 2);
 }
