@@ -370,6 +370,16 @@ var StepSlider = class {
     this.label.textContent = step === void 0 ? "–" : `${step}  (${i + 1}/${this.steps.length})`;
   }
 };
+function tabButton(id, label2, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "tba-tab";
+  b.setAttribute("role", "tab");
+  b.dataset["view"] = id;
+  b.textContent = label2;
+  b.addEventListener("click", onClick);
+  return b;
+}
 
 // src/controls/compareControl.ts
 var same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
@@ -693,6 +703,9 @@ function reloadOnPastedLink() {
   if (page().embedded || parentWindow()) return;
   window.addEventListener("hashchange", () => window.location.reload());
 }
+function encodeLink(params) {
+  return Object.entries(params).filter(([, v]) => v !== "").map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&");
+}
 
 // src/shell/keys.ts
 function shellKey(e, s, v, select) {
@@ -803,15 +816,51 @@ function npzBlob(arrays) {
 }
 
 // src/export/picture.ts
-var SKIP = "select, option, button, input, script, style, .tba-viewbar, .hm-tip";
+var SKIP = "select, option, button, input, script, style, .tba-viewbar, .hm-tip, .emb-tip, .emb-controls";
+var MARGIN = 10;
+var TITLE_H = 24;
 function transparent(c) {
   return c === "transparent" || /rgba\([^)]*,\s*0\)$/.test(c);
+}
+function textBox(el2) {
+  let box = null;
+  for (const n of Array.from(el2.childNodes)) {
+    if (n.nodeType !== Node.TEXT_NODE || !(n.textContent ?? "").trim()) continue;
+    const range2 = document.createRange();
+    range2.selectNodeContents(n);
+    const r = range2.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) continue;
+    box = box ? new DOMRect(
+      Math.min(box.left, r.left),
+      Math.min(box.top, r.top),
+      Math.max(box.right, r.right) - Math.min(box.left, r.left),
+      Math.max(box.bottom, r.bottom) - Math.min(box.top, r.top)
+    ) : r;
+  }
+  return box;
+}
+function textLines(el2) {
+  const lines = [];
+  for (const n of Array.from(el2.childNodes)) {
+    if (n.nodeType !== Node.TEXT_NODE) continue;
+    const s = n.textContent ?? "";
+    const range2 = document.createRange();
+    for (const m of s.matchAll(/\S+/g)) {
+      range2.setStart(n, m.index ?? 0);
+      range2.setEnd(n, (m.index ?? 0) + m[0].length);
+      const r = range2.getBoundingClientRect();
+      const last = lines[lines.length - 1];
+      if (last && Math.abs(last.y - r.top) < r.height / 2) {
+        last.text += ` ${m[0]}`;
+        last.w = r.right - last.x;
+      } else lines.push({ text: m[0], x: r.left, y: r.top, w: r.width, h: r.height });
+    }
+  }
+  return lines;
 }
 function collect(root) {
   const r0 = root.getBoundingClientRect();
   const items = [];
-  let w = 0;
-  let h = 0;
   const visit = (el2) => {
     if (el2.matches(SKIP)) return;
     const cs = getComputedStyle(el2);
@@ -819,38 +868,69 @@ function collect(root) {
     const r = el2.getBoundingClientRect();
     const box = { x: r.left - r0.left, y: r.top - r0.top, w: r.width, h: r.height };
     if (r.width > 0 && r.height > 0) {
-      w = Math.max(w, box.x + box.w);
-      h = Math.max(h, box.y + box.h);
       if (el2 !== root && !transparent(cs.backgroundColor)) items.push({ ...box, fill: cs.backgroundColor });
       if (el2 instanceof HTMLCanvasElement && el2.width > 0 && el2.height > 0) {
         items.push({ ...box, canvas: el2 });
         return;
       }
       const text = Array.from(el2.childNodes).filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.textContent ?? "").join("").trim();
-      if (text) {
-        const align = cs.textAlign === "right" || cs.textAlign === "end" ? "right" : cs.textAlign === "center" ? "center" : "left";
+      const glyphs = text ? textBox(el2) : null;
+      const lineH = parseFloat(cs.fontSize) * 1.6;
+      if (text && glyphs && !cs.writingMode.startsWith("vertical") && glyphs.height > lineH) {
+        for (const line of textLines(el2)) {
+          const font = `${cs.fontWeight} ${cs.fontSize} ${cs.fontFamily}`;
+          items.push({
+            x: line.x - r0.left - 2,
+            y: line.y - r0.top,
+            w: line.w + 4,
+            h: line.h,
+            text: line.text,
+            font,
+            color: cs.color
+          });
+        }
+      } else if (text && glyphs) {
+        const vertical = cs.writingMode.startsWith("vertical");
         items.push({
-          ...box,
+          ...vertical ? { x: glyphs.left - r0.left, y: glyphs.top - r0.top, w: glyphs.width, h: glyphs.height } : { ...box, x: glyphs.left - r0.left - 2, w: glyphs.width + 4 },
           text,
           font: `${cs.fontWeight} ${cs.fontSize} ${cs.fontFamily}`,
           color: cs.color,
-          align,
-          vertical: cs.writingMode.startsWith("vertical")
+          vertical
         });
       }
     }
     for (const c of Array.from(el2.children)) visit(c);
   };
   visit(root);
-  return { items, w: Math.ceil(w), h: Math.ceil(h) };
+  const drawn = items.filter((it) => !it.fill);
+  const x0 = Math.min(...drawn.map((it) => it.x), Infinity);
+  const y0 = Math.min(...drawn.map((it) => it.y), Infinity);
+  const x1 = Math.max(...drawn.map((it) => it.x + it.w), -Infinity);
+  const y1 = Math.max(...drawn.map((it) => it.y + it.h), -Infinity);
+  if (!Number.isFinite(x0)) return { items: [], w: 1, h: 1 };
+  const out = items.map((it) => ({ ...it, x: it.x - x0 + MARGIN, y: it.y - y0 + MARGIN + TITLE_H })).map((it) => it.fill ? clip(it, x1 - x0 + MARGIN, y1 - y0 + MARGIN + TITLE_H) : it);
+  return { items: out, w: Math.ceil(x1 - x0 + 2 * MARGIN), h: Math.ceil(y1 - y0 + 2 * MARGIN + TITLE_H) };
+}
+function clip(it, w, h) {
+  const x = Math.max(MARGIN, it.x);
+  const y = Math.max(MARGIN + TITLE_H, it.y);
+  return { ...it, x, y, w: Math.max(0, Math.min(it.x + it.w, w) - x), h: Math.max(0, Math.min(it.y + it.h, h) - y) };
 }
 function background() {
   const c = getComputedStyle(page().root).backgroundColor;
   return transparent(c) ? "#ffffff" : c;
 }
-function viewToCanvas(root) {
+function titleFont() {
+  const cs = getComputedStyle(page().root);
+  return { font: `600 13px ${cs.fontFamily}`, color: cs.color };
+}
+function vectorOf(c) {
+  return c.tbaVector?.() ?? null;
+}
+function viewToCanvas(root, fig) {
   const { items, w, h } = collect(root);
-  const scale = Math.max(1, Math.min(window.devicePixelRatio || 1, 16e3 / Math.max(1, w, h)));
+  const scale = Math.max(1, Math.min(fig.scale ?? 1, 16e3 / Math.max(1, w, h)));
   const out = document.createElement("canvas");
   out.width = Math.max(1, Math.round(w * scale));
   out.height = Math.max(1, Math.round(h * scale));
@@ -859,35 +939,63 @@ function viewToCanvas(root) {
   ctx.fillStyle = background();
   ctx.fillRect(0, 0, w, h);
   ctx.textBaseline = "middle";
+  const t = titleFont();
+  ctx.font = t.font;
+  ctx.fillStyle = t.color;
+  ctx.fillText(fig.title, MARGIN, MARGIN + TITLE_H / 2 - 2);
   for (const it of items) {
+    const vec = it.canvas ? vectorOf(it.canvas) : null;
     if (it.fill) {
       ctx.fillStyle = it.fill;
       ctx.fillRect(it.x, it.y, it.w, it.h);
+    } else if (vec && it.canvas) {
+      const sx = it.w / (it.canvas.clientWidth || it.w);
+      const sy = it.h / (it.canvas.clientHeight || it.h);
+      ctx.save();
+      ctx.translate(it.x, it.y);
+      ctx.scale(sx, sy);
+      for (const v of vec) drawShape(ctx, v);
+      ctx.restore();
     } else if (it.canvas) {
+      ctx.imageSmoothingEnabled = false;
       ctx.drawImage(it.canvas, it.x, it.y, it.w, it.h);
     } else if (it.text) {
       ctx.save();
       ctx.font = it.font;
       ctx.fillStyle = it.color;
-      ctx.beginPath();
-      ctx.rect(it.x, it.y, it.w, it.h);
-      ctx.clip();
       if (it.vertical) {
         ctx.translate(it.x + it.w / 2, it.y + it.h);
         ctx.rotate(-Math.PI / 2);
         ctx.textAlign = "left";
-        ctx.fillText(it.text, 2, 0);
+        ctx.fillText(it.text, 0, 0);
       } else {
-        ctx.textAlign = it.align;
-        const x = it.align === "right" ? it.x + it.w - 7 : it.align === "center" ? it.x + it.w / 2 : it.x + 2;
-        ctx.fillText(it.text, x, it.y + it.h / 2);
+        ctx.textAlign = "left";
+        ctx.fillText(it.text, it.x + 2, it.y + it.h / 2);
       }
       ctx.restore();
     }
   }
   return out;
 }
-function viewToSvg(root) {
+function drawShape(ctx, v) {
+  if (v.line) {
+    const [a, b, c, d] = v.line;
+    ctx.globalAlpha = v.alpha;
+    ctx.strokeStyle = v.color;
+    ctx.lineWidth = v.width ?? 1;
+    ctx.beginPath();
+    ctx.moveTo(a, b);
+    ctx.lineTo(c, d);
+    ctx.stroke();
+  } else if (v.rect) {
+    const [x, y, w, h] = v.rect;
+    ctx.globalAlpha = v.alpha;
+    ctx.fillStyle = v.color;
+    ctx.fillRect(x, y, w, h);
+  }
+  ctx.globalAlpha = 1;
+}
+function viewToSvg(root, fig) {
   const { items, w, h } = collect(root);
   const NS = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(NS, "svg");
@@ -901,8 +1009,22 @@ function viewToSvg(root) {
   bg.setAttribute("fill", background());
   svg.appendChild(bg);
   const num2 = (v) => String(Math.round(v * 1e3) / 1e3);
+  const text = (x, y, s, font, color) => {
+    const t = document.createElementNS(NS, "text");
+    t.setAttribute("style", `font: ${font}`);
+    t.setAttribute("fill", color);
+    t.setAttribute("dominant-baseline", "central");
+    t.setAttribute("x", num2(x));
+    t.setAttribute("y", num2(y));
+    t.textContent = s;
+    return t;
+  };
+  const tf = titleFont();
+  const title = text(MARGIN, MARGIN + TITLE_H / 2 - 2, fig.title, tf.font, tf.color);
+  title.setAttribute("class", "tba-title");
+  svg.appendChild(title);
   for (const it of items) {
-    const vec = it.canvas ? it.canvas.tbaVector?.() ?? null : null;
+    const vec = it.canvas ? vectorOf(it.canvas) : null;
     if (it.fill) {
       const r = document.createElementNS(NS, "rect");
       r.setAttribute("x", num2(it.x));
@@ -911,9 +1033,12 @@ function viewToSvg(root) {
       r.setAttribute("height", num2(it.h));
       r.setAttribute("fill", it.fill);
       svg.appendChild(r);
-    } else if (vec) {
+    } else if (vec && it.canvas) {
       const g = document.createElementNS(NS, "g");
-      g.setAttribute("transform", `translate(${num2(it.x)} ${num2(it.y)})`);
+      const sx = it.w / (it.canvas.clientWidth || it.w);
+      const sy = it.h / (it.canvas.clientHeight || it.h);
+      g.setAttribute("transform", `translate(${num2(it.x)} ${num2(it.y)}) scale(${num2(sx)} ${num2(sy)})`);
+      g.setAttribute("shape-rendering", vec.some((v) => v.rect) ? "crispEdges" : "auto");
       for (const v of vec) {
         const el2 = document.createElementNS(NS, v.line ? "line" : "rect");
         const [a, b, c, d] = v.line ?? v.rect;
@@ -931,7 +1056,7 @@ function viewToSvg(root) {
           el2.setAttribute("width", num2(c));
           el2.setAttribute("height", num2(d));
           el2.setAttribute("fill", v.color);
-          el2.setAttribute("fill-opacity", num2(v.alpha));
+          if (v.alpha < 1) el2.setAttribute("fill-opacity", num2(v.alpha));
         }
         g.appendChild(el2);
       }
@@ -945,19 +1070,12 @@ function viewToSvg(root) {
       img.setAttribute("href", it.canvas.toDataURL("image/png"));
       svg.appendChild(img);
     } else if (it.text) {
-      const t = document.createElementNS(NS, "text");
-      t.setAttribute("style", `font: ${it.font}`);
-      t.setAttribute("fill", it.color);
-      t.setAttribute("dominant-baseline", "central");
+      const t = text(it.x + 2, it.y + it.h / 2, it.text, it.font, it.color);
       if (it.vertical) {
-        t.setAttribute("transform", `translate(${num2(it.x + it.w / 2)} ${num2(it.y + it.h - 2)}) rotate(-90)`);
-      } else {
-        const x = it.align === "right" ? it.x + it.w - 7 : it.align === "center" ? it.x + it.w / 2 : it.x + 2;
-        t.setAttribute("x", num2(x));
-        t.setAttribute("y", num2(it.y + it.h / 2));
-        t.setAttribute("text-anchor", it.align === "right" ? "end" : it.align === "center" ? "middle" : "start");
+        t.removeAttribute("x");
+        t.removeAttribute("y");
+        t.setAttribute("transform", `translate(${num2(it.x + it.w / 2)} ${num2(it.y + it.h)}) rotate(-90)`);
       }
-      t.textContent = it.text;
       svg.appendChild(t);
     }
   }
@@ -987,12 +1105,20 @@ window.fetch = async (url) => {
   const u = new URL(String(url), "http://snapshot.invalid/");
   const entries = [...u.searchParams].filter(([k]) => k !== "head").sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const hit = data.responses[u.pathname.slice(1) + "?" + new URLSearchParams(entries).toString()];
-  if (!hit) return new Response("not included in this snapshot", { status: 404, statusText: "Not Found" });
+  if (!hit) {
+    const what = u.pathname.slice(1);
+    const text = "not included in this HTML snapshot (" + what + "): it holds this step's attention, q/k, metrics, " +
+      "rollout and the Q/K layouts that were ready; open TensorBoard for the rest";
+    return new Response(text, { status: 404, statusText: "Not Found" });
+  }
   return new Response(bytes(hit.body), { status: 200, headers: { "Content-Type": hit.type } });
 };
 const src = new TextDecoder().decode(bytes(data.bundle));
+// Open at the picture that was exported (view, head, query, zoom…): the app reads its deep link from the hash.
+if (data.link) history.replaceState(null, "", "#" + data.link);
 import(URL.createObjectURL(new Blob([src], { type: "text/javascript" }))).then((m) => {
   m.render();
+  if (data.link) return;
   const t = setInterval(() => {
     if (document.body.dataset.state !== "ready" || !window.__tba) return;
     clearInterval(t);
@@ -1000,15 +1126,20 @@ import(URL.createObjectURL(new Blob([src], { type: "text/javascript" }))).then((
   }, 50);
 });
 `;
-async function snapshotHtml(title, parts, view, layer) {
+var WAIT_MS = 6e4;
+async function snapshotHtml(title, parts, view, layer, link = "") {
   const responses = {};
   for (const p of parts) {
     let body = p.body;
     let type = p.type ?? "application/octet-stream";
     if (!body) {
       const q = new URLSearchParams(Object.entries(p.params).map(([k, v]) => [k, String(v)])).toString();
-      const res = await request(q ? `${p.route}?${q}` : p.route);
-      if (!res.ok) continue;
+      let res = await request(q ? `${p.route}?${q}` : p.route);
+      for (const t0 = performance.now(); p.wait && res.status === 202 && performance.now() - t0 < WAIT_MS; ) {
+        await new Promise((r) => setTimeout(r, 400));
+        res = await request(q ? `${p.route}?${q}` : p.route);
+      }
+      if (res.status !== 200) continue;
       type = res.headers.get("Content-Type") ?? type;
       body = new Uint8Array(await res.arrayBuffer());
     }
@@ -1016,7 +1147,7 @@ async function snapshotHtml(title, parts, view, layer) {
   }
   const own = page().bundle;
   const bundle = own ? await own() : new Uint8Array(await (await fetch("index.js")).arrayBuffer());
-  const json = JSON.stringify({ responses, bundle: base64(bundle), view, layer }).replace(/</g, "\\u003c");
+  const json = JSON.stringify({ responses, bundle: base64(bundle), view, layer, link }).replace(/</g, "\\u003c");
   const esc = (s) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
   const html = `<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>${esc(title)}</title></head><body>
@@ -1027,7 +1158,265 @@ async function snapshotHtml(title, parts, view, layer) {
   return new Blob([html], { type: "text/html" });
 }
 
+// src/draw/colormap.ts
+function lut(stops) {
+  const rgb = stops.map((s) => [1, 3, 5].map((i) => parseInt(s.slice(i, i + 2), 16)));
+  const out = new Uint8ClampedArray(256 * 3);
+  for (let i = 0; i < 256; i++) {
+    const t = i / 255 * (rgb.length - 1);
+    const a = Math.min(rgb.length - 2, Math.floor(t));
+    const f = t - a;
+    for (let c = 0; c < 3; c++) {
+      out[i * 3 + c] = rgb[a][c] * (1 - f) + rgb[a + 1][c] * f;
+    }
+  }
+  return out;
+}
+var VIRIDIS = lut([
+  "#440154",
+  "#482878",
+  "#3e4989",
+  "#31688e",
+  "#26828e",
+  "#1f9e89",
+  "#35b779",
+  "#6ece58",
+  "#b5de2b",
+  "#fde725"
+]);
+var PUOR = lut([
+  "#2d004b",
+  "#542788",
+  "#8073ac",
+  "#b2abd2",
+  "#d8daeb",
+  "#f7f7f7",
+  "#fee0b6",
+  "#fdb863",
+  "#e08214",
+  "#b35806",
+  "#7f3b08"
+]);
+var PUOR_DARK = lut([
+  "#2d004b",
+  "#542788",
+  "#8073ac",
+  "#6e6898",
+  "#47455a",
+  "#2a2a2e",
+  "#5a4a3a",
+  "#a4753d",
+  "#e08214",
+  "#f3a24a",
+  "#fdc98a"
+]);
+function diverging() {
+  return page().root.classList.contains("tba-dark") ? PUOR_DARK : PUOR;
+}
+function scaled(t, scale) {
+  t = Math.min(1, Math.max(0, t));
+  if (scale === "sqrt") return Math.sqrt(t);
+  if (scale === "log") return t <= 1e-3 ? 0 : 1 + Math.log10(t) / 3;
+  return t;
+}
+function textOn(map, i) {
+  const k = Math.min(255, Math.max(0, Math.round(i))) * 3;
+  const lin = (c) => c / 255 <= 0.03928 ? c / 255 / 12.92 : ((c / 255 + 0.055) / 1.055) ** 2.4;
+  const y = 0.2126 * lin(map[k]) + 0.7152 * lin(map[k + 1]) + 0.0722 * lin(map[k + 2]);
+  return y > 0.18 ? "#202124" : "#ffffff";
+}
+function cssColor(map, i) {
+  const k = Math.min(255, Math.max(0, Math.round(i))) * 3;
+  return `rgb(${map[k]},${map[k + 1]},${map[k + 2]})`;
+}
+
+// src/draw/heatmapPaint.ts
+function regionMax(d, z) {
+  let m = 0;
+  for (let i = z.q0; i < z.q1; i++) {
+    const row = d.off + i * d.K;
+    for (let j = z.k0; j < z.k1; j++) m = Math.max(m, Math.abs(d.values[row + j]));
+  }
+  return m;
+}
+function paintRegion(c, d, z, w, h, vmax = d.vmax) {
+  const dpr = Math.max(1, Math.min(2, window.devicePixelRatio || 1));
+  const W = Math.round(w * dpr);
+  const H = Math.round(h * dpr);
+  c.width = W;
+  c.height = H;
+  c.style.width = `${w}px`;
+  c.style.height = `${h}px`;
+  const ctx = c.getContext("2d");
+  if (!ctx) return;
+  const img = ctx.createImageData(W, H);
+  const px = img.data;
+  const nq = z.q1 - z.q0;
+  const nk = z.k1 - z.k0;
+  const map = d.signed ? diverging() : VIRIDIS;
+  const inv = vmax > 0 ? 1 / vmax : 0;
+  const { values, off, K, signed, scale } = d;
+  const ka = new Int32Array(W);
+  const kb = new Int32Array(W);
+  for (let x = 0; x < W; x++) {
+    ka[x] = z.k0 + Math.floor(x * nk / W);
+    kb[x] = Math.max(ka[x] + 1, z.k0 + Math.floor((x + 1) * nk / W));
+  }
+  for (let y = 0; y < H; y++) {
+    const qa = z.q0 + Math.floor(y * nq / H);
+    const qb = Math.max(qa + 1, z.q0 + Math.floor((y + 1) * nq / H));
+    for (let x = 0; x < W; x++) {
+      let best = 0;
+      for (let i = qa; i < qb; i++) {
+        const row = off + i * K;
+        for (let j = ka[x]; j < kb[x]; j++) {
+          const v = values[row + j];
+          if (Math.abs(v) > Math.abs(best)) best = v;
+        }
+      }
+      const p = (y * W + x) * 4;
+      const m = colourIndex(best, inv, signed, scale) * 3;
+      px[p] = map[m];
+      px[p + 1] = map[m + 1];
+      px[p + 2] = map[m + 2];
+      px[p + 3] = 255;
+    }
+  }
+  ctx.putImageData(img, 0, 0);
+  c.tbaVector = () => nq * nk <= VECTOR_CELLS ? cellShapes(d, z, w, h, map, inv) : null;
+}
+var VECTOR_CELLS = 128 * 128;
+function colourIndex(v, inv, signed, scale) {
+  const idx = signed ? Math.round(127.5 + (v < 0 ? -1 : 1) * scaled(Math.abs(v) * inv, scale) * 127.5) : Math.round(scaled(v * inv, scale) * 255);
+  return Math.min(255, Math.max(0, idx));
+}
+function cellShapes(d, z, w, h, map, inv) {
+  const out = [];
+  const cw = w / (z.k1 - z.k0);
+  const ch = h / (z.q1 - z.q0);
+  for (let i = z.q0; i < z.q1; i++) {
+    for (let j = z.k0; j < z.k1; j++) {
+      const m = colourIndex(d.values[d.off + i * d.K + j], inv, d.signed, d.scale) * 3;
+      out.push({
+        rect: [(j - z.k0) * cw, (i - z.q0) * ch, cw + 0.02, ch + 0.02],
+        color: `rgb(${map[m]},${map[m + 1]},${map[m + 2]})`,
+        alpha: 1
+      });
+    }
+  }
+  return out;
+}
+
+// src/views/embedding/points.ts
+var Q_COLOR = "rgb(95,185,108)";
+var K_COLOR = "rgb(227,55,143)";
+var Q_RGB = [95, 185, 108];
+var K_RGB = [227, 55, 143];
+function batchOf(tag) {
+  const m = /^(.*)\/\d+$/.exec(tag);
+  return m && m[1] ? m[1] : tag;
+}
+function hashHue(s) {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619) >>> 0;
+  return h % 360;
+}
+function interleave(n, nq, total) {
+  const nk = total - nq;
+  const both = 2 * Math.min(nq, nk);
+  if (n < both) return n % 2 === 0 ? n / 2 : nq + (n - 1) / 2;
+  return nq > nk ? n - both + nk : nq + (n - both) + nq;
+}
+function buildPoints(info) {
+  const qTok = [], kTok = [];
+  const qProbe = [], kProbe = [], qPos = [], kPos = [];
+  const qLen = [], kLen = [];
+  const keyStartRel = [];
+  info.tokens.forEach((toks, p) => {
+    toks.forEach((t, j) => {
+      qTok.push(t);
+      qProbe.push(p);
+      qPos.push(j);
+      qLen.push(toks.length);
+    });
+    const keys = info.key_tokens[p] ?? toks;
+    keyStartRel.push(kTok.length);
+    keys.forEach((t, j) => {
+      kTok.push(t);
+      kProbe.push(p);
+      kPos.push(j);
+      kLen.push(keys.length);
+    });
+  });
+  const nq = qTok.length;
+  return {
+    probe: Int32Array.from([...qProbe, ...kProbe]),
+    pos: Int32Array.from([...qPos, ...kPos]),
+    token: [...qTok, ...kTok],
+    len: Int32Array.from([...qLen, ...kLen]),
+    numQueries: nq,
+    keyStart: keyStartRel.map((s) => s + nq)
+  };
+}
+function pointColor(p, colorBy, norm, i) {
+  const isQ = i < p.numQueries;
+  switch (colorBy) {
+    case "kind":
+      return isQ ? Q_COLOR : K_COLOR;
+    case "position": {
+      const len = p.len[i];
+      const t = len > 1 ? p.pos[i] / (len - 1) : 0;
+      const b = Math.round(t * 7) / 7;
+      return isQ ? `hsl(130,50%,${Math.round(80 - b * 55)}%)` : `hsl(325,65%,${Math.round(82 - b * 55)}%)`;
+    }
+    case "token":
+      return `hsl(${Math.round(hashHue(p.token[i] ?? "") / 15) * 15},65%,45%)`;
+    case "norm": {
+      if (!norm) return "#888";
+      let lo = Infinity, hi = -Infinity;
+      const from = isQ ? 0 : p.numQueries, to = isQ ? p.numQueries : norm.length;
+      for (let j = from; j < to; j++) {
+        const v = norm[j];
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
+      const t = hi > lo ? (norm[i] - lo) / (hi - lo) : 0.5;
+      return `hsl(${Math.round(260 - Math.round(t * 9) / 9 * 210)},70%,45%)`;
+    }
+    case "probe":
+      return `hsl(${Math.round(p.probe[i] * 137.508 % 360)},60%,45%)`;
+  }
+}
+function pointRgb(p, colorBy, i) {
+  const c = pointColor(p, colorBy, void 0, i);
+  const m = /^hsl\((\d+),\s*(\d+)%,\s*(\d+)%\)$/.exec(c);
+  if (!m) return i < p.numQueries ? Q_RGB : K_RGB;
+  const h = Number(m[1]) / 360;
+  const s = Number(m[2]) / 100;
+  const l = Number(m[3]) / 100;
+  const q = l < 0.5 ? l * (1 + s) : l + s - l * s;
+  const a = 2 * l - q;
+  const ch = (t) => {
+    t = (t + 1) % 1;
+    const v = t < 1 / 6 ? a + (q - a) * 6 * t : t < 1 / 2 ? q : t < 2 / 3 ? a + (q - a) * (2 / 3 - t) * 6 : a;
+    return Math.round(v * 255);
+  };
+  return [ch(h + 1 / 3), ch(h), ch(h - 1 / 3)];
+}
+
 // src/export/menu.ts
+function figureTitle(host) {
+  const s = host.state;
+  const v = host.activeView();
+  const p = v.linkParams?.() ?? {};
+  const parts = [`${s.probe.run} / ${s.probe.tag}`, `step ${s.step}`, v.label];
+  if (v.usesLayer !== false) parts.push(layerLabel(s.manifest, s.layer));
+  if (p["head"]) parts.push(`head ${p["head"]}`);
+  else if (p["heads"]) parts.push(`heads ${p["heads"]}`);
+  else if (p["sel"]) parts.push(`layer ${p["sel"].replace(":", ", head ")}`);
+  if (s.compare) parts.push(`Δ vs ${s.compare.label}`);
+  return parts.join(" · ");
+}
 function download(name, data) {
   const a = document.createElement("a");
   a.href = URL.createObjectURL(data);
@@ -1100,8 +1489,29 @@ async function exportHtml(host) {
     if (s.manifest.has_qk) parts.push({ route: "qk", params: { run, tag, step: s.step, layer: l } });
   }
   if (s.manifest.image) parts.push({ route: "image", params: { run, tag, step: s.step } });
+  if (!s.manifest.key_tokens) {
+    parts.push({ route: "rollout", params: { run, tag, step: s.step, fusion: "mean", residual: 0.5 } });
+  }
+  if (s.manifest.has_qk) {
+    const batch = batchOf(tag);
+    parts.push({ route: "embedding_info", params: { run, tag: batch } });
+    for (const method of ["pca", "faithful"]) {
+      const opts = { method, translate: "1", scale: "1" };
+      parts.push({ route: "embedding_matrix", params: { run, tag: batch, step: s.step, ...opts }, wait: true });
+      const [l, h] = (host.activeView().linkParams?.()["sel"] ?? "").split(":");
+      const sl = storedLayer(s.manifest, l);
+      const sh = sl === null ? null : storedHead(s.manifest, sl, h);
+      if (sl !== null && sh !== null) {
+        const at = { run, tag: batch, step: s.step, layer: sl, head: sh, ...opts };
+        parts.push({ route: "embedding", params: at, wait: true });
+      }
+    }
+  }
   const title = `tb-attention: ${run} / ${tag} at step ${s.step}`;
-  download(`${fileStem(host)}.html`, await snapshotHtml(title, parts, host.activeView().id, s.layer));
+  download(
+    `${fileStem(host)}.html`,
+    await snapshotHtml(title, parts, host.activeView().id, s.layer, host.currentLink())
+  );
 }
 function exportMenu(host) {
   const el2 = document.createElement("div");
@@ -1121,17 +1531,29 @@ function exportMenu(host) {
     });
     el2.appendChild(b);
   };
-  add(
-    "export-png",
-    "PNG",
-    "The current view as a PNG image",
-    async () => download(`${fileStem(host)}.png`, await pngBlob(viewToCanvas(host.activeView().root)))
-  );
+  const scale = document.createElement("select");
+  scale.id = "export-scale";
+  scale.title = "PNG resolution: pixels per screen pixel";
+  for (const f of ["1", "2", "4"]) {
+    const o = document.createElement("option");
+    o.value = f;
+    o.textContent = `${f}×`;
+    scale.appendChild(o);
+  }
+  scale.value = "2";
+  el2.appendChild(scale);
+  add("export-png", "PNG", "The current view as a PNG figure: title line, colour bars and axes, cropped", async () => {
+    const fig = { title: figureTitle(host), scale: Number(scale.value) };
+    download(`${fileStem(host)}.png`, await pngBlob(viewToCanvas(host.activeView().root, fig)));
+  });
   add(
     "export-svg",
     "SVG",
-    "The current view as SVG (vector text and lines; heatmaps and thumbnails as images)",
-    async () => download(`${fileStem(host)}.svg`, new Blob([viewToSvg(host.activeView().root)], { type: "image/svg+xml" }))
+    `The current view as SVG: vector text, axes, colour bars and lines; heatmaps as vector cells up to ${VECTOR_CELLS.toLocaleString("en")} cells (128 × 128), else an embedded image`,
+    async () => {
+      const svg = viewToSvg(host.activeView().root, { title: figureTitle(host) });
+      download(`${fileStem(host)}.svg`, new Blob([svg], { type: "image/svg+xml" }));
+    }
   );
   add(
     "export-html",
@@ -1357,78 +1779,6 @@ var Loaders = class {
   }
 };
 
-// src/draw/colormap.ts
-function lut(stops) {
-  const rgb = stops.map((s) => [1, 3, 5].map((i) => parseInt(s.slice(i, i + 2), 16)));
-  const out = new Uint8ClampedArray(256 * 3);
-  for (let i = 0; i < 256; i++) {
-    const t = i / 255 * (rgb.length - 1);
-    const a = Math.min(rgb.length - 2, Math.floor(t));
-    const f = t - a;
-    for (let c = 0; c < 3; c++) {
-      out[i * 3 + c] = rgb[a][c] * (1 - f) + rgb[a + 1][c] * f;
-    }
-  }
-  return out;
-}
-var VIRIDIS = lut([
-  "#440154",
-  "#482878",
-  "#3e4989",
-  "#31688e",
-  "#26828e",
-  "#1f9e89",
-  "#35b779",
-  "#6ece58",
-  "#b5de2b",
-  "#fde725"
-]);
-var PUOR = lut([
-  "#2d004b",
-  "#542788",
-  "#8073ac",
-  "#b2abd2",
-  "#d8daeb",
-  "#f7f7f7",
-  "#fee0b6",
-  "#fdb863",
-  "#e08214",
-  "#b35806",
-  "#7f3b08"
-]);
-var PUOR_DARK = lut([
-  "#2d004b",
-  "#542788",
-  "#8073ac",
-  "#6e6898",
-  "#47455a",
-  "#2a2a2e",
-  "#5a4a3a",
-  "#a4753d",
-  "#e08214",
-  "#f3a24a",
-  "#fdc98a"
-]);
-function diverging() {
-  return page().root.classList.contains("tba-dark") ? PUOR_DARK : PUOR;
-}
-function scaled(t, scale) {
-  t = Math.min(1, Math.max(0, t));
-  if (scale === "sqrt") return Math.sqrt(t);
-  if (scale === "log") return t <= 1e-3 ? 0 : 1 + Math.log10(t) / 3;
-  return t;
-}
-function textOn(map, i) {
-  const k = Math.min(255, Math.max(0, Math.round(i))) * 3;
-  const lin = (c) => c / 255 <= 0.03928 ? c / 255 / 12.92 : ((c / 255 + 0.055) / 1.055) ** 2.4;
-  const y = 0.2126 * lin(map[k]) + 0.7152 * lin(map[k + 1]) + 0.0722 * lin(map[k + 2]);
-  return y > 0.18 ? "#202124" : "#ffffff";
-}
-function cssColor(map, i) {
-  const k = Math.min(255, Math.max(0, Math.round(i))) * 3;
-  return `rgb(${map[k]},${map[k + 1]},${map[k + 2]})`;
-}
-
 // src/draw/legend.ts
 function niceTicks(lo, hi, n = 5) {
   if (!Number.isFinite(lo) || !Number.isFinite(hi) || hi <= lo) return [lo];
@@ -1488,6 +1838,17 @@ var ColorBar = class {
       }
       ctx.globalAlpha = 1;
     }
+    const bands = 64;
+    this.canvas.tbaVector = () => Array.from({ length: bands }, (_, b) => {
+      const v = spec.hi - (b + 0.5) / bands * (spec.hi - spec.lo);
+      const t = Math.min(1, Math.max(0, pos(v)));
+      const opacity = typeof spec.map === "string";
+      return {
+        rect: [0, b * h / bands, BAR_W, h / bands + 0.02],
+        color: opacity ? spec.map : cssColor(spec.map, t * 255),
+        alpha: opacity ? Math.min(1, t * (spec.gain ?? 1)) : 1
+      };
+    });
     const values = spec.signed ? niceTicks(-Math.max(Math.abs(spec.lo), Math.abs(spec.hi)), Math.max(Math.abs(spec.lo), Math.abs(spec.hi))) : niceTicks(spec.lo, spec.hi);
     const els = values.filter((v) => v >= spec.lo - 1e-12 && v <= spec.hi + 1e-12).map((v) => {
       const t = document.createElement("div");
@@ -1789,68 +2150,6 @@ function tokenColor(name) {
   const v = getComputedStyle(page().root).getPropertyValue(name).trim();
   if (v) return v;
   return page().root.classList.contains("tba-dark") ? "#e8eaed" : "#202124";
-}
-
-// src/draw/heatmapPaint.ts
-function regionMax(d, z) {
-  let m = 0;
-  for (let i = z.q0; i < z.q1; i++) {
-    const row = d.off + i * d.K;
-    for (let j = z.k0; j < z.k1; j++) m = Math.max(m, Math.abs(d.values[row + j]));
-  }
-  return m;
-}
-function paintRegion(c, d, z, w, h, vmax = d.vmax) {
-  const dpr = Math.max(1, Math.min(2, window.devicePixelRatio || 1));
-  const W = Math.round(w * dpr);
-  const H = Math.round(h * dpr);
-  c.width = W;
-  c.height = H;
-  c.style.width = `${w}px`;
-  c.style.height = `${h}px`;
-  const ctx = c.getContext("2d");
-  if (!ctx) return;
-  const img = ctx.createImageData(W, H);
-  const px = img.data;
-  const nq = z.q1 - z.q0;
-  const nk = z.k1 - z.k0;
-  const map = d.signed ? diverging() : VIRIDIS;
-  const inv = vmax > 0 ? 1 / vmax : 0;
-  const { values, off, K, signed, scale } = d;
-  const ka = new Int32Array(W);
-  const kb = new Int32Array(W);
-  for (let x = 0; x < W; x++) {
-    ka[x] = z.k0 + Math.floor(x * nk / W);
-    kb[x] = Math.max(ka[x] + 1, z.k0 + Math.floor((x + 1) * nk / W));
-  }
-  for (let y = 0; y < H; y++) {
-    const qa = z.q0 + Math.floor(y * nq / H);
-    const qb = Math.max(qa + 1, z.q0 + Math.floor((y + 1) * nq / H));
-    for (let x = 0; x < W; x++) {
-      let best = 0;
-      for (let i = qa; i < qb; i++) {
-        const row = off + i * K;
-        for (let j = ka[x]; j < kb[x]; j++) {
-          const v = values[row + j];
-          if (Math.abs(v) > Math.abs(best)) best = v;
-        }
-      }
-      let idx;
-      if (signed) {
-        const t = scaled(Math.abs(best) * inv, scale);
-        idx = Math.round(127.5 + (best < 0 ? -t : t) * 127.5);
-      } else {
-        idx = Math.round(scaled(best * inv, scale) * 255);
-      }
-      const p = (y * W + x) * 4;
-      const m = Math.min(255, Math.max(0, idx)) * 3;
-      px[p] = map[m];
-      px[p + 1] = map[m + 1];
-      px[p + 2] = map[m + 2];
-      px[p + 3] = 255;
-    }
-  }
-  ctx.putImageData(img, 0, 0);
 }
 
 // src/draw/heatmap.ts
@@ -2428,103 +2727,6 @@ function el(tag, cls, text) {
 }
 function fmt(x) {
   return x === null || x === void 0 || !Number.isFinite(x) ? "–" : x.toFixed(2);
-}
-
-// src/views/embedding/points.ts
-var Q_COLOR = "rgb(95,185,108)";
-var K_COLOR = "rgb(227,55,143)";
-var Q_RGB = [95, 185, 108];
-var K_RGB = [227, 55, 143];
-function batchOf(tag) {
-  const m = /^(.*)\/\d+$/.exec(tag);
-  return m && m[1] ? m[1] : tag;
-}
-function hashHue(s) {
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619) >>> 0;
-  return h % 360;
-}
-function interleave(n, nq, total) {
-  const nk = total - nq;
-  const both = 2 * Math.min(nq, nk);
-  if (n < both) return n % 2 === 0 ? n / 2 : nq + (n - 1) / 2;
-  return nq > nk ? n - both + nk : nq + (n - both) + nq;
-}
-function buildPoints(info) {
-  const qTok = [], kTok = [];
-  const qProbe = [], kProbe = [], qPos = [], kPos = [];
-  const qLen = [], kLen = [];
-  const keyStartRel = [];
-  info.tokens.forEach((toks, p) => {
-    toks.forEach((t, j) => {
-      qTok.push(t);
-      qProbe.push(p);
-      qPos.push(j);
-      qLen.push(toks.length);
-    });
-    const keys = info.key_tokens[p] ?? toks;
-    keyStartRel.push(kTok.length);
-    keys.forEach((t, j) => {
-      kTok.push(t);
-      kProbe.push(p);
-      kPos.push(j);
-      kLen.push(keys.length);
-    });
-  });
-  const nq = qTok.length;
-  return {
-    probe: Int32Array.from([...qProbe, ...kProbe]),
-    pos: Int32Array.from([...qPos, ...kPos]),
-    token: [...qTok, ...kTok],
-    len: Int32Array.from([...qLen, ...kLen]),
-    numQueries: nq,
-    keyStart: keyStartRel.map((s) => s + nq)
-  };
-}
-function pointColor(p, colorBy, norm, i) {
-  const isQ = i < p.numQueries;
-  switch (colorBy) {
-    case "kind":
-      return isQ ? Q_COLOR : K_COLOR;
-    case "position": {
-      const len = p.len[i];
-      const t = len > 1 ? p.pos[i] / (len - 1) : 0;
-      const b = Math.round(t * 7) / 7;
-      return isQ ? `hsl(130,50%,${Math.round(80 - b * 55)}%)` : `hsl(325,65%,${Math.round(82 - b * 55)}%)`;
-    }
-    case "token":
-      return `hsl(${Math.round(hashHue(p.token[i] ?? "") / 15) * 15},65%,45%)`;
-    case "norm": {
-      if (!norm) return "#888";
-      let lo = Infinity, hi = -Infinity;
-      const from = isQ ? 0 : p.numQueries, to = isQ ? p.numQueries : norm.length;
-      for (let j = from; j < to; j++) {
-        const v = norm[j];
-        if (v < lo) lo = v;
-        if (v > hi) hi = v;
-      }
-      const t = hi > lo ? (norm[i] - lo) / (hi - lo) : 0.5;
-      return `hsl(${Math.round(260 - Math.round(t * 9) / 9 * 210)},70%,45%)`;
-    }
-    case "probe":
-      return `hsl(${Math.round(p.probe[i] * 137.508 % 360)},60%,45%)`;
-  }
-}
-function pointRgb(p, colorBy, i) {
-  const c = pointColor(p, colorBy, void 0, i);
-  const m = /^hsl\((\d+),\s*(\d+)%,\s*(\d+)%\)$/.exec(c);
-  if (!m) return i < p.numQueries ? Q_RGB : K_RGB;
-  const h = Number(m[1]) / 360;
-  const s = Number(m[2]) / 100;
-  const l = Number(m[3]) / 100;
-  const q = l < 0.5 ? l * (1 + s) : l + s - l * s;
-  const a = 2 * l - q;
-  const ch = (t) => {
-    t = (t + 1) % 1;
-    const v = t < 1 / 6 ? a + (q - a) * 6 * t : t < 1 / 2 ? q : t < 2 / 3 ? a + (q - a) * (2 / 3 - t) * 6 : a;
-    return Math.round(v * 255);
-  };
-  return [ch(h + 1 / 3), ch(h), ch(h - 1 / 3)];
 }
 
 // src/views/embedding/matrix.ts
@@ -6365,7 +6567,10 @@ var App = class {
     reload.addEventListener("click", () => void this.start());
     this.tabs.className = "tba-tabs";
     this.tabs.setAttribute("role", "tablist");
-    this.factories.forEach((_, i) => this.tabs.appendChild(this.tabButton(i)));
+    this.factories.forEach((_, i) => {
+      const v = this.view(i);
+      this.tabs.appendChild(tabButton(v.id, v.label, () => this.select({ view: v.id })));
+    });
     toolbar.append(
       this.tabs,
       this.probeSelect.el,
@@ -6396,17 +6601,6 @@ var App = class {
     page().hooks.__tba = this;
     if (!page().embedded) onHostReload(() => void this.start());
     void this.start();
-  }
-  tabButton(i) {
-    const b = document.createElement("button");
-    b.type = "button";
-    b.className = "tba-tab";
-    b.setAttribute("role", "tab");
-    const v = this.view(i);
-    b.dataset["view"] = v.id;
-    b.textContent = v.label;
-    b.addEventListener("click", () => this.select({ view: v.id }));
-    return b;
   }
   view(i) {
     let v = this.views[i];
@@ -6476,10 +6670,18 @@ var App = class {
     this.summary.textContent = text;
     this.summarySet = true;
   }
-  updateLink() {
+  /** What is shown, as a deep link (shell/deepLink.ts); null before the first state. */
+  shownNow() {
     const s = this.current;
-    if (!s || page().root.dataset["state"] !== "ready") return;
-    writeLink(shownLink(s, this.view(this.active), { cmp: this.compare.code(), special: this.special.code() }));
+    return s ? shownLink(s, this.view(this.active), { cmp: this.compare.code(), special: this.special.code() }) : null;
+  }
+  currentLink() {
+    const l = this.shownNow();
+    return l ? encodeLink(l) : "";
+  }
+  updateLink() {
+    const l = this.shownNow();
+    if (l && page().root.dataset["state"] === "ready") writeLink(l);
   }
   // -- loading -------------------------------------------------------------------------------------
   setState(state, text = "") {

@@ -68,8 +68,10 @@ def test_export_png_svg_npz(logged):
             tree = ET.fromstring(svg)
             tags = {el.tag.split("}")[-1] for el in tree.iter()}
             assert "script" not in tags and "img" not in tags and "foreignObject" not in tags
-            # Line views export vector lines (for papers); heatmaps and thumbnails embed their bitmap.
-            assert {"text", "line" if view == "head" else "image"} <= tags, (view, tags)
+            # Line views export vector lines and small heatmaps vector cells (for papers); thumbnails and the neuron
+            # view's strips embed their bitmap.
+            vector = {"head": "line", "matrix": "rect", "diff": "rect"}.get(view, "image")
+            assert {"text", vector} <= tags, (view, tags)
             if view == "head":
                 assert len([el for el in tree.iter() if el.tag.endswith("line")]) > 100
             texts = [el.text for el in tree.iter() if el.tag.endswith("text")]

@@ -172,3 +172,15 @@ export class StepSlider {
     this.label.textContent = step === undefined ? "–" : `${step}  (${i + 1}/${this.steps.length})`;
   }
 }
+
+/** A tab of the shell's tab bar (`.tba-tab[data-view=id]`). */
+export function tabButton(id: string, label: string, onClick: () => void): HTMLButtonElement {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "tba-tab";
+  b.setAttribute("role", "tab");
+  b.dataset["view"] = id;
+  b.textContent = label;
+  b.addEventListener("click", onClick);
+  return b;
+}

@@ -1,7 +1,8 @@
 // Painting a heatmap region into a canvas: the overview max-pools blocks of cells into pixels (max |v| keeping the
 // sign when signed), so a single strong weight stays visible at 2,048 tokens where averaging would wash it out.
 
-import { diverging, VIRIDIS, scaled } from "./colormap";
+import { diverging, VIRIDIS, scaled, type Scale } from "./colormap";
+import type { VectorCanvas, VectorShape } from "../export/vector";
 import type { HeatmapData, Region } from "./heatmap";
 
 /** The largest |value| inside region `z` (the detail's colour range when "zoomed window" is chosen). */
@@ -58,15 +59,8 @@ export function paintRegion(
           if (Math.abs(v) > Math.abs(best)) best = v;
         }
       }
-      let idx: number;
-      if (signed) {
-        const t = scaled(Math.abs(best) * inv, scale);
-        idx = Math.round(127.5 + (best < 0 ? -t : t) * 127.5);
-      } else {
-        idx = Math.round(scaled(best * inv, scale) * 255);
-      }
       const p = (y * W + x) * 4;
-      const m = Math.min(255, Math.max(0, idx)) * 3;
+      const m = colourIndex(best, inv, signed, scale) * 3;
       px[p] = map[m] as number;
       px[p + 1] = map[m + 1] as number;
       px[p + 2] = map[m + 2] as number;
@@ -74,4 +68,41 @@ export function paintRegion(
     }
   }
   ctx.putImageData(img, 0, 0);
+  // The export redraws cells as vector rects (sharp at any PNG scale, real cells in SVG) while there are few enough.
+  (c as VectorCanvas).tbaVector = () => (nq * nk <= VECTOR_CELLS ? cellShapes(d, z, w, h, map, inv) : null);
+}
+
+/** Heatmaps up to this many cells (128 × 128) export as vector cells; larger ones as an embedded PNG. */
+export const VECTOR_CELLS = 128 * 128;
+
+function colourIndex(v: number, inv: number, signed: boolean, scale: Scale): number {
+  const idx = signed
+    ? Math.round(127.5 + (v < 0 ? -1 : 1) * scaled(Math.abs(v) * inv, scale) * 127.5)
+    : Math.round(scaled(v * inv, scale) * 255);
+  return Math.min(255, Math.max(0, idx));
+}
+
+function cellShapes(
+  d: HeatmapData,
+  z: Region,
+  w: number,
+  h: number,
+  map: Uint8ClampedArray,
+  inv: number,
+): VectorShape[] {
+  const out: VectorShape[] = [];
+  const cw = w / (z.k1 - z.k0);
+  const ch = h / (z.q1 - z.q0);
+  for (let i = z.q0; i < z.q1; i++) {
+    for (let j = z.k0; j < z.k1; j++) {
+      const m = colourIndex(d.values[d.off + i * d.K + j] as number, inv, d.signed, d.scale) * 3;
+      // Each cell slightly overlaps its neighbours so SVG renderers leave no hairline gaps.
+      out.push({
+        rect: [(j - z.k0) * cw, (i - z.q0) * ch, cw + 0.02, ch + 0.02],
+        color: `rgb(${map[m]},${map[m + 1]},${map[m + 2]})`,
+        alpha: 1,
+      });
+    }
+  }
+  return out;
 }

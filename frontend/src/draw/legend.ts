@@ -3,6 +3,7 @@
 // PNG/SVG export (export/picture.ts) writes them as text, not pixels.
 
 import { cssColor, scaled, type Scale } from "./colormap";
+import type { VectorCanvas, VectorShape } from "../export/vector";
 
 /** About `n` round tick values covering [lo, hi] (1, 2, 2.5 or 5 × 10^k steps). */
 export function niceTicks(lo: number, hi: number, n = 5): number[] {
@@ -87,6 +88,19 @@ export class ColorBar {
       }
       ctx.globalAlpha = 1;
     }
+    // Exported as vector bands (sharp at any scale, editable in SVG).
+    const bands = 64;
+    (this.canvas as VectorCanvas).tbaVector = () =>
+      Array.from({ length: bands }, (_, b): VectorShape => {
+        const v = spec.hi - ((b + 0.5) / bands) * (spec.hi - spec.lo);
+        const t = Math.min(1, Math.max(0, pos(v)));
+        const opacity = typeof spec.map === "string";
+        return {
+          rect: [0, (b * h) / bands, BAR_W, h / bands + 0.02],
+          color: opacity ? (spec.map as string) : cssColor(spec.map as Uint8ClampedArray, t * 255),
+          alpha: opacity ? Math.min(1, t * (spec.gain ?? 1)) : 1,
+        };
+      });
     const values = spec.signed
       ? niceTicks(-Math.max(Math.abs(spec.lo), Math.abs(spec.hi)), Math.max(Math.abs(spec.lo), Math.abs(spec.hi)))
       : niceTicks(spec.lo, spec.hi);

@@ -6,11 +6,30 @@ import { npzBlob, type NpyArray } from "./npz";
 import { pngBlob, viewToCanvas, viewToSvg } from "./picture";
 import { snapshotHtml, type SnapshotPart } from "./snapshot";
 import type { View, ViewHost } from "../shell/view";
-import { headIndex, layerIndex } from "../data/labels";
+import { headIndex, layerIndex, layerLabel } from "../data/labels";
+import { VECTOR_CELLS } from "../draw/heatmapPaint";
+import { storedHead, storedLayer } from "../shell/deepLink";
+import { batchOf } from "../views/embedding/points";
 
 export interface ExportHost extends ViewHost {
   activeView(): View;
   fail(e: unknown): void;
+  /** The deep link of what is shown (shell/deepLink.ts), for the snapshot to open at. */
+  currentLink(): string;
+}
+
+/** The figure's title line: what a reader of the paper needs to know the picture is of. */
+export function figureTitle(host: ExportHost): string {
+  const s = host.state;
+  const v = host.activeView();
+  const p = v.linkParams?.() ?? {};
+  const parts = [`${s.probe.run} / ${s.probe.tag}`, `step ${s.step}`, v.label];
+  if (v.usesLayer !== false) parts.push(layerLabel(s.manifest, s.layer));
+  if (p["head"]) parts.push(`head ${p["head"]}`);
+  else if (p["heads"]) parts.push(`heads ${p["heads"]}`);
+  else if (p["sel"]) parts.push(`layer ${p["sel"].replace(":", ", head ")}`);
+  if (s.compare) parts.push(`Δ vs ${s.compare.label}`);
+  return parts.join(" · ");
 }
 
 function download(name: string, data: Blob): void {
@@ -92,8 +111,31 @@ async function exportHtml(host: ExportHost): Promise<void> {
     if (s.manifest.has_qk) parts.push({ route: "qk", params: { run, tag, step: s.step, layer: l } });
   }
   if (s.manifest.image) parts.push({ route: "image", params: { run, tag, step: s.step } }); // ViT overlay
+  // Evolution's rollout (its default settings) and the Q/K tab's layouts that are ready (PCA always; the faithful
+  // one when the server has it): what those tabs draw at this step. Anything else answers "not included".
+  if (!s.manifest.key_tokens) {
+    parts.push({ route: "rollout", params: { run, tag, step: s.step, fusion: "mean", residual: 0.5 } });
+  }
+  if (s.manifest.has_qk) {
+    const batch = batchOf(tag);
+    parts.push({ route: "embedding_info", params: { run, tag: batch } });
+    for (const method of ["pca", "faithful"]) {
+      const opts = { method, translate: "1", scale: "1" };
+      parts.push({ route: "embedding_matrix", params: { run, tag: batch, step: s.step, ...opts }, wait: true });
+      const [l, h] = (host.activeView().linkParams?.()["sel"] ?? "").split(":");
+      const sl = storedLayer(s.manifest, l);
+      const sh = sl === null ? null : storedHead(s.manifest, sl, h);
+      if (sl !== null && sh !== null) {
+        const at = { run, tag: batch, step: s.step, layer: sl, head: sh, ...opts };
+        parts.push({ route: "embedding", params: at, wait: true });
+      }
+    }
+  }
   const title = `tb-attention: ${run} / ${tag} at step ${s.step}`;
-  download(`${fileStem(host)}.html`, await snapshotHtml(title, parts, host.activeView().id, s.layer));
+  download(
+    `${fileStem(host)}.html`,
+    await snapshotHtml(title, parts, host.activeView().id, s.layer, host.currentLink()),
+  );
 }
 
 export function exportMenu(host: ExportHost): HTMLElement {
@@ -116,15 +158,30 @@ export function exportMenu(host: ExportHost): HTMLElement {
     });
     el.appendChild(b);
   };
-  add("export-png", "PNG", "The current view as a PNG image", async () =>
-    download(`${fileStem(host)}.png`, await pngBlob(viewToCanvas(host.activeView().root))),
-  );
+  const scale = document.createElement("select");
+  scale.id = "export-scale";
+  scale.title = "PNG resolution: pixels per screen pixel";
+  for (const f of ["1", "2", "4"]) {
+    const o = document.createElement("option");
+    o.value = f;
+    o.textContent = `${f}×`;
+    scale.appendChild(o);
+  }
+  scale.value = "2";
+  el.appendChild(scale);
+  add("export-png", "PNG", "The current view as a PNG figure: title line, colour bars and axes, cropped", async () => {
+    const fig = { title: figureTitle(host), scale: Number(scale.value) };
+    download(`${fileStem(host)}.png`, await pngBlob(viewToCanvas(host.activeView().root, fig)));
+  });
   add(
     "export-svg",
     "SVG",
-    "The current view as SVG (vector text and lines; heatmaps and thumbnails as images)",
-    async () =>
-      download(`${fileStem(host)}.svg`, new Blob([viewToSvg(host.activeView().root)], { type: "image/svg+xml" })),
+    "The current view as SVG: vector text, axes, colour bars and lines; heatmaps as vector cells up to " +
+      `${VECTOR_CELLS.toLocaleString("en")} cells (128 × 128), else an embedded image`,
+    async () => {
+      const svg = viewToSvg(host.activeView().root, { title: figureTitle(host) });
+      download(`${fileStem(host)}.svg`, new Blob([svg], { type: "image/svg+xml" }));
+    },
   );
   add("export-html", "HTML", "A standalone offline HTML snapshot of this step (all views, no server)", () =>
     exportHtml(host),

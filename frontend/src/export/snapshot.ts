@@ -29,12 +29,20 @@ window.fetch = async (url) => {
   const u = new URL(String(url), "http://snapshot.invalid/");
   const entries = [...u.searchParams].filter(([k]) => k !== "head").sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const hit = data.responses[u.pathname.slice(1) + "?" + new URLSearchParams(entries).toString()];
-  if (!hit) return new Response("not included in this snapshot", { status: 404, statusText: "Not Found" });
+  if (!hit) {
+    const what = u.pathname.slice(1);
+    const text = "not included in this HTML snapshot (" + what + "): it holds this step's attention, q/k, metrics, " +
+      "rollout and the Q/K layouts that were ready; open TensorBoard for the rest";
+    return new Response(text, { status: 404, statusText: "Not Found" });
+  }
   return new Response(bytes(hit.body), { status: 200, headers: { "Content-Type": hit.type } });
 };
 const src = new TextDecoder().decode(bytes(data.bundle));
+// Open at the picture that was exported (view, head, query, zoom…): the app reads its deep link from the hash.
+if (data.link) history.replaceState(null, "", "#" + data.link);
 import(URL.createObjectURL(new Blob([src], { type: "text/javascript" }))).then((m) => {
   m.render();
+  if (data.link) return;
   const t = setInterval(() => {
     if (document.body.dataset.state !== "ready" || !window.__tba) return;
     clearInterval(t);
@@ -43,24 +51,38 @@ import(URL.createObjectURL(new Blob([src], { type: "text/javascript" }))).then((
 });
 `;
 
+const WAIT_MS = 60_000;
+
 export interface SnapshotPart {
   route: string;
   params: Record<string, string | number>;
   /** Override the body (e.g. a synthesised runs list); else fetched from the server. */
   body?: Uint8Array;
+  /** A layout the server computes in the background (202): wait for it (up to WAIT_MS) so the file has it. */
+  wait?: boolean;
   type?: string;
 }
 
 /** Fetches every part and the bundle, and returns one self-contained HTML file. */
-export async function snapshotHtml(title: string, parts: SnapshotPart[], view: string, layer: number): Promise<Blob> {
+export async function snapshotHtml(
+  title: string,
+  parts: SnapshotPart[],
+  view: string,
+  layer: number,
+  link = "",
+): Promise<Blob> {
   const responses: Record<string, { type: string; body: string }> = {};
   for (const p of parts) {
     let body = p.body;
     let type = p.type ?? "application/octet-stream";
     if (!body) {
       const q = new URLSearchParams(Object.entries(p.params).map(([k, v]) => [k, String(v)])).toString();
-      const res = await request(q ? `${p.route}?${q}` : p.route);
-      if (!res.ok) continue; // optional parts (head_stats) may be missing
+      let res = await request(q ? `${p.route}?${q}` : p.route);
+      for (const t0 = performance.now(); p.wait && res.status === 202 && performance.now() - t0 < WAIT_MS;) {
+        await new Promise((r) => setTimeout(r, 400));
+        res = await request(q ? `${p.route}?${q}` : p.route);
+      }
+      if (res.status !== 200) continue; // optional parts (head_stats), layouts still computing (202)
       type = res.headers.get("Content-Type") ?? type;
       body = new Uint8Array(await res.arrayBuffer());
     }
@@ -70,7 +92,7 @@ export async function snapshotHtml(title: string, parts: SnapshotPart[], view: s
   const own = page().bundle;
   const bundle = own ? await own() : new Uint8Array(await (await fetch("index.js")).arrayBuffer());
   // JSON inside <script type="application/json">: escaping "<" keeps "</script>" and "<!--" out of the text.
-  const json = JSON.stringify({ responses, bundle: base64(bundle), view, layer }).replace(/</g, "\\u003c");
+  const json = JSON.stringify({ responses, bundle: base64(bundle), view, layer, link }).replace(/</g, "\\u003c");
   const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
   const html =
     `<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>${esc(title)}</title></head><body>\n` +

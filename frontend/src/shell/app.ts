@@ -7,9 +7,18 @@ import { CompareControl } from "../controls/compareControl";
 import { PartTabs } from "../controls/partTabs";
 import { SearchControl } from "../controls/searchControl";
 import { SpecialTokensSelect } from "../controls/specialTokens";
-import { LayerSelect, ProbeSelect, StepSlider } from "../controls/widgets";
+import { LayerSelect, ProbeSelect, StepSlider, tabButton } from "../controls/widgets";
 import { layerIndex } from "../data/labels";
-import { linkInt, readLink, reloadOnPastedLink, shownLink, storedLayer, writeLink, type LinkParams } from "./deepLink";
+import {
+  encodeLink,
+  linkInt,
+  readLink,
+  reloadOnPastedLink,
+  shownLink,
+  storedLayer,
+  writeLink,
+  type LinkParams,
+} from "./deepLink";
 import { shellKey } from "./keys";
 import { exportMenu } from "../export/menu";
 import { onHostReload } from "./hostEvents";
@@ -84,7 +93,11 @@ export class App implements ViewHost {
     reload.addEventListener("click", () => void this.start());
     this.tabs.className = "tba-tabs";
     this.tabs.setAttribute("role", "tablist");
-    this.factories.forEach((_, i) => this.tabs.appendChild(this.tabButton(i)));
+    // Ids and labels of unbuilt views: build lazily, but the tabs need them now.
+    this.factories.forEach((_, i) => {
+      const v = this.view(i);
+      this.tabs.appendChild(tabButton(v.id, v.label, () => this.select({ view: v.id })));
+    });
     toolbar.append(
       this.tabs,
       this.probeSelect.el,
@@ -117,19 +130,6 @@ export class App implements ViewHost {
     page().hooks.__tba = this;
     if (!page().embedded) onHostReload(() => void this.start()); // TensorBoard reloaded: look for new runs and steps
     void this.start();
-  }
-
-  private tabButton(i: number): HTMLButtonElement {
-    const b = document.createElement("button");
-    b.type = "button";
-    b.className = "tba-tab";
-    b.setAttribute("role", "tab");
-    // Ids and labels of unbuilt views: build lazily, but the tab needs them now.
-    const v = this.view(i);
-    b.dataset["view"] = v.id;
-    b.textContent = v.label;
-    b.addEventListener("click", () => this.select({ view: v.id }));
-    return b;
   }
 
   private view(i: number): View {
@@ -216,10 +216,20 @@ export class App implements ViewHost {
     this.summarySet = true;
   }
 
-  updateLink(): void {
+  /** What is shown, as a deep link (shell/deepLink.ts); null before the first state. */
+  private shownNow(): LinkParams | null {
     const s = this.current;
-    if (!s || page().root.dataset["state"] !== "ready") return;
-    writeLink(shownLink(s, this.view(this.active), { cmp: this.compare.code(), special: this.special.code() }));
+    return s ? shownLink(s, this.view(this.active), { cmp: this.compare.code(), special: this.special.code() }) : null;
+  }
+
+  currentLink(): string {
+    const l = this.shownNow();
+    return l ? encodeLink(l) : "";
+  }
+
+  updateLink(): void {
+    const l = this.shownNow();
+    if (l && page().root.dataset["state"] === "ready") writeLink(l);
   }
 
   // -- loading -------------------------------------------------------------------------------------

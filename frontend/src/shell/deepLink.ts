@@ -107,3 +107,11 @@ export function reloadOnPastedLink(): void {
   if (page().embedded || parentWindow()) return; // TensorBoard's own hash changes are its own business
   window.addEventListener("hashchange", () => window.location.reload());
 }
+
+/** `params` as the page's own hash holds them (without "#"): an exported snapshot opens at it. */
+export function encodeLink(params: LinkParams): string {
+  return Object.entries(params)
+    .filter(([, v]) => v !== "")
+    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`)
+    .join("&");
+}
