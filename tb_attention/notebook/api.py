@@ -79,8 +79,8 @@ def _hidden(probes):
     steps = {s for p in probes for s in p.steps}
     if not any(s.qk for p in probes for s in p.steps.values()):
         hide.append("neuron")
-    if len(steps) < 2 and len(probes) < 2:
-        hide.append("diff")  # nothing to compare with
+    if len(steps) < 2 and len({p.run for p in probes}) < 2:
+        hide.append("diff")  # nothing to compare with: one step of one run
     if not any(p.head_stats is not None for p in probes):
         hide.append("evolution")  # no metric series over training
     return hide

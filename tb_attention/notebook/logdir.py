@@ -161,7 +161,7 @@ def load(logdir, probe=None, run=None, steps=None, max_steps=DEFAULT_MAX_STEPS):
                 )
             embedded = {s: step_from_blobs(series.data[s][1], f"{r} / {tag} step {s}") for s in chosen}
             walls = {s: series.data[s][0] for s in chosen}
-            probes.append(Probe(r, tag, embedded, walls, available, head_stats_of(runs[r], tag)))
+            probes.append(Probe(r, tag, embedded, walls, head_stats_of(runs[r], tag)))
     return probes, notes
 
 

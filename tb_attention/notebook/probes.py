@@ -125,7 +125,6 @@ class Probe:
     tag: str
     steps: dict  # {step: Step}, the steps embedded
     wall_times: dict = dataclasses.field(default_factory=dict)  # {step: wall time}
-    all_steps: Optional[list] = None  # every logged step (a logdir), when only some are embedded
     head_stats: Optional[bytes] = None  # the `head_stats` route's container, when metrics were logged
 
     @property

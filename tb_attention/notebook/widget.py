@@ -13,6 +13,7 @@ from importlib import resources
 import anywidget
 import traitlets
 
+from tb_attention.format import manifest as manifest_mod
 from tb_attention.format import metadata
 from tb_attention.notebook import logdir as logdir_mod
 from tb_attention.notebook import payload
@@ -46,6 +47,18 @@ class LogdirSource:
     def rescan(self):
         self.runs = logdir_mod.scan(self.logdir)
         self._steps.clear()
+
+    def has_qk(self):
+        """Whether the last step of any shown probe logged queries/keys (the neuron view is hidden otherwise)."""
+        for run, tags in logdir_mod.probe_tags(self.runs).items():
+            for tag in filter(self._wanted, tags):
+                data = self.runs[run][tag].data
+                try:
+                    if manifest_mod.decode(data[max(data)][1][metadata.MANIFEST_INDEX]).has_qk:
+                        return True
+                except (manifest_mod.ManifestError, IndexError):
+                    continue
+        return False
 
     def _series(self, run, tag):
         series = self.runs.get(run, {}).get(tag)
@@ -133,7 +146,8 @@ class LiveView(anywidget.AnyWidget):
         if not logdir_mod.probe_tags(source.runs):
             raise ValueError(f"no attention probes in {logdir!r} (log some with AttentionWriter)")
         text = resources.files("tb_attention").joinpath("static/index.js").read_text("utf-8")
-        options = {"view": view, "layer": 0 if layer is None else int(layer), "theme": theme, "hide": ["embedding"]}
+        hide = ["embedding"] + ([] if source.has_qk() else ["neuron"])
+        options = {"view": view, "layer": 0 if layer is None else int(layer), "theme": theme, "hide": hide}
         super().__init__(bundle=text, options=options)
         self.source = source
         self.on_msg(self._on_msg)
