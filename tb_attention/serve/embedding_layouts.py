@@ -9,7 +9,6 @@ rewritten with other q/k is never served old layouts, also after a restart), lay
 """
 
 import collections
-import concurrent.futures
 import hashlib
 import json
 import logging
@@ -45,7 +44,7 @@ class Layouts:
         self._batches = batches  # embedding_batch.BatchReader
         folder, max_bytes = layout_cache.configured(flags)
         self._disk = layout_cache.DiskCache(layout_cache.candidates(logdir, folder), max_bytes)
-        self._worker = None  # ProcessPoolExecutor(1), started by the first nonlinear layout
+        self._worker = None  # _Worker, started by the first nonlinear layout
         self.worker_failed = False
         self._lock = threading.Lock()
         self._memory = collections.OrderedDict()
@@ -173,14 +172,9 @@ class Layouts:
         if not self.worker_failed:
             try:
                 if self._worker is None:
-                    self._worker = concurrent.futures.ProcessPoolExecutor(
-                        1,
-                        mp_context=multiprocessing.get_context("spawn"),
-                        initializer=_watch_parent,
-                        initargs=(os.getpid(),),
-                    )
-                return self._worker.submit(embedding.compute, *args).result()
-            except (OSError, RuntimeError, concurrent.futures.process.BrokenProcessPool) as e:
+                    self._worker = _Worker()
+                return self._worker.call(embedding.compute, *args)
+            except (OSError, RuntimeError, EOFError) as e:
                 if isinstance(e, embedding.MissingDependencyError):
                     raise
                 _log.warning("embedding worker process unavailable (%s); computing in the server thread", e)
@@ -190,7 +184,47 @@ class Layouts:
     def close(self):
         """Stops the worker process (tests; TensorBoard exits without calling this)."""
         if self._worker is not None:
-            self._worker.shutdown(wait=False, cancel_futures=True)
+            self._worker.close()
+
+
+class _Worker:
+    """One spawned process that computes layouts, a daemon: multiprocessing terminates it when TensorBoard exits,
+    mid-layout. (A ProcessPoolExecutor would be joined at exit, after its running layout: minutes, for a large
+    batch, during which TensorBoard ignores Ctrl+C and SIGTERM.) Calls are serialised: the job runner has one thread."""
+
+    def __init__(self):
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_serve, args=(child, os.getpid()), name="tb-attention-layouts", daemon=True)
+        self._process.start()
+        child.close()
+        self._lock = threading.Lock()
+
+    def call(self, fn, *args):
+        with self._lock:
+            self._conn.send((fn, args))
+            ok, value = self._conn.recv()  # EOFError when the process died
+        if not ok:
+            raise value
+        return value
+
+    def close(self):
+        self._process.terminate()
+        self._conn.close()
+
+
+def _serve(conn, parent):
+    """The worker process: computes what it is sent until the pipe closes."""
+    _watch_parent(parent)
+    while True:
+        try:
+            fn, args = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            conn.send((True, fn(*args)))
+        except Exception as e:  # noqa: BLE001 - raised again in the server (MissingDependencyError, damaged data)
+            conn.send((False, e))
 
 
 def _watch_parent(pid):

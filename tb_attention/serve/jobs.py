@@ -5,8 +5,8 @@ failed answers its message once (with the status of its error: 422 for damaged d
 after that starts it afresh. Until its failure was answered, a failed job is never resubmitted.
 """
 
-import concurrent.futures
 import logging
+import queue
 import threading
 
 from tensorboard import errors
@@ -25,7 +25,11 @@ class Job:
 
 class JobRunner:
     def __init__(self):
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tb-attention-embedding")
+        # One daemon thread, not a ThreadPoolExecutor: Python joins an executor's threads (and waits for its queued
+        # jobs) at exit, so TensorBoard would ignore Ctrl+C/SIGTERM until every queued layout was computed.
+        # TensorBoard relies on its main thread being the only non-daemon thread.
+        self._queue = queue.SimpleQueue()
+        self._thread = None
         self._jobs = {}
         self._lock = threading.Lock()
 
@@ -55,8 +59,16 @@ class JobRunner:
             finally:
                 job.done.set()
 
-        self._pool.submit(run)
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="tb-attention-embedding", daemon=True)
+                self._thread.start()
+        self._queue.put(run)
         return job
+
+    def _work(self):
+        while True:
+            self._queue.get()()
 
     def forget(self, job):
         """Drops a failed job so that a retry starts afresh."""
