@@ -14,9 +14,10 @@ import train_copy  # noqa: E402
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One 300-step run (one torch thread, as the example sets), read by both data loaders."""
+    """One 300-step run at the demo's batch of 32 (one torch thread, as the example sets), read by both loaders."""
     logdir = tmp_path_factory.mktemp("example")
-    final_loss = train_copy.main(["--logdir", str(logdir / "copy"), "--steps", "300", "--log-every", "100", "--quiet"])
+    argv = ["--logdir", str(logdir / "copy"), "--steps", "300", "--batch", "32", "--log-every", "100", "--quiet"]
+    final_loss = train_copy.main(argv)
     return logdir, final_loss
 
 
