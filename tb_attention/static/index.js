@@ -3068,9 +3068,10 @@ var SingleHead = class {
     this.root.dataset["embMethod"] = layout.method;
     this.root.dataset["embFaithfulness"] = fmt(layout.faithfulness);
     const next = layout.xy;
-    this.view = fit(prev && prev.length === next.length ? [prev, next] : [next]);
+    const to = fit([next]);
     cancelAnimationFrame(this.anim);
     if (prev && prev.length === next.length) {
+      const from = this.view;
       const start = performance.now();
       const cur = new Float32Array(next.length);
       const step = (now) => {
@@ -3078,16 +3079,20 @@ var SingleHead = class {
         const e = t * t * (3 - 2 * t);
         for (let i = 0; i < cur.length; i++)
           cur[i] = prev[i] + (next[i] - prev[i]) * e;
+        const k = from.k * Math.pow(to.k / from.k, e);
+        this.view = { x0: from.x0 + (to.x0 - from.x0) * e, y0: from.y0 + (to.y0 - from.y0) * e, k };
         this.drawn = cur;
         this.draw();
         if (t < 1) this.anim = requestAnimationFrame(step);
         else {
+          this.view = to;
           this.drawn = next;
           this.draw();
         }
       };
       this.anim = requestAnimationFrame(step);
     } else {
+      this.view = to;
       this.drawn = next;
     }
     this.draw();

@@ -91,9 +91,12 @@ export class SingleHead {
     this.root.dataset["embMethod"] = layout.method;
     this.root.dataset["embFaithfulness"] = fmt(layout.faithfulness);
     const next = layout.xy;
-    this.view = fit(prev && prev.length === next.length ? [prev, next] : [next]);
+    const to = fit([next]);
     cancelAnimationFrame(this.anim);
     if (prev && prev.length === next.length) {
+      // Points and the zoom move together, from the old picture's fit to the new one's: the head ends filling
+      // the canvas (a fit of both layouts would leave it in a corner once the old one is gone).
+      const from = this.view;
       const start = performance.now();
       const cur = new Float32Array(next.length);
       const step = (now: number): void => {
@@ -101,16 +104,20 @@ export class SingleHead {
         const e = t * t * (3 - 2 * t);
         for (let i = 0; i < cur.length; i++)
           cur[i] = (prev[i] as number) + ((next[i] as number) - (prev[i] as number)) * e;
+        const k = from.k * Math.pow(to.k / from.k, e);
+        this.view = { x0: from.x0 + (to.x0 - from.x0) * e, y0: from.y0 + (to.y0 - from.y0) * e, k };
         this.drawn = cur;
         this.draw();
         if (t < 1) this.anim = requestAnimationFrame(step);
         else {
+          this.view = to;
           this.drawn = next;
           this.draw();
         }
       };
       this.anim = requestAnimationFrame(step);
     } else {
+      this.view = to;
       this.drawn = next;
     }
     this.draw();
