@@ -186,3 +186,15 @@ def test_minilm_at_128_tokens_all_72_heads_is_under_2_mb():
     header, responses = payload(view.html())
     assert sum(e["route"] == "attention" for e in header["entries"]) == 6
     assert view.nbytes <= 2_000_000, view.nbytes
+
+
+def test_a_logdir_over_the_cap_keeps_fewer_steps_and_the_last(tmp_path, rng):
+    with AttentionWriter(str(tmp_path)) as w:
+        for s in range(8):
+            w.add_attention("p", softmax_attention(rng, 2, 2, 256), tokens=[f"t{i}" for i in range(256)], step=s)
+    view = tba.show(tmp_path, max_bytes=300_000)
+    assert view.nbytes <= 300_000
+    header, responses = payload(view.html())
+    steps = json.loads(response(responses, "steps", run=".", tag="p"))["steps"]
+    assert 1 < len(steps) < 8 and steps[-1] == 7
+    assert any(f"{len(steps)} of the 8 chosen steps kept" in n for n in header["options"]["notes"])
