@@ -28,7 +28,7 @@ class JobRunner:
         # One daemon thread, not a ThreadPoolExecutor: Python joins an executor's threads (and waits for its queued
         # jobs) at exit, so TensorBoard would ignore Ctrl+C/SIGTERM until every queued layout was computed.
         # TensorBoard relies on its main thread being the only non-daemon thread.
-        self._queue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = None
         self._jobs = {}
         self._lock = threading.Lock()

@@ -58,7 +58,7 @@ def _entry(entry, i):
     unknown = sorted(set(entry) - {*_INT_KEYS, *_FLOAT_KEYS, *_LIST_INT_KEYS, "mask", "bias", "sinks"})
     if unknown:
         raise ValueError(f"layers[{i}]: unknown keys {unknown}")
-    out = {}
+    out: dict = {}
     for key, value in entry.items():
         if value is None:
             out[key] = None

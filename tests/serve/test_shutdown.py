@@ -69,7 +69,9 @@ def test_tensorboard_stops_at_once_while_a_layout_job_runs(logdir, sig):
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"TensorBoard still running {time.time() - start:.0f} s after one {sig.name}") from None
+            raise AssertionError(
+                f"TensorBoard still running {time.time() - start:.0f} s after one {sig.name}"
+            ) from None
         err = "".join(lines) + proc.stderr.read()
         assert "Traceback" not in err, err
         assert time.time() - start < 20
