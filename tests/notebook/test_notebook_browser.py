@@ -136,3 +136,20 @@ def test_the_export_button_of_a_notebook_view_writes_a_working_snapshot(tmp_path
         page.wait_for_selector("body[data-state=ready]", timeout=30_000)
         assert page.locator("[data-view-root=head] .token.left").first.text_content() == "c0"
         assert errors == [] and fragment.element_name() not in saved.read_text()
+
+
+def test_bertviz_layer_and_heads_are_the_initial_selection(tmp_path):
+    view = tba.head_view(_attn(8, layers=3, heads=4), [f"h{i}" for i in range(12)], layer=2, heads=[1, 3])
+    with offline_page() as (page, errors, _):
+        page.goto(_page(tmp_path, view))
+        wait_all_ready(page, 1)
+        assert states(page)[0]["layer"] == "2"
+        off = "(el) => [...el.querySelectorAll('.head-toggle')].map((b) => !b.classList.contains('off'))"
+        page.wait_for_function(
+            "() => { const r = document.querySelector('.tb-attention').shadowRoot;"
+            " const on = [...r.querySelectorAll('.head-toggle')].map((b) => !b.classList.contains('off'));"
+            " return JSON.stringify(on) === JSON.stringify([false, true, false, true]); }",
+            timeout=10_000,
+        )
+        assert nth(page, 0, "#head-toggles").evaluate(off) == [False, True, False, True]
+        assert errors == []
