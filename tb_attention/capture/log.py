@@ -10,54 +10,87 @@ def log_capture(
 ) -> list[str]:
     """Write a capture as attention probes; returns the tags written.
 
-    Tags: ``tag`` for a single-stream model, ``tag/encoder``, ``tag/decoder``, ``tag/cross`` for encoder-decoder
-    models, with ``/<row>`` appended when the batch has several rows. ``tokens`` (encoder / only side) and
-    ``decoder_tokens``: one list of strings, or one list per batch row; each list covers either the full padded
-    input or only its non-padding tokens. Without tokens, ViT inputs get CLS/register/patch labels and other
-    models position numbers. ViT probes pass their ``patch_grid`` (rows, cols, patch size, special tokens) and the
-    captured input image (``image=`` replaces it: e.g. the un-normalised picture), and sentence pairs
-    (``token_type_ids`` with a second segment) their ``segments``, to the writer.
+    Tags: ``tag`` for a single-stream model; ``tag/encoder``, ``tag/decoder``, ``tag/cross`` for encoder-decoder
+    models; one per tower for models with several (``tag/text``, ``tag/vision``, ...); with ``/<row>`` appended when
+    the batch has several rows, and ``/stage<i>`` when the layers of a stream differ in shape (hierarchical vision
+    models such as PVT-v2 or SegFormer). ``tokens`` label the text side (the encoder, the only stack, or the text
+    tower) and ``decoder_tokens`` a decoder's side: one list of strings, or one list per batch row; each list covers
+    either the full padded input or only its non-padding tokens. Image streams (a ViT, a vision tower) get
+    CLS/register/patch labels, their ``patch_grid`` and the captured input image (``image=`` replaces it: e.g. the
+    un-normalised picture); other streams without tokens get position numbers. Sentence pairs (``token_type_ids``
+    with a second segment) pass their ``segments`` to the writer.
     """
     if not cap.streams:
         raise ValueError("nothing was captured: run the model inside the `with tb_attention.capture(...)` block")
-    if image is not None and cap.vision is None:
+    if image is not None and not cap.visions:
         raise ValueError("image= is for ViT captures: this capture recorded no patch grid (no pixel_values input)")
     batch = cap.batch_size
     rows = range(batch) if rows is None else rows
     written = []
-    for stream in cap.streams:
-        query_side = decoder_tokens if stream in ("decoder", "cross") else tokens
-        key_side = decoder_tokens if stream == "decoder" else tokens
-        base = tag if len(cap.streams) == 1 else f"{tag}/{stream}"
-        for row in rows:
-            probe = cap.probe(stream, row)
-            q_tokens = _row_tokens(query_side, row, batch, probe.query_positions, cap)
-            k_tokens = _row_tokens(key_side, row, batch, probe.key_positions, cap)
-            keys = probe.keys
-            recs = cap.streams[stream]
-            if keys is not None and not all(r.regular_gqa() for r in recs):
-                # The selected heads do not share key heads in the h // n_rep pattern: store one key per head.
-                keys = [k[r.kv_map] for k, r in zip(keys, recs, strict=True)]
-            name = base if batch == 1 else f"{base}/{row}"
-            writer.add_attention(
-                name,
-                probe.attentions,
-                tokens=q_tokens,
-                step=step,
-                queries=probe.queries,
-                keys=keys,
-                key_tokens=k_tokens if stream == "cross" else None,
-                **_extras(cap, stream, row, probe, image),
-            )
-            written.append(name)
+    for stream, recs in cap.streams.items():
+        q_side, k_side = _sides(cap, stream, tokens, decoder_tokens)
+        groups = _shape_groups(recs)
+        for g, group in enumerate(groups):
+            base = tag if len(cap.streams) == 1 else f"{tag}/{stream}"
+            base = base if len(groups) == 1 else f"{base}/stage{g}"
+            for row in rows:
+                probe = cap.probe(stream, row, records=group)
+                q_tokens = _labels(q_side, row, batch, probe.query_positions, cap, stream)
+                k_tokens = _labels(k_side, row, batch, probe.key_positions, cap, stream, key_side=True)
+                keys = probe.keys
+                if keys is not None and not all(r.regular_gqa() for r in group):
+                    # The selected heads do not share key heads in the h // n_rep pattern: store one key per head.
+                    keys = [k[r.kv_map] for k, r in zip(keys, group, strict=True)]
+                name = base if batch == 1 else f"{base}/{row}"
+                writer.add_attention(
+                    name,
+                    probe.attentions,
+                    tokens=q_tokens,
+                    step=step,
+                    queries=probe.queries,
+                    keys=keys,
+                    key_tokens=k_tokens if _is_cross(stream) else None,
+                    **_extras(cap, stream, group, row, probe, image),
+                )
+                written.append(name)
     return written
 
 
-def _extras(cap, stream: str, row: int, probe, image=None) -> dict:
+def _is_cross(stream: str) -> bool:
+    return stream == "cross" or stream.endswith("_cross")
+
+
+def _text(stream: str) -> bool:
+    return stream in ("self", "encoder", "text") or stream.startswith("text_")
+
+
+def _sides(cap, stream: str, tokens, decoder_tokens):
+    """The user's token lists for the query and key side of a stream (None: labels from the capture)."""
+    if stream in cap.visions:
+        return None, None
+    if stream == "decoder":
+        return decoder_tokens, decoder_tokens
+    if _is_cross(stream):
+        return (decoder_tokens if decoder_tokens is not None else tokens), tokens
+    return (tokens, tokens) if _text(stream) else (None, None)
+
+
+def _shape_groups(recs) -> list[list]:
+    """Consecutive layers of equal shape (heads, query length, key length): one probe each."""
+    groups: list[list] = []
+    for r in recs:
+        if groups and groups[-1][-1].weights.shape[1:] == r.weights.shape[1:]:
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+    return groups
+
+
+def _extras(cap, stream: str, recs, row: int, probe, image=None) -> dict:
     """Optional writer arguments, passed only when they apply (older writers and stand-ins lack them)."""
     extras = {}
-    v = cap.vision
-    if v is not None and stream == "self" and len(probe.query_positions) == v.num_special + v.grid[0] * v.grid[1]:
+    v = cap.visions.get(stream)
+    if v is not None and len(probe.query_positions) == v.num_special + v.grid[0] * v.grid[1]:
         rows, cols = v.grid
         extras["patch_grid"] = {"rows": rows, "cols": cols, "patch_size": v.patch_size, "num_special": v.num_special}
         if image is None:
@@ -66,22 +99,26 @@ def _extras(cap, stream: str, row: int, probe, image=None) -> dict:
             extras["image"] = image[row]  # one image per batch row
         else:
             extras["image"] = image
-    if any(r.extras.get("sinks") is not None for r in cap.streams[stream]):
+    if any(r.extras.get("sinks") is not None for r in recs):
         extras["partial_rows"] = True  # sink logits (GPT-OSS) take part of each row: rows rightly sum below 1
     segments = cap.inputs[1].get("token_type_ids") if cap.inputs else None
-    if segments is not None and stream in ("self", "encoder"):
-        ids = segments.tensor[row][probe.query_positions]
-        if ids.max() > 0:
-            extras["segments"] = ids.tolist()
+    if segments is not None and stream in ("self", "encoder", "text"):
+        ids = segments.tensor[row]
+        if ids.shape[0] > int(probe.query_positions.max(initial=-1)):
+            ids = ids[probe.query_positions]
+            if ids.max() > 0:
+                extras["segments"] = ids.tolist()
     return extras
 
 
-def _row_tokens(tokens, row: int, batch: int, positions: np.ndarray, cap) -> list[str]:
+def _labels(tokens, row: int, batch: int, positions: np.ndarray, cap, stream: str, key_side=False) -> list[str]:
+    # Patch labels for an image stream, or for the keys of a cross-attention that reads one (BLIP's text over the
+    # image): the image's own tokens, whatever text tokens were given.
+    for name, v in cap.visions.items():
+        labels = v.token_labels()
+        if len(labels) == len(positions) and (name == stream or (key_side and _is_cross(stream))):
+            return labels
     if tokens is None:
-        if cap.vision is not None:
-            labels = cap.vision.token_labels()
-            if len(labels) == len(positions):
-                return labels
         return [str(p) for p in positions]
     if isinstance(tokens, str) or not isinstance(tokens, (list, tuple)):
         raise TypeError(f"tokens must be a list of strings or one list per batch row, got {type(tokens).__name__}")

@@ -18,7 +18,16 @@ class LayerRecord:
     ``weights`` is [batch, heads, query_len, key_len]; ``queries`` [batch, heads, query_len, d_head] and ``keys``
     [batch, kv_heads, key_len, d_head] are post-RoPE / post-q/k-norm, keys not repeated for GQA: selected query
     head i reads ``keys[:, kv_map[i]]``. ``heads``/``kv_heads`` are the original head indices.
-    ``query_valid``/``key_valid`` [batch, len] are False on padding tokens.
+    ``query_valid``/``key_valid`` [batch, len] are False on padding tokens. ``layer`` is the call's position in
+    its stream during the forward pass (a shared or looped module gives one layer per call).
+
+    Recompute parameters (what a reader holding only q/k needs to reproduce ``weights``, see ``recompute()``):
+    ``extras["scaling"]``, ``extras["softcap"]``, ``extras["sinks"]`` (per selected head, or None); the mask as
+    ``mask_kind`` ("none", "causal", "sliding", "prefix" or "tensor", see ``masks.py``) with ``mask_params``
+    (``offset``: key index of query 0's own position, ``window``, ``prefix`` per batch row) on top of
+    ``key_valid``, and the mask itself in ``mask`` ([batch|1, 1|heads, Q, K] bool, True = attend) only for
+    "tensor"; ``position_bias`` ([batch|1, heads|1, Q, K], added to the logits: T5's buckets, relative-position
+    scores, ALiBi) when the model added one. These are kept only when q/k are.
     """
 
     stream: str
@@ -32,11 +41,40 @@ class LayerRecord:
     keys: torch.Tensor | None = None
     kv_heads: list[int] | None = None
     kv_map: list[int] | None = None
-    extras: dict[str, Any] = field(default_factory=dict)  # scaling, softcap, sliding_window, sinks, position_bias
+    extras: dict[str, Any] = field(default_factory=dict)  # scaling, softcap, sliding_window, sinks, implementation
+    mask_kind: str | None = None
+    mask_params: dict[str, Any] = field(default_factory=dict)
+    mask: torch.Tensor | None = None
+    position_bias: torch.Tensor | None = None
 
     @property
     def has_qk(self) -> bool:
         return self.queries is not None
+
+    def recompute(self) -> torch.Tensor:
+        """The weights rebuilt from the stored q/k and recompute parameters alone (float32, padding rows zero)."""
+        from .masks import allowed_mask, to_additive
+        from .weights import attention_probs
+
+        if not self.has_qk or self.mask_kind is None:
+            raise ValueError(f"{self.module_name}: no queries/keys or recompute parameters were recorded")
+        q_len, k_len = self.queries.shape[2], self.keys.shape[2]
+        if self.mask_kind == "tensor":
+            allowed = self.mask
+        else:
+            allowed = allowed_mask(self.mask_kind, self.mask_params, self.key_valid, q_len, k_len)
+        sinks = self.extras.get("sinks")
+        weights = attention_probs(
+            self.queries.float(),
+            self.keys.float(),
+            self.kv_map,
+            self.extras["scaling"],
+            to_additive(allowed, None),
+            self.extras.get("softcap"),
+            None if self.position_bias is None else self.position_bias.float(),
+            None if sinks is None else torch.as_tensor(sinks),
+        )
+        return weights.masked_fill_(~self.query_valid[:, None, :, None], 0.0)
 
     def regular_gqa(self) -> bool:
         """True when the stored key heads follow the writer's rule: head i reads key head i // (heads // kv_heads)."""
@@ -83,7 +121,7 @@ class Capture:
         self._session_class = session_class
         self.method = method  # "attention_interface", "torch_mha" or "output_attentions" (fallback: no q/k)
         self.streams: dict[str, list[LayerRecord]] = {}
-        self.vision: VisionInfo | None = None
+        self.visions: dict[str, VisionInfo] = {}  # per stream of image patches (a ViT, a vision tower)
         self.inputs: tuple[tuple, dict] | None = None  # CPU copy of the last forward's arguments, for verify()
 
     def __repr__(self) -> str:
@@ -98,23 +136,19 @@ class Capture:
     def has_qk(self) -> bool:
         return all(r.has_qk for recs in self.streams.values() for r in recs)
 
-    def normalize_streams(self, seq2seq: bool) -> None:
-        """Unless the model has an encoder and a decoder stack, its one self-attention stream (BERT's
-        ``encoder``, OPT's ``decoder``) is called "self"."""
-        own = [name for name in self.streams if name != "cross"]
-        if not seq2seq and len(own) == 1 and own[0] != "self":
-            self.streams = {("self" if k == own[0] else k): v for k, v in self.streams.items()}
-            for r in self.streams["self"]:
-                r.stream = "self"
+    @property
+    def vision(self) -> VisionInfo | None:
+        """The patch layout of the image stream, when the capture has exactly one (a ViT, a CLIP vision tower)."""
+        return next(iter(self.visions.values())) if len(self.visions) == 1 else None
 
     def add(self, record: LayerRecord) -> None:
         recs = self.streams.setdefault(record.stream, [])
         recs[:] = [r for r in recs if r.layer != record.layer] + [record]
         recs.sort(key=lambda r: r.layer)
 
-    def probe(self, stream: str | None = None, row: int = 0) -> Probe:
-        """Per-layer arrays of one batch row of one stream, with padding tokens removed."""
-        recs = self._stream(stream)
+    def probe(self, stream: str | None = None, row: int = 0, records: list[LayerRecord] | None = None) -> Probe:
+        """Per-layer arrays of one batch row of one stream (or of some of its ``records``), padding removed."""
+        recs = records if records is not None else self._stream(stream)
         if not 0 <= row < self.batch_size:
             raise ValueError(f"row {row} out of range: the captured batch has {self.batch_size} rows")
         q_keep = recs[0].query_valid[row].nonzero().flatten()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 import warnings
 
@@ -10,8 +11,9 @@ import torch
 
 from . import inputs
 from .locate import Locator, check_selection, wants_layer
+from .masks import classify
 from .record import Capture, LayerRecord
-from .vision import vision_info
+from .vision import vision_infos
 
 _CAPTURING: set[int] = set()  # ids of models inside a capture block; nesting on one model is refused
 
@@ -35,13 +37,21 @@ class CaptureSession:
             raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
         self.model = model
         self.qk = qk
+        self.layers = self.heads = None
         self.locator = Locator(model)
+        self._static: dict = {}  # (id(module), cross) -> (name, stream key, stack length)
+        self._calls: dict = {}  # per forward pass: stream key -> calls so far (the next call's layer)
+        self._seen: dict = {}  # per forward pass: stream key -> ids of the modules called
+        self._looped: set = set()  # stream keys whose modules were called more than once in this pass
+        self._pending: dict = {}  # stream key -> records, named when the pass is over
+        self._named: list = []  # records that come with their stream name (the fallback's output fields)
+        self._finishing = False  # inside _after: a forward pass now is the backend's own replay, not the user's
         self.backend = _backend(model, self, reference)
         self.layers, self.heads = check_selection(layers, heads, self.locator.num_layers(), self.backend.num_heads())
         # The capture re-runs its input under a fresh session of this class for verify().
         self.cap = Capture(model, self.layers, self.heads, dtype, self.backend.method, session_class=CaptureSession)
         self._owned = set(self.locator.names)
-        self._selected: dict = {}
+        self._heads_checked: set = set()
         self._scratch = None
         self._hooks = []
 
@@ -60,17 +70,30 @@ class CaptureSession:
         return id(module) in self._owned
 
     def select(self, module: torch.nn.Module, num_heads: int, cross: bool | None = None):
-        """(stream, layer, module name, head indices) when this call is to be recorded, else None."""
-        key = (id(module), num_heads, cross)
-        if key not in self._selected:  # once per module: this runs inside every attention call
+        """(stream key, layer, module name, head indices) when this call is to be recorded, else None.
+
+        The layer is the call's position among this pass's calls with the same stream key: a module used for
+        several layers (ALBERT, looped stacks) gives one layer per call."""
+        static = self._static.get((id(module), cross))
+        if static is None:  # once per module: this runs inside every attention call
             name = self.locator.name(module)
-            stream, layer, stack_len = self.locator.locate(name, cross)
-            heads = self.heads if self.heads is not None else list(range(num_heads))
+            key, size = self.locator.key(name, cross)
+            static = self._static[(id(module), cross)] = (name, key, size)
+        name, key, size = static
+        heads = self.heads if self.heads is not None else list(range(num_heads))
+        if (id(module), num_heads) not in self._heads_checked:
             if max(heads) >= num_heads:
                 raise ValueError(f"head {max(heads)} out of range: {name} has {num_heads} heads")
-            wanted = wants_layer(self.layers, layer, stack_len)
-            self._selected[key] = (stream, layer, name, heads) if wanted else None
-        return self._selected[key]
+            self._heads_checked.add((id(module), num_heads))
+        layer = self._calls.get(key, 0)
+        self._calls[key] = layer + 1
+        seen = self._seen.setdefault(key, set())
+        if id(module) in seen:
+            self._looped.add(key)  # from now on negative indices cannot be resolved yet: keep every call
+        seen.add(id(module))
+        uncertain = key in self._looped or size is None  # negative indices resolved when the pass is over
+        wanted = wants_layer(self.layers, layer, size or 0) or (uncertain and min(self.layers) < 0)
+        return (key, layer, name, heads) if wanted else None
 
     def store(self, t: torch.Tensor, owned: bool = False) -> torch.Tensor:
         """A compact CPU copy: never a view that would keep the model's (GPU) tensor or graph alive.
@@ -91,8 +114,13 @@ class CaptureSession:
             self._scratch = torch.empty(numel)
         return self._scratch
 
-    def add(self, record: LayerRecord) -> None:
-        self.cap.add(record)
+    def add(self, record: LayerRecord, key=None) -> None:
+        """Keep a record of this pass: under its stream key (named when the pass is over), or, without a key,
+        under the stream name it carries."""
+        if key is None:
+            self._named.append(record)
+        else:
+            self._pending.setdefault(key, []).append(record)
 
     # -- context manager ------------------------------------------------------------------------------------------
     def __enter__(self) -> Capture:
@@ -121,18 +149,72 @@ class CaptureSession:
         _CAPTURING.discard(id(self.model))
 
     def _before(self, module, args, kwargs):
+        if self._finishing:
+            return None
         self.cap.streams.clear()
+        self._calls, self._seen, self._looped, self._pending, self._named = {}, {}, set(), {}, []
         self.cap.inputs = (inputs.to_cpu(args), inputs.to_cpu(kwargs))
         return self.backend.before(args, kwargs)
 
     def _after(self, module, args, kwargs, output):
+        if self._finishing:
+            return
+        self._finishing = True
+        try:
+            self._finish(args, kwargs, output)
+        finally:
+            self._finishing = False
+
+    def _finish(self, args, kwargs, output) -> None:
         self.backend.after(output)
-        self.cap.normalize_streams(self.locator.seq2seq)
+        self._name_streams()
         named = _named_inputs(self.model, args, kwargs)
         self.backend.fill_validity(self.cap, named)
-        self.cap.vision = vision_info(self.model, named, self.cap)
+        _describe_masks(self.cap)
+        self.cap.visions = vision_infos(self.model, named, self.cap, self.locator)
         if not self.cap.streams:
             warnings.warn(f"tb_attention: no attention was recorded from {type(self.model).__name__}", stacklevel=2)
+
+    def _name_streams(self) -> None:
+        """Streams named from the stacks used in this pass; with negative layer indices, the calls beyond the
+        selection are dropped now that each stream's length is known."""
+        labels = self.locator.labels(self._pending)
+        streams: dict[str, list[LayerRecord]] = {}
+        for key, recs in self._pending.items():
+            total = self._calls.get(key, len(recs))
+            if self.layers is not None:
+                wanted = {lay if lay >= 0 else lay + total for lay in self.layers}
+                recs = [r for r in recs if r.layer in wanted]
+                lost = sorted(w for w in wanted if 0 <= w < total and w not in {r.layer for r in recs})
+                if lost:
+                    warnings.warn(
+                        f"tb_attention: layers {lost} of {labels[key]!r} were not recorded: its modules are called "
+                        "several times per pass; select them with non-negative indices",
+                        stacklevel=3,
+                    )
+            for r in recs:
+                r.stream = labels[key]
+            streams[labels[key]] = recs
+        for r in self._named:
+            streams.setdefault(r.stream, []).append(r)
+        self.cap.streams = {k: sorted(v, key=lambda r: r.layer) for k, v in streams.items() if v}
+        self._pending, self._named = {}, []
+
+
+def _describe_masks(cap) -> None:
+    """Name each recorded mask (masks.classify) now that the padding is known; keep the tensor only if no name
+    describes it."""
+    done: dict = {}
+    for stream, recs in cap.streams.items():
+        for r in recs:
+            if r.mask_kind != "pending":
+                continue
+            key = (id(r.mask), stream, r.extras.get("sliding_window"))
+            if key not in done:
+                done[key] = classify(r.mask, r.query_valid, r.key_valid, r.extras.get("sliding_window"))
+            r.mask_kind, r.mask_params = done[key][0], dict(done[key][1])
+            if r.mask_kind != "tensor":
+                r.mask = None
 
 
 def _backend(model, session, reference):
@@ -142,13 +224,24 @@ def _backend(model, session, reference):
         # The model itself, or one inside a wrapper (a LightningModule, DDP, a task head of your own).
         if any(isinstance(m, PreTrainedModel) for m in model.modules()):
             from .configs import supports_interface
-            from .fallback import FallbackRecorder
+            from .fallback import FallbackRecorder, NoAttentionError
             from .hf import HFRecorder
 
+            if not _has_attention(model):
+                raise NoAttentionError(
+                    f"tb_attention: {type(model).__name__} has no attention to capture (no attention module in it)"
+                )
             return HFRecorder(session, reference) if supports_interface(model) else FallbackRecorder(session)
     from .torch_mha import MHARecorder
 
     return MHARecorder(session, reference)
+
+
+_ATTENTION_CLASS = re.compile(r"attention|attn|mhsa|selfatt", re.IGNORECASE)
+
+
+def _has_attention(model) -> bool:
+    return any(_ATTENTION_CLASS.search(type(m).__name__) for m in model.modules())
 
 
 def _named_inputs(model, args, kwargs) -> dict:

@@ -107,11 +107,11 @@ class MHARecorder:
         where = self.session.select(module, module.num_heads, cross=a["query"] is not a["key"])
         if where is None:
             return
-        stream, layer, name, heads = where
+        key, layer, name, heads = where
         with torch.no_grad():
             record = self._reference(module, a, heads) if self.reference else self._recompute(module, a, heads)
-        record.stream, record.layer, record.module_name = stream, layer, name
-        self.session.add(record)
+        record.layer, record.module_name = layer, name
+        self.session.add(record, key)
 
     def _recompute(self, module, a, heads) -> LayerRecord:
         query, key = _batched(module, a["query"]), _batched(module, a["key"])
@@ -131,7 +131,7 @@ class MHARecorder:
         )
         store, qk = session.store, session.qk
         key_valid = _key_valid(a["key_padding_mask"], k.shape[0], k.shape[2])
-        return LayerRecord(
+        record = LayerRecord(
             "",
             0,
             "",
@@ -145,6 +145,12 @@ class MHARecorder:
             kv_map=list(range(len(heads))) if qk else None,
             extras={"scaling": scaling, "self_attention": a["query"] is a["key"]},
         )
+        if qk:  # recompute parameters: float masks may carry finite additive terms besides -inf
+            allowed = None if mask is None else ~torch.isneginf(mask)
+            bias = None if mask is None else mask.masked_fill(~allowed, 0.0)
+            record.mask_kind, record.mask = "pending", None if allowed is None else allowed.cpu()
+            record.position_bias = store(bias) if bias is not None and bool(bias.any()) else None
+        return record
 
     def _reference(self, module, a, heads) -> LayerRecord:
         # module.forward (not module(...)) so that our own hook does not fire again.

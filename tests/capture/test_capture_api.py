@@ -108,11 +108,16 @@ def test_selected_layers_and_heads_only():
 
 
 def test_config_restored_after_exceptions():
+    from transformers.modeling_utils import AttentionInterface
+
     model = _bert()
+    original = AttentionInterface.get_interface
     with pytest.raises(RuntimeError, match="boom"), tc.capture(model):
-        assert model.config._attn_implementation == "tb_attention:sdpa"
+        # The implementation keeps its name (its `== "sdpa"` branches run as usual); the interface is wrapped.
+        assert model.config._attn_implementation == "sdpa" and AttentionInterface.get_interface is not original
         raise RuntimeError("boom")
     assert model.config._attn_implementation == "sdpa"
+    assert AttentionInterface.get_interface is original and "__getitem__" not in AttentionInterface.__dict__
     with pytest.raises(Exception), tc.capture(model):  # noqa: B017 - whatever the model raises on a bad input
         model(input_ids=_ids(1, 600))
     assert model.config._attn_implementation == "sdpa"

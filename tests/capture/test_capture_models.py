@@ -221,7 +221,9 @@ def test_t5_position_bias_is_recorded():
     model, inputs = _build("t5")
     with torch.no_grad(), tc.capture(model) as cap:
         model(**inputs)
-    assert cap.streams["encoder"][0].extras["position_bias"] and cap.streams["encoder"][0].extras["scaling"] == 1.0
+    r = cap.streams["encoder"][0]
+    assert r.position_bias.shape == (1, 4, 12, 12) and r.extras["scaling"] == 1.0
+    assert r.position_bias.float().abs().max() > 0 and torch.allclose(r.recompute(), r.weights.float(), atol=2e-3)
 
 
 def test_vit_patch_grid_and_image():
