@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .log_layers import layer_list
+
 
 def log_capture(
     writer, tag: str, cap, *, step: int, tokens=None, decoder_tokens=None, rows=None, image=None
@@ -99,6 +101,7 @@ def _extras(cap, stream: str, recs, row: int, probe, image=None) -> dict:
             extras["image"] = image[row]  # one image per batch row
         else:
             extras["image"] = image
+    extras["layers"] = layer_list(recs, row, probe)  # the model's layer/head indices, recompute parameters
     if any(r.extras.get("sinks") is not None for r in recs):
         extras["partial_rows"] = True  # sink logits (GPT-OSS) take part of each row: rows rightly sum below 1
     segments = cap.inputs[1].get("token_type_ids") if cap.inputs else None

@@ -129,7 +129,7 @@ def validate(fields):
     )
 
 
-MASK_KINDS = ("none", "causal", "sliding", "prefix", "tensor")  # tb_attention/capture/masks.py names them
+MASK_KINDS = ("none", "causal", "sliding", "chunked", "band", "prefix", "tensor")  # as tb_attention/capture/masks.py
 
 
 def validate_layers(layers, num_layers, num_heads, num_kv_heads=None):
@@ -178,15 +178,19 @@ def validate_layers(layers, num_layers, num_heads, num_kv_heads=None):
         mask = entry.get("mask")
         if mask is not None and mask not in MASK_KINDS:
             raise ManifestError(f"{where}.mask must be one of {', '.join(MASK_KINDS)} or null, got {_show(mask)}")
-        for name, minimum in (("window", 1), ("prefix", 0)):
+        for name, minimum in (("window", 0), ("chunk", 1), ("prefix", 0)):
             value = entry.get(name)
             if value is not None and not _is_count(value, minimum):
                 raise ManifestError(f"{where}.{name} must be an integer >= {minimum} or null, got {_show(value)}")
         offset = entry.get("offset")
         if offset is not None and not (type(offset) is int and abs(offset) <= _MAX_COUNT):
             raise ManifestError(f"{where}.offset must be an integer or null, got {_show(offset)}")
-        if mask == "sliding" and entry.get("window") is None:
-            raise ManifestError(f"{where}: a sliding mask needs its window")
+        if mask in ("sliding", "band") and entry.get("window") is None:
+            raise ManifestError(f"{where}: a {mask} mask needs its window")
+        if mask == "sliding" and entry["window"] < 1:
+            raise ManifestError(f"{where}: a sliding window must be at least 1")
+        if mask == "chunked" and entry.get("chunk") is None:
+            raise ManifestError(f"{where}: a chunked mask needs its chunk")
         bias = entry.get("bias")
         if bias is not None and not (isinstance(bias, str) and 0 < len(bias) <= 64):
             raise ManifestError(

@@ -6086,6 +6086,7 @@ function recomputeOf(m, layer, d) {
     mask: info?.mask ?? null,
     offset: num2(info?.offset) ? info.offset : 0,
     window: num2(info?.window) ? info.window : 0,
+    chunk: num2(info?.chunk) && info.chunk > 0 ? info.chunk : 1,
     prefix: num2(info?.prefix) ? info.prefix : 0,
     bias: info ? info.bias ?? null : null,
     qpos: m.kept?.q ?? null,
@@ -6102,6 +6103,10 @@ function allowed(r, i, j) {
       return k <= q;
     case "sliding":
       return k <= q && k > q - r.window;
+    case "chunked":
+      return k <= q && Math.floor(k / r.chunk) === Math.floor(q / r.chunk);
+    case "band":
+      return Math.abs(q - k) <= r.window;
     case "prefix":
       return k <= q || k < r.prefix;
     default:
@@ -6179,7 +6184,7 @@ function describe(r, d) {
   if (r.softcap) parts.push(`softcap ${r.softcap}`);
   if (r.sinks) parts.push("attention sinks (one logit per head in the denominator)");
   parts.push(
-    r.mask === null ? "mask unknown (keys with logged weight 0 treated as masked)" : r.mask === "tensor" ? "custom mask (inferred from logged zeros)" : r.mask === "none" ? "no mask" : r.mask === "sliding" ? `sliding-window mask (window ${r.window})` : `${r.mask} mask`
+    r.mask === null ? "mask unknown (keys with logged weight 0 treated as masked)" : r.mask === "tensor" ? "custom mask (inferred from logged zeros)" : r.mask === "none" ? "no mask" : r.mask === "sliding" ? `sliding-window mask (window ${r.window})` : r.mask === "chunked" ? `chunked causal mask (chunks of ${r.chunk})` : r.mask === "band" ? `band mask (±${r.window} tokens)` : `${r.mask} mask`
   );
   if (r.bias === null) parts.push("additive position bias unknown");
   else if (r.bias !== "none") parts.push(`an additive ${r.bias} bias q·k do not carry (softmax ≠ logged)`);

@@ -9,7 +9,7 @@ from tb_attention.write import validation
 
 # What `layers=` entries may hold (docs/format.md, "Layers"); anything else is refused, so a typo ("scale") is not
 # silently stored as unknown.
-_INT_KEYS = ("index", "window", "prefix", "offset")
+_INT_KEYS = ("index", "window", "chunk", "prefix", "offset")
 _FLOAT_KEYS = ("scaling", "softcap")
 _LIST_INT_KEYS = ("heads", "kv_heads")
 
@@ -38,8 +38,8 @@ def layer_info(layers, num_layers, num_heads, num_kv_heads):
 
     An entry is the layer's index in the model (an int), or a dict with `index` and any of `heads` (the model's head
     index of each stored head), `kv_heads`, `scaling`, `softcap`, `mask` ("none", "causal", "sliding", "prefix",
-    "tensor"), `offset`, `window`, `prefix`, `bias` ("none", "additive", …) and `sinks` (one logit per head). A
-    missing key or None means unknown: the views then say so instead of assuming a default.
+    "tensor", "chunked", "band"), `offset`, `window`, `chunk`, `prefix`, `bias` ("none", "additive", …) and `sinks`
+    (one logit per head). A missing key or None means unknown: the views then say so instead of assuming a default.
     """
     if layers is None:
         return None

@@ -24,6 +24,11 @@ def test_layers_round_trip_into_the_typed_manifest(rng):
     assert decoded.raw["layers"][1]["heads"] == [0, 3]
 
 
+def test_chunked_and_band_masks_carry_their_size(rng):
+    layers = [dict(GOOD[0], mask="chunked", chunk=4), dict(GOOD[1], mask="band", window=0)]
+    assert manifest.decode(manifest.encode(_fields(rng, layers))).layers == layers
+
+
 def test_a_manifest_without_layers_has_none(rng):
     fields = _fields(rng, None)
     assert "layers" not in fields
@@ -49,7 +54,10 @@ def test_keys_a_reader_does_not_know_are_ignored(rng):
         (lambda ls: [dict(ls[0], softcap=-1.0), ls[1]], "layers[0].softcap"),
         (lambda ls: [dict(ls[0], mask="diagonal"), ls[1]], "layers[0].mask"),
         (lambda ls: [ls[0], dict(ls[1], window=None)], "layers[1]: a sliding mask needs its window"),
-        (lambda ls: [dict(ls[0], window=0), ls[1]], "layers[0].window"),
+        (lambda ls: [dict(ls[0], window=-1), ls[1]], "layers[0].window"),
+        (lambda ls: [ls[0], dict(ls[1], window=0)], "layers[1]: a sliding window must be at least 1"),
+        (lambda ls: [dict(ls[0], mask="chunked"), ls[1]], "layers[0]: a chunked mask needs its chunk"),
+        (lambda ls: [dict(ls[0], mask="band"), ls[1]], "layers[0]: a band mask needs its window"),
         (lambda ls: [dict(ls[0], offset=1.5), ls[1]], "layers[0].offset"),
         (lambda ls: [dict(ls[0], bias=""), ls[1]], "layers[0].bias"),
         (lambda ls: [ls[0], dict(ls[1], sinks=[0.5])], "layers[1].sinks"),

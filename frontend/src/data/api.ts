@@ -44,9 +44,10 @@ export interface LayerInfo {
   kv_heads?: number[] | null;
   scaling?: number | null;
   softcap?: number | null;
-  mask?: "none" | "causal" | "sliding" | "prefix" | "tensor" | null;
+  mask?: "none" | "causal" | "sliding" | "chunked" | "band" | "prefix" | "tensor" | null;
   offset?: number | null;
   window?: number | null;
+  chunk?: number | null;
   prefix?: number | null;
   bias?: string | null;
   sinks?: number[] | null;

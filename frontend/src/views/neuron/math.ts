@@ -19,6 +19,7 @@ export interface Recompute {
   mask: LayerInfo["mask"] | null;
   offset: number;
   window: number;
+  chunk: number;
   prefix: number;
   /** null: unknown; "none": no additive term; anything else: a term the q/k do not carry. */
   bias: string | null;
@@ -45,6 +46,7 @@ export function recomputeOf(m: Manifest, layer: number, d: number): Recompute {
     mask: info?.mask ?? null,
     offset: num(info?.offset) ? info.offset : 0,
     window: num(info?.window) ? info.window : 0,
+    chunk: num(info?.chunk) && info.chunk > 0 ? info.chunk : 1,
     prefix: num(info?.prefix) ? info.prefix : 0,
     bias: info ? (info.bias ?? null) : null,
     qpos: m.kept?.q ?? null,
@@ -63,6 +65,10 @@ export function allowed(r: Recompute, i: number, j: number): boolean | null {
       return k <= q;
     case "sliding":
       return k <= q && k > q - r.window;
+    case "chunked":
+      return k <= q && Math.floor(k / r.chunk) === Math.floor(q / r.chunk);
+    case "band":
+      return Math.abs(q - k) <= r.window;
     case "prefix":
       return k <= q || k < r.prefix;
     default:
@@ -178,7 +184,11 @@ export function describe(r: Recompute, d: number): string {
           ? "no mask"
           : r.mask === "sliding"
             ? `sliding-window mask (window ${r.window})`
-            : `${r.mask} mask`,
+            : r.mask === "chunked"
+              ? `chunked causal mask (chunks of ${r.chunk})`
+              : r.mask === "band"
+                ? `band mask (±${r.window} tokens)`
+                : `${r.mask} mask`,
   );
   if (r.bias === null) parts.push("additive position bias unknown");
   else if (r.bias !== "none") parts.push(`an additive ${r.bias} bias q·k do not carry (softmax ≠ logged)`);
