@@ -33,42 +33,6 @@ def take_heads(t: torch.Tensor, index: list[int]) -> torch.Tensor:
     return t[:, index]
 
 
-def additive_mask(
-    mask: torch.Tensor | None,
-    q_len: int,
-    k_len: int,
-    device: torch.device,
-    implicit_causal: bool,
-    sliding_window: int | None = None,
-) -> torch.Tensor | None:
-    """Turn whatever mask an attention backend received into an additive float32 mask (0 or -inf).
-
-    ``mask`` is a 4D bool mask (True = attend, SDPA), a 4D additive float mask (eager), a 2D padding mask
-    (flash attention: 1 = token) or None. Backends that rely on ``is_causal`` get no mask for causal attention
-    without padding, so ``implicit_causal`` rebuilds it (upper-left aligned, as SDPA's ``is_causal``).
-    """
-    if mask is not None and mask.dim() == 4:
-        if mask.dtype == torch.bool:
-            return torch.zeros(mask.shape, device=device).masked_fill_(~mask, float("-inf"))
-        # Eager masks use finfo(dtype).min; map them to -inf so fully masked rows are recognisable.
-        masked = mask <= torch.finfo(mask.dtype).min / 2
-        return mask.float().masked_fill_(masked, float("-inf"))
-    allowed = None
-    if implicit_causal and q_len > 1:
-        q_idx = torch.arange(q_len, device=device)[:, None]
-        k_idx = torch.arange(k_len, device=device)[None, :]
-        allowed = k_idx <= q_idx
-        if sliding_window is not None:
-            allowed = allowed & (k_idx > q_idx - sliding_window)
-        allowed = allowed[None, None]
-    if mask is not None:  # 2D padding mask [batch, key]
-        padding = mask.bool()[:, None, None, -k_len:]
-        allowed = padding if allowed is None else allowed & padding
-    if allowed is None:
-        return None
-    return torch.zeros(allowed.shape, device=device).masked_fill_(~allowed, float("-inf"))
-
-
 @torch.no_grad()
 def attention_probs(
     query: torch.Tensor,

@@ -193,9 +193,10 @@ def test_gemma2_softcap_is_applied():
         model(**inputs)
     r = cap.streams["self"][0]
     assert r.extras["softcap"] == 1.0 and r.extras["scaling"] == 16**-0.5
-    from tb_attention.capture.weights import additive_mask, attention_probs
+    from tb_attention.capture.masks import split_mask, to_additive
+    from tb_attention.capture.weights import attention_probs
 
-    mask = additive_mask(None, 12, 12, torch.device("cpu"), True, r.extras["sliding_window"])
+    mask = to_additive(*split_mask(None, 12, 12, torch.device("cpu"), True, r.extras["sliding_window"]))
     uncapped = attention_probs(r.queries, r.keys, r.kv_map, r.extras["scaling"], mask)
     capped = attention_probs(r.queries, r.keys, r.kv_map, r.extras["scaling"], mask, softcap=1.0)
     assert torch.allclose(capped, r.weights, atol=1e-6)
