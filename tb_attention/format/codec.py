@@ -8,7 +8,7 @@ import numpy as np
 
 MAGIC = b"TBA1"
 MAGIC_ZLIB = b"TBAZ"
-_DTYPES = {"uint8", "float16", "float32", "float64", "int32"}
+_DTYPES = {"uint8", "uint16", "float16", "float32", "float64", "int32"}
 _ALIGN = 8
 
 # cbrt8: w = 2^(-row_exp/8) * (code/255)^3
@@ -158,6 +158,44 @@ def qk_container(queries, keys):
         {"queries": np.asarray(queries, np.float16), "keys": np.asarray(keys, np.float16)},
         {"encoding": "float16"},
     )
+
+
+def recompute_container(lse, overview_codes, key_len, topk_keys=None, topk_codes=None, bias=None, meta=None):
+    """The attention slot of a "qk" layer (format.md): per-row normalisers, overview, top-k and the bias table."""
+    arrays = {"lse": np.asarray(lse, np.float32), "overview": np.asarray(overview_codes, np.uint8)}
+    if topk_keys is not None and topk_keys.shape[-1]:
+        key_dtype = np.uint16 if key_len <= 0xFFFF else np.int32
+        arrays["topk_keys"] = np.asarray(topk_keys).astype(key_dtype)
+        arrays["topk_codes"] = np.asarray(topk_codes, np.uint8)
+    if bias is not None:
+        arrays["bias"] = np.asarray(bias, np.float32)
+    return pack(arrays, {"encoding": "recompute", **(meta or {})})
+
+
+def decode_recompute(blob, num_heads, query_len, key_len):
+    """(meta, arrays) of a "qk" layer's attention slot, every array's dtype and shape checked; ValueError."""
+    meta, arrays = unpack(blob)
+    if meta.get("encoding") != "recompute":
+        raise ValueError(f"a q/k-only layer's attention slot has encoding {meta.get('encoding')!r}, not 'recompute'")
+    sq, sk = min(query_len, 256), min(key_len, 256)
+    expect = {"lse": ("float32", (num_heads, query_len)), "overview": ("uint8", (num_heads, sq, sk))}
+    if "topk_keys" in arrays or "topk_codes" in arrays:
+        k = arrays.get("topk_codes", arrays.get("topk_keys")).shape[-1]
+        key_dtype = "uint16" if key_len <= 0xFFFF else "int32"
+        expect["topk_keys"] = (key_dtype, (num_heads, query_len, k))
+        expect["topk_codes"] = ("uint8", (num_heads, query_len, k))
+    if "bias" in arrays:
+        expect["bias"] = ("float32", (num_heads, query_len + key_len - 1))
+    for name, (dtype, shape) in expect.items():
+        a = arrays.get(name)
+        if a is None or a.dtype.name != dtype or tuple(a.shape) != shape:
+            got = "missing" if a is None else f"{a.dtype.name} {list(a.shape)}"
+            raise ValueError(f"recompute container: {name} must be {dtype} {list(shape)}, got {got}")
+    if "topk_keys" in arrays and arrays["topk_keys"].size and int(arrays["topk_keys"].max()) >= key_len:
+        raise ValueError("recompute container: a top-k key index is past the last key")
+    if not np.isfinite(arrays["lse"]).all() and np.isnan(arrays["lse"]).any():
+        raise ValueError("recompute container: NaN row normaliser")
+    return meta, arrays
 
 
 def decode_attention(blob):

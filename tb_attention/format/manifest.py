@@ -42,6 +42,12 @@ class Manifest:
     # Per stored layer: its index in the model, its heads' indices and the recompute parameters (docs/format.md,
     # "Layers"); None when the writer did not say (layer l is then the model's layer l, head h its head h).
     layers: Optional[list] = None
+    # Per stored layer: "weights", "both" or "qk" (format.md, "Storage per layer"); None = weights everywhere.
+    storage: Optional[list] = None
+
+    def weights_stored(self, layer):
+        """Whether layer `layer`'s attention blob holds weights (else a `recompute` container)."""
+        return self.storage is None or self.storage[layer] != "qk"
 
     def blob_count(self):
         """Blobs a step with this manifest holds: manifest, attention per layer, q/k per layer, optional image."""
@@ -113,6 +119,7 @@ def validate(fields):
     layers = (
         None if fields.get("layers") is None else validate_layers(fields["layers"], num_layers, num_heads, num_kv_heads)
     )
+    storage = None if fields.get("storage") is None else validate_storage(fields["storage"], num_layers, has_qk, layers)
     return Manifest(
         num_layers,
         num_heads,
@@ -126,7 +133,38 @@ def validate(fields):
         image,
         fields,
         layers,
+        storage,
     )
+
+
+STORAGE_KINDS = ("weights", "both", "qk")
+
+
+def validate_storage(storage, num_layers, has_qk, layers):
+    """The optional per-layer storage list; a "qk" layer needs q/k and every recompute parameter known."""
+    if not isinstance(storage, list) or len(storage) != num_layers or any(s not in STORAGE_KINDS for s in storage):
+        raise ManifestError(
+            f"storage must be a list of {num_layers} of {', '.join(STORAGE_KINDS)}, got {_show(storage)}"
+        )
+    for i, kind in enumerate(storage):
+        if kind == "weights":
+            continue
+        if not has_qk:
+            raise ManifestError(f"storage[{i}] is {kind!r} but the step has no q/k")
+        if kind == "both":
+            continue
+        entry = layers[i] if layers is not None else {}
+        missing = [k for k in ("scaling", "mask") if entry.get(k) is None]
+        if missing or entry.get("mask") == "tensor" or (entry.get("bias") or "none") not in ("none", "relative"):
+            why = (
+                f"unknown {', '.join(missing)}"
+                if missing
+                else f"mask {entry.get('mask')!r}, bias {entry.get('bias')!r}"
+            )
+            raise ManifestError(f"storage[{i}] is 'qk' but layers[{i}] cannot rebuild its weights ({why})")
+        if entry.get("mask") == "prefix" and entry.get("prefix") is None:
+            raise ManifestError(f"storage[{i}] is 'qk' but layers[{i}]: a prefix mask needs its prefix")
+    return storage
 
 
 MASK_KINDS = ("none", "causal", "sliding", "chunked", "band", "prefix", "tensor")  # as tb_attention/capture/masks.py

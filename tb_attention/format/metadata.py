@@ -6,7 +6,8 @@ from tensorboard.compat.proto import summary_pb2
 
 PLUGIN_NAME = "attention"
 # Bump when a reader of the previous version could misread new data. 2: the manifest carries a checksum (TBM1).
-VERSION = 2
+# 3: a layer may store only q/k, its attention blob then a `recompute` container (format.md, "Storage per layer").
+VERSION = 3
 
 KIND_PROBE = "probe"
 KIND_HEAD_STATS = "head_stats"
