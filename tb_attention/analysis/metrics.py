@@ -11,9 +11,10 @@ Conventions shared by all functions:
 - A head with no valid row gets NaN ("undefined"), never a made-up number.
 """
 
-import re
-
 import numpy as np
+
+# Its documented home is here (README, docs/metrics.md); it lives in induction_probe.py.
+from tb_attention.analysis.induction_probe import repeated_random_tokens  # noqa: F401
 
 # Stored metrics, in display order. `entropy` keeps the meaning it had before the metric set existed.
 NAMES = (
@@ -29,7 +30,6 @@ NAMES = (
 )
 TOPK = 3
 _CHUNK_ELEMENTS = 1 << 22  # attention weights per chunk in `compute`
-_UNUSED = re.compile(r"^[\[<]unused\d*[\]>]$")  # placeholder vocabulary entries
 DESCRIPTIONS = {
     "entropy": "mean attention entropy, nats",
     "entropy_norm": "entropy / log(number of keys the query may see), 0..1",
@@ -324,11 +324,29 @@ def compute(attn, *, query_mask=None, key_mask=None, tokens=None, query_coords=N
 
 
 def _chunk(
-    raw, h0, sums, counts_ok, index, qm, km, counts, offsets, targets, first_key, prev_ok, query_coords, key_coords
+    raw,
+    h0,
+    sums,
+    counts_ok,
+    index,
+    qm,
+    km,
+    counts,
+    offsets,
+    targets,
+    first_key,
+    prev_ok,
+    query_coords,
+    key_coords,
+    r0=0,
+    square=None,
 ):
-    """Adds the row sums and valid-row counts of every metric for heads [h0, h0 + n) (raw: [B, n, Q, K])."""
+    """Adds the row sums and valid-row counts of every metric for heads [h0, h0 + n) (raw: [B, n, Q, K]).
+
+    ``r0``/``square``: raw holds only query rows r0.. of a (square or not) probe, and the per-row arguments only
+    those rows (head_metrics.py streams a long head in row blocks)."""
     q, k = raw.shape[-2:]
-    square = q == k
+    square = q == k if square is None else square
     n = raw.shape[1]
     part, ok = _prepare(raw, qm, km)  # [B, n, Q, K], ok [B, n, Q]
     rows = {}
@@ -353,9 +371,9 @@ def _chunk(
         idx = np.broadcast_to(first_key[:, :, None, None], part.shape[:-1] + (1,))
         rows["sink_mass"] = (np.take_along_axis(part, idx, -1)[..., 0], ok)
     if square:
-        diag = np.diagonal(part, 0, -2, -1)
+        diag = np.diagonal(part, r0, -2, -1)  # row i of the block is query r0 + i
         prev = np.zeros(part.shape[:-1], part.dtype)
-        prev[..., 1:] = np.diagonal(part, -1, -2, -1)
+        prev[..., max(0, 1 - r0) :] = np.diagonal(part, r0 - 1, -2, -1)
         rows["diagonal"] = (diag, ok)
         rows["prev_token"] = (prev, ok & prev_ok)
         if targets is not None:
@@ -363,38 +381,5 @@ def _chunk(
     for name, (values, valid) in rows.items():
         valid = np.broadcast_to(valid, values.shape)
         i = index[name]
-        sums[i, h0 : h0 + n] = np.where(valid, values, 0).sum(axis=(0, 2))
-        counts_ok[i, h0 : h0 + n] = valid.sum(axis=(0, 2))
-
-
-# -- probes ----------------------------------------------------------------------------------------------------
-def repeated_random_tokens(tokenizer_or_vocab, length=20, *, seed=0, bos=True):
-    """A repeated-random-token probe for the induction score: (input_ids, tokens).
-
-    ``tokenizer_or_vocab``: a Hugging Face tokenizer (ids drawn from its vocabulary, special tokens excluded, BOS/CLS
-    prepended when it has one and ``bos``) or a vocabulary size (ids 0..n-1, no BOS). The random half has no
-    repeated token, so each second-copy token has exactly one induction target.
-    """
-    rng = np.random.default_rng(seed)
-    prefix = []
-    if isinstance(tokenizer_or_vocab, (int, np.integer)):
-        vocab = np.arange(int(tokenizer_or_vocab))
-        convert = None
-    else:
-        tok = tokenizer_or_vocab
-        special = set(getattr(tok, "all_special_ids", []) or [])
-        convert = tok.convert_ids_to_tokens
-        names = convert(list(range(len(tok))))
-        # Placeholders such as BERT's [unused17] are not special ids but were never trained: leave them out too.
-        vocab = np.array([i for i, name in enumerate(names) if i not in special and not _UNUSED.match(str(name))])
-        start = getattr(tok, "bos_token_id", None)
-        if start is None:
-            start = getattr(tok, "cls_token_id", None)
-        if bos and start is not None:
-            prefix = [int(start)]
-    if length > len(vocab):
-        raise ValueError(f"length {length} exceeds the {len(vocab)} usable token ids")
-    half = [int(i) for i in rng.choice(vocab, size=length, replace=False)]
-    ids = prefix + half + half
-    tokens = convert(ids) if convert is not None else [str(i) for i in ids]
-    return ids, [str(t) for t in tokens]
+        sums[i, h0 : h0 + n] += np.where(valid, values, 0).sum(axis=(0, 2))
+        counts_ok[i, h0 : h0 + n] += valid.sum(axis=(0, 2))
