@@ -130,3 +130,15 @@ def test_codes_round_trip_within_half_a_code():
     w = np.linspace(0, 1, 10001, dtype=np.float32)
     back = recompute.decode_codes(recompute.cbrt_codes(w))
     assert np.all(np.abs(np.cbrt(back) - np.cbrt(w)) <= 0.5 / 255 + 1e-6)
+
+
+@pytest.mark.parametrize("mask", MASKS, ids=[m["mask"] for m in MASKS])
+def test_summary_skips_only_keys_no_row_sees(mask, monkeypatch):
+    monkeypatch.setattr(recompute, "BLOCK_ROWS", 5)  # many short blocks: each skips the keys outside its rows' mask
+    q, k = _qk(4)
+    spec = recompute.Spec.from_layer({"scaling": 0.8, **mask}, H, G)
+    for h in range(H):
+        full = recompute.head_weights(spec, q[h], k[h // 2], h)
+        s = recompute.summarise_head(spec, q[h], k[h // 2], h, topk=K, size=256)
+        np.testing.assert_allclose(s.overview, full, atol=3e-6)  # overview at full size is the weights
+        np.testing.assert_allclose(np.sort(s.topk_weights, axis=1), np.sort(full, axis=1), atol=3e-6)
