@@ -4,10 +4,7 @@ expression of a cell and saves as a standalone HTML file."""
 
 import os
 
-from tb_attention.notebook import fragment, inputs, logdir, payload
-
-# Views that need what a static output cannot hold: the Q/K embedding's layouts are computed by the server.
-_SERVER_ONLY = ("embedding",)
+from tb_attention.notebook import fragment, inputs, logdir, payload, qk_layouts
 
 
 class NotebookView:
@@ -33,8 +30,17 @@ class NotebookView:
             "theme": theme,
         }
         cap = payload.DEFAULT_MAX_BYTES if max_bytes is None else int(max_bytes)
+        # The Q/K tab's PCA layouts, computed now: a static output has no server to ask (qk_layouts.py).
+        layouts = qk_layouts.levels(probes)
+        if not layouts:
+            self.options["hide"].append("embedding")
         self.payload, lod_notes = payload.build(
-            probes, self.options, max_bytes=cap, overhead=fragment.overhead(), keep_qk=view == "neuron"
+            probes,
+            self.options,
+            max_bytes=cap,
+            overhead=fragment.overhead(),
+            keep_qk=view == "neuron",
+            layouts=layouts,
         )
         self.notes = list(notes) + lod_notes
         self._html = None
@@ -75,7 +81,7 @@ class NotebookView:
 
 def _hidden(probes):
     """Tabs the embedded data cannot feed."""
-    hide = list(_SERVER_ONLY)
+    hide = []
     steps = {s for p in probes for s in p.steps}
     if not any(s.qk for p in probes for s in p.steps.values()):
         hide.append("neuron")

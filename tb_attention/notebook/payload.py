@@ -7,7 +7,8 @@ header listing each response's route, parameters, content type and place in the 
 The cap is met by giving up detail in this order, and the output says what was given up: queries/keys (except for
 the neuron view, which needs them), then each query's keys beyond its top 256, 128, …, 8 (the head view draws only
 the top 8 beyond 192 tokens anyway), then steps (a logdir: evenly thinned, the last kept), then fewer top keys, then
-layers (the one shown is kept).
+layers (the one shown is kept). The Q/K tab's layouts (qk_layouts.py) take at most a quarter of the budget: those of
+every step, else of the last step only, else none, and a coarser level when the attention does not fit beside them.
 """
 
 import dataclasses
@@ -15,6 +16,8 @@ import json
 import struct
 import zlib
 from typing import Optional
+
+from tb_attention.notebook import qk_layouts
 
 MAGIC = b"TBN1"
 DEFAULT_MAX_BYTES = 8 << 20  # of the whole fragment; a 2,048-token, 72-head probe fits at top 8 keys per query
@@ -104,8 +107,9 @@ def _json(v):
     return json.dumps(v, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
-def responses(probes, plan, layer_index):
-    """-> ([(route, params, type, body, lod)], notes) for `plan`."""
+def responses(probes, plan, layer_index, extra=()):
+    """-> ([(route, params, type, body, lod)], notes) for `plan`; `extra`: (item, needs) pairs (the Q/K layouts,
+    qk_layouts.py), each kept when the probe steps it `needs`, [(run, tag, step)], are embedded."""
     out: list = []
     notes: list = []
     masses: list = []
@@ -114,9 +118,11 @@ def responses(probes, plan, layer_index):
         by_run.setdefault(p.run, []).append(p.tag)
     runs = [{"run": r, "probes": sorted(t), "problems": []} for r, t in sorted(by_run.items())]
     out.append(("runs", {}, "application/json", _json({"runs": runs}), None))
+    embedded: set = set()  # (run, tag, step) embedded
     for p in probes:
         base = {"run": p.run, "tag": p.tag}
         chosen = _thin(sorted(p.steps), plan.steps)
+        embedded.update((p.run, p.tag, s) for s in chosen)
         if plan.steps is not None and len(chosen) < len(p.steps):
             notes.append(
                 f"{p.run} / {p.tag}: {len(chosen)} of the {len(p.steps)} chosen steps kept to stay under the size cap"
@@ -143,6 +149,7 @@ def responses(probes, plan, layer_index):
                     out.append(("attention", here, "application/octet-stream", container, "topk"))
                 if plan.qk and s.qk:
                     out.append(("qk", here, "application/octet-stream", s.qk[i], None))
+    out += [item for item, needs in extra if all(n in embedded for n in needs)]
     if any(s.qk for p in probes for s in p.steps.values()) and not plan.qk:
         notes.append("queries/keys left out to stay under the size cap: the neuron view is off (pass max_bytes=)")
     if masses:
@@ -173,22 +180,41 @@ def encode(items, options):
     return zlib.compress(raw, _LEVEL)
 
 
-def build(probes, options, *, max_bytes, overhead, keep_qk=False):
+def build(probes, options, *, max_bytes, overhead, keep_qk=False, layouts=()):
     """-> (compressed payload, notes): the most detailed plan whose fragment (payload as base64 + `overhead`
-    bytes) stays under `max_bytes`; ValueError when not even one layer at one key per query fits."""
+    bytes) stays under `max_bytes`; ValueError when not even one layer at one key per query fits. `layouts`: the
+    Q/K tab's levels (qk_layouts.levels), the most detailed one within its share of the budget first, a coarser one
+    when the attention does not fit beside it."""
     layer_index = int(options.get("layer") or 0)
-    candidates = plans(probes, keep_qk)
-    sample = None
     budget = max_bytes - overhead
-    for i, plan in enumerate(candidates):
-        if i > 0 or sum(x.dense_bytes for p in probes for s in p.steps.values() for x in s.layers) * BASE64 > budget:
-            sample = sample or _sample(probes, layer_index)
-            if estimate(probes, plan, layer_index, sample) > budget and i < len(candidates) - 1:
-                continue
-        items, notes = responses(probes, plan, layer_index)
-        payload = encode(items, dict(options, notes=list(options.get("notes", [])) + notes))
-        if len(payload) * BASE64 <= budget:
-            return payload, notes
+    choices = list(layouts) or [None]
+    for n, level in enumerate(choices):
+        size = 0 if level is None else level.nbytes * BASE64
+        if n < len(choices) - 1 and size > budget * qk_layouts.SHARE:
+            continue
+        opts = options if level is None else level.apply(options)
+        found = _fit(probes, opts, budget, size, layer_index, keep_qk, level)
+        if found is not None:
+            return found
     raise ValueError(
         f"this view does not fit in max_bytes={max_bytes:,} even at one layer and one key per query; raise max_bytes"
     )
+
+
+def _fit(probes, options, budget, reserved, layer_index, keep_qk, level):
+    """The most detailed attention plan that fits in `budget` beside `reserved` bytes of the level's layouts."""
+    candidates = plans(probes, keep_qk)
+    extra, extra_notes = ([], []) if level is None else (level.items, level.notes)
+    sample = None
+    for i, plan in enumerate(candidates):
+        dense = sum(x.dense_bytes for p in probes for s in p.steps.values() for x in s.layers) * BASE64
+        if i > 0 or dense > budget - reserved:
+            sample = sample or _sample(probes, layer_index)
+            if estimate(probes, plan, layer_index, sample) > budget - reserved and i < len(candidates) - 1:
+                continue
+        items, notes = responses(probes, plan, layer_index, extra)
+        notes += extra_notes
+        payload = encode(items, dict(options, notes=list(options.get("notes", [])) + notes))
+        if len(payload) * BASE64 <= budget:
+            return payload, notes
+    return None

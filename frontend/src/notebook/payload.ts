@@ -29,6 +29,8 @@ export interface Options {
   notes?: string[];
   /** "dark" | "light" forces the theme (BertViz's display_mode); absent: follow the notebook. */
   theme?: string | null;
+  /** Per route, why what it asks for is not embedded (e.g. the Q/K layouts of a step left out for the cap). */
+  missing?: Record<string, string>;
 }
 
 export interface Payload {
@@ -61,10 +63,13 @@ export async function decodePayload(base64: string): Promise<Payload> {
   return { entries: header.entries, options: header.options ?? {}, body: raw.subarray(8 + headerLen) };
 }
 
-// Route + its parameters but `head` (a single head is sliced from the embedded layer: shell/loaders.ts), sorted:
-// the same rule as the HTML snapshot's key (export/snapshot.ts).
+// Route + its parameters but an attention request's `head` (a single head is sliced from the embedded layer:
+// shell/loaders.ts), sorted: the same rule as the HTML snapshot's key (export/snapshot.ts). The Q/K tab's
+// `embedding` route keeps it: each head's layout is a response of its own.
 function keyOf(route: string, params: Iterable<[string, string]>): string {
-  const entries = [...params].filter(([k]) => k !== "head").sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const entries = [...params]
+    .filter(([k]) => k !== "head" || route === "embedding")
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return JSON.stringify([route, entries]);
 }
 
@@ -79,7 +84,7 @@ export function payloadTransport(p: Payload): Transport {
     const key = keyOf(route, u.searchParams);
     const e = byKey.get(key);
     if (!e) {
-      return new Response(`${route}: not included in this notebook output`, {
+      return new Response(p.options.missing?.[route] ?? `${route}: not included in this notebook output`, {
         status: 404,
         statusText: "Not Found",
       });

@@ -25,6 +25,8 @@ export interface BatchInfo {
   tokens: string[][];
   key_tokens: (string[] | null)[];
   methods: Record<Method, boolean>;
+  /** A notebook output's batch (tb_attention/notebook/qk_layouts.py): the one layout setting it embeds. */
+  only?: Options;
 }
 
 export interface Options {
@@ -154,6 +156,36 @@ export async function fetchMatrix(run: string, tag: string, step: number, o: Opt
     mixing: mix.data as Float32Array,
   };
 }
+
+/** The layout settings `info` offers, set on the view's controls; returns the options to request. A notebook
+ * output holds one setting (`only`); a server offers every method it has installed. */
+export function offerSettings(
+  info: BatchInfo,
+  method: HTMLSelectElement,
+  translate: HTMLInputElement,
+  scale: HTMLInputElement,
+  current: Options,
+): Options {
+  const only = info.only;
+  for (const m of METHODS) {
+    const o = method.querySelector<HTMLOptionElement>(`option[value=${m}]`);
+    if (!o) continue;
+    const ok = only ? m === only.method : info.methods[m];
+    o.disabled = !ok;
+    o.title = ok ? "" : only ? NOTEBOOK_ONLY : "not installed on the TensorBoard server";
+  }
+  translate.disabled = scale.disabled = only !== undefined;
+  translate.title = scale.title = only ? NOTEBOOK_ONLY : "";
+  if (!only) return current;
+  method.value = only.method;
+  translate.checked = only.translate;
+  scale.checked = only.scale;
+  return { ...only };
+}
+
+const NOTEBOOK_ONLY =
+  "a notebook output embeds one layout per head (PCA, keys centred, equal spread); " +
+  "TensorBoard computes the others";
 
 export function isPending(x: unknown): x is Pending {
   return typeof x === "object" && x !== null && (x as Pending).pending === true;

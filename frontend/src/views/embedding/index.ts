@@ -15,6 +15,7 @@ import {
   fetchHead,
   fetchMatrix,
   isPending,
+  offerSettings,
   METHOD_LABEL,
   METHODS,
   type BatchInfo,
@@ -196,13 +197,7 @@ export class EmbeddingView implements View {
       this.infoKey = key;
       this.points = buildPoints(info);
       this.single.reset();
-      for (const m of METHODS) {
-        const o = this.methodSelect.querySelector<HTMLOptionElement>(`option[value=${m}]`);
-        if (o) {
-          o.disabled = !info.methods[m];
-          o.title = info.methods[m] ? "" : "not installed on the TensorBoard server";
-        }
-      }
+      this.opts = offerSettings(info, this.methodSelect, this.translateBox, this.scaleBox, this.opts);
     }
     const info = this.info;
     if (!info.has_qk) {
