@@ -1,4 +1,4 @@
-"""Chromium tests of exports fit for a paper: PNG at 1×/2×/4× and SVG with a title line (run, probe, step, layer,
+"""Chromium tests of exports fit for a paper: PNG at 1×/2×/4×, SVG and PDF with a title line (run, probe, step, layer,
 head), colour bar and axes, cropped to the figure; SVG heatmaps as vector cells up to 128 × 128 cells; an HTML
 snapshot whose Q/K and Evolution tabs draw from the file alone."""
 
@@ -85,6 +85,38 @@ def test_svg_has_title_colour_bar_axes_and_vector_cells(server):
         # 200 × 200 = 40,000 cells: above 128 × 128 the overview is an embedded image, the window still vector.
         assert len([i for i in tree.iter(f"{SVG}image") if i.get("href", "").startswith("data:image/png")]) == 1
         assert "attention weight" in [t.text for t in tree.iter(f"{SVG}text")]
+
+
+def _pdf_page(data):
+    """(text, content stream, image XObjects) of a one-page PDF, parsed by pypdf."""
+    import pypdf
+
+    assert data.startswith(b"%PDF-1.")
+    reader = pypdf.PdfReader(io.BytesIO(data), strict=True)
+    assert len(reader.pages) == 1
+    page = reader.pages[0]
+    images = [o for o in page["/Resources"].get("/XObject", {}).values() if o.get_object()["/Subtype"] == "/Image"]
+    return page.extract_text(), page.get_contents().get_data().decode("latin-1"), images, reader
+
+
+def test_pdf_is_vector_with_title_text_colour_bar_and_cells(server):
+    with plugin_page(server, downloads=True, hash_="#view=matrix&run=run&tag=probe%2Fp&layer=1&head=2") as (page, *_):
+        svg = ET.fromstring(_download(page, "#export-svg"))
+        text, content, images, reader = _pdf_page(_download(page, "#export-pdf"))
+    title = "run / probe/p · step 10 · Matrix view · layer 1 · head 2"
+    assert title in text and reader.metadata.title == title
+    assert "attention weight" in text and "key position" in text and all(t in text for t in TOKENS)
+    # The same size as the SVG (1 CSS px = 0.75 pt), heatmap cells as filled rectangles, no bitmap.
+    box = reader.pages[0].mediabox
+    assert (float(box.width), float(box.height)) == pytest.approx(
+        (0.75 * float(svg.get("width")), 0.75 * float(svg.get("height"))), abs=0.01
+    )
+    assert content.count(" re f") >= 2 * len(TOKENS) ** 2 and images == []
+    assert content.count("Tj") >= len(TOKENS) and "/F1" in content
+    with plugin_page(server, downloads=True, hash_="#view=matrix&run=run&tag=probe%2Flong") as (page, *_):
+        text, content, images, _ = _pdf_page(_download(page, "#export-pdf"))
+    # 200 × 200 cells: the overview is an embedded bitmap (as in the SVG), the text is still text.
+    assert len(images) == 1 and "attention weight" in text
 
 
 def test_the_snapshot_draws_the_qk_and_evolution_tabs_from_the_file(server, tmp_path):

@@ -1,8 +1,9 @@
-// The toolbar's Export buttons: PNG / SVG of the active view, an offline HTML snapshot of the step, its arrays
+// The toolbar's Export buttons: PNG / SVG / PDF of the active view, an offline HTML snapshot of the step, its arrays
 // as .npz. What is exported is what the views show (special tokens hidden stay hidden in the npz).
 
 import type { Attention, QK } from "../data/api";
 import { npzBlob, type NpyArray } from "./npz";
+import { viewToPdf } from "./pdf";
 import { pngBlob, viewToCanvas, viewToSvg } from "./picture";
 import { snapshotHtml, type SnapshotPart } from "./snapshot";
 import type { View, ViewHost } from "../shell/view";
@@ -181,6 +182,14 @@ export function exportMenu(host: ExportHost): HTMLElement {
     async () => {
       const svg = viewToSvg(host.activeView().root, { title: figureTitle(host) });
       download(`${fileStem(host)}.svg`, new Blob([svg], { type: "image/svg+xml" }));
+    },
+  );
+  add(
+    "export-pdf",
+    "PDF",
+    "The current view as a vector PDF page, as the SVG: text as text, lines and heatmap cells as vector shapes",
+    async () => {
+      download(`${fileStem(host)}.pdf`, await viewToPdf(host.activeView().root, { title: figureTitle(host) }));
     },
   );
   add("export-html", "HTML", "A standalone offline HTML snapshot of this step (all views, no server)", () =>

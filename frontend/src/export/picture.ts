@@ -4,12 +4,12 @@
 // block's width) and gets a title line (run, probe, step, layer, head). Canvases that offer vector shapes
 // (vector.ts: the head view's lines, heatmap cells up to VECTOR_CELLS, colour bars) become SVG elements, and are
 // redrawn at the PNG's scale instead of enlarged, so 2× and 4× PNGs stay sharp. Token text is only ever set through
-// textContent / createTextNode (never markup).
+// textContent / createTextNode (never markup). The PDF export (pdf.ts) draws the same items.
 
 import type { VectorCanvas, VectorShape } from "./vector";
 import { page } from "../shell/page";
 
-interface Item {
+export interface Item {
   x: number;
   y: number;
   w: number;
@@ -30,8 +30,8 @@ export interface Figure {
 }
 
 const SKIP = "select, option, button, input, script, style, .tba-viewbar, .hm-tip, .emb-tip, .emb-controls";
-const MARGIN = 10;
-const TITLE_H = 24;
+export const MARGIN = 10;
+export const TITLE_H = 24;
 
 function transparent(c: string): boolean {
   return c === "transparent" || /rgba\([^)]*,\s*0\)$/.test(c);
@@ -80,7 +80,7 @@ function textLines(el: Element): { text: string; x: number; y: number; w: number
 }
 
 /** Everything drawn inside `root`, in page order, relative to the top-left of what is drawn. */
-function collect(root: HTMLElement): { items: Item[]; w: number; h: number } {
+export function collect(root: HTMLElement): { items: Item[]; w: number; h: number } {
   const r0 = root.getBoundingClientRect();
   const items: Item[] = [];
   const visit = (el: Element): void => {
@@ -153,17 +153,17 @@ function clip(it: Item, w: number, h: number): Item {
   return { ...it, x, y, w: Math.max(0, Math.min(it.x + it.w, w) - x), h: Math.max(0, Math.min(it.y + it.h, h) - y) };
 }
 
-function background(): string {
+export function background(): string {
   const c = getComputedStyle(page().root).backgroundColor;
   return transparent(c) ? "#ffffff" : c;
 }
 
-function titleFont(): { font: string; color: string } {
+export function titleFont(): { font: string; color: string } {
   const cs = getComputedStyle(page().root);
   return { font: `600 13px ${cs.fontFamily}`, color: cs.color };
 }
 
-function vectorOf(c: HTMLCanvasElement): VectorShape[] | null {
+export function vectorOf(c: HTMLCanvasElement): VectorShape[] | null {
   return (c as VectorCanvas).tbaVector?.() ?? null;
 }
 
