@@ -263,34 +263,22 @@ def test_head_model_matrix_views_compare_two_steps(server):
         _no_xss(page, dialogs, errors)
 
 
-def test_matrix_view_at_2048_tokens_fetches_one_head(server):
+def test_matrix_view_at_2048_tokens_draws_tiles(server):
+    """Beyond 1,024 × 1,024 weights a head is a tile pyramid (test_browser_scale_views.py): never a whole layer."""
     with plugin_page(server) as (page, errors, dialogs):
         open_view(page, "matrix")
         requests = []
-        page.on("request", lambda r: "attention?" in r.url and requests.append(r.url))
+        page.on("request", lambda r: ("attention?" in r.url or "tile?" in r.url) and requests.append(r.url))
         page.select_option("#probe-select", label="long / probe/long")
         page.wait_for_selector("body[data-state=ready][data-painted-view='matrix']")
-        page.wait_for_function("document.querySelector('.hm-caption').textContent.startsWith('2048')")
-        assert requests and all("head=0" in u for u in requests), requests  # never the whole layer
-        box = page.locator("#matrix-overview").bounding_box()
-        assert box["width"] <= 560 and box["height"] <= 560
-        assert "max-pools" in page.text_content(".hm-caption")
-        ov = signature(page, "#matrix-overview")
-        assert ov["painted"] == ov["size"]
-        # Peaks survive pooling: every pixel row (≈ 4 query rows) shows its rows' strongest weight brightly,
-        # where averaging would leave ~1/2048 everywhere.
-        lit = page.evaluate("""() => { const c = document.querySelector('#matrix-overview');
-            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let rows = 0;
-            for (let y = 0; y < c.height; y++) { let best = 0;
-              for (let x = 0; x < c.width; x++) { const i = (y * c.width + x) * 4; best = Math.max(best, d[i] + d[i + 1] + d[i + 2]); }
-              if (best > 250) rows++; }
-            return rows / c.height; }""")
-        assert lit > 0.9, lit
-        # Zoom by clicking: a labelled 48 x 48 window around the point.
-        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-        q0, q1, k0, k1 = map(int, page.get_attribute(".heatmap", "data-zoom").split(","))
-        assert q1 - q0 == 48 and k1 - k0 == 48 and 900 < q0 < 1100
-        assert page.locator(".hm-qlabels > div").count() == 48
+        page.wait_for_function("window.__tbaTiles && window.__tbaTiles.settled")
+        assert requests and all("tile?" in u and "head=0" in u for u in requests), requests
+        assert "level=3" in requests[0]  # the coarsest level first: one tile of 256 × 256 cells
+        box = page.locator("#matrix-tiles").bounding_box()
+        assert box["width"] <= 720 and box["height"] <= 720
+        assert page.text_content(".tm-root .hm-caption").startswith("2,048 × 2,048")
+        tiles = signature(page, "#matrix-tiles")
+        assert tiles["painted"] == tiles["size"]
         page.select_option("#matrix-head", "1")
         page.wait_for_selector("body[data-state=ready][data-painted-view='matrix']")
         assert any("head=1" in u for u in requests)

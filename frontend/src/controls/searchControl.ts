@@ -4,6 +4,9 @@
 import { controlLabel } from "./widgets";
 import { page } from "../shell/page";
 
+/** An element whose tokens are mostly not in the DOM: `tbaSearch(text, scroll, next)` marks, jumps, counts. */
+type Searchable = HTMLElement & { tbaSearch?: (text: string, scroll: boolean, next: boolean) => number };
+
 export class SearchControl {
   readonly el: HTMLLabelElement;
   private readonly input = document.createElement("input");
@@ -61,15 +64,21 @@ export class SearchControl {
     const q = this.input.value.trim().toLowerCase();
     const root = this.root();
     if (!root) return;
+    // Views with virtual rows (most tokens not in the DOM) search their own tokens and scroll to the match.
+    let virtual = 0;
+    for (const el of Array.from(root.querySelectorAll<Searchable>("[data-tba-search]"))) {
+      if (el.tbaSearch) virtual += el.tbaSearch(q, scroll, next);
+    }
     const hits: HTMLElement[] = [];
     for (const el of Array.from(root.querySelectorAll<HTMLElement>(".token, .tba-token-label"))) {
+      if (el.closest("[data-tba-search]")) continue;
       const hit = q !== "" && (el.textContent ?? "").toLowerCase().includes(q);
       el.classList.toggle("match", hit);
       if (hit) hits.push(el);
     }
-    this.count.textContent = q ? `${hits.length} found` : "";
-    page().root.dataset["searchHits"] = String(hits.length);
-    if (!scroll || hits.length === 0) return;
+    this.count.textContent = q ? `${hits.length + virtual} found` : "";
+    page().root.dataset["searchHits"] = String(hits.length + virtual);
+    if (!scroll || hits.length === 0 || virtual > 0) return;
     this.index = next ? (this.index + 1) % hits.length : 0;
     hits[this.index]?.scrollIntoView({ block: "center" });
   }

@@ -33,9 +33,14 @@ export interface Manifest {
   patch_grid?: { rows: number; cols: number; num_special: number; patch_size: [number, number] | null } | null;
   /** Optional: the probe's input image (PNG, `image` route). */
   image?: { index: number; width: number; height: number } | null;
+  /** Optional (version 3): per stored layer, what its attention blob holds; absent: every layer holds weights. */
+  storage?: LayerStorage[] | null;
   /** Frontend only: probe positions of the tokens a token subset kept (tokenFilter.ts); absent: all. */
   kept?: { q: number[] | null; k: number[] | null };
 }
+
+/** docs/format.md, "Storage per layer": a "qk" layer is rebuilt from its q/k on the server, one head or tile at a time. */
+export type LayerStorage = "weights" | "both" | "qk";
 
 /** One entry of the manifest's `layers` (docs/format.md, "Layers"); absent or null fields are unknown. */
 export interface LayerInfo {
@@ -110,7 +115,7 @@ async function get(route: string, params: Record<string, string | number> = {}):
   return res;
 }
 
-async function getContainer(route: string, params: Record<string, string | number>): Promise<Container> {
+export async function getContainer(route: string, params: Record<string, string | number>): Promise<Container> {
   return decodeContainer(await (await get(route, params)).arrayBuffer());
 }
 

@@ -199,6 +199,7 @@ export class App implements ViewHost {
       const i = this.factories.findIndex((_, j) => this.view(j).id === sel.view);
       if (i >= 0 && i !== this.active) this.activate(i, false);
     }
+    if (sel.link) this.link = { ...sel.link, view: sel.view ?? this.view(this.active).id };
     if (sel.layer !== undefined) this.layer = sel.layer;
     if (sel.step !== undefined) {
       const i = this.steps.indexOf(sel.step);
@@ -319,7 +320,7 @@ export class App implements ViewHost {
     // Start the current layer's attention with the manifest instead of after it (one round trip less on first
     // paint); a layer the new probe lacks just fails quietly here and is clamped below.
     const v = this.view(this.active);
-    if (v.usesLayer !== false && !v.prefetch) this.data.rawAttention(step, this.layer, probe).catch(() => undefined);
+    if (v.usesLayer !== false && !v.prefetch) this.data.warmLayer(step, this.layer, probe);
     try {
       const manifest = await this.manifest(step, probe);
       if (ticket !== this.ticket) return;
@@ -384,7 +385,7 @@ export class App implements ViewHost {
         this.data.rawManifest(step, state.probe).catch(() => undefined);
         const v = this.view(this.active);
         if (v.prefetch) v.prefetch(this, step);
-        else if (v.usesLayer !== false) this.data.rawAttention(step, state.layer, state.probe).catch(() => undefined);
+        else if (v.usesLayer !== false) this.data.warmLayer(step, state.layer, state.probe);
       }
     }
   }

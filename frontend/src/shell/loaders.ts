@@ -22,6 +22,7 @@ import {
   type SpecialMode,
   type Subset,
 } from "../data/tokenFilter";
+import { wholeLayerOk } from "../data/scale";
 import { page } from "./page";
 import type { ProbeRef } from "./view";
 
@@ -46,12 +47,32 @@ export class Loaders {
   private readonly qkCache = new LruCache<QK>(24, 128 << 20, (q) => q.queries.byteLength + q.keys.byteLength);
   private readonly manifests = new LruCache<Manifest>(64, Infinity, () => 0);
   private readonly stats = new LruCache<HeadStats | null>(8, Infinity, () => 0);
+  // The last manifest seen per probe: whether a whole layer is worth warming before its step's manifest is here.
+  private readonly lastShape = new Map<string, Manifest>();
 
   constructor(private readonly tokens: () => TokenChoice) {}
 
   // Raw loads (no subset): the shell prefetches these, so they warm the cache whatever the token choice.
   rawManifest(step: number, probe: ProbeRef): Promise<Manifest> {
-    return this.manifests.get(key(probe.run, probe.tag, step), () => fetchManifest(probe.run, probe.tag, step));
+    return this.manifests.get(key(probe.run, probe.tag, step), () =>
+      fetchManifest(probe.run, probe.tag, step).then((m) => {
+        this.lastShape.set(key(probe.run, probe.tag), m);
+        return m;
+      }),
+    );
+  }
+
+  /**
+   * Warms a whole layer (the shell's prefetch and early start) unless it is one the views would not load whole: a
+   * long probe or a "qk" layer (data/scale.ts), hundreds of MB or a 413. Unknown shape: after its manifest.
+   */
+  warmLayer(step: number, layer: number, probe: ProbeRef): void {
+    const warm = (m: Manifest): void => {
+      if (layer < m.num_layers && wholeLayerOk(m, layer)) this.rawAttention(step, layer, probe).catch(() => undefined);
+    };
+    const known = this.lastShape.get(key(probe.run, probe.tag));
+    if (known) warm(known);
+    else this.rawManifest(step, probe).then(warm, () => undefined);
   }
 
   rawAttention(step: number, layer: number, probe: ProbeRef): Promise<Attention> {

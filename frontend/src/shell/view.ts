@@ -42,6 +42,9 @@ export interface Selection {
   layer?: number;
   probe?: ProbeRef;
   view?: string;
+  /** Link parameters handed to the target view's restoreLink() before its next show(), as a deep link's would be
+   * (e.g. `{head: "3"}`, the model's numbers): how one view opens another at a head. */
+  link?: Record<string, string>;
 }
 
 export interface ViewHost {

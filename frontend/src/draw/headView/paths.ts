@@ -8,13 +8,13 @@ import type { VectorShape } from "../../export/vector";
 import { kthLargest } from "../topk";
 
 export const LINE_GAP = 300; // width of the band the lines cross, px
-const LINE_INSET = 4; // lines stop short of the token columns
-const MIN_ALPHA = 1 / 255; // below this a line cannot change a pixel
+export const LINE_INSET = 4; // lines stop short of the token columns
+export const MIN_ALPHA = 1 / 255; // below this a line cannot change a pixel
 // Opacity buckets: two per octave from 1/255 to 1, so a line is drawn within ±19 % of its exact opacity.
-const BUCKETS = 16;
-const BUCKET_ALPHA = Float32Array.from({ length: BUCKETS }, (_, b) => Math.min(1, 2 ** ((b + 0.5) / 2) / 255));
+export const BUCKETS = 16;
+export const BUCKET_ALPHA = Float32Array.from({ length: BUCKETS }, (_, b) => Math.min(1, 2 ** ((b + 0.5) / 2) / 255));
 
-function bucketOf(alpha: number): number {
+export function bucketOf(alpha: number): number {
   return Math.min(BUCKETS - 1, Math.max(0, Math.floor(Math.log2(alpha * 255) * 2)));
 }
 

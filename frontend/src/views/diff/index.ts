@@ -4,6 +4,7 @@
 // variation distance ½·Σ_k |Δ|, 0 = identical rows, 1 = disjoint). Click a ranking row to show that head.
 // The ranking table lives in ranking.ts.
 
+import { wholeLayerNote } from "../../data/scale";
 import { checkShape } from "../../data/api";
 import type { Scale } from "../../draw/colormap";
 import { mismatch } from "../../data/compare";
@@ -99,6 +100,9 @@ export class DiffView implements View {
     const bad = mismatch(m, refManifest);
     if (bad) return this.message(`${bad[0]?.toUpperCase()}${bad.slice(1)}.`);
     const h = Number(this.head.value);
+    // A long probe or a "qk" layer: no whole layers (hundreds of MB, or a 413); say so rather than stall.
+    const big = wholeLayerNote(m, state.layer, "The diff of a head and the ranking of every head");
+    if (big) return this.message(`${big} The Evolution tab ranks heads by their metrics at any size.`);
     const [a, b] = await Promise.all([
       host.attention(state.step, state.layer),
       host.attention(ref.step, state.layer, ref.probe),

@@ -2,6 +2,7 @@
 // draw lines to the keys it attends to most (real attention of its own input, from the attention route), token
 // search highlights matches. A new layout of the same points (another step or method) animates from the old one.
 
+import { wholeLayerOk } from "../../data/scale";
 import type { ProbeRef, SharedState, ViewHost } from "../../shell/view";
 import type { BatchInfo, HeadLayout } from "./api";
 import { el, fmt } from "./dom";
@@ -245,11 +246,16 @@ export class SingleHead {
     const probe = p.probe[i] as number;
     const ref: ProbeRef = { run: state.probe.run, tag: info.probes[probe] ?? "" };
     const { layer, head } = selected;
-    const attn = await host.attention(state.step, layer, ref);
+    // One head is enough for one query's lines (a long probe or a "qk" layer has no whole layers to send).
+    const one = !wholeLayerOk(state.manifest, layer);
+    const attn = one
+      ? await host.attentionHead(state.step, layer, head, ref)
+      : await host.attention(state.step, layer, ref);
     const now = this.batch();
     if (this.query !== i || now.state !== state || now.selected.layer !== layer || now.selected.head !== head) return;
     const pos = p.pos[i] as number;
-    const row = attn.weights.subarray((head * attn.Q + pos) * attn.K, (head * attn.Q + pos + 1) * attn.K);
+    const slot = one ? 0 : head;
+    const row = attn.weights.subarray((slot * attn.Q + pos) * attn.K, (slot * attn.Q + pos + 1) * attn.K);
     const order = Array.from(row.keys()).sort((a, b) => (row[b] as number) - (row[a] as number));
     const top = order.slice(0, 8).filter((j, n) => n === 0 || (row[j] as number) >= 0.02);
     const start = p.keyStart[probe] as number;

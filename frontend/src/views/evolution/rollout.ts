@@ -2,6 +2,7 @@
 // mixed in, multiplied through the layers (computed by the server, route rollout). An approximation: it ignores
 // values, MLPs and norms, and the panel says so.
 
+import { anyQkLayer, LONG_QUERIES } from "../../data/scale";
 import { VIRIDIS, cssColor } from "../../draw/colormap";
 import type { SharedState, ViewHost } from "../../shell/view";
 import { fetchRollout, type Rollout } from "./api";
@@ -37,6 +38,16 @@ export class RolloutPanel {
     if (man.key_tokens) {
       sizeCanvas(this.canvas, 1, 1);
       this.note.textContent = "Rollout needs self-attention; this probe is cross-attention.";
+      return;
+    }
+    // Rollout multiplies every layer's Q × Q weights: at thousands of tokens (or with a layer stored as q/k only)
+    // that is gigabytes to send and a recompute of every head, so it is not asked for (data/scale.ts).
+    if (man.query_len > LONG_QUERIES || anyQkLayer(man)) {
+      sizeCanvas(this.canvas, 1, 1);
+      this.note.textContent =
+        `Rollout is not drawn at this size (${man.query_len.toLocaleString("en-US")} tokens` +
+        (anyQkLayer(man) ? ", layers stored as queries and keys only" : "") +
+        `): it needs every weight of every layer. The metrics above are complete.`;
       return;
     }
     const key = `${state.probe.run}\u0000${state.probe.tag}\u0000${state.step}\u0000${fusion}\u0000${residual}`;

@@ -15,6 +15,8 @@ import { subsetAttention, type Subset } from "../../data/tokenFilter";
 import { autoTopK } from "../../draw/topk";
 import type { SharedState, View, ViewHost } from "../../shell/view";
 import { page } from "../../shell/page";
+import { usesTopK } from "../../data/scale";
+import { LongHead } from "./long";
 
 declare global {
   interface Window {
@@ -46,6 +48,10 @@ export class HeadTab implements View {
   private readonly gainSelect = document.createElement("select");
   private readonly segControl = document.createElement("label");
   private segKey = "";
+  // Beyond 512 queries and for "qk" layers: top-k lines from the server in virtual columns (long.ts).
+  private long: LongHead | null = null;
+  private isLong = false;
+  private readonly body = document.createElement("div");
 
   constructor() {
     const bar = document.createElement("div");
@@ -102,7 +108,7 @@ export class HeadTab implements View {
     gainSpan.textContent = "Opacity";
     gain.append(gainSpan, this.gainSelect);
     bar.append(this.heads.el, lines, gain, this.segControl);
-    const body = document.createElement("div");
+    const body = this.body;
     body.className = "tba-head-body";
     body.style.cssText = "display: flex; flex-wrap: wrap; align-items: flex-start; gap: 24px;";
     this.view.root.style.flexShrink = "0"; // its width is the layout's; never squeeze the token columns
@@ -124,6 +130,8 @@ export class HeadTab implements View {
       this.root.style.setProperty("--tba-toolbar-h", `${Math.ceil(toolbar.getBoundingClientRect().height)}px`);
     const state = host.state;
     const { step, layer, manifest } = state;
+    this.setLong(usesTopK(manifest, layer));
+    if (this.isLong) return this.showLong(host, state);
     const [full, target] = await Promise.all([host.attention(step, layer), compareTarget(host, state)]);
     if (!host.isCurrent(state)) return;
     const refFull =
@@ -187,10 +195,52 @@ export class HeadTab implements View {
     void this.updateEntropyTitles(host, state, cur.H);
   }
 
+  /** Swaps the line view in the page (one canvas `#head-canvas` at a time). */
+  private setLong(on: boolean): void {
+    if (on && !this.long) {
+      this.long = new LongHead();
+      this.long.view.onHoverDrawn = (ms) => (timings().hoverMs = ms);
+      this.long.view.onTokenChange = () => this.host?.updateLink();
+    }
+    if (on !== this.isLong) {
+      const [out, into] = on
+        ? [this.view.root, (this.long as LongHead).view.root]
+        : [(this.long as LongHead).view.root, this.view.root];
+      out.replaceWith(into);
+      this.overlay.root.style.display = on ? "none" : "";
+      if (on) this.shown = null;
+    }
+    this.isLong = on;
+    this.segControl.style.display = on ? "none" : this.segControl.style.display;
+  }
+
+  private async showLong(host: ViewHost, state: SharedState): Promise<void> {
+    const long = this.long as LongHead;
+    const m = state.manifest;
+    this.heads.setCount(m.num_heads);
+    this.heads.setLabel((h) => headLabel(m, state.layer, h));
+    const link = this.pendingLink;
+    this.pendingLink = null;
+    if (link?.["heads"]) {
+      const on = new Set(link["heads"].split(",").map((x) => storedHead(m, state.layer, x)));
+      this.heads.setActive(Array.from({ length: m.num_heads }, (_, h) => on.has(h)));
+    }
+    this.applyLines();
+    const t0 = performance.now();
+    const summary = await long.show(host, state, this.heads.get());
+    if (summary === null || !host.isCurrent(state)) return;
+    timings().paintMs = performance.now() - t0;
+    this.shown = state;
+    const lock = /^(left|right):(\d+)$/.exec(link?.["lock"] ?? "");
+    if (lock) long.view.lockToken({ side: lock[1] as "left" | "right", index: Number(lock[2]) });
+    host.setSummary(summary);
+    void this.updateEntropyTitles(host, state, m.num_heads);
+  }
+
   linkParams(): Record<string, string> {
     const m = this.shown?.manifest;
     const active = this.heads.get();
-    const t = this.view.lockedToken();
+    const t = this.isLong && this.long ? this.long.view.lockedToken() : this.view.lockedToken();
     return {
       heads:
         !m || active.every(Boolean)
@@ -234,7 +284,7 @@ export class HeadTab implements View {
   }
 
   onKey(e: KeyboardEvent): boolean {
-    if (e.key === "Escape") return this.view.unlock();
+    if (e.key === "Escape") return this.isLong && this.long ? this.long.view.unlock() : this.view.unlock();
     // ←/→ solo the previous/next head (wrapping), like BertViz's double-click on a head square.
     if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") return false;
     const active = this.heads.get();
@@ -254,12 +304,28 @@ export class HeadTab implements View {
   private repaint(): void {
     if (!this.shown) return;
     const active = this.heads.get();
+    if (this.isLong && this.long) {
+      this.long.view.setActive(active);
+      this.applyLines();
+      this.long.view.paint();
+      return;
+    }
     this.view.setActive(this.expand(active, this.view.headCount()));
     this.paint();
     this.overlay.setActive(active);
   }
 
   private paint(): void {
+    const v = this.linesSelect.value;
+    this.applyLines();
+    this.view.topK = v === "auto" ? autoTopK(this.shown ? this.shown.manifest.key_len : 0) : Number(v);
+    const t0 = performance.now();
+    this.view.paint();
+    timings().paintMs = performance.now() - t0;
+  }
+
+  /** Line opacity and count from the selects, onto whichever line view is shown; sets the legend. */
+  private applyLines(): void {
     const v = this.linesSelect.value;
     // A comparison draws each head as two pseudo-heads (more / less): count it once for the opacity.
     const split = this.view.headCount() > this.heads.get().length ? 2 : 1;
@@ -268,6 +334,10 @@ export class HeadTab implements View {
     const factor =
       this.gainSelect.value === "auto" ? nA * Math.min(1, 2 / Math.sqrt(nA)) : Number(this.gainSelect.value) || 1;
     this.view.gain = factor * split;
+    if (this.long) {
+      this.long.view.gain = factor;
+      this.long.view.topK = v === "auto" ? 0 : Number(v); // 0: every key the server sent
+    }
     const comparing = split > 1;
     this.legend.set(
       {
@@ -281,10 +351,6 @@ export class HeadTab implements View {
       },
       110,
     );
-    this.view.topK = v === "auto" ? autoTopK(this.shown ? this.shown.manifest.key_len : 0) : Number(v);
-    const t0 = performance.now();
-    this.view.paint();
-    timings().paintMs = performance.now() - t0;
   }
 
   private async updateEntropyTitles(host: ViewHost, state: SharedState, H: number): Promise<void> {

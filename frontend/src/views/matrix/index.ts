@@ -6,11 +6,13 @@ import { checkShape } from "../../data/api";
 import type { Scale } from "../../draw/colormap";
 import { compareTarget, deltaSummary } from "../../data/compare";
 import { HeatmapPanel } from "../../draw/heatmap";
-import type { View, ViewHost } from "../../shell/view";
+import type { SharedState, View, ViewHost } from "../../shell/view";
 import { headAndScaleControls, setHeadOptions } from "../../controls/widgets";
 import { headIndex, layerHeadLabel } from "../../data/labels";
 import type { Manifest } from "../../data/api";
 import { storedHead } from "../../shell/deepLink";
+import { usesTiles } from "../../data/scale";
+import { TiledMatrix } from "./tiled";
 
 export class MatrixView implements View {
   readonly id = "matrix";
@@ -24,6 +26,10 @@ export class MatrixView implements View {
   private pendingLink: Record<string, string> | null = null;
   private shownLayer = 0;
   private shownManifest: Manifest | null = null;
+  // Long heads and "qk" layers: a tile pyramid instead of the panel (built on first use).
+  private tiled: TiledMatrix | null = null;
+  private tiling = false;
+  private readonly rangeLabel: HTMLLabelElement;
 
   constructor() {
     const bar = document.createElement("div");
@@ -34,11 +40,12 @@ export class MatrixView implements View {
     this.head = head;
     this.scale = scale;
     this.range = range;
+    this.rangeLabel = rangeLabel;
     const reset = document.createElement("button");
     reset.type = "button";
     reset.textContent = "Reset zoom";
     reset.id = "matrix-reset";
-    reset.addEventListener("click", () => this.panel.resetZoom());
+    reset.addEventListener("click", () => this.resetZoom());
     bar.append(headLabel, scaleLabel, rangeLabel, reset);
     this.panel.onZoom = () => this.host?.updateLink();
     this.root.append(bar, this.panel.root);
@@ -60,6 +67,8 @@ export class MatrixView implements View {
     const h = Number(this.head.value);
     this.shownLayer = state.layer;
     this.shownManifest = m;
+    this.setTiling(usesTiles(m, state.layer));
+    if (this.tiling) return this.showTiles(host, state, h, link);
     const left = m.tokens;
     const right = m.key_tokens ?? m.tokens;
     const [attn, target] = await Promise.all([
@@ -104,9 +113,39 @@ export class MatrixView implements View {
     );
   }
 
+  private setTiling(on: boolean): void {
+    this.tiling = on;
+    if (on && !this.tiled) {
+      this.tiled = new TiledMatrix();
+      this.tiled.map.onMove = () => this.host?.updateLink();
+      this.root.append(this.tiled.root);
+    }
+    this.panel.root.style.display = on ? "none" : "";
+    if (this.tiled) this.tiled.root.style.display = on ? "" : "none";
+    this.rangeLabel.style.display = on ? "none" : ""; // tiles are coloured by the head's largest weight
+  }
+
+  private async showTiles(host: ViewHost, state: SharedState, h: number, link: Record<string, string> | null) {
+    const tiled = this.tiled as TiledMatrix;
+    const z = (link?.["zoom"] ?? "").split(",").map(Number);
+    const zoom = z.length === 4 && z.every(Number.isInteger) ? { q0: z[0]!, q1: z[1]!, k0: z[2]!, k1: z[3]! } : null;
+    const note = state.compare || state.compareNote ? "Compare with is not drawn at this size" : "";
+    tiled.map.onError = (e) => {
+      if (host.isCurrent(state)) host.setSummary(`a tile failed: ${e instanceof Error ? e.message : String(e)}`);
+    };
+    const summary = await tiled.show(state, h, this.scale.value as Scale, zoom, note);
+    if (!host.isCurrent(state) || summary === null) return;
+    host.setSummary(summary);
+  }
+
+  private resetZoom(): boolean {
+    return this.tiling && this.tiled ? this.tiled.map.fit() : this.panel.resetZoom();
+  }
+
   linkParams(): Record<string, string> {
     const m = this.shownManifest;
-    const z = this.panel.zoomed;
+    const t = this.tiling && this.tiled?.map.zoomed ? this.tiled.map.window() : null;
+    const z = t ?? this.panel.zoomed;
     return {
       head: m ? String(headIndex(m, this.shownLayer, Number(this.head.value))) : "",
       zoom: z ? `${z.q0},${z.q1},${z.k0},${z.k1}` : "",
@@ -119,11 +158,12 @@ export class MatrixView implements View {
 
   /** Only the head drawn (a 2,048-token layer of 12 heads would be 50 MB of codes per step). */
   prefetch(host: ViewHost, step: number): void {
+    if (this.tiling) return; // tiles of the next step are asked for when it is shown
     host.attentionHead(step, host.state.layer, Number(this.head.value)).catch(() => undefined);
   }
 
   onKey(e: KeyboardEvent): boolean {
-    if (e.key === "Escape") return this.panel.resetZoom();
+    if (e.key === "Escape") return this.resetZoom();
     if (e.key === "ArrowLeft" || e.key === "ArrowRight") {
       const H = this.head.options.length;
       if (H === 0) return false;

@@ -14,6 +14,8 @@ import { storedHead, storedLayer } from "../../shell/deepLink";
 import { drawLineThumb } from "../../draw/lineThumb";
 import { autoTopK } from "../../draw/topk";
 import type { CompareRef, SharedState, View, ViewHost } from "../../shell/view";
+import { usesThumbnails } from "../../data/scale";
+import { ThumbGrid } from "./thumbs";
 
 export class ModelView implements View {
   readonly id = "model";
@@ -32,6 +34,8 @@ export class ModelView implements View {
   private ref: CompareRef | null = null;
   private pendingSel: string | null = null;
   private readonly legend = new ColorBar("model-legend");
+  // LLM scale: server thumbnails instead of line diagrams (thumbs.ts), built on first use.
+  private thumbGrid: ThumbGrid | null = null;
 
   constructor() {
     this.root.className = "model-view";
@@ -113,6 +117,11 @@ export class ModelView implements View {
     this.host = host;
     const state = host.state;
     const m = state.manifest;
+    if (this.setThumbs(usesThumbnails(m))) {
+      const summary = await (this.thumbGrid as ThumbGrid).show(host, state);
+      if (summary !== null && host.isCurrent(state)) host.setSummary(summary);
+      return;
+    }
     const Q = m.tokens.length;
     const K = (m.key_tokens ?? m.tokens).length;
     this.layout(m, Math.max(Q, K));
@@ -184,6 +193,18 @@ export class ModelView implements View {
         " · click a thumbnail to enlarge it",
     );
     await this.showDetail();
+  }
+
+  /** Shows the thumbnail grid (true) or the line diagrams. */
+  private setThumbs(on: boolean): boolean {
+    if (on && !this.thumbGrid) {
+      this.thumbGrid = new ThumbGrid();
+      this.root.append(this.thumbGrid.root);
+    }
+    for (const el of [this.grid, this.legend.el]) el.style.display = on ? "none" : "";
+    if (on) this.detailPanel.style.display = "none";
+    if (this.thumbGrid) this.thumbGrid.root.style.display = on ? "" : "none";
+    return on;
   }
 
   /** Each of `layers` is weights [H, Q, K] and the colour of head h's lines (the head's, or Δ's more/less). */

@@ -10,9 +10,9 @@
 
 import { HoverLock } from "../../controls/hoverLock";
 import { checkShape, HttpError, type Attention, type Manifest, type QK } from "../../data/api";
-import { compareTarget, deltaSummary } from "../../data/compare";
+import { deltaSummary } from "../../data/compare";
 import { displayText } from "../../draw/tokens";
-import type { CompareRef, SharedState, View, ViewHost } from "../../shell/view";
+import type { View, ViewHost } from "../../shell/view";
 import { connectors, numberColumns, strips } from "./draw";
 import { fillLegend, verdict } from "./notes";
 import { headColor } from "../../draw/palette";
@@ -21,13 +21,8 @@ import { describe, kvHeadOf, maxAbs, recomputeOf, rowOf, type Recompute, type Ro
 import { headIndex, kvHeadIndex, layerLabel } from "../../data/labels";
 import { setHeadOptions } from "../../controls/widgets";
 import { linkInt, storedHead } from "../../shell/deepLink";
-
-interface Ref {
-  ref: CompareRef;
-  qk: QK;
-  attn: Attention;
-  rc: Recompute;
-}
+import { lodLoaders } from "../../shell/lodLoaders";
+import { loadData, loadRef, oneHead, type Ref } from "./load";
 
 interface Data {
   m: Manifest;
@@ -37,6 +32,8 @@ interface Data {
   rc: Recompute;
   /** The "Compare with" reference at the same layer, when it has q/k of the same shape. */
   ref: Ref | null;
+  /** q/k and weights hold only the head shown (index 0; long probes and "qk" layers, load.ts). */
+  one: boolean;
 }
 
 export class NeuronView implements View {
@@ -73,7 +70,9 @@ export class NeuronView implements View {
     this.headSelect.id = "neuron-head";
     this.headSelect.addEventListener("change", () => {
       this.head = Number(this.headSelect.value);
-      this.paint();
+      if (this.data?.one)
+        this.host?.select({}); // one head loaded: load the other
+      else this.paint();
       this.host?.updateLink();
     });
     const lab = document.createElement("label");
@@ -120,9 +119,16 @@ export class NeuronView implements View {
     }
     let qk: QK;
     let attn: Attention;
-    const refP = this.loadRef(host, state); // never rejects; loads alongside the current step
+    const one = oneHead(state);
+    const link = this.pendingLink;
+    this.pendingLink = null;
+    this.head = Math.min(storedHead(m, state.layer, link?.["head"]) ?? this.head, m.num_heads - 1);
+    // Never rejects; loads alongside the current step. One head at a time: no comparison (two heads' q/k at 4k).
+    const refP = one
+      ? Promise.resolve(state.compare ? "Compare with is not drawn at this length" : null)
+      : loadRef(host, state);
     try {
-      [qk, attn] = await Promise.all([host.qk(state.step, state.layer), host.attention(state.step, state.layer)]);
+      [qk, attn] = await loadData(host, state, one, this.head);
     } catch (e) {
       if (e instanceof HttpError && e.status === 404 && host.isCurrent(state)) {
         this.message("Queries and keys were not logged for this step.");
@@ -152,6 +158,7 @@ export class NeuronView implements View {
       attn,
       rc: recomputeOf(m, state.layer, qk.D),
       ref: ref && typeof ref !== "string" ? ref : null,
+      one,
     };
     const r = this.data.ref;
     this.cmp.textContent = r
@@ -162,10 +169,7 @@ export class NeuronView implements View {
     this.root.dataset["compare"] = r ? r.ref.label : "";
     this.note.textContent = "";
     this.body.style.display = "";
-    setHeadOptions(this.headSelect, qk.H, (h) => String(headIndex(m, state.layer, h)));
-    const link = this.pendingLink;
-    this.pendingLink = null;
-    this.head = Math.min(storedHead(m, state.layer, link?.["head"]) ?? this.head, qk.H - 1);
+    setHeadOptions(this.headSelect, m.num_heads, (h) => String(headIndex(m, state.layer, h)));
     const q = linkInt(link?.["q"]);
     if (q !== null && q < qk.Q && this.query.current !== q) this.query.click(q);
     this.headSelect.value = String(this.head);
@@ -173,27 +177,9 @@ export class NeuronView implements View {
     this.paint();
     host.setSummary(
       (r ? deltaSummary(state, r.ref) + " · " : typeof ref === "string" ? `(${ref}) · ` : "") +
-        `${layerLabel(m, state.layer)} · ${qk.H} query heads, ${qk.Hkv} key heads · d_head ${qk.D} · ${qk.Q} tokens · ` +
+        `${layerLabel(m, state.layer)} · ${m.num_heads} query heads, ${m.num_kv_heads ?? qk.Hkv} key heads · d_head ${qk.D} · ${qk.Q} tokens · ` +
         "hover a query token to see its computation, click to lock it (Esc unlocks), ←/→ change head",
     );
-  }
-
-  /** The reference's q/k and attention, a reason why there is none (string), or null when comparison is off. */
-  private async loadRef(host: ViewHost, state: SharedState): Promise<Ref | string | null> {
-    try {
-      const t = await compareTarget(host, state);
-      if (t === null || typeof t === "string") return t;
-      if (!t.m.has_qk) return `queries and keys were not logged for ${t.ref.label}`;
-      const [qk, attn] = await Promise.all([
-        host.qk(t.ref.step, state.layer, t.ref.probe),
-        host.attention(t.ref.step, state.layer, t.ref.probe),
-      ]);
-      return { ref: t.ref, qk, attn, rc: recomputeOf(t.m, state.layer, qk.D) };
-    } catch (e) {
-      const ref = state.compare?.label ?? "the reference";
-      if (e instanceof HttpError && e.status === 404) return `queries and keys were not logged for ${ref}`;
-      return `${ref}: ${e instanceof Error ? e.message : String(e)}`;
-    }
   }
 
   private message(text: string): void {
@@ -256,12 +242,14 @@ export class NeuronView implements View {
     if (!d) return;
     const { qk } = d;
     const h = this.head;
-    const kh = kvHeadOf(h, qk.H, qk.Hkv);
-    const group = qk.H / Math.max(1, qk.Hkv);
+    const H = d.m.num_heads;
+    const Hkv = d.one ? (d.m.num_kv_heads ?? H) : qk.Hkv;
+    const kh = kvHeadOf(h, H, Hkv);
+    const group = H / Math.max(1, Hkv);
     const model = (q: number): number => headIndex(d.m, d.layer, q);
     const khName = kvHeadIndex(d.m, d.layer, kh);
     const sharers = Array.from({ length: group }, (_, g) => model(kh * group + g)).join(", ");
-    const shared = qk.Hkv < qk.H ? ` · GQA: key head ${khName} is shared by query heads ${sharers}` : "";
+    const shared = Hkv < H ? ` · GQA: key head ${khName} is shared by query heads ${sharers}` : "";
     const rope = "q/k as the model used them (post-RoPE where the model applies RoPE; pre-RoPE is not logged)";
     this.info.textContent = `${rope} · ${describe(d.rc, qk.D)}${shared}`;
     this.root.dataset["scaling"] = d.rc.scaling.toPrecision(6);
@@ -272,8 +260,8 @@ export class NeuronView implements View {
     const ctx = this.canvas.getContext("2d") as CanvasRenderingContext2D;
     ctx.clearRect(0, 0, x.end, lay.headerH + Math.max(qk.Q, qk.K) * lay.rowH);
     // Column scales are per head, so rows are comparable within a column.
-    const qOff = h * qk.Q * qk.D;
-    const kOff = kh * qk.K * qk.D;
+    const qOff = d.one ? 0 : h * qk.Q * qk.D;
+    const kOff = d.one ? 0 : kh * qk.K * qk.D;
     const qMax = maxAbs(qk.queries, qOff, qk.Q * qk.D);
     const kMax = maxAbs(qk.keys, kOff, qk.K * qk.D);
     strips(ctx, lay, qk.queries, qOff, qk.Q, qk.D, x.qVec, qMax);
@@ -302,7 +290,7 @@ export class NeuronView implements View {
     ctx.clearRect(x.prod - 2, top, x.end - x.prod + 2, height);
     ctx.clearRect(0, top, x.qVec, height); // query highlight lives behind the query tokens
     const prod = new Float32Array(K * D);
-    const cur = rowOf(qk, attn, h, i, d.rc, prod);
+    const cur = rowOf(qk, attn, d.one ? 0 : h, i, d.rc, prod);
     // The reference row: same head and query, its own q/k, scaling and mask.
     const ref = d.ref ? rowOf(d.ref.qk, d.ref.attn, h, i, d.ref.rc) : null;
     strips(ctx, lay, prod, 0, K, D, x.prod, maxAbs(prod, 0, K * D), cur.masked);
@@ -360,6 +348,11 @@ export class NeuronView implements View {
 
   prefetch(host: ViewHost, step: number): void {
     if (!host.state.manifest.has_qk) return;
+    if (oneHead(host.state)) {
+      lodLoaders.qkHead(host.state.probe, step, host.state.layer, this.head).catch(() => undefined);
+      host.attentionHead(step, host.state.layer, this.head).catch(() => undefined);
+      return;
+    }
     host.qk(step, host.state.layer).catch(() => undefined);
     host.attention(step, host.state.layer).catch(() => undefined);
   }
@@ -367,10 +360,11 @@ export class NeuronView implements View {
   onKey(e: KeyboardEvent): boolean {
     if (e.key === "Escape") return this.query.unlock();
     if ((e.key === "ArrowLeft" || e.key === "ArrowRight") && this.data) {
-      const H = this.data.qk.H;
+      const H = this.data.m.num_heads;
       this.head = (this.head + (e.key === "ArrowRight" ? 1 : H - 1)) % H;
       this.headSelect.value = String(this.head);
-      this.paint();
+      if (this.data.one) this.host?.select({});
+      else this.paint();
       this.host?.updateLink();
       return true;
     }
