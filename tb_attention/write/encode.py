@@ -16,11 +16,16 @@ def _maybe_compress(container):
     return packed if len(packed) < _MIN_SAVING * len(container) else container
 
 
-def manifest(attention, queries, keys, tokens, key_tokens, segments=None, image=None, patch_grid=None, layers=None):
-    num_layers, num_heads, query_len, key_len = attention.shape
+def manifest(
+    attention, queries, keys, tokens, key_tokens, segments=None, image=None, patch_grid=None, layers=None, storage=None
+):
+    """The manifest's fields; `attention` is the weights or, for a step of q/k only, its shape [L, H, Q, K]."""
+    num_layers, num_heads, query_len, key_len = getattr(attention, "shape", attention)
     extra = {} if segments is None else {"segments": segments}  # optional: absent unless logged
     if layers is not None:  # original layer/head indices and recompute parameters (format.md, "Layers")
         extra["layers"] = layers
+    if storage is not None:  # a layer holds only q/k (format.md, "Storage per layer")
+        extra["storage"] = storage
     if patch_grid is not None:
         extra["patch_grid"] = patch_grid
     if image is not None:  # the PNG is the blob after the last attention / q/k blob
@@ -41,10 +46,19 @@ def manifest(attention, queries, keys, tokens, key_tokens, segments=None, image=
     }
 
 
-def probe_blobs(attention, queries, keys, tokens, key_tokens, segments=None, image=None, patch_grid=None, layers=None):
-    fields = manifest(attention, queries, keys, tokens, key_tokens, segments, image, patch_grid, layers)
+def probe_blobs(
+    attention, queries, keys, tokens, key_tokens, segments=None, image=None, patch_grid=None, layers=None, slots=None
+):
+    """`slots` (write/qk_layers.py): the layers' attention blobs already built, with the final storage and layers."""
+    storage = None
+    if slots is not None:
+        storage, layers = slots.storage, slots.layers
+    fields = manifest(attention, queries, keys, tokens, key_tokens, segments, image, patch_grid, layers, storage)
     blobs = [manifest_mod.encode(fields)]
-    blobs += [_maybe_compress(codec.attention_container(layer)) for layer in attention]
+    if slots is None:
+        blobs += [_maybe_compress(codec.attention_container(layer)) for layer in attention]
+    else:
+        blobs += slots.blobs
     if queries is not None:
         blobs += [_maybe_compress(codec.qk_container(q, k)) for q, k in zip(queries, keys)]
     if image is not None:
@@ -71,7 +85,7 @@ def probe_events(job, first):
     """-> [Event] for one add_attention call's probe; `first` sends the series metadata (TensorBoard keeps only the
     first). The per-head metrics of the step are separate events (`metric_events`)."""
     blobs = probe_blobs(
-        job.attention,
+        job.attention if job.attention is not None else job.shape,
         job.queries,
         job.keys,
         job.tokens,
@@ -80,6 +94,7 @@ def probe_events(job, first):
         getattr(job, "image", None),
         getattr(job, "patch_grid", None),
         getattr(job, "layers", None),
+        getattr(job, "slots", None),
     )
     probe_meta = metadata.create_summary_metadata(metadata.KIND_PROBE, job.description)
     value = _value(job.tag, probe_meta, first, _blob_sequence_proto(blobs))
@@ -93,9 +108,9 @@ def metric_values(attention, options):
     return metrics.compute(attention, **(options or {}))
 
 
-def metric_events(tag, step, wall_time, values, first):
+def metric_events(tag, step, wall_time, values, first, numbered=None):
     """-> [Event], one `head_stats` tensor tag `<tag>/_<metric>` per metric; `first`: the set of metric names
-    whose series metadata still has to be sent."""
+    whose series metadata still has to be sent; `numbered`: the model's layer/head indices, recorded there."""
     from tb_attention.analysis import metrics
 
     # One event per step holding every metric's value: one record to frame, checksum and write.
@@ -114,6 +129,8 @@ def metric_events(tag, step, wall_time, values, first):
             fields = {"probe": tag, "stat": name}
             if name == "topk_mass":
                 fields["k"] = metrics.TOPK
+            if numbered is not None:
+                fields["layers"] = numbered
             meta = metadata.create_summary_metadata(
                 metadata.KIND_HEAD_STATS, metrics.DESCRIPTIONS.get(name, ""), **fields
             )

@@ -4,15 +4,19 @@ import collections
 
 import numpy as np
 
-# add_attention: one probe step, validated and copied (the arrays belong to the writer's buffer pool).
+# add_attention: one probe step, validated and copied (the arrays belong to the writer's buffer pool). attention is
+# None when only q/k were given; storage/tables/check_rows/check_weights: write/attention_args.py; slots: the
+# attention blobs, filled in on the background thread (write/qk_layers.py).
 Job = collections.namedtuple(
     "Job",
-    "tag step wall_time attention queries keys tokens key_tokens description metrics segments image patch_grid layers",
-    defaults=(None, None, None, None, None),
+    "tag step wall_time attention queries keys tokens key_tokens description metrics segments image patch_grid layers "
+    "shape storage tables check_rows check_weights slots numbered",
+    defaults=(None, None, None, None, None, None, None, None, None, None, None, None),
 )
 # add_metrics: attention is [L, H, Q, K] or [L, B, H, Q, K]; options go to tb_attention.analysis.metrics.compute.
+# numbered (both kinds): the model's layer/head indices the tag's metrics series record (attention_args.numbering).
 MetricsJob = collections.namedtuple(
-    "MetricsJob", "tag step wall_time attention options queries keys", defaults=(None, None)
+    "MetricsJob", "tag step wall_time attention options queries keys numbered", defaults=(None, None, None)
 )
 
 # Per-step metrics of a small probe are computed several steps at a time: at this size numpy's per-call overhead,
@@ -24,7 +28,8 @@ _BATCH_MAX_BYTES = 1 << 20
 
 def nbytes(job):
     """Bytes of copied arrays the job holds: what counts against the writer's pending-memory bound."""
-    return sum(a.nbytes for a in (job.attention, job.queries, job.keys, getattr(job, "image", None)) if a is not None)
+    arrays = (job.attention, job.queries, job.keys, getattr(job, "image", None), getattr(job, "check_weights", None))
+    return sum(a.nbytes for a in arrays if a is not None)
 
 
 def batchable(job):

@@ -9,8 +9,7 @@ import weakref
 import numpy as np
 
 from tb_attention.format import crc
-from tb_attention.format import image as image_mod
-from tb_attention.write import buffers, encode, probe_args, remote, rows, validation
+from tb_attention.write import attention_args, buffers, encode, qk_layers, remote, rows, validation
 from tb_attention.write.jobs import Job, MetricsJob
 from tb_attention.write.queue import WriteQueue
 
@@ -51,6 +50,7 @@ class AttentionWriter:
         self._last_step = {}
         # Metrics series have their own steps: {tag: (last step, "attention" | "metrics")}.
         self._last_metrics = {}
+        self._numbering: dict = {}  # {tag: the model's layer/head indices its metrics series record}
         # What the background thread wrote, and jobs it failed to write: a failed step must not block later ones.
         self._written, self._written_metrics = {}, {}
         self._failed: collections.deque = collections.deque()
@@ -79,11 +79,13 @@ class AttentionWriter:
         image=None,
         partial_rows=False,
         layers=None,
+        store=None,
+        check=None,
     ):
         """Logs one probe input's attention at `step`.
 
         attentions: per layer [heads, query_len, key_len] (list/tuple of arrays or tensors, or one
-            [layers, heads, q, k] array; a leading batch dimension of 1 is dropped).
+            [layers, heads, q, k] array; a leading batch dimension of 1 is dropped); None to store only q/k.
         queries: per layer [heads, query_len, d_head]; keys: per layer [kv_heads, key_len, d_head]
             with kv_heads dividing heads (grouped-query attention; keys are not repeated).
         tokens: one string per query position; key_tokens: per key position (cross-attention).
@@ -98,7 +100,11 @@ class AttentionWriter:
         partial_rows: rows may sum to less than 1 (attention sinks); otherwise a row whose sum is not 1 gets a
             warning, once per tag (write/rows.py).
         layers: per stored layer, its index in the model (`[0, 5]`) or a dict adding its heads' indices and how to
-            recompute its weights from q/k (scaling, softcap, mask, …; write/probe_args.py, docs/format.md).
+            recompute its weights from q/k (scaling, softcap, mask, …; write/probe_args.py, docs/format.md); `bias`
+            may be a float [heads, query_len + key_len - 1] relative position table (T5, ALiBi).
+        store: "weights", "both" or "qk" (q/k only, weights rebuilt from `layers=`), or one per layer; default "qk"
+            without attentions, else weights (and q/k when given); write/attention_args.py. check: without
+            attentions, (rows, per layer [heads, len(rows), key_len]): real weights the rebuilt ones are checked on.
         """
         tag, step = self._accepting(tag, step)
         self._rows.allow_partial(tag, partial_rows)
@@ -108,41 +114,23 @@ class AttentionWriter:
             raise ValueError(
                 f"step {step} for tag {tag!r} is not after the last logged step {last}; steps must strictly increase"
             )
-        attention = validation.attention(attentions, self._pool.take, self._max_step)
-        _, heads, query_len, key_len = attention.shape
-        tokens = validation.token_list(tokens, "tokens", query_len)
-        if key_tokens is None and key_len != query_len:
-            raise ValueError(f"key_len {key_len} differs from query_len {query_len}: pass key_tokens")
-        key_tokens = None if key_tokens is None else validation.token_list(key_tokens, "key_tokens", key_len)
-        queries, keys = probe_args.vectors(queries, keys, attention.shape, self._pool.take)
-        layers = probe_args.layer_info(layers, len(attention), heads, None if keys is None else keys.shape[1])
-        segments = validation.segment_ids(segments, query_len)
-        grid = image_mod.grid(patch_grid, query_len, key_len)
-        if image is not None:
-            if grid is None:
-                raise ValueError("image= needs patch_grid=(rows, cols): which tokens are which patches")
-            image = image_mod.validate(image)  # a copy: PNG encoding happens on the background thread
-            image_mod.check_fits(image, grid)
-        options = None
+        args = attention_args.prepare(
+            tag, attentions, queries, keys, layers, store, check, self._pool.take, self._max_step
+        )
+        query_len, key_len = args.shape[2:]
+        tokens, key_tokens, segments, grid, image = attention_args.probe_fields(
+            args.shape, tokens, key_tokens, segments, patch_grid, image
+        )
+        options = numbered = None
         if metrics and self._metrics_due(tag, step, "attention"):
+            num_layers, heads = args.shape[:2]
+            numbered = attention_args.numbering(self._numbering, tag, args.layers, num_layers, heads, strict=False)
             options = {"tokens": tokens if key_tokens is None else None}
             options.update(validation.metric_coords(grid and (grid["rows"], grid["cols"]), query_len, key_len))
-        job = Job(
-            tag,
-            step,
-            time.time() if wall is None else wall,
-            attention,
-            queries,
-            keys,
-            tokens,
-            key_tokens,
-            str(description),
-            options,
-            segments,
-            image,
-            grid,
-            layers,
-        )
+        # Prepared's fields are the Job's: attention, queries, keys, then layers to check_weights (no slots yet).
+        wall = time.time() if wall is None else wall
+        probe = (tokens, key_tokens, str(description), options, segments, image, grid)
+        job = Job(tag, step, wall, *args[:3], *probe, *args[3:], None, numbered)  # type: ignore[call-arg]
         self._last_step[tag] = step
         if options is not None:
             self._last_metrics[tag] = (step, "attention")
@@ -162,6 +150,7 @@ class AttentionWriter:
         causal=None,
         walltime=None,
         partial_rows=False,
+        layers=None,
     ):
         """Logs only the per-head metrics (docs/metrics.md) of a probe's attention at `step`: cheap enough for
         every training step. The training thread validates and copies; the metrics are computed in the background.
@@ -171,7 +160,8 @@ class AttentionWriter:
         tokens: ids or strings, [q] or [batch, q]: needed for the induction score (NaN without them).
         mask: [q] or [batch, q], True on real tokens (padding excluded; self-attention); or query_mask/key_mask.
         patch_grid: (rows, cols) of a ViT input, for attention distance in patch units; causal: None = detect.
-        partial_rows: as for `add_attention`.
+        partial_rows: as for `add_attention`. layers: the model's layer (and head) indices of the rows (and columns)
+            of the metrics, as `add_attention(layers=)` takes them: fixed by a series' first step.
 
         The metrics series of `tag` may share the tag with `add_attention` probes logged every N steps: each
         series' steps increase independently. When `add_attention` already logged metrics for this tag at
@@ -198,7 +188,9 @@ class AttentionWriter:
             "causal": causal,
         }
         options.update(validation.metric_coords(patch_grid, query_len, key_len))
-        job = MetricsJob(tag, step, time.time() if wall is None else wall, attention, options)
+        heads = attention.shape[-3]
+        numbered = attention_args.numbering(self._numbering, tag, layers, len(attention), heads, strict=True)
+        job = MetricsJob(tag, step, time.time() if wall is None else wall, attention, options, numbered=numbered)
         self._last_metrics[tag] = (step, "metrics")
         self._queue.put(job)
         return True
@@ -319,12 +311,17 @@ class AttentionWriter:
         for i, job in enumerate(jobs):
             step_values = {name: v[:, i * heads : (i + 1) * heads] for name, v in values.items()}
             first = {name for name in step_values if (job.tag, name) not in self._described}
-            self._emit(encode.metric_events(job.tag, job.step, job.wall_time, step_values, first))
+            self._emit(encode.metric_events(job.tag, job.step, job.wall_time, step_values, first, job.numbered))
             self._described.update((job.tag, name) for name in step_values)
 
     def _write(self, job):
-        self._rows.check(job.tag, job.attention, None if isinstance(job, Job) else job.options.get("query_mask"))
+        if job.attention is not None:
+            self._rows.check(job.tag, job.attention, None if isinstance(job, Job) else job.options.get("query_mask"))
+        values = None
         if isinstance(job, Job):
+            if job.storage is not None:  # q/k-only layers: checked and summarised one head at a time
+                job = job._replace(slots=qk_layers.attention_slots(job, encode._maybe_compress))
+                values = job.slots.metrics
             # Written (and released) before the metrics are computed: the encoded blobs of a long probe are large.
             self._emit(encode.probe_events(job, job.tag not in self._described))
             self._described.add(job.tag)
@@ -332,9 +329,9 @@ class AttentionWriter:
         else:
             options = job.options
         if options is not None:
-            values = encode.metric_values(job.attention, options)
+            values = encode.metric_values(job.attention, options) if values is None else values
             first = {name for name in values if (job.tag, name) not in self._described}
-            self._emit(encode.metric_events(job.tag, job.step, job.wall_time, values, first))
+            self._emit(encode.metric_events(job.tag, job.step, job.wall_time, values, first, job.numbered))
             self._described.update((job.tag, name) for name in values)
 
     def _emit(self, events):
