@@ -22,10 +22,18 @@ class AttentionLoader(base_plugin.TBLoader):
             "TB_ATTENTION_CACHE_MB)",
         )
 
+        group.add_argument(
+            "--attention_tile_cache_mb",
+            type=float,
+            metavar="MB",
+            help="bound on the memory kept for matrix tiles, thumbnails and top-k answers (default 256)",
+        )
+
     def fix_flags(self, flags):
-        mb = getattr(flags, "attention_cache_mb", None)
-        if mb is not None and not (0 < mb < float("inf")):
-            raise base_plugin.FlagsError(f"--attention_cache_mb must be a positive number, got {mb}")
+        for name in ("attention_cache_mb", "attention_tile_cache_mb"):
+            mb = getattr(flags, name, None)
+            if mb is not None and not (0 < mb < float("inf")):
+                raise base_plugin.FlagsError(f"--{name} must be a positive number, got {mb}")
         # TensorBoard keeps only 10 steps per blob-sequence tag unless told otherwise; a step slider
         # needs them all. An explicit --samples_per_plugin attention=N still wins.
         samples = getattr(flags, "samples_per_plugin", None)

@@ -23,6 +23,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
         from tb_attention.serve import embedding_routes  # joint q/k embedding routes (docs/embedding.md)
 
         self._embedding = embedding_routes.EmbeddingRoutes(self._reader, context)
+        from tb_attention.serve import lod_routes  # attention, qk, lod, topk, tile (any storage)
+
+        self._lod = lod_routes.LodRoutes(self._reader, context)
 
     def frontend_metadata(self):
         return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="Attention")
@@ -36,13 +39,12 @@ class AttentionPlugin(base_plugin.TBPlugin):
             "/runs": self._serve_runs,
             "/steps": self._serve_steps,
             "/tokens": self._serve_tokens,
-            "/attention": self._serve_attention,
-            "/qk": self._serve_qk,
             "/head_stats": self._serve_head_stats,
             "/metric_runs": self._serve_metric_runs,
             "/head_diff": self._serve_head_diff,
             "/rollout": self._serve_rollout,
             "/image": self._serve_image,
+            **self._lod.apps(),
             **self._embedding.apps(),
         }
 
@@ -55,16 +57,6 @@ class AttentionPlugin(base_plugin.TBPlugin):
         run, tag, step = param(request, "run"), param(request, "tag"), int_param(request, "step")
         blobs = self._reader.blobs(ctx, eid, run, tag, step)
         return ctx, blobs, self._reader.manifest(ctx, blobs)
-
-    def _layer_blob(self, request, index_of):
-        ctx, blobs, manifest = self._step_blobs(request)
-        layer = int_param(request, "layer")
-        if layer >= manifest.num_layers:
-            raise errors.NotFoundError(f"layer {layer} out of range: this probe has {manifest.num_layers} layers")
-        index = index_of(layer, manifest)
-        if index is None:
-            raise errors.NotFoundError("queries/keys were not logged for this step")
-        return self._reader.layer_container(ctx, blobs, manifest, layer, index)
 
     # -- routes --------------------------------------------------------------------------------
     @http.route
@@ -92,26 +84,6 @@ class AttentionPlugin(base_plugin.TBPlugin):
     @http.route
     def _serve_tokens(self, request):
         return http.json(request, self._step_blobs(request)[2].raw)
-
-    @http.route
-    def _serve_attention(self, request):
-        container = self._layer_blob(request, lambda layer, m: metadata.attention_index(layer))
-        if request.args.get("head") is None:
-            return http.binary(request, container)
-        # One head only (matrix view of long sequences: a 2,048-token layer of 12 heads is 50 MB of codes).
-        head = int_param(request, "head")
-        meta, arrays = codec.unpack(container)
-        if head >= arrays["codes"].shape[0]:
-            raise errors.NotFoundError(f"head {head} out of range: this layer has {arrays['codes'].shape[0]} heads")
-        sliced = {"codes": arrays["codes"][head : head + 1], "row_exp": arrays["row_exp"][head : head + 1]}
-        return http.binary(request, codec.pack(sliced, dict(meta, head=head)))
-
-    @http.route
-    def _serve_qk(self, request):
-        def index(layer, m):
-            return metadata.qk_index(layer, m.num_layers) if m.has_qk else None
-
-        return http.binary(request, self._layer_blob(request, index))
 
     @http.route
     def _serve_image(self, request):
