@@ -2,7 +2,6 @@
 
 from importlib import resources
 
-import numpy as np
 from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
@@ -149,35 +148,30 @@ class AttentionPlugin(base_plugin.TBPlugin):
 
     @http.route
     def _serve_head_diff(self, request):
-        from tb_attention.analysis import evolution
+        from tb_attention.serve import compare
 
         run, tag, step = param(request, "run"), param(request, "tag"), int_param(request, "step")
         run_b = request.args.get("run_b") or run
         tag_b = request.args.get("tag_b") or tag
         step_b = int_param(request, "step_b")
         ctx, eid = self._context(request)
-        a = self._reader.step_attention(ctx, eid, run, tag, step)
-        b = self._reader.step_attention(ctx, eid, run_b, tag_b, step_b)
-        if a.shape != b.shape:
-            raise errors.InvalidArgumentError(
-                f"cannot compare: attention shapes differ ({list(a.shape)} vs {list(b.shape)}) [L, H, Q, K]"
-            )
-        jsd = evolution.js_divergence(a, b).astype(np.float32)
-        return http.binary(request, codec.pack({"jsd": jsd}, {"measure": "jensen_shannon_bits"}))
+        steps = []
+        for r, t, s in ((run, tag, step), (run_b, tag_b, step_b)):
+            blobs = self._reader.blobs(ctx, eid, r, t, s)
+            steps.append((blobs, self._reader.manifest(ctx, blobs)))
+        jsd, meta = compare.head_diff_impl(self._lod.layers, ctx, steps[0], steps[1])
+        return http.binary(request, codec.pack({"jsd": jsd}, meta))
 
     @http.route
     def _serve_rollout(self, request):
         from tb_attention.analysis import evolution
+        from tb_attention.serve import compare
 
-        run, tag, step = param(request, "run"), param(request, "tag"), int_param(request, "step")
         fusion = request.args.get("fusion") or "mean"
         if fusion not in evolution.FUSIONS:
             raise errors.InvalidArgumentError(f"parameter 'fusion' must be one of {list(evolution.FUSIONS)}")
         residual = unit_param(request, "residual", 0.5)
-        ctx, eid = self._context(request)
-        attn = self._reader.step_attention(ctx, eid, run, tag, step)
-        if attn.shape[-1] != attn.shape[-2]:
-            raise errors.InvalidArgumentError("rollout needs self-attention (this probe is cross-attention)")
-        out = evolution.rollout(attn, fusion, residual)
+        ctx, blobs, manifest = self._step_blobs(request)
+        out = compare.rollout_impl(self._lod.layers, ctx, blobs, manifest, fusion, residual)
         meta = {"fusion": fusion, "residual": residual, "approximation": "attention rollout (Abnar & Zuidema 2020)"}
         return http.binary(request, codec.pack({"rollout": out}, meta))
