@@ -119,6 +119,23 @@ def test_pdf_is_vector_with_title_text_colour_bar_and_cells(server):
     assert len(images) == 1 and "attention weight" in text
 
 
+def test_evolution_exports_its_plots_axes_and_labels_as_vectors(server):
+    with plugin_page(server, downloads=True, hash_="#view=evolution&run=run&tag=probe%2Fp") as (page, *_):
+        page.wait_for_selector("#evo-series")
+        tree = ET.fromstring(_download(page, "#export-svg"))
+        text, content, images, _ = _pdf_page(_download(page, "#export-pdf"))
+    texts = [t.text or "" for t in tree.iter(f"{SVG}text")]
+    # Small multiples: head titles, layer labels, value and step ticks, the axis title; one polyline per plot's
+    # series and its border, dashed step cursors. The grid: layer labels and one rect per head.
+    assert {"training step →", "head →", "L0", "L1", "H0", "H2"} <= set(texts)
+    assert {"0", "10"} <= set(texts)  # step ticks
+    lines = list(tree.iter(f"{SVG}polyline"))
+    assert len(lines) >= 3 * L * H and sum(bool(p.get("stroke-dasharray")) for p in lines) == L * H
+    # Only the rollout (token labels drawn in its canvas) is still a bitmap.
+    assert len([i for i in tree.iter(f"{SVG}image")]) <= 1
+    assert "training step" in text and "head" in text and len(images) <= 1 and "[3 2] 0 d" in content
+
+
 def test_the_snapshot_draws_the_qk_and_evolution_tabs_from_the_file(server, tmp_path):
     with plugin_page(server, downloads=True, hash_="#view=neuron&run=run&tag=probe%2Fp&head=1&q=3") as (page, *_):
         html = _download(page, "#export-html")

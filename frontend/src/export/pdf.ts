@@ -8,7 +8,7 @@
 
 import { collect, background, titleFont, vectorOf, MARGIN, TITLE_H, type Figure, type Item } from "./picture";
 import { encodeText, literal, num, PdfDoc, utf16 } from "./pdfDoc";
-import type { VectorShape } from "./vector";
+import { textWidth, type VectorShape } from "./vector";
 
 const PT = 0.75;
 const FONTS = { text: "/F1", bold: "/F2", symbol: "/F3" };
@@ -65,11 +65,8 @@ class Page {
     this.setAlpha(a * alpha);
   }
 
-  /** Graphics state saved around `f` (a transform): the colour and alpha in force are unknown afterwards. */
-  within(f: () => void): void {
-    this.ops.push("q");
-    f();
-    this.ops.push("Q");
+  /** After a Q: the colour and alpha in force are unknown. */
+  reset(): void {
     this.fill = this.stroke = this.alpha = "";
   }
 
@@ -80,26 +77,53 @@ class Page {
 
   image(id: number, x: number, y: number, w: number, h: number): void {
     this.images.push(id);
-    this.within(() => this.ops.push(`${num(w)} 0 0 ${num(-h)} ${num(x)} ${num(y + h)} cm /Im${id} Do`));
+    this.ops.push(`q ${num(w)} 0 0 ${num(-h)} ${num(x)} ${num(y + h)} cm /Im${id} Do Q`);
   }
 }
 
-function shapes(p: Page, it: Item, vec: VectorShape[]): void {
+async function shapes(doc: PdfDoc, p: Page, it: Item, vec: VectorShape[]): Promise<void> {
   const canvas = it.canvas as HTMLCanvasElement;
   const sx = it.w / (canvas.clientWidth || it.w);
   const sy = it.h / (canvas.clientHeight || it.h);
-  p.within(() => {
-    p.ops.push(`${num(sx)} 0 0 ${num(sy)} ${num(it.x)} ${num(it.y)} cm`);
-    let width = -1;
-    for (const v of vec) {
-      if (v.line) {
-        const [a, b, c, d] = v.line;
-        if ((v.width ?? 1) !== width) p.ops.push(`${num((width = v.width ?? 1))} w`);
-        p.setStroke(v.color, v.alpha);
-        p.ops.push(`${num(a)} ${num(b)} m ${num(c)} ${num(d)} l S`);
-      } else if (v.rect) p.rect(v.rect[0], v.rect[1], v.rect[2], v.rect[3], v.color, v.alpha);
+  p.ops.push("q", `${num(sx)} 0 0 ${num(sy)} ${num(it.x)} ${num(it.y)} cm`);
+  let width = -1;
+  let dash = "";
+  for (const v of vec) {
+    if (v.line || v.path) {
+      const pts = v.path ?? (v.line as number[]);
+      if ((v.width ?? 1) !== width) p.ops.push(`${num((width = v.width ?? 1))} w`);
+      const d = `[${(v.dash ?? []).map(num).join(" ")}] 0 d`;
+      if (d !== dash) p.ops.push((dash = d));
+      p.setStroke(v.color, v.alpha);
+      const segs = [];
+      for (let i = 0; i + 1 < pts.length; i += 2) {
+        segs.push(`${num(pts[i] as number)} ${num(pts[i + 1] as number)} ${i ? "l" : "m"}`);
+      }
+      p.ops.push(`${segs.join(" ")} S`);
+    } else if (v.rect) p.rect(v.rect[0], v.rect[1], v.rect[2], v.rect[3], v.color, v.alpha);
+    else if (v.text !== undefined && v.at) {
+      // Placed by its box as the browser measures it: left edge from the alignment, centred on `at`.
+      const font = v.font ?? "10px sans-serif";
+      const tw = textWidth(v);
+      const left = v.at[0] - tw * { left: 0, center: 0.5, right: 1 }[v.align ?? "left"];
+      const h = parseFont(font).size * 1.4;
+      await textItem(doc, p, { x: left - 2, y: v.at[1] - h / 2, w: tw + 4, h, text: v.text, font, color: v.color });
     }
-  });
+  }
+  p.ops.push("Q");
+  p.reset();
+}
+
+/** A text item: PDF text where the standard fonts have its glyphs, else the browser's bitmap + invisible text. */
+async function textItem(doc: PdfDoc, p: Page, it: Item): Promise<void> {
+  const s = it.text as string;
+  if (encodeText(s)) {
+    text(p, it, s, it.font as string, it.color as string);
+    return;
+  }
+  const px = textBitmap(it);
+  p.image(await doc.image(px.data, px.width, px.height), it.x, it.y, it.w, it.h);
+  text(p, it, s, it.font as string, it.color as string, true);
 }
 
 /** Pixels of any canvas (2-D or not), drawn onto a 2-D one of the same size. */
@@ -167,18 +191,11 @@ export async function viewToPdf(root: HTMLElement, fig: Figure): Promise<Blob> {
   for (const it of items) {
     const vec = it.canvas ? vectorOf(it.canvas) : null;
     if (it.fill) p.rect(it.x, it.y, it.w, it.h, it.fill);
-    else if (vec && it.canvas) shapes(p, it, vec);
+    else if (vec && it.canvas) await shapes(doc, p, it, vec);
     else if (it.canvas) {
       const px = pixels(it.canvas);
       p.image(await doc.image(px.data, px.width, px.height), it.x, it.y, it.w, it.h);
-    } else if (it.text) {
-      if (encodeText(it.text)) text(p, it, it.text, it.font as string, it.color as string);
-      else {
-        const px = textBitmap(it);
-        p.image(await doc.image(px.data, px.width, px.height), it.x, it.y, it.w, it.h);
-        text(p, it, it.text, it.font as string, it.color as string, true);
-      }
-    }
+    } else if (it.text) await textItem(doc, p, it);
   }
   const fonts = [
     ["F1", "Helvetica", true],

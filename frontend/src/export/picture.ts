@@ -6,7 +6,7 @@
 // redrawn at the PNG's scale instead of enlarged, so 2× and 4× PNGs stay sharp. Token text is only ever set through
 // textContent / createTextNode (never markup). The PDF export (pdf.ts) draws the same items.
 
-import type { VectorCanvas, VectorShape } from "./vector";
+import { paintShapes, type VectorCanvas, type VectorShape } from "./vector";
 import { page } from "../shell/page";
 
 export interface Item {
@@ -195,7 +195,7 @@ export function viewToCanvas(root: HTMLElement, fig: Figure): HTMLCanvasElement 
       ctx.save();
       ctx.translate(it.x, it.y);
       ctx.scale(sx, sy);
-      for (const v of vec) drawShape(ctx, v);
+      paintShapes(ctx, vec);
       ctx.restore();
     } else if (it.canvas) {
       ctx.imageSmoothingEnabled = false; // heatmap cells stay cells when enlarged
@@ -217,25 +217,6 @@ export function viewToCanvas(root: HTMLElement, fig: Figure): HTMLCanvasElement 
     }
   }
   return out;
-}
-
-function drawShape(ctx: CanvasRenderingContext2D, v: VectorShape): void {
-  if (v.line) {
-    const [a, b, c, d] = v.line;
-    ctx.globalAlpha = v.alpha;
-    ctx.strokeStyle = v.color;
-    ctx.lineWidth = v.width ?? 1;
-    ctx.beginPath();
-    ctx.moveTo(a, b);
-    ctx.lineTo(c, d);
-    ctx.stroke();
-  } else if (v.rect) {
-    const [x, y, w, h] = v.rect;
-    ctx.globalAlpha = v.alpha;
-    ctx.fillStyle = v.color;
-    ctx.fillRect(x, y, w, h);
-  }
-  ctx.globalAlpha = 1;
 }
 
 /** SVG with vector text, boxes, lines and (where offered) heatmap cells; other canvases are embedded as PNG. */
@@ -284,9 +265,27 @@ export function viewToSvg(root: HTMLElement, fig: Figure): string {
       g.setAttribute("transform", `translate(${num(it.x)} ${num(it.y)}) scale(${num(sx)} ${num(sy)})`);
       g.setAttribute("shape-rendering", vec.some((v) => v.rect) ? "crispEdges" : "auto");
       for (const v of vec) {
+        if (v.text !== undefined && v.at) {
+          g.appendChild(text(v.at[0], v.at[1], v.text, v.font ?? "10px sans-serif", v.color));
+          const anchor = { left: "start", center: "middle", right: "end" }[v.align ?? "left"];
+          (g.lastChild as Element).setAttribute("text-anchor", anchor);
+          continue;
+        }
+        if (v.path) {
+          const el = document.createElementNS(NS, "polyline");
+          el.setAttribute("points", v.path.map(num).join(" "));
+          el.setAttribute("fill", "none");
+          el.setAttribute("stroke", v.color);
+          el.setAttribute("stroke-width", String(v.width ?? 1));
+          if (v.alpha < 1) el.setAttribute("stroke-opacity", num(v.alpha));
+          if (v.dash) el.setAttribute("stroke-dasharray", v.dash.join(" "));
+          g.appendChild(el);
+          continue;
+        }
         const el = document.createElementNS(NS, v.line ? "line" : "rect");
         const [a, b, c, d] = (v.line ?? v.rect) as number[];
         if (v.line) {
+          if (v.dash) el.setAttribute("stroke-dasharray", v.dash.join(" "));
           el.setAttribute("x1", num(a as number));
           el.setAttribute("y1", num(b as number));
           el.setAttribute("x2", num(c as number));

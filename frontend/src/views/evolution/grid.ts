@@ -6,6 +6,7 @@ import { VIRIDIS, cssColor } from "../../draw/colormap";
 import { ColorBar } from "../../draw/legend";
 import { tokenColor } from "../../shell/theme";
 import { canvas, panel, sizeCanvas, type Cell, type Shown } from "./layout";
+import { paintShapes, type VectorCanvas, type VectorShape } from "../../export/vector";
 
 export class GridPanel {
   readonly canvas = canvas("evo-grid", "evo-grid");
@@ -39,28 +40,36 @@ export class GridPanel {
     this.legend.textContent = "grey = undefined for that head · click a head to open it in the head view";
     if (!ctx) return;
     const v = s.values;
-    ctx.font = "11px sans-serif";
-    ctx.fillStyle = tokenColor("--tba-muted");
-    ctx.textBaseline = "middle";
-    ctx.textAlign = "right";
-    for (let l = 0; l < L; l++) ctx.fillText(`L${s.names.layer(l)}`, x0 - 6, y0 + l * cell + cell / 2);
-    ctx.textAlign = "center";
-    ctx.fillText("head →", x0 + (H * cell) / 2, 7);
+    // Drawn from vector shapes, which the SVG/PDF exports take as they are (labels stay text there).
+    const out: VectorShape[] = [];
+    const fg = tokenColor("--tba-muted");
+    const label = (t: string, x: number, y: number, align: "right" | "center"): void => {
+      out.push({ text: t, at: [x, y], font: "11px sans-serif", align, color: fg, alpha: 1 });
+    };
+    for (let l = 0; l < L; l++) label(`L${s.names.layer(l)}`, x0 - 6, y0 + l * cell + cell / 2, "right");
+    label("head →", x0 + (H * cell) / 2, 7, "center");
     const every = Math.ceil(14 / cell);
-    for (let h = 0; h < H; h += every) ctx.fillText(`${s.names.head(0, h)}`, x0 + h * cell + cell / 2, y0 - 8);
+    for (let h = 0; h < H; h += every) label(`${s.names.head(0, h)}`, x0 + h * cell + cell / 2, y0 - 8, "center");
     const undefinedColor = tokenColor("--tba-undefined");
     for (let l = 0; l < L; l++) {
       for (let h = 0; h < H; h++) {
         const x = v[(s.index * L + l) * H + h] as number;
-        ctx.fillStyle = Number.isFinite(x) ? cssColor(VIRIDIS, ((x - lo) / (hi - lo)) * 255) : undefinedColor;
-        ctx.fillRect(x0 + h * cell, y0 + l * cell, cell - 1, cell - 1);
+        const color = Number.isFinite(x) ? cssColor(VIRIDIS, ((x - lo) / (hi - lo)) * 255) : undefinedColor;
+        out.push({ rect: [x0 + h * cell, y0 + l * cell, cell - 1, cell - 1], color, alpha: 1 });
       }
     }
     if (s.hover) {
-      ctx.strokeStyle = tokenColor("--tba-cursor");
-      ctx.lineWidth = 2;
-      ctx.strokeRect(x0 + s.hover.head * cell - 1, y0 + s.hover.layer * cell - 1, cell + 1, cell + 1);
+      const [ax, ay] = [x0 + s.hover.head * cell - 1, y0 + s.hover.layer * cell - 1];
+      const [bx, by] = [ax + cell + 1, ay + cell + 1];
+      out.push({
+        path: [ax, ay, bx, ay, bx, by, ax, by, ax, ay],
+        color: tokenColor("--tba-cursor"),
+        alpha: 1,
+        width: 2,
+      });
     }
+    paintShapes(ctx, out);
+    (this.canvas as VectorCanvas).tbaVector = () => out;
   }
 
   /** The head under the mouse, as last drawn. */
