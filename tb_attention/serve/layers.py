@@ -84,15 +84,21 @@ class Recompute:
         return head // self.spec.group
 
     def block(self, head, r0, r1, c0, c1):
-        if self.hidden(r0, r1, c0):
+        if self.hidden(r0, r1, c0, c1):
             return np.zeros((r1 - r0, c1 - c0), np.float32)
         q, k = self.queries[head], self.keys[self.kv_head(head)]
         return recompute.tile_weights(self.spec, q, k, head, self.lse[head], np.arange(r0, r1), np.arange(c0, c1))
 
-    def hidden(self, r0, r1, c0):
-        """Whether a causal-family mask hides the whole rectangle (keys after the last row's position): above the
-        diagonal a causal head's tiles are zeros, and computing them would double a coarse tile's cost."""
-        return self.spec.mask in ("causal", "sliding", "chunked") and c0 > r1 - 1 + self.spec.offset
+    def hidden(self, r0, r1, c0, c1):
+        """Whether the mask hides the whole rectangle: keys after the last row's position (causal family), or
+        before the first row's window (sliding). Such blocks are zeros; computing them would double a causal
+        head's coarse tile and make a sliding-window head's cost grow with Q² instead of Q · window."""
+        s = self.spec
+        if s.mask not in ("causal", "sliding", "chunked"):
+            return False
+        after = c0 > r1 - 1 + s.offset
+        before = s.mask == "sliding" and c1 - 1 <= r0 + s.offset - s.window
+        return after or before
 
     def rows(self, head, rows):
         q, k = self.queries[head], self.keys[self.kv_head(head)]

@@ -6,6 +6,8 @@ Every function here holds at most `BLOCK` float32 weights of a head at once (plu
 and columns (a "qk" layer's weights come from the stored per-row normalisers, analysis/recompute.py).
 """
 
+import math
+
 import numpy as np
 
 from tb_attention.analysis import recompute
@@ -24,13 +26,15 @@ def pool(source, head, r0, r1, c0, c1, cell):
     """float32 [⌈(r1−r0)/cell⌉, ⌈(c1−c0)/cell⌉]: the largest weight of each cell × cell block of a rectangle,
     in blocks of rows and columns aligned to the cells (so no cell straddles two blocks)."""
     out = np.zeros((-(-(r1 - r0) // cell), -(-(c1 - c0) // cell)), np.float32)
-    width = min(-(-(c1 - c0) // cell) * cell, max(cell, BLOCK // cell // cell * cell))
+    # Square blocks where the cells allow: a causal or sliding mask then hides whole blocks, which cost nothing.
+    side = max(cell, math.isqrt(BLOCK) // cell * cell)
+    width = min(-(-(c1 - c0) // cell) * cell, side)
     height = max(cell, BLOCK // width // cell * cell)
     for a in range(r0, r1, height):
         b = min(r1, a + height)
         for c in range(c0, c1, width):
             d = min(c1, c + width)
-            if getattr(source, "hidden", None) and source.hidden(a, b, c):
+            if getattr(source, "hidden", None) and source.hidden(a, b, c, d):
                 continue  # masked: zeros already
             part = source.col_pooled(head, a, b, c, d, _cells(c, d, cell))
             part = np.maximum.reduceat(part, _cells(a, b, cell), axis=0) if cell > 1 else part
