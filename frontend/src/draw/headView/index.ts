@@ -21,6 +21,10 @@ import {
 } from "./paths";
 import { CanvasWindow } from "./window";
 
+// The fitted line band: narrower than this and the lines' slopes cannot be told apart; wider and they flatten out.
+const MIN_GAP = 160;
+const MAX_GAP = 900;
+
 export interface HeadViewData {
   /** Query tokens (left column). */
   left: string[];
@@ -62,6 +66,8 @@ export class HeadView {
   private rightW = 0;
   private width = 0;
   private height = 0;
+  private gap = LINE_GAP;
+  private fit: (() => number) | null = null;
 
   /** Lines per query in the full view: 0 = all, else only each query's k strongest keys (long sequences). */
   topK = 0;
@@ -190,7 +196,8 @@ export class HeadView {
     };
     this.leftW = colWidth(left);
     this.rightW = colWidth(right);
-    this.width = this.leftW + LINE_GAP + this.rightW;
+    this.gap = this.bandWidth();
+    this.width = this.leftW + this.gap + this.rightW;
     this.height = n * this.rowH;
 
     this.win.setWidth(this.width);
@@ -200,9 +207,26 @@ export class HeadView {
     this.root.style.setProperty("--font-px", `${fontPx}px`);
 
     this.fillColumn(this.leftCol, left, 0, this.leftW, "left");
-    this.fillColumn(this.rightCol, right, this.leftW + LINE_GAP, this.rightW, "right");
+    this.fillColumn(this.rightCol, right, this.leftW + this.gap, this.rightW, "right");
     this.hoveredEl = null;
     this.win.baseValid = false;
+  }
+
+  /** Lets the line band take the width `avail()` leaves beside the token columns (MIN_GAP–MAX_GAP px), refitted
+   * when `el` (the element that decides that width) is resized; without it the band is LINE_GAP wide. */
+  fitTo(el: HTMLElement, avail: () => number): void {
+    this.fit = avail;
+    new ResizeObserver(() => {
+      // (Not while hidden: a tab switched away from has no width to fit.)
+      if (!this.data || !el.clientWidth || Math.abs(this.bandWidth() - this.gap) < 1) return;
+      this.layout(this.data.left, this.data.right);
+      this.paint();
+    }).observe(el);
+  }
+
+  private bandWidth(): number {
+    const avail = this.fit?.() ?? 0;
+    return avail > 0 ? Math.round(Math.max(MIN_GAP, Math.min(MAX_GAP, avail - this.leftW - this.rightW))) : LINE_GAP;
   }
 
   private fillColumn(col: HTMLDivElement, tokens: string[], x: number, w: number, side: Side): void {
@@ -231,8 +255,8 @@ export class HeadView {
 
   /** The current data and settings, as the line functions take them. */
   private scene(data: HeadViewData): LineScene {
-    const { topK, gain, colorOf, leftW, rightW, rowH } = this;
-    return { attn: data.attn, heads: this.activeHeads(), gain, topK, colorOf, leftW, rightW, rowH };
+    const { topK, gain, colorOf, leftW, rightW, rowH, gap } = this;
+    return { attn: data.attn, heads: this.activeHeads(), gain, topK, colorOf, leftW, rightW, rowH, gap };
   }
 
   /** Full repaint (all lines of all active heads), then re-applies the hover if any. */

@@ -7,7 +7,7 @@ import type { Attention } from "../../data/api";
 import type { VectorShape } from "../../export/vector";
 import { kthLargest } from "../topk";
 
-export const LINE_GAP = 300; // width of the band the lines cross, px
+export const LINE_GAP = 300; // width of the band the lines cross, px (unless the scene says otherwise)
 export const LINE_INSET = 4; // lines stop short of the token columns
 export const MIN_ALPHA = 1 / 255; // below this a line cannot change a pixel
 // Opacity buckets: two per octave from 1/255 to 1, so a line is drawn within ±19 % of its exact opacity.
@@ -39,6 +39,8 @@ export interface LineScene {
   leftW: number;
   rightW: number;
   rowH: number;
+  /** Width of the band the lines cross (default LINE_GAP): the head view tab fits it to the page. */
+  gap?: number;
 }
 
 export interface LinePath {
@@ -59,7 +61,7 @@ export function buildLinePaths(s: LineScene): LinePath[] {
   const nA = heads.length / s.gain; // opacity = weight ÷ active heads (BertViz) × gain
   const minW = MIN_ALPHA * nA; // w / nA < 1/255 is invisible
   const x0 = s.leftW + LINE_INSET;
-  const x1 = s.leftW + LINE_GAP - LINE_INSET;
+  const x1 = s.leftW + (s.gap ?? LINE_GAP) - LINE_INSET;
   const rowH = s.rowH;
   const paths: (Path2D | null)[] = new Array(BUCKETS);
   for (const h of heads) {
@@ -100,9 +102,9 @@ export function drawHoverLines(ctx: CanvasRenderingContext2D, s: LineScene, hv: 
   const nA = heads.length;
   const rowH = s.rowH;
   const x0 = s.leftW + LINE_INSET;
-  const x1 = s.leftW + LINE_GAP - LINE_INSET;
+  const x1 = s.leftW + (s.gap ?? LINE_GAP) - LINE_INSET;
   // Boxes go behind the *other* column: keys when a query is hovered, and vice versa (BertViz).
-  const boxX = hv.side === "left" ? s.leftW + LINE_GAP : 0;
+  const boxX = hv.side === "left" ? s.leftW + (s.gap ?? LINE_GAP) : 0;
   const boxW = (hv.side === "left" ? s.rightW : s.leftW) / Math.max(1, nA);
   const n = hv.side === "left" ? K : Q;
   const yh = (hv.index + 0.5) * rowH;
@@ -146,7 +148,7 @@ export function vectorShapes(s: LineScene, hv: Hover | null, top: number, maxSha
   const heads = s.heads;
   const rowH = s.rowH;
   const x0 = s.leftW + LINE_INSET;
-  const x1 = s.leftW + LINE_GAP - LINE_INSET;
+  const x1 = s.leftW + (s.gap ?? LINE_GAP) - LINE_INSET;
   const out: VectorShape[] = [];
   const width = lineWidth(rowH);
   if (!hv) {
@@ -168,7 +170,7 @@ export function vectorShapes(s: LineScene, hv: Hover | null, top: number, maxSha
     return out;
   }
   const nA = heads.length;
-  const boxX = hv.side === "left" ? s.leftW + LINE_GAP : 0;
+  const boxX = hv.side === "left" ? s.leftW + (s.gap ?? LINE_GAP) : 0;
   const boxW = (hv.side === "left" ? s.rightW : s.leftW) / Math.max(1, nA);
   const n = hv.side === "left" ? K : Q;
   const yh = (hv.index + 0.5) * rowH - top;

@@ -114,6 +114,9 @@ export class HeadTab implements View {
     this.view.root.style.flexShrink = "0"; // its width is the layout's; never squeeze the token columns
     body.append(this.view.root, this.legend.el, this.overlay.root);
     this.root.append(bar, body);
+    // The line band takes the row's width beside the colour bar and the image overlay (the flex gaps: 24 px).
+    const beside = (el: HTMLElement): number => (el.offsetWidth ? el.offsetWidth + 24 : 0);
+    this.view.fitTo(body, () => body.clientWidth - beside(this.legend.el) - beside(this.overlay.root) - 4);
     this.view.onHoverDrawn = (ms) => (timings().hoverMs = ms);
     // The overlay follows the hovered/locked query token; pointing at a patch hovers/locks its query token.
     this.view.onTokenChange = (t) => {
