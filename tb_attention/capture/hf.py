@@ -15,9 +15,9 @@ import torch
 
 from .configs import all_configs, switch_attention
 from .gaps import GapTracker
-from .masks import split_mask, to_additive
+from .masks import split_mask
 from .record import LayerRecord
-from .weights import attention_probs, kv_selection, take_heads
+from .weights import kv_selection, take_heads
 
 _ACTIVE: list = []  # installed HFRecorders; a call is routed to the one that owns the module
 _PATCH: dict = {"count": 0, "saved": None}
@@ -56,8 +56,9 @@ class HFBackend:
             text = stream in ("self", "encoder", "text") or stream.startswith("text_") or stream in masks
             q_mask, k_mask = masks.get(stream, (main, main) if text else (None, None))
             for r in recs:
-                r.query_valid = _valid(q_mask, r.weights.shape[0], r.weights.shape[2])
-                r.key_valid = _valid(k_mask, r.weights.shape[0], r.weights.shape[3])
+                batch, _, q_len, k_len = r.shape
+                r.query_valid = _valid(q_mask, batch, q_len)
+                r.key_valid = _valid(k_mask, batch, k_len)
 
 
 def hf_config(model: torch.nn.Module):
@@ -166,18 +167,8 @@ class HFRecorder(HFBackend):
         scaling = query.shape[-1] ** -0.5 if scaling is None else float(scaling)
         softcap = kwargs.get("softcap")
         session = self.session
-        weights = attention_probs(
-            q,
-            k,
-            kv_map,
-            scaling,
-            to_additive(allowed, mask_bias),
-            softcap,
-            bias,
-            sinks if convention == "softmax" else None,
-            dtype=session.cap.dtype,
-            scratch=session.scratch(q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2]),
-        )
+        in_softmax = sinks if convention == "softmax" else None
+        weights, rows, check = session.attention(q, k, kv_map, scaling, allowed, mask_bias, softcap, bias, in_softmax)
         extras = {
             "scaling": scaling,
             "softcap": softcap,
@@ -187,7 +178,9 @@ class HFRecorder(HFBackend):
             "implementation": implementation,
         }
         store, qk = session.store, session.qk
-        record = LayerRecord("", layer, name, heads, store(weights, owned=True), None, None, extras=extras)
+        weights = None if weights is None else store(weights, owned=True)
+        record = LayerRecord("", layer, name, heads, weights, None, None, extras=extras)
+        record.check_rows, record.check_weights = rows, check
         if qk:
             record.queries, record.keys, record.kv_heads, record.kv_map = store(q), store(k), kv_heads, kv_map
             record.mask_kind = "pending"  # named by classify() once the padding is known

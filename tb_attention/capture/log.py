@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .log_layers import layer_list
 
 
 def log_capture(
-    writer, tag: str, cap, *, step: int, tokens=None, decoder_tokens=None, rows=None, image=None
+    writer, tag: str, cap, *, step: int, tokens=None, decoder_tokens=None, rows=None, image=None, store=None
 ) -> list[str]:
     """Write a capture as attention probes; returns the tags written.
 
@@ -21,6 +23,11 @@ def log_capture(
     CLS/register/patch labels, their ``patch_grid`` and the captured input image (``image=`` replaces it: e.g. the
     un-normalised picture); other streams without tokens get position numbers. Sentence pairs (``token_type_ids``
     with a second segment) pass their ``segments`` to the writer.
+
+    ``store``: as ``add_attention``'s, for every probe ("weights", "both", "qk", or a list per layer of a probe); a
+    layer that cannot be stored as q/k only (no q/k: the output_attentions fallback; a position term that is not
+    a relative table; a mask no name describes) keeps its weights, with a warning. A ``weights=False`` capture
+    is stored as q/k only (``store="qk"``); a layer of it that cannot be rebuilt from q/k is refused.
     """
     if not cap.streams:
         raise ValueError("nothing was captured: run the model inside the `with tb_attention.capture(...)` block")
@@ -44,6 +51,12 @@ def log_capture(
                     # The selected heads do not share key heads in the h // n_rep pattern: store one key per head.
                     keys = [k[r.kv_map] for k, r in zip(keys, group, strict=True)]
                 name = base if batch == 1 else f"{base}/{row}"
+                kinds = _store(store, probe, len(group), name)
+                extras = _extras(cap, stream, group, row, probe, image, [k == "qk" for k in kinds or ()] or None)
+                if kinds is not None:  # passed only when asked for (stand-ins such as the notebook's lack it)
+                    extras["store"] = kinds
+                if probe.check is not None:
+                    extras["check"] = probe.check
                 writer.add_attention(
                     name,
                     probe.attentions,
@@ -52,10 +65,33 @@ def log_capture(
                     queries=probe.queries,
                     keys=keys,
                     key_tokens=k_tokens if _is_cross(stream) else None,
-                    **_extras(cap, stream, group, row, probe, image),
+                    **extras,
                 )
                 written.append(name)
     return written
+
+
+def _store(store, probe, num_layers: int, name: str):
+    """The per-layer storage to ask the writer for, or None for its default."""
+    if probe.attentions is None:  # weights=False: q/k is all there is
+        if store is not None and set([store] if isinstance(store, str) else store) != {"qk"}:
+            raise ValueError(
+                f"{name}: this capture was made with weights=False and holds no weights, so it can only be stored as "
+                f"q/k (store='qk'), not store={store!r}"
+            )
+        return ["qk"] * num_layers
+    if store is None:
+        return None
+    kinds = [store] * num_layers if isinstance(store, str) else list(store)
+    if len(kinds) != num_layers:
+        raise ValueError(f"{name}: store has {len(kinds)} entries for {num_layers} layers")
+    if probe.queries is None and any(k != "weights" for k in kinds):
+        warnings.warn(
+            f"tb-attention: {name!r}: no queries/keys were captured (the output_attentions fallback); stored as weights",
+            stacklevel=4,
+        )
+        return None
+    return kinds
 
 
 def _is_cross(stream: str) -> bool:
@@ -81,14 +117,14 @@ def _shape_groups(recs) -> list[list]:
     """Consecutive layers of equal shape (heads, query length, key length): one probe each."""
     groups: list[list] = []
     for r in recs:
-        if groups and groups[-1][-1].weights.shape[1:] == r.weights.shape[1:]:
+        if groups and groups[-1][-1].shape[1:] == r.shape[1:]:
             groups[-1].append(r)
         else:
             groups.append([r])
     return groups
 
 
-def _extras(cap, stream: str, recs, row: int, probe, image=None) -> dict:
+def _extras(cap, stream: str, recs, row: int, probe, image=None, relative=None) -> dict:
     """Optional writer arguments, passed only when they apply (older writers and stand-ins lack them)."""
     extras = {}
     v = cap.visions.get(stream)
@@ -101,7 +137,7 @@ def _extras(cap, stream: str, recs, row: int, probe, image=None) -> dict:
             extras["image"] = image[row]  # one image per batch row
         else:
             extras["image"] = image
-    extras["layers"] = layer_list(recs, row, probe)  # the model's layer/head indices, recompute parameters
+    extras["layers"] = layer_list(recs, row, probe, relative)  # the model's layer/head indices, recompute parameters
     if any(r.extras.get("sinks") is not None for r in recs):
         extras["partial_rows"] = True  # sink logits (GPT-OSS) take part of each row: rows rightly sum below 1
     segments = cap.inputs[1].get("token_type_ids") if cap.inputs else None

@@ -7,15 +7,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from tb_attention.analysis.recompute import relative_bias
+
 from .masks import allowed_mask, classify
 
 
-def layer_list(recs, row: int, probe) -> list[dict]:
-    """One entry per record of a probe (a stream's layers, or one stage of them), for batch row ``row``."""
-    return [_layer_info(r, row, probe) for r in recs]
+def layer_list(recs, row: int, probe, relative=None) -> list[dict]:
+    """One entry per record of a probe (a stream's layers, or one stage of them), for batch row ``row``.
+
+    ``relative``: per record, whether to look for a relative position table in its position term (a layer to be
+    stored as q/k only): found, its ``bias`` is the table (the writer records ``"relative"`` and stores it)."""
+    relative = relative or [False] * len(recs)
+    return [_layer_info(r, row, probe, rel) for r, rel in zip(recs, relative, strict=True)]
 
 
-def _layer_info(r, row: int, probe) -> dict:
+def _layer_info(r, row: int, probe, relative: bool = False) -> dict:
     info: dict = {"index": int(r.layer), "heads": [int(h) for h in r.heads]}
     if not r.has_qk or r.mask_kind in (None, "pending"):
         return info  # the fallback's weights are the model's own: nothing to recompute them with
@@ -30,16 +36,32 @@ def _layer_info(r, row: int, probe) -> dict:
     if r.kv_heads is not None and r.kv_map is not None:
         # Stored key heads: unrepeated when the selection keeps the h // n_rep pattern, else one per query head.
         info["kv_heads"] = [int(h) for h in (r.kv_heads if r.regular_gqa() else [r.kv_heads[m] for m in r.kv_map])]
-    info.update(_row_mask(r, row, probe))
+    mask, kept = _row_mask(r, row, probe)
+    info.update(mask)
+    if relative and r.position_bias is not None and mask["mask"] != "tensor":
+        offset = mask.get("offset", len(probe.key_positions) - len(probe.query_positions))
+        table = _relative(r, row, probe, None if kept is None else kept[0, 0].numpy(), offset)
+        if table is not None:
+            info["bias"] = table  # T5's buckets, ALiBi: the writer stores the table with the layer's q/k
     return info
 
 
-def _row_mask(r, row: int, probe) -> dict:
-    """The mask of one batch row in the stored tokens' coordinates (padding removed), described as masks.py does."""
-    q_len, k_len = r.weights.shape[2], r.weights.shape[3]
+def _relative(r, row: int, probe, keep, offset: int):
+    """[heads, Q + K − 1] when the row's position term depends only on the query-key distance (recompute.py)."""
+    bias = r.position_bias[min(row, r.position_bias.shape[0] - 1)]  # [heads | 1, Q, K], padding included
+    q_keep = torch.as_tensor(probe.query_positions, dtype=torch.long)
+    k_keep = torch.as_tensor(probe.key_positions, dtype=torch.long)
+    bias = bias[:, q_keep][:, :, k_keep].float().expand(len(r.heads), -1, -1)
+    return relative_bias(bias.numpy(), keep, offset)
+
+
+def _row_mask(r, row: int, probe) -> tuple[dict, torch.Tensor | None]:
+    """The mask of one batch row in the stored tokens' coordinates (padding removed), described as masks.py does,
+    and the allowed mask itself ([1, 1|heads, q, k], None = every key)."""
+    q_len, k_len = r.shape[2], r.shape[3]
     if r.mask_kind == "tensor":
         if r.mask is None:
-            return {"mask": "none"}
+            return {"mask": "none"}, None
         allowed = r.mask[min(row, r.mask.shape[0] - 1)]
     else:
         allowed = allowed_mask(r.mask_kind, r.mask_params, r.key_valid, q_len, k_len)[row]
@@ -57,4 +79,4 @@ def _row_mask(r, row: int, probe) -> dict:
         out["chunk"] = int(params["chunk"])
     if kind == "prefix":
         out["prefix"] = int(params["prefix"][0])
-    return out
+    return out, kept

@@ -46,10 +46,22 @@ class LayerRecord:
     mask_params: dict[str, Any] = field(default_factory=dict)
     mask: torch.Tensor | None = None
     position_bias: torch.Tensor | None = None
+    # capture(model, weights=False): ``weights`` is None; these are the real weights (float32, from the unrounded
+    # q/k and the real mask) of query positions ``check_rows`` only, [batch, heads, len(check_rows), key_len].
+    check_rows: np.ndarray | None = None
+    check_weights: torch.Tensor | None = None
 
     @property
     def has_qk(self) -> bool:
         return self.queries is not None
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(batch, heads, query_len, key_len), also when the weights were never materialised (weights=False)."""
+        if self.weights is not None:
+            return tuple(self.weights.shape)  # type: ignore[return-value]
+        b, h, q = self.queries.shape[:3]
+        return b, h, q, self.keys.shape[2]
 
     def recompute(self) -> torch.Tensor:
         """The weights rebuilt from the stored q/k and recompute parameters alone (float32, padding rows zero)."""
@@ -103,11 +115,13 @@ class VisionInfo:
 class Probe:
     """One sequence of one stream, padding removed: the arguments ``AttentionWriter.add_attention`` takes."""
 
-    attentions: list[np.ndarray]  # per layer [heads, query_len, key_len]
+    attentions: list[np.ndarray] | None  # per layer [heads, query_len, key_len]; None: a weights=False capture
     queries: list[np.ndarray] | None
     keys: list[np.ndarray] | None
     query_positions: np.ndarray  # kept (non-padding) positions in the model input
     key_positions: np.ndarray
+    # weights=False: (rows among the kept queries, per layer [heads, len(rows), key_len]), add_attention's check=
+    check: tuple | None = None
 
 
 class Capture:
@@ -130,11 +144,16 @@ class Capture:
 
     @property
     def batch_size(self) -> int:
-        return next(iter(self.streams.values()))[0].weights.shape[0] if self.streams else 0
+        return next(iter(self.streams.values()))[0].shape[0] if self.streams else 0
 
     @property
     def has_qk(self) -> bool:
         return all(r.has_qk for recs in self.streams.values() for r in recs)
+
+    @property
+    def has_weights(self) -> bool:
+        """False for ``capture(model, weights=False)``: only q/k and a few check rows of the weights were kept."""
+        return all(r.weights is not None for recs in self.streams.values() for r in recs)
 
     @property
     def vision(self) -> VisionInfo | None:
@@ -153,11 +172,13 @@ class Capture:
             raise ValueError(f"row {row} out of range: the captured batch has {self.batch_size} rows")
         q_keep = recs[0].query_valid[row].nonzero().flatten()
         k_keep = recs[0].key_valid[row].nonzero().flatten()
-        attn = [r.weights[row][:, q_keep][:, :, k_keep].numpy() for r in recs]
         queries = keys = None
         if all(r.has_qk for r in recs):
             queries = [r.queries[row][:, q_keep].numpy() for r in recs]
             keys = [r.keys[row][:, k_keep].numpy() for r in recs]
+        if any(r.weights is None for r in recs):
+            return Probe(None, queries, keys, q_keep.numpy(), k_keep.numpy(), _check(recs, row, q_keep, k_keep))
+        attn = [r.weights[row][:, q_keep][:, :, k_keep].numpy() for r in recs]
         return Probe(attn, queries, keys, q_keep.numpy(), k_keep.numpy())
 
     def _stream(self, stream: str | None) -> list[LayerRecord]:
@@ -172,5 +193,21 @@ class Capture:
         return self.streams[stream]
 
     def verify(self, atol: float = 1e-5):
-        """Re-run the captured input with eager attention; see ``tb_attention.capture.verify.verify``."""
+        """Re-run the captured input with eager attention; see ``tb_attention.capture.verify.verify``. Works for
+        weights=False captures too: both of its runs compute full weights (of every selected layer, so mind long
+        inputs)."""
         return verify(self, self._session_class, atol=atol)
+
+
+def _check(recs, row: int, q_keep: torch.Tensor, k_keep: torch.Tensor) -> tuple | None:
+    """The check rows of a weights=False capture that are real tokens of batch row ``row``, in the stored tokens'
+    coordinates (padding removed), with their weights over the kept keys."""
+    rows = recs[0].check_rows
+    if rows is None:
+        return None
+    kept = np.isin(rows, q_keep.numpy())
+    stored = np.searchsorted(q_keep.numpy(), rows[kept])
+    if not len(stored):
+        return None
+    sel = torch.as_tensor(np.flatnonzero(kept))
+    return stored, [r.check_weights[row][:, sel][:, :, k_keep].numpy() for r in recs]

@@ -9,34 +9,47 @@ import warnings
 
 import torch
 
+from tb_attention.analysis.recompute import check_rows
+
 from . import inputs
 from .locate import Locator, check_selection, wants_layer
-from .masks import classify
+from .masks import classify, to_additive
 from .record import Capture, LayerRecord
 from .vision import vision_infos
+from .weights import attention_probs
 
 _CAPTURING: set[int] = set()  # ids of models inside a capture block; nesting on one model is refused
 
 
-def capture(model: torch.nn.Module, layers=None, heads=None, *, qk: bool = True, dtype=torch.float16):
+def capture(
+    model: torch.nn.Module, layers=None, heads=None, *, qk: bool = True, dtype=torch.float16, weights: bool = True
+):
     """Record attention (and post-RoPE queries/keys) of the forward passes run inside the ``with`` block.
 
     ``layers``/``heads``: indices to keep (None = all; negative layers count from the end). Only those are copied,
     detached, to CPU in ``dtype``: float16 by default, which is what the writer stores q/k in and far finer than
     its 8-bit attention encoding; pass ``torch.float32`` for analysis. Weights are computed in float32 either way.
     The last forward pass in the block is kept.
+
+    ``weights=False`` (long inputs): the full weights are never materialised; the capture keeps q/k, the mask's
+    description and only the weights of ``analysis.recompute.check_rows`` query rows (from the unrounded q/k and
+    the real mask), so that logging it (every layer stored as q/k, ``store="qk"``) can still check what the
+    stored q/k rebuild. Such a capture has no ``LayerRecord.weights``.
     """
-    return CaptureSession(model, layers, heads, qk=qk, dtype=dtype)
+    return CaptureSession(model, layers, heads, qk=qk, dtype=dtype, weights=weights)
 
 
 class CaptureSession:
-    def __init__(self, model, layers=None, heads=None, *, qk=True, dtype=torch.float16, reference=False):
+    def __init__(self, model, layers=None, heads=None, *, qk=True, dtype=torch.float16, reference=False, weights=True):
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"capture() needs a torch.nn.Module, got {type(model).__name__}")
+        if not weights and not qk:
+            raise ValueError("capture(weights=False) keeps only q/k: it cannot also drop them (qk=False)")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
         self.model = model
         self.qk = qk
+        self.weights = bool(weights) or reference  # reference runs (verify) always hold eager's own weights
         self.layers = self.heads = None
         self.locator = Locator(model)
         self._static: dict = {}  # (id(module), cross) -> (name, stream key, stack length)
@@ -104,6 +117,23 @@ class CaptureSession:
             return t
         # One pass: copy, cast and make contiguous together (q/k arrive as transposed views).
         return t.detach().to("cpu", self.cap.dtype, copy=True, memory_format=torch.contiguous_format)
+
+    def attention(self, q, k, kv_map, scaling, allowed=None, mask_bias=None, softcap=None, bias=None, sinks=None):
+        """(weights, check rows, their weights) of one call: all the weights, in the capture's dtype, or with
+        weights=False none of them and only the check rows' (float32, from the same unrounded q/k and the same
+        mask and terms, so the writer compares what the stored q/k rebuild with what the model computed)."""
+        if self.weights:
+            numel = q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2]
+            mask = to_additive(allowed, mask_bias)
+            weights = attention_probs(
+                q, k, kv_map, scaling, mask, softcap, bias, sinks, dtype=self.cap.dtype, scratch=self.scratch(numel)
+            )
+            return weights, None, None
+        rows = check_rows(q.shape[2])
+        pick = torch.as_tensor(rows, device=q.device)
+        mask = to_additive(_rows(allowed, pick), _rows(mask_bias, pick))
+        check = attention_probs(q[:, :, pick], k, kv_map, scaling, mask, softcap, _rows(bias, pick), sinks)
+        return None, rows, check
 
     def scratch(self, numel: int) -> torch.Tensor | None:
         """A float32 CPU work buffer reused across the layers of a forward pass (released when the block ends);
@@ -199,6 +229,11 @@ class CaptureSession:
             streams.setdefault(r.stream, []).append(r)
         self.cap.streams = {k: sorted(v, key=lambda r: r.layer) for k, v in streams.items() if v}
         self._pending, self._named = {}, []
+
+
+def _rows(t: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:
+    # Masks and biases may broadcast over the query axis (size 1); only a real query axis is indexed.
+    return t if t is None or t.shape[-2] == 1 else t[..., rows, :]
 
 
 def _describe_masks(cap) -> None:

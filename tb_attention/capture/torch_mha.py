@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .record import LayerRecord
-from .weights import attention_probs, take_heads
+from .weights import take_heads
 
 _SIGNATURE = inspect.signature(torch.nn.MultiheadAttention.forward)
 _LAYER_SIGNATURE = inspect.signature(torch.nn.TransformerEncoderLayer.forward)
@@ -120,15 +120,7 @@ class MHARecorder:
         mask = _mask(a["attn_mask"], a["key_padding_mask"], q.shape[0], module.num_heads, heads, q.shape[2], k.shape[2])
         scaling = module.head_dim**-0.5
         session = self.session
-        weights = attention_probs(
-            q,
-            k,
-            list(range(len(heads))),
-            scaling,
-            mask,
-            dtype=session.cap.dtype,
-            scratch=session.scratch(q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2]),
-        )
+        weights, rows, check = session.attention(q, k, list(range(len(heads))), scaling, mask_bias=mask)
         store, qk = session.store, session.qk
         key_valid = _key_valid(a["key_padding_mask"], k.shape[0], k.shape[2])
         record = LayerRecord(
@@ -136,7 +128,7 @@ class MHARecorder:
             0,
             "",
             heads,
-            store(weights, owned=True),
+            None if weights is None else store(weights, owned=True),
             None,
             key_valid,
             queries=store(q) if qk else None,
@@ -144,6 +136,8 @@ class MHARecorder:
             kv_heads=heads if qk else None,
             kv_map=list(range(len(heads))) if qk else None,
             extras={"scaling": scaling, "self_attention": a["query"] is a["key"]},
+            check_rows=rows,
+            check_weights=check,
         )
         if qk:  # recompute parameters: float masks may carry finite additive terms besides -inf
             allowed = None if mask is None else ~torch.isneginf(mask)
@@ -191,7 +185,7 @@ class MHARecorder:
                 if r.extras.get("self_attention"):
                     r.query_valid = r.key_valid
                     continue
-                every = torch.ones(r.weights.shape[0], r.weights.shape[2], dtype=torch.bool)
+                every = torch.ones(r.shape[0], r.shape[2], dtype=torch.bool)
                 mine = own.get(_parent(r.module_name))
                 r.query_valid = mine if mine is not None and mine.shape == every.shape else every
 

@@ -21,14 +21,14 @@ def vision_infos(model: torch.nn.Module, named_inputs: dict, cap, locator) -> di
     found = {}
     for stream, recs in cap.streams.items():
         r = recs[0]
-        if r.weights.shape[2] != r.weights.shape[3]:
+        if r.shape[2] != r.shape[3]:
             continue
         modules = modules if modules is not None else dict(model.named_modules())
         patch = _patch_size(modules, r.module_name)
         if patch is None:
             continue
         grid = (pixels.shape[-2] // patch[0], pixels.shape[-1] // patch[1])
-        num_special = r.weights.shape[2] - grid[0] * grid[1]
+        num_special = r.shape[2] - grid[0] * grid[1]
         if 0 <= num_special <= 16:
             found[stream] = VisionInfo(grid, patch, num_special, _to_uint8(pixels))
     return found

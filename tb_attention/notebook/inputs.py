@@ -189,6 +189,12 @@ def from_capture(cap, tokens=None, decoder_tokens=None, *, tag="probe", prettify
     """-> [Probe] of a `tb_attention.capture` result, as `AttentionWriter.add_capture` would log it."""
     from tb_attention.capture import log
 
+    if cap.streams and not cap.has_weights:
+        raise ValueError(
+            "this capture was made with tb_attention.capture(model, weights=False) and holds no attention weights "
+            "to show: capture again without weights=False for a notebook view (or log it with add_capture, whose "
+            "views rebuild the weights from q/k)"
+        )
     collector = _Collector(prettify if prettify_tokens else list)
     log.log_capture(collector, tag, cap, step=0, tokens=tokens, decoder_tokens=decoder_tokens, image=image)
     return collector.probes

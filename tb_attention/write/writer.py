@@ -227,14 +227,15 @@ class AttentionWriter:
             )
         return [f"{prefix}/{i}" for i in range(n)]
 
-    def add_capture(self, tag, cap=None, *, step, tokens=None, decoder_tokens=None, rows=None, image=None):
+    def add_capture(self, tag, cap=None, *, step, tokens=None, decoder_tokens=None, rows=None, image=None, store=None):
         """Logs what `tb_attention.capture(model)` recorded (README, "Capturing from your model"); one tag per stream/row.
-        ViT probes carry the captured input image unless `image=` (one, or one per batch row) replaces it."""
+        ViT probes carry the captured input image unless `image=` (one, or one per batch row) replaces it. `store`:
+        as for add_attention (capture/log.py); a weights=False capture is stored as q/k."""
         from tb_attention.capture import log_capture
 
         validation.tag_name(tag)  # add_capture(cap, step=...) without the tag: say so
         return log_capture(
-            self, tag, cap, step=step, tokens=tokens, decoder_tokens=decoder_tokens, rows=rows, image=image
+            self, tag, cap, step=step, tokens=tokens, decoder_tokens=decoder_tokens, rows=rows, image=image, store=store
         )
 
     def flush(self):

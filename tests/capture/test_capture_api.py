@@ -269,14 +269,14 @@ def test_no_tensor_of_the_forward_pass_is_retained(monkeypatch):
 
 
 def test_verify_detects_a_wrong_capture(monkeypatch):
-    import tb_attention.capture.hf as hf
+    import tb_attention.capture.session as session  # where every backend computes its weights
 
     model = _llama()
     with torch.no_grad(), tc.capture(model) as cap:
         model(input_ids=_ids(1, 8))
-    real = hf.attention_probs
+    real = session.attention_probs
     # A capture that ignored the model's scaling:
-    monkeypatch.setattr(hf, "attention_probs", lambda q, k, kv_map, _, *a, **kw: real(q, k, kv_map, 1.0, *a, **kw))
+    monkeypatch.setattr(session, "attention_probs", lambda q, k, kv_map, _, *a, **kw: real(q, k, kv_map, 1.0, *a, **kw))
     report = cap.verify()
     assert not report.ok and report.max_diff > 1e-3 and "FAILED" in str(report)
 
