@@ -14,7 +14,7 @@ import { deltaSummary } from "../../data/compare";
 import { displayText } from "../../draw/tokens";
 import type { View, ViewHost } from "../../shell/view";
 import { connectors, numberColumns, strips } from "./draw";
-import { fillLegend, verdict } from "./notes";
+import { fillLegend, StripBars, verdict } from "./notes";
 import { headColor } from "../../draw/palette";
 import { columnLayout, headings, INITIAL_LAYOUT, type Layout } from "./layout";
 import { describe, kvHeadOf, maxAbs, recomputeOf, rowOf, type Recompute, type Row } from "./math";
@@ -51,6 +51,7 @@ export class NeuronView implements View {
   private readonly cmp = document.createElement("div"); // which reference Δ is against, or why there is none
   private readonly verdict = document.createElement("div"); // recomputed softmax vs logged, and why they may differ
   private readonly legend = document.createElement("div"); // what the cell colours and shades mean
+  private readonly bars = new StripBars(); // the q and k strips' colour bars, in the legend line
   private head = 0;
   private step = 0;
   private data: Data | null = null;
@@ -266,7 +267,7 @@ export class NeuronView implements View {
     const kMax = maxAbs(qk.keys, kOff, qk.K * qk.D);
     strips(ctx, lay, qk.queries, qOff, qk.Q, qk.D, x.qVec, qMax);
     strips(ctx, lay, qk.keys, kOff, qk.K, qk.D, x.kVec, kMax);
-    fillLegend(this.legend, qMax, kMax);
+    fillLegend(this.legend, this.bars, qMax, kMax);
     this.root.dataset["head"] = String(h);
     this.root.dataset["headLabel"] = String(model(h));
     this.drawQuery();

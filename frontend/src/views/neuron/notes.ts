@@ -1,17 +1,10 @@
 // The neuron view's explanations: the legend line (what each colour and shade means) and the verdict comparing the
 // recomputed softmax with the logged weight, against what storage alone explains.
 
+import { ColorBar } from "../../draw/legend";
+import { tokenColor } from "../../shell/theme";
 import { NEG, POS } from "./draw";
 import type { Recompute, Row } from "./math";
-
-/** A swatch (coloured square) for the legend line. */
-function swatch(rgb: number[], label: string): HTMLElement {
-  const s = document.createElement("span");
-  const box = document.createElement("span");
-  box.style.cssText = `display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px;background:rgb(${rgb.join(",")})`;
-  s.append(box, document.createTextNode(label));
-  return s;
-}
 
 /** Why "softmax" and "logged" may differ, and whether they do here beyond what storage explains. */
 export function verdict(r: Row, rc: Recompute): string {
@@ -33,16 +26,56 @@ function sinkText(r: Row): string {
   return r.sinkMass > 0 ? ` · the sink takes ${(100 * r.sinkMass).toFixed(1)} % of this row` : "";
 }
 
-/** What the colours mean: sign of a component, its shade against the column's largest |value|. */
-export function fillLegend(el: HTMLElement, qMax: number, kMax: number): void {
-  const t = (v: number): string => v.toPrecision(3);
-  el.replaceChildren(
-    swatch(POS, "positive"),
-    swatch(NEG, "negative"),
-    document.createTextNode(
-      `· q, k, q⊙k: one cell per dimension, shade = |value| ÷ the column's largest (q ±${t(qMax)}, k ±${t(kMax)}) · ` +
-        "q·k·s: shade = |score| ÷ the largest · softmax, logged: shade = weight (0 → 1) · lines: logged " +
-        "weight, in the head's colour",
-    ),
-  );
+/** The colour of a strip cell of value v ∈ [−1, 1] (÷ the column's largest |value|) as it is seen: the sign's colour
+ * at opacity |v| over the page background `bg`, so the bar's colours are the cells'. */
+function stripMap(bg: string): Uint8ClampedArray {
+  const ctx = document.createElement("canvas").getContext("2d") as CanvasRenderingContext2D;
+  ctx.fillStyle = bg;
+  ctx.fillRect(0, 0, 1, 1);
+  const under = ctx.getImageData(0, 0, 1, 1).data;
+  const lut = new Uint8ClampedArray(256 * 3);
+  for (let i = 0; i < 256; i++) {
+    const v = (i / 255) * 2 - 1;
+    const a = Math.abs(v);
+    const col = v >= 0 ? POS : NEG;
+    for (let c = 0; c < 3; c++) lut[i * 3 + c] = (under[c] as number) * (1 - a) + (col[c] as number) * a;
+  }
+  return lut;
+}
+
+/** The q and k strips' colour bars: signed, ticks in the vectors' own units, blue = positive, red = negative. */
+export class StripBars {
+  readonly el = document.createElement("div");
+  private readonly q = new ColorBar("nv-q-colorbar");
+  private readonly k = new ColorBar("nv-k-colorbar");
+
+  constructor() {
+    this.el.className = "nv-bars";
+    this.el.style.cssText = "display: flex; gap: 18px;";
+    this.el.append(this.q.el, this.k.el);
+  }
+
+  set(qMax: number, kMax: number): void {
+    const map = stripMap(tokenColor("--tba-bg"));
+    const ends: [string, string] = ["positive", "negative"];
+    for (const [bar, max, what] of [
+      [this.q, qMax, "q"],
+      [this.k, kMax, "k"],
+    ] as const) {
+      const m = max > 0 ? max : 1;
+      bar.set({ map, lo: -m, hi: m, signed: true, title: `${what} component`, ends }, 60);
+    }
+  }
+}
+
+/** What the colours mean: the q and k colour bars (sign and value of a component), and how the other columns shade. */
+export function fillLegend(el: HTMLElement, bars: StripBars, qMax: number, kMax: number): void {
+  bars.set(qMax, kMax);
+  const text = document.createElement("span");
+  text.style.cssText = "flex: 1 1 320px; max-width: 760px;"; // beside the bars, not below them
+  text.textContent =
+    "q, k: one cell per dimension, blue = positive, red = negative, shade = |value| ÷ the column's largest (the " +
+    "bars' ends) · q⊙k: the same, ÷ its largest for this query · q·k·s: shade = |score| ÷ the largest · softmax, " +
+    "logged: shade = weight (0 → 1) · lines: logged weight, in the head's colour";
+  el.replaceChildren(bars.el, text);
 }
