@@ -23,34 +23,44 @@ export interface VectorShape {
   dash?: number[];
 }
 
-/** Draws shapes on a 2-D context (the canvas itself, and the PNG export at its own scale). */
+/** Draws shapes on a 2-D context (the canvas itself, and the PNG export at its own scale). Styles are set only when
+ * they change: assigning a colour or font string makes the context parse it again, thousands of times a frame. */
 export function paintShapes(ctx: CanvasRenderingContext2D, shapes: VectorShape[]): void {
+  let alpha = -1;
+  let stroke = "";
+  let fill = "";
+  let width = -1;
+  let dash = "";
+  let font = "";
+  let align = "";
+  ctx.textBaseline = "middle";
   for (const v of shapes) {
-    ctx.globalAlpha = v.alpha;
+    if (v.alpha !== alpha) ctx.globalAlpha = alpha = v.alpha;
     if (v.line || v.path) {
       const p = v.path ?? (v.line as number[]);
-      ctx.strokeStyle = v.color;
-      ctx.lineWidth = v.width ?? 1;
-      ctx.setLineDash(v.dash ?? []);
-      ctx.beginPath();
-      for (let i = 0; i + 1 < p.length; i += 2) {
-        if (i === 0) ctx.moveTo(p[0] as number, p[1] as number);
-        else ctx.lineTo(p[i] as number, p[i + 1] as number);
+      if (v.color !== stroke) ctx.strokeStyle = stroke = v.color;
+      if ((v.width ?? 1) !== width) ctx.lineWidth = width = v.width ?? 1;
+      const d = v.dash ? v.dash.join(",") : "";
+      if (d !== dash) {
+        ctx.setLineDash(v.dash ?? []);
+        dash = d;
       }
+      ctx.beginPath();
+      ctx.moveTo(p[0] as number, p[1] as number);
+      for (let i = 2; i + 1 < p.length; i += 2) ctx.lineTo(p[i] as number, p[i + 1] as number);
       ctx.stroke();
-      ctx.setLineDash([]);
     } else if (v.rect) {
-      const [x, y, w, h] = v.rect;
-      ctx.fillStyle = v.color;
-      ctx.fillRect(x, y, w, h);
+      if (v.color !== fill) ctx.fillStyle = fill = v.color;
+      ctx.fillRect(v.rect[0], v.rect[1], v.rect[2], v.rect[3]);
     } else if (v.text !== undefined && v.at) {
-      ctx.font = v.font ?? "10px sans-serif";
-      ctx.fillStyle = v.color;
-      ctx.textAlign = v.align ?? "left";
-      ctx.textBaseline = "middle";
+      const f = v.font ?? "10px sans-serif";
+      if (f !== font) ctx.font = font = f;
+      if ((v.align ?? "left") !== align) ctx.textAlign = (align = v.align ?? "left") as CanvasTextAlign;
+      if (v.color !== fill) ctx.fillStyle = fill = v.color;
       ctx.fillText(v.text, v.at[0], v.at[1]);
     }
   }
+  ctx.setLineDash([]);
   ctx.globalAlpha = 1;
 }
 
