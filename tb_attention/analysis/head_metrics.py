@@ -24,7 +24,8 @@ class HeadMetrics:
         self._counts = np.zeros((len(metrics.NAMES), num_heads))
         self._keys = metrics.key_counts((query_len, key_len), None, bool(causal))  # [Q]
         self._square = query_len == key_len
-        self._tokens = None if tokens is None or not self._square else np.asarray(tokens)
+        # Token ids instead of strings: the induction targets compare every query with every key, block by block.
+        self._tokens = None if tokens is None or not self._square else np.unique(tokens, return_inverse=True)[1]
         self._coords = (query_coords, key_coords)
 
     def add(self, head: int, start: int, w: np.ndarray) -> None:
