@@ -261,10 +261,15 @@ def umap(points, init, n_epochs=100):
 
 
 # -- scores ------------------------------------------------------------------------------------------------
+def _ranks(x):  # the inverse of one argsort, scattered: a second argsort was most of a score's time
+    order, ranks = np.argsort(x, -1), np.empty(x.shape, np.int64)
+    np.put_along_axis(ranks, order, np.broadcast_to(np.arange(x.shape[-1]), x.shape), -1)
+    return ranks
+
+
 def _row_spearman(s, d2, allowed):
     """Per row of [..., m] blocks: Spearman between -d2 and s over allowed entries; NaN for rows with < 3."""
-    r_s = np.argsort(np.argsort(np.where(allowed, -s, np.inf), -1), -1)
-    r_d = np.argsort(np.argsort(np.where(allowed, d2, np.inf), -1), -1)
+    r_s, r_d = _ranks(np.where(allowed, -s, np.inf)), _ranks(np.where(allowed, d2, np.inf))
     sq = np.where(allowed, (r_s - r_d).astype(np.float64) ** 2, 0).sum(-1)
     c = allowed.sum(-1).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -8,7 +8,7 @@ import re
 import numpy as np
 from tensorboard import errors
 
-from tb_attention.analysis import embedding
+from tb_attention.analysis import embedding, recompute
 from tb_attention.format import codec, metadata
 from tb_attention.serve import lru
 from tb_attention.serve.probe_reader import CorruptDataError
@@ -97,30 +97,62 @@ class BatchReader:
 
     def layer(self, ctx, batch, layer):
         """(q [H, Nq, D], k [Hkv, Nk, D], q_probe, k_probe, masks) of one layer over the batch."""
-        return self._layers.get((batch.fingerprint, layer), lambda: self._read_layer(ctx, batch, layer))
+        return (*self.qk(ctx, batch, layer), self.masks(ctx, batch, layer))
 
-    def _read_layer(self, ctx, batch, layer):
-        qs, ks, masks = [], [], []
+    def qk(self, ctx, batch, layer):
+        """(q, k, q_probe, k_probe) of one layer over the batch: all a PCA layout needs (the alignment chain reads
+        only this for earlier steps)."""
+        return self._layers.get((batch.fingerprint, layer, "qk"), lambda: self._read_qk(ctx, batch, layer))
+
+    def masks(self, ctx, batch, layer):
+        """One bool [Q, K] per probe: the keys each query may attend to (for scores and the faithful layout)."""
+        return self._layers.get((batch.fingerprint, layer, "masks"), lambda: self._read_masks(ctx, batch, layer))
+
+    def _read_qk(self, ctx, batch, layer):
+        qs, ks = [], []
         try:
             for datum, m in zip(batch.datums, batch.manifests):
-                blobs = datum.values
-                _, arrays = codec.unpack(self._reader.read_blob(ctx, blobs[metadata.qk_index(layer, batch.num_layers)]))
-                attn = codec.decode_attention(self._reader.read_blob(ctx, blobs[metadata.attention_index(layer)]))
+                blob = self._reader.read_blob(ctx, datum.values[metadata.qk_index(layer, batch.num_layers)])
+                _, arrays = codec.unpack(blob)
                 q, k = arrays["queries"], arrays["keys"]
                 if q.shape != (m.num_heads, m.query_len, m.d_head) or k.shape != (m.num_kv_heads, m.key_len, m.d_head):
                     raise ValueError(f"queries {list(q.shape)} / keys {list(k.shape)} do not match the manifest")
-                if attn.shape != (m.num_heads, m.query_len, m.key_len):
-                    raise ValueError(f"attention {list(attn.shape)} does not match the manifest")
                 qs.append(np.asarray(q, np.float32))
                 ks.append(np.asarray(k, np.float32))
-                masks.append((attn > 0).any(0))  # keys a query may attend to: causal/padding masks are exact zeros
         except (ValueError, KeyError) as e:
             raise CorruptDataError(f"layer {layer}: stored data cannot be decoded: {e}") from None
         q_probe = np.concatenate([np.full(q.shape[1], i) for i, q in enumerate(qs)])
         k_probe = np.concatenate([np.full(k.shape[1], i) for i, k in enumerate(ks)])
-        return np.concatenate(qs, 1), np.concatenate(ks, 1), q_probe, k_probe, masks
+        return np.concatenate(qs, 1), np.concatenate(ks, 1), q_probe, k_probe
 
-    def head(self, ctx, batch, layer, head):
-        q, k, q_probe, k_probe, masks = self.layer(ctx, batch, layer)
+    def _read_masks(self, ctx, batch, layer):
+        masks = []
+        try:
+            for datum, m in zip(batch.datums, batch.manifests):
+                masks.append(self._mask(ctx, datum, m, layer))
+        except (ValueError, KeyError) as e:
+            raise CorruptDataError(f"layer {layer}: stored data cannot be decoded: {e}") from None
+        return masks
+
+    def _mask(self, ctx, datum, m, layer):
+        shape = (m.num_heads, m.query_len, m.key_len)
+        if not m.weights_stored(layer):  # a "qk" layer: the mask its recompute parameters define
+            entry = m.layers[layer] if m.layers else None
+            spec = recompute.Spec.from_layer(dict(entry or {}, bias="none"), m.num_heads, m.num_kv_heads or 1)
+            keep = recompute.allowed(spec, np.arange(m.query_len), np.arange(m.key_len))
+            return np.ones(shape[1:], bool) if keep is None else keep
+        # A weight decodes to 0 exactly when its code is 0 (every row scale is > 0): causal/padding masks are exact
+        # zeros, read from the codes without decoding a float.
+        blob = codec.decompress(self._reader.read_blob(ctx, datum.values[metadata.attention_index(layer)]))
+        meta, arrays = codec.unpack(blob)
+        codes = arrays.get("codes")
+        if meta.get("encoding") != "cbrt8" or codes is None or codes.dtype != np.uint8 or codes.shape != shape:
+            raise ValueError(f"attention is not cbrt8 codes of shape {list(shape)}")
+        return (codes != 0).any(0)
+
+    def head(self, ctx, batch, layer, head, masks=True):
+        q, k, q_probe, k_probe = self.qk(ctx, batch, layer)
         group = q.shape[0] // k.shape[0]
-        return embedding.Head(q[head], k[head // group], q_probe, k_probe, masks)
+        return embedding.Head(
+            q[head], k[head // group], q_probe, k_probe, self.masks(ctx, batch, layer) if masks else None
+        )

@@ -4,7 +4,7 @@ PCA layouts are computed in the request (milliseconds per head). Nonlinear layou
 in one worker process (spawned on first use, so the arithmetic never competes with TensorBoard's request threads
 for the GIL; computed in the calling thread instead if a process cannot be started). Layouts are cached in memory
 and on disk (`layout_cache.py`: where, how big, what is trusted), keyed by the batch's fingerprint (run, probe
-batch, step and the wall times of its events), a content hash of the layer's queries, keys and masks (so a run
+batch, step and the wall times of its events), a content hash of the layer's queries and keys (so a run
 rewritten with other q/k is never served old layouts, also after a restart), layer, head, method and options.
 """
 
@@ -23,14 +23,14 @@ from tb_attention.analysis import embedding
 from tb_attention.serve import layout_cache
 
 _log = logging.getLogger(__name__)
-_CACHE_VERSION = 2  # 2: content hash and point count in the key, the key stored in the file
+_CACHE_VERSION = 3  # 2: content hash and point count in the key, the key stored in the file; 3: hash of q/k only
 _MEMORY_ITEMS = 4096  # per-head layouts kept in memory (~17 KB each at 2,000 points)
 _DIGEST_ITEMS = 4096  # content hashes of decoded layers
 
 
 class Key(NamedTuple):
     fingerprint: str  # run, batch, step, wall times
-    digest: str  # content hash of the layer's q, k and masks
+    digest: str  # content hash of the layer's q and k
     points: int  # queries + keys: the layout's expected shape is (points, 2)
     layer: int
     head: int
@@ -70,9 +70,11 @@ class Layouts:
             if memo in self._digests:
                 self._digests.move_to_end(memo)
                 return self._digests[memo]
-        q, k, q_probe, k_probe, masks = self._batches.layer(ctx, batch, layer)
+        # q/k only: masks come from the same step's attention (the fingerprint's wall times name it), and reading
+        # them for every earlier step of the alignment chain cost a decoded layer per step (~1 s each at 1,000 tokens).
+        q, k, q_probe, k_probe = self._batches.qk(ctx, batch, layer)
         h = hashlib.blake2b(digest_size=16)
-        for a in (q, k, q_probe, k_probe, *masks):
+        for a in (q, k, q_probe, k_probe):
             a = np.ascontiguousarray(a)
             h.update(repr((a.dtype.str, a.shape)).encode())
             h.update(a.tobytes())
@@ -130,7 +132,7 @@ class Layouts:
                     break
                 todo.append(prev)
             for b in reversed(todo):
-                h = self._batches.head(ctx, b, layer, head)
+                h = self._batches.head(ctx, b, layer, head, masks=False)  # PCA reads the points only
                 xy, info = embedding.layout(h, "pca", translate, scale, reference=reference)
                 info = dict(info, method="pca", aligned=reference is not None)
                 self._store(self.key(ctx, b, layer, head, "pca", translate, scale), xy, info)

@@ -62,3 +62,26 @@ def test_rollout_of_qk_layers_matches_brute_force_and_refuses_past_its_bound(log
     resp = loaded.get("rollout", run="run", tag="a", step=3)
     text = resp.get_data(as_text=True)
     assert resp.status_code == 413 and f"{Q} tokens" in text and "Traceback" not in text
+
+
+def test_the_embedding_routes_read_a_qk_probe_with_the_mask_its_parameters_define(logdir, load):
+    from tensorboard import context
+
+    from tb_attention.analysis import embedding
+
+    path, _ = logdir
+    loaded = load(path)
+    for tag in ("a", "wa"):  # the same q/k stored as "qk" and as weights
+        resp = loaded.get("embedding", run="run", tag=tag, step=3, layer=1, head=1)
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        meta, arrays = codec.unpack(resp.get_data())
+        assert arrays["xy"].shape == (2 * Q, 2) and meta["kv_head"] == 0
+        assert loaded.get("embedding_matrix", run="run", tag=tag, step=3).status_code == 200
+    batches, ctx = loaded.plugin._embedding._batches, context.RequestContext()
+    a, w = (batches.batch(ctx, "", "run", tag, 3) for tag in ("a", "wa"))
+    causal = np.tril(np.ones((Q, Q), bool))
+    np.testing.assert_array_equal(batches.masks(ctx, a, 1)[0], causal)
+    # Stored weights: the keys whose weight is not coded 0 (masked ones, and any below 8e-9 of the row maximum).
+    stored = codec.decode_attention(loaded.get("attention", run="run", tag="wa", step=3, layer=1).get_data())
+    np.testing.assert_array_equal(batches.masks(ctx, w, 1)[0], (stored > 0).any(0))
+    assert isinstance(batches.head(ctx, a, 1, 1), embedding.Head)
