@@ -153,6 +153,6 @@ class BatchReader:
     def head(self, ctx, batch, layer, head, masks=True):
         q, k, q_probe, k_probe = self.qk(ctx, batch, layer)
         group = q.shape[0] // k.shape[0]
-        return embedding.Head(
-            q[head], k[head // group], q_probe, k_probe, self.masks(ctx, batch, layer) if masks else None
-        )
+        if not masks:  # "every key of the same probe": enough for PCA, which reads the points only
+            return embedding.Head(q[head], k[head // group], q_probe, k_probe)
+        return embedding.Head(q[head], k[head // group], q_probe, k_probe, self.masks(ctx, batch, layer))
