@@ -19,8 +19,9 @@ def damaged_steps(values, crcs):
     return damaged
 
 
-def head_stats(values, walls, crcs):
-    """-> the `head_stats` container. `values`: {stat: {step: array [L, H]}}; `walls`: {step: wall time}.
+def head_stats(values, walls, crcs, layers=None):
+    """-> the `head_stats` container. `values`: {stat: {step: array [L, H]}}; `walls`: {step: wall time};
+    `layers`: the series' optional model numbering (docs/format.md), passed on in `meta.layers` when it fits [L, H].
 
     Raises ValueError when a metric changes shape between steps (damaged or mixed data)."""
     damaged = damaged_steps(values, crcs)
@@ -40,7 +41,48 @@ def head_stats(values, walls, crcs):
                 out[index[s]] = v
         arrays[stat] = out
     meta = {"stats": sorted(values), "damaged_steps": sorted(damaged)}
+    shape = next((a.shape[1:] for k, a in arrays.items() if k not in ("steps", "wall_times")), None)
+    numbering = model_numbering(layers, shape)
+    if numbering is not None:
+        meta["layers"] = numbering
     return codec.pack(arrays, meta)
+
+
+def series_layers(contents):
+    """The `layers` of a probe's metric series, from their plugin contents in name order (every series of a probe
+    carries the same list; the first that has one is taken), or None."""
+    for content in contents:
+        if content.get("layers") is not None:
+            return content["layers"]
+    return None
+
+
+def model_numbering(layers, shape):
+    """`layers` reduced to `[{"index", "heads"?}]` when it names every row of the [L, H] metrics (distinct layer
+    indices, H head indices each), else None: a numbering that does not fit is dropped, and the dashboard falls
+    back to stored positions, rather than failing the metrics over their labels."""
+    if not isinstance(layers, list) or shape is None or len(shape) != 2 or len(layers) != shape[0]:
+        return None
+    out = []
+    for entry in layers:
+        if not isinstance(entry, dict) or not _is_index(entry.get("index")):
+            return None
+        item = {"index": entry["index"]}
+        heads = entry.get("heads")
+        if heads is not None:
+            if not isinstance(heads, list) or len(heads) != shape[1] or not all(_is_index(h) for h in heads):
+                return None
+            if len(set(heads)) != len(heads):
+                return None
+            item["heads"] = list(heads)
+        out.append(item)
+    if len({e["index"] for e in out}) != len(out):
+        return None
+    return out
+
+
+def _is_index(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 20
 
 
 def stored_crc(value):

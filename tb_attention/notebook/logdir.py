@@ -127,7 +127,8 @@ def head_stats_of(tags, tag):
             walls.setdefault(step, wall)
     crc = tags.get(metadata.stats_crc_tag(tag))
     checksums = {} if crc is None else {step: stats.stored_crc(v) for step, (_, v) in crc.data.items()}
-    return stats.head_stats(values, walls, checksums)
+    layers = stats.series_layers(metric[stat].content for stat in sorted(metric))  # as the plugin: tag-name order
+    return stats.head_stats(values, walls, checksums, layers)
 
 
 def load(logdir, probe=None, run=None, steps=None, max_steps=DEFAULT_MAX_STEPS):

@@ -68,10 +68,23 @@ class AttentionPlugin(base_plugin.TBPlugin):
         problems: dict = {}
         ctx, eid = self._context(request)
         probes = self._reader.probes(ctx, eid, problems)
-        runs = sorted(set(probes) | set(problems))
+        # Tags with per-head metrics but no attention step (add_metrics only): the Evolution tab draws them.
+        metrics_only = {
+            run: sorted(
+                {c["probe"] for c in series.values() if isinstance(c.get("probe"), str)} - set(probes.get(run, {}))
+            )
+            for run, series in self._reader.head_stat_series(ctx, eid).items()
+        }
+        runs = sorted(set(probes) | set(problems) | {r for r, tags in metrics_only.items() if tags})
         return http.json(
             request,
-            {"runs": [{"run": r, "probes": sorted(probes.get(r, {})), "problems": problems.get(r, [])} for r in runs]},
+            {
+                "runs": [
+                    {"run": r, "probes": sorted(probes.get(r, {})), "problems": problems.get(r, [])}
+                    | ({"metrics_only": metrics_only[r]} if metrics_only.get(r) else {})  # absent when none
+                    for r in runs
+                ]
+            },
         )
 
     @http.route
@@ -127,8 +140,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 walls.setdefault(d.step, d.wall_time)
             values[content["stat"]] = by_step
         checksums = {d.step: stats_mod.stored_crc(d.numpy) for d in read.get(crc_tag, [])}
+        layers = stats_mod.series_layers(c for _, c in sorted(tags.items()))  # the model's numbering, if logged
         try:
-            return http.binary(request, stats_mod.head_stats(values, walls, checksums))
+            return http.binary(request, stats_mod.head_stats(values, walls, checksums, layers))
         except ValueError as e:
             raise CorruptDataError(str(e)) from None
 

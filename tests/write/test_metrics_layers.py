@@ -6,6 +6,7 @@ import pytest
 from tensorboard import context
 
 from tb_attention import AttentionWriter
+from tb_attention.format import codec, stats
 from tests.conftest import softmax_attention
 from tests.qk_util import written
 
@@ -29,3 +30,17 @@ def test_metrics_only_tags_record_the_models_numbering(tmp_path, rng, load):
     loaded = load(tmp_path)
     series = loaded.plugin._reader.head_stat_series(context.RequestContext(), "")["r"]
     assert series["m/_entropy"]["layers"] == expected and series["m/_induction"]["probe"] == "m"
+    # The head_stats route passes the numbering on (meta.layers); a series without one has none.
+    meta, _ = codec.unpack(loaded.get("head_stats", run="r", tag="m").data)
+    assert meta["layers"] == expected
+    assert "layers" not in codec.unpack(loaded.get("head_stats", run="r", tag="plain").data)[0]
+    assert loaded.get("runs").get_json()["runs"][0]["metrics_only"] == ["m", "plain"]
+
+
+def test_a_numbering_that_does_not_fit_the_metrics_is_dropped():
+    arrays = {"entropy": {0: np.zeros((2, 3), np.float32)}}
+    fits = [{"index": 4}, {"index": 7, "heads": [1, 2, 5], "scaling": 0.5}]
+    meta, _ = codec.unpack(stats.head_stats(arrays, {0: 1.0}, {}, fits))
+    assert meta["layers"] == [{"index": 4}, {"index": 7, "heads": [1, 2, 5]}]
+    for bad in ([{"index": 4}], [{"index": 4}, {"index": 4}], [{"index": 1}, {"index": 2, "heads": [0, 1]}], "x"):
+        assert "layers" not in codec.unpack(stats.head_stats(arrays, {0: 1.0}, {}, bad))[0]

@@ -9,6 +9,8 @@ export interface RunInfo {
   probes: string[];
   /** Series this version cannot read (e.g. written by a newer tb-attention), with the server's explanation. */
   problems?: { tag: string; message: string }[];
+  /** Tags with per-head metrics but no attention step (add_metrics only); fetchRuns folds them into `probes`. */
+  metrics_only?: string[];
 }
 
 export interface Manifest {
@@ -35,6 +37,8 @@ export interface Manifest {
   image?: { index: number; width: number; height: number } | null;
   /** Optional (version 3): per stored layer, what its attention blob holds; absent: every layer holds weights. */
   storage?: LayerStorage[] | null;
+  /** Frontend only: a metrics-only tag's stand-in manifest (no tokens, [L, H] of its metrics; metricsManifest). */
+  metricsOnly?: boolean;
   /** Frontend only: probe positions of the tokens a token subset kept (tokenFilter.ts); absent: all. */
   kept?: { q: number[] | null; k: number[] | null };
 }
@@ -93,6 +97,8 @@ export interface HeadStats {
   entropy: Float32Array;
   numLayers: number;
   numHeads: number;
+  /** The model's numbering of the rows/columns (meta.layers, docs/http_api.md); null: stored positions. */
+  layers: LayerInfo[] | null;
 }
 
 /** An HTTP failure carrying the server's plain-text message (never HTML, never a traceback). */
@@ -119,18 +125,58 @@ export async function getContainer(route: string, params: Record<string, string 
   return decodeContainer(await (await get(route, params)).arrayBuffer());
 }
 
+// Metrics-only tags (add_metrics without any attention step) are listed with the probes so that the shell can
+// select them unchanged: their steps are the metrics' and their manifest a stand-in of the metrics' shape, which
+// the Evolution tab draws and every other tab refuses with the attention route's 404.
+const metricsOnly = new Map<string, Promise<HeadStats> | null>(); // null until first asked
+const runTag = (run: string, tag: string): string => `${run}\u0000${tag}`;
+
 export async function fetchRuns(): Promise<RunInfo[]> {
   const body = (await (await get("runs")).json()) as { runs: RunInfo[] };
+  metricsOnly.clear(); // Reload: new steps
+  for (const r of body.runs) {
+    for (const tag of r.metrics_only ?? []) metricsOnly.set(runTag(r.run, tag), null);
+    r.probes = [...r.probes, ...(r.metrics_only ?? [])];
+  }
   return body.runs;
 }
 
+function metricsOf(run: string, tag: string): Promise<HeadStats> | null {
+  const k = runTag(run, tag);
+  if (!metricsOnly.has(k)) return null;
+  let p = metricsOnly.get(k);
+  if (!p) metricsOnly.set(k, (p = fetchHeadStats(run, tag)));
+  return p;
+}
+
 export async function fetchSteps(run: string, tag: string): Promise<number[]> {
+  const stats = metricsOf(run, tag);
+  if (stats) return Array.from((await stats).steps);
   const body = (await (await get("steps", { run, tag })).json()) as { steps: number[] };
   return body.steps;
 }
 
 export async function fetchManifest(run: string, tag: string, step: number): Promise<Manifest> {
+  const stats = metricsOf(run, tag);
+  if (stats) return metricsManifest(await stats);
   return (await (await get("tokens", { run, tag, step })).json()) as Manifest;
+}
+
+function metricsManifest(s: HeadStats): Manifest {
+  return {
+    version: 0,
+    tokens: [],
+    key_tokens: null,
+    num_layers: s.numLayers,
+    num_heads: s.numHeads,
+    query_len: 0,
+    key_len: 0,
+    has_qk: false,
+    num_kv_heads: null,
+    d_head: null,
+    layers: s.layers,
+    metricsOnly: true,
+  };
 }
 
 /** One layer, all heads; or with `head`, only that head (H = 1). */
@@ -160,7 +206,8 @@ export async function fetchHeadStats(run: string, tag: string): Promise<HeadStat
   const entropy = c.arrays["entropy"];
   if (!steps || !entropy || entropy.shape.length !== 3) throw new Error("head_stats: unexpected payload");
   const [, numLayers, numHeads] = entropy.shape as [number, number, number];
-  return { steps: steps.data as Float64Array, entropy: entropy.data as Float32Array, numLayers, numHeads };
+  const layers = Array.isArray(c.meta["layers"]) ? (c.meta["layers"] as LayerInfo[]) : null;
+  return { steps: steps.data as Float64Array, entropy: entropy.data as Float32Array, numLayers, numHeads, layers };
 }
 
 export async function fetchQK(run: string, tag: string, step: number, layer: number): Promise<QK> {

@@ -68,6 +68,7 @@ export class Loaders {
    */
   warmLayer(step: number, layer: number, probe: ProbeRef): void {
     const warm = (m: Manifest): void => {
+      if (m.metricsOnly) return; // no attention to warm (a metrics-only tag, data/api.ts)
       if (layer < m.num_layers && wholeLayerOk(m, layer)) this.rawAttention(step, layer, probe).catch(() => undefined);
     };
     const known = this.lastShape.get(key(probe.run, probe.tag));

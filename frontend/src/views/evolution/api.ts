@@ -1,6 +1,7 @@
 // Data for the evolution view: every per-head metric series of a probe (head_stats), the Jensen–Shannon distance
 // between two logged steps (head_diff) and attention rollout (rollout). Routes: docs/http_api.md.
 
+import type { LayerInfo } from "../../data/api";
 import { decodeContainer, type Container } from "../../data/container";
 import { request } from "../../data/transport";
 
@@ -13,6 +14,8 @@ export interface MetricSeries {
   data: Map<string, Float32Array>;
   L: number;
   H: number;
+  /** The model's layer/head numbers of the [L, H] rows and columns (meta.layers); null: stored positions. */
+  layers: LayerInfo[] | null;
 }
 
 export interface Rollout {
@@ -63,7 +66,8 @@ export async function fetchMetrics(run: string, tag: string): Promise<MetricSeri
   }
   const known = METRICS.map((m) => m.name).filter((n) => data.has(n));
   const other = [...data.keys()].filter((n) => !known.includes(n)).sort();
-  return { steps: steps.data as Float64Array, names: [...known, ...other], data, L, H };
+  const layers = Array.isArray(c.meta["layers"]) ? (c.meta["layers"] as LayerInfo[]) : null;
+  return { steps: steps.data as Float64Array, names: [...known, ...other], data, L, H, layers };
 }
 
 export async function fetchJsd(

@@ -118,7 +118,7 @@ export class EvolutionView implements View {
 
   /** Opens the head view at `layer` (same step) with `head` soloed, through the head view's own double-click. */
   private openHead(layer: number, head: number): void {
-    if (!this.host) return;
+    if (!this.host || this.state?.manifest.metricsOnly) return; // no attention to open
     this.host.select({ view: "head", layer });
     const deadline = performance.now() + 5000;
     const solo = (): void => {
@@ -205,8 +205,10 @@ export class EvolutionView implements View {
     this.root.dataset["drawMs"] = drawMs.toFixed(1);
     host.setSummary(
       `${metrics.L} layers × ${metrics.H} heads · metrics at ${metrics.steps.length} steps ` +
-        `(${metrics.steps[0]}–${metrics.steps[metrics.steps.length - 1]}) · click a head to open it in the head view, ` +
-        "a time series to move the step",
+        `(${metrics.steps[0]}–${metrics.steps[metrics.steps.length - 1]}) · ` +
+        (state.manifest.metricsOnly
+          ? "metrics only (no attention logged for this tag: the other tabs have nothing to draw)"
+          : "click a head to open it in the head view, a time series to move the step"),
     );
     const rank = {
       ref: this.refSelect.value || "prev",
@@ -264,11 +266,16 @@ export class EvolutionView implements View {
     };
   }
 
-  /** Metrics are [L, H] of the stored layers and heads: name them as the probe's manifest does when it matches. */
+  /**
+   * Metrics are [L, H] of the stored layers and heads: named by the series' own numbering (head_stats meta.layers,
+   * the only one a metrics-only tag has), else as the probe's manifest does when it matches, else by position.
+   */
   private names(): Names {
-    const m = (this.state as SharedState).manifest;
     const s = this.metrics as MetricSeries;
-    if (m.num_layers !== s.L || m.num_heads !== s.H) return { layer: (l) => l, head: (_, h) => h };
+    const man = (this.state as SharedState).manifest;
+    const matches = man.num_layers === s.L && man.num_heads === s.H;
+    const m = s.layers ? { layers: s.layers } : matches ? man : null;
+    if (!m) return { layer: (l) => l, head: (_, h) => h };
     return { layer: (l) => layerIndex(m, l), head: (l, h) => headIndex(m, l, h) };
   }
 

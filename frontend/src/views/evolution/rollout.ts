@@ -35,6 +35,11 @@ export class RolloutPanel {
     if (!Number.isFinite(residual) || residual < 0 || residual > 1) residual = 0.5;
     const man = state.manifest;
     this.title.textContent = `Attention rollout after ${layerLabel(man, state.layer)} (approximation)`;
+    if (man.metricsOnly) {
+      sizeCanvas(this.canvas, 1, 1);
+      this.note.textContent = "Rollout needs attention weights; this tag has metrics only.";
+      return;
+    }
     if (man.key_tokens) {
       sizeCanvas(this.canvas, 1, 1);
       this.note.textContent = "Rollout needs self-attention; this probe is cross-attention.";
