@@ -119,7 +119,9 @@ def check_qk_only(name, args, ids, tmp):
         w.add_capture("probe/gpu", cap, step=0, tokens=tokens, store="qk")
         call_s = time.perf_counter() - t
     total_s = time.perf_counter() - t
-    size = sum(p.stat().st_size for p in Path(tmp).rglob("events.out.tfevents.*"))
+    files = sorted(Path(tmp).rglob("events.out.tfevents.*"))
+    size = sum(p.stat().st_size for p in files)
+    checks = stored_checks(files)
     return {
         "implementation": f"{name}, weights=False",
         "capture_s": capture_s,
@@ -127,7 +129,34 @@ def check_qk_only(name, args, ids, tmp):
         "add_capture_call_s": call_s,
         "written_s": total_s,
         "event_file_MB": size / 1e6,
+        "storage": ",".join(sorted({kind for kind, _, _ in checks})),
+        "checked_rows_per_head": max((rows for _, rows, _ in checks), default=0),
+        "max_recompute_error": max((err for _, _, err in checks), default=float("nan")),
     }
+
+
+def stored_checks(files):
+    """Per stored layer: (storage, rows the writer checked per head, the largest error it found as a fraction of the
+    row maximum), read back from the event files as a reader would."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    from tb_attention.format import codec, manifest
+
+    out = []
+    for path in files:
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                blobs = list(value.tensor.string_val)
+                if not blobs:
+                    continue
+                m = manifest.decode(blobs[0])
+                for layer in range(m.num_layers):
+                    if m.weights_stored(layer):
+                        out.append(("weights", 0, 0.0))
+                        continue
+                    meta, _ = codec.decode_recompute(blobs[1 + layer], m.num_heads, m.query_len, m.key_len)
+                    out.append(("qk", int(meta.get("checked_rows", 0)), float(meta.get("max_error", 0.0))))
+    return out
 
 
 def main():
@@ -162,6 +191,7 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             row = check_qk_only(name, args, ids, tmp)
         print(" | ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()))
+        failed |= row["storage"] != "qk" or not row["max_recompute_error"] <= 0.01
     if DEVICE == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 1e9:.2f} GB; numpy {np.__version__}")
     return 1 if failed else 0
