@@ -1,7 +1,7 @@
 // The toolbar's Export buttons: PNG / SVG / PDF of the active view, an offline HTML snapshot of the step, its arrays
 // as .npz. What is exported is what the views show (special tokens hidden stay hidden in the npz).
 
-import type { Attention, QK } from "../data/api";
+import type { QK } from "../data/api";
 import { npzBlob, type NpyArray } from "./npz";
 import { viewToPdf } from "./pdf";
 import { pngBlob, viewToCanvas, viewToSvg } from "./picture";
@@ -11,6 +11,10 @@ import { headIndex, layerIndex, layerLabel } from "../data/labels";
 import { VECTOR_CELLS } from "../draw/heatmapPaint";
 import { storedHead, storedLayer } from "../shell/deepLink";
 import { batchOf } from "../views/embedding/points";
+import { CODE_WEIGHT, type TopK } from "../data/lod";
+import { wholeLayerOk } from "../data/scale";
+import { lodLoaders } from "../shell/lodLoaders";
+import { headOk, lodParts, npzNote, partialLayers, shownHead } from "./longParts";
 
 export interface ExportHost extends ViewHost {
   activeView(): View;
@@ -63,20 +67,31 @@ function fileStem(host: ExportHost): string {
 async function exportNpz(host: ExportHost): Promise<void> {
   const s = host.state;
   const m = s.manifest;
-  const layers = await Promise.all(Array.from({ length: m.num_layers }, (_, l) => host.attention(s.step, l)));
-  const a0 = layers[0] as Attention;
+  const all = Array.from({ length: m.num_layers }, (_, l) => l);
+  // Layers too long or "qk"-only to load whole (data/scale.ts) are left out of `attention`; what is available of
+  // them (one head, top-k) is added below with a note saying what is missing (export/longParts.ts).
+  const partial = partialLayers(m);
+  const whole = all.filter((l) => !partial.includes(l));
+  const layers = await Promise.all(whole.map((l) => host.attention(s.step, l)));
+  const [H, Q, K] = layers[0] ? [layers[0].H, layers[0].Q, layers[0].K] : [m.num_heads, m.tokens.length, 0];
   const arrays: Record<string, NpyArray> = {
-    attention: { dtype: "<f4", shape: [m.num_layers, a0.H, a0.Q, a0.K], data: stack(layers.map((a) => a.weights)) },
     tokens: { dtype: "<U", shape: [m.tokens.length], data: m.tokens },
     step: { dtype: "<i8", shape: [1], data: [s.step] },
     // The model's layer / head numbers of the stored ones: a logged subset (layers=[0, -1]) is not renumbered.
-    layer_index: { dtype: "<i8", shape: [m.num_layers], data: layers.map((_, l) => layerIndex(m, l)) },
+    layer_index: { dtype: "<i8", shape: [m.num_layers], data: all.map((l) => layerIndex(m, l)) },
     head_index: {
       dtype: "<i8",
-      shape: [m.num_layers, a0.H],
-      data: layers.flatMap((_, l) => Array.from({ length: a0.H }, (_, h) => headIndex(m, l, h))),
+      shape: [m.num_layers, m.num_heads],
+      data: all.flatMap((l) => Array.from({ length: m.num_heads }, (_, h) => headIndex(m, l, h))),
     },
   };
+  if (layers.length) {
+    arrays["attention"] = { dtype: "<f4", shape: [layers.length, H, Q, K], data: stack(layers.map((a) => a.weights)) };
+  }
+  if (partial.length) {
+    arrays["attention_layers"] = { dtype: "<i8", shape: [whole.length], data: whole };
+    Object.assign(arrays, await partialArrays(host, partial));
+  }
   if (m.key_tokens) arrays["key_tokens"] = { dtype: "<U", shape: [m.key_tokens.length], data: m.key_tokens };
   if (m.has_qk) {
     const qks = await Promise.all(Array.from({ length: m.num_layers }, (_, l) => host.qk(s.step, l)));
@@ -89,6 +104,35 @@ async function exportNpz(host: ExportHost): Promise<void> {
     arrays["keys"] = { dtype: "<f4", shape: [m.num_layers, q0.Hkv, q0.K, q0.D], data: stack(qks.map((q) => q.keys)) };
   }
   download(`${fileStem(host)}.npz`, npzBlob(arrays));
+}
+
+/** What the npz takes of layers it cannot take whole: the shown head of the current layer, its top-k, a note. */
+async function partialArrays(host: ExportHost, partial: number[]): Promise<Record<string, NpyArray>> {
+  const s = host.state;
+  const m = s.manifest;
+  const layer = partial.includes(s.layer) ? s.layer : (partial[0] as number);
+  const head = shownHead(m, layer, host.activeView());
+  const out: Record<string, NpyArray> = {};
+  const one = headOk(m) ? await host.attentionHead(s.step, layer, head) : null;
+  if (one) out["attention_head"] = { dtype: "<f4", shape: [one.Q, one.K], data: one.weights };
+  const tk = await lodLoaders
+    .topk(s.probe, s.step, layer)
+    .catch(() =>
+      Promise.all(Array.from({ length: m.num_heads }, (_, h) => lodLoaders.topk(s.probe, s.step, layer, h))),
+    );
+  const parts = Array.isArray(tk) ? tk : [tk];
+  const first = parts[0] as TopK;
+  const keys = parts.flatMap((p) => Array.from(p.keys.subarray(0, p.H * p.Q * p.k)));
+  const weights = Float32Array.from(
+    parts.flatMap((p) => Array.from(p.codes.subarray(0, p.H * p.Q * p.k))),
+    (c) => CODE_WEIGHT[c] as number,
+  );
+  const shape = [m.num_heads, first.Q, first.k];
+  out["topk_keys"] = { dtype: "<i8", shape, data: keys };
+  out["topk_weights"] = { dtype: "<f4", shape, data: weights }; // decoded from the route's 8-bit codes
+  out["partial_layer"] = { dtype: "<i8", shape: [2], data: [layer, head] };
+  out["note"] = { dtype: "<U", shape: [1], data: [npzNote(m, partial, one ? { layer, head } : null)] };
+  return out;
 }
 
 /** The step's raw routes (every layer, q/k, statistics) plus the bundle, replayed offline by a fetch shim. */
@@ -108,9 +152,11 @@ async function exportHtml(host: ExportHost): Promise<void> {
     { route: "head_stats", params: { run, tag } },
   ];
   for (let l = 0; l < s.manifest.num_layers; l++) {
+    if (!wholeLayerOk(s.manifest, l)) continue; // long or "qk" layers: what their views draw, from lodParts
     parts.push({ route: "attention", params: { run, tag, step: s.step, layer: l } });
     if (s.manifest.has_qk) parts.push({ route: "qk", params: { run, tag, step: s.step, layer: l } });
   }
+  parts.push(...lodParts(s, host.activeView()));
   if (s.manifest.image) parts.push({ route: "image", params: { run, tag, step: s.step } }); // ViT overlay
   // Evolution's rollout (its default settings) and the Q/K tab's layouts that are ready (PCA always; the faithful
   // one when the server has it): what those tabs draw at this step. Anything else answers "not included".
@@ -195,8 +241,12 @@ export function exportMenu(host: ExportHost): HTMLElement {
   add("export-html", "HTML", "A standalone offline HTML snapshot of this step (all views, no server)", () =>
     exportHtml(host),
   );
-  add("export-npz", "npz", "The raw arrays of this step for NumPy: attention [L,H,Q,K], tokens, q/k", () =>
-    exportNpz(host),
+  add(
+    "export-npz",
+    "npz",
+    "The raw arrays of this step for NumPy: attention [L,H,Q,K], tokens, q/k (of a long or q/k-only layer: " +
+      "the shown head, its top-k and a note)",
+    () => exportNpz(host),
   );
   return el;
 }

@@ -12,8 +12,8 @@ function base64(bytes: Uint8Array): string {
 
 /** Route + sorted query: the key under which a snapshot stores, and its fetch shim finds, a response. */
 export function snapshotKey(route: string, params: Record<string, string | number>): string {
+  // Every parameter counts, `head` too: a long probe's snapshot holds single heads (qk, attention, topk, tiles).
   const entries = Object.entries(params)
-    .filter(([k]) => k !== "head")
     .map(([k, v]): [string, string] => [k, String(v)])
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return `${route}?${new URLSearchParams(entries).toString()}`;
@@ -27,12 +27,13 @@ window.__tbaSnapshot = true;
 const bytes = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
 window.fetch = async (url) => {
   const u = new URL(String(url), "http://snapshot.invalid/");
-  const entries = [...u.searchParams].filter(([k]) => k !== "head").sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const entries = [...u.searchParams].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const hit = data.responses[u.pathname.slice(1) + "?" + new URLSearchParams(entries).toString()];
   if (!hit) {
     const what = u.pathname.slice(1);
     const text = "not included in this HTML snapshot (" + what + "): it holds this step's attention, q/k, metrics, " +
-      "rollout and the Q/K layouts that were ready; open TensorBoard for the rest";
+      "rollout and the Q/K layouts that were ready; of a long or q/k-only layer only what was on screen (the " +
+      "shown head, its coarsest tiles, top-k lines, thumbnails); open TensorBoard for the rest";
     return new Response(text, { status: 404, statusText: "Not Found" });
   }
   return new Response(bytes(hit.body), { status: 200, headers: { "Content-Type": hit.type } });

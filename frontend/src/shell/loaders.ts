@@ -101,7 +101,10 @@ export class Loaders {
   async attentionHead(step: number, layer: number, head: number, probe: ProbeRef): Promise<Attention> {
     const layerKey = key(probe.run, probe.tag, step, layer);
     let one: Attention;
-    if (this.attentionCache.has(layerKey) || window.__tbaSnapshot || page().embedded) {
+    // An HTML snapshot holds whole layers, except of long or "qk" layers (export/longParts.ts): the head shown.
+    const known = this.lastShape.get(key(probe.run, probe.tag));
+    const snapshotWhole = window.__tbaSnapshot && (!known || wholeLayerOk(known, layer));
+    if (this.attentionCache.has(layerKey) || snapshotWhole || page().embedded) {
       const a = await this.rawAttention(step, layer, probe);
       if (head >= a.H) throw new Error(`head ${head} out of range (${a.H} heads)`);
       const n = a.Q * a.K;
