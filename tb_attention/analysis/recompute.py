@@ -215,42 +215,6 @@ def decode_codes(codes: np.ndarray) -> np.ndarray:
     return (codes.astype(np.float32) / 255.0) ** 3
 
 
-@dataclasses.dataclass
-class HeadSummary:
-    lse: np.ndarray  # float32 [Q]
-    overview: np.ndarray  # float32 [Sq, Sk], max-pooled weights
-    topk_keys: np.ndarray  # int64 [Q, k]
-    topk_weights: np.ndarray  # float32 [Q, k]
-
-
-def summarise_head(spec: Spec, q: np.ndarray, k: np.ndarray, head: int, topk: int, size: int = OVERVIEW):
-    """One pass over a head's rows in bounded blocks: normalisers, max-pooled overview and each query's top-k."""
-    query_len, key_len = q.shape[0], k.shape[0]
-    spec = _bind(spec, query_len, key_len)
-    row_edges, col_edges = pool_edges(query_len, size), pool_edges(key_len, size)
-    row_cell = np.repeat(np.arange(len(row_edges) - 1), np.diff(row_edges))
-    overview = np.zeros((len(row_edges) - 1, len(col_edges) - 1), np.float32)
-    lse = np.empty(query_len, np.float32)
-    kk = min(topk, key_len)
-    top_keys = np.zeros((query_len, kk), np.int64)
-    top_w = np.zeros((query_len, kk), np.float32)
-    for start, stop in row_blocks(query_len, key_len):
-        rows = np.arange(start, stop)
-        lo, hi = seen_keys(spec, start, stop, key_len)
-        w = np.zeros((stop - start, key_len), np.float32)
-        part = w[:, lo:hi]
-        part[...] = logits(spec, q[start:stop], k[lo:hi], head, rows, np.arange(lo, hi), query_len)
-        lse[start:stop] = softmax_rows(part, _sink(spec, head))
-        pooled = np.maximum.reduceat(w, col_edges[:-1], axis=1)
-        cells = row_cell[start:stop]
-        firsts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])  # the block's rows, grouped by overview row
-        ids = cells[firsts]
-        overview[ids] = np.maximum(overview[ids], np.maximum.reduceat(pooled, firsts, axis=0))
-        if kk:
-            top_keys[start:stop], top_w[start:stop] = top_k(w, kk)
-    return HeadSummary(lse, overview, top_keys, top_w)
-
-
 def top_k(w: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Each row's k largest weights (≥ 0), descending, ties to the lower key, and their key indices.
 

@@ -7,15 +7,17 @@ Constraints:
   `RECOMPUTE_BOUND` is stored as weights with one warning naming it, or, without weights to store instead, the
   step fails with an error naming it (raised at the writer's next call).
 - Bounded: one head and one block of rows at a time (`recompute.row_blocks`), never a layer of float32. The
-  normalisers, overview, top-k and (without weights) the per-head metrics come from one pass over each head.
+  normalisers, overview, top-k and (without weights) the per-head metrics come from one pass over each head
+  (`summary.summarise_head`, its blocks handed to `HeadMetrics.add_block`).
 """
 
 import collections
+import functools
 import warnings
 
 import numpy as np
 
-from tb_attention.analysis import recompute
+from tb_attention.analysis import recompute, summary
 from tb_attention.analysis.head_metrics import HeadMetrics
 from tb_attention.format import codec
 
@@ -115,40 +117,13 @@ def _row_error(spec, q, k, head, rows, real):
 
 
 def summarise_layer(spec, q, k, topk, acc=None):
-    """recompute.summarise_head for every head of a layer (q [H, Q, D], k [H_kv, K, D]), block for block the same
-    computation (tests/write/test_qk_layers.py compares them), with each block's weights also fed to the per-head
-    metrics (`acc`) so that they cost no second pass: -> lse [H, Q], overview [H, Sq, Sk] (max-pooled weights),
-    top-k keys [H, Q, k] and their weights."""
-    heads, query_len, key_len = q.shape[0], q.shape[1], k.shape[1]
-    if acc is None:
-        found = [recompute.summarise_head(spec, q[h], k[h // spec.group], h, topk) for h in range(heads)]
-        return tuple(
-            np.stack([getattr(f, name) for f in found]) for name in ("lse", "overview", "topk_keys", "topk_weights")
-        )
-    row_edges = recompute.pool_edges(query_len, recompute.OVERVIEW)
-    col_edges = recompute.pool_edges(key_len, recompute.OVERVIEW)
-    row_cell = np.repeat(np.arange(len(row_edges) - 1), np.diff(row_edges))
-    lse = np.empty((heads, query_len), np.float32)
-    overview = np.zeros((heads, len(row_edges) - 1, len(col_edges) - 1), np.float32)
-    kk = min(topk, key_len)
-    top_keys = np.zeros((heads, query_len, kk), np.int64)
-    top_w = np.zeros((heads, query_len, kk), np.float32)
-    for h in range(heads):
-        qh, kh = q[h], k[h // spec.group]
-        sink = None if spec.sinks is None else np.float32(spec.sinks[h])
-        for start, stop in recompute.row_blocks(query_len, key_len):
-            rows = np.arange(start, stop)
-            lo, hi = recompute.seen_keys(spec, start, stop, key_len)
-            w = np.zeros((stop - start, key_len), np.float32)
-            part = w[:, lo:hi]
-            part[...] = recompute.logits(spec, qh[start:stop], kh[lo:hi], h, rows, np.arange(lo, hi), query_len)
-            lse[h, start:stop] = recompute.softmax_rows(part, sink)
-            pooled = np.maximum.reduceat(w, col_edges[:-1], axis=1)
-            cells = row_cell[start:stop]
-            firsts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
-            ids = cells[firsts]
-            overview[h, ids] = np.maximum(overview[h, ids], np.maximum.reduceat(pooled, firsts, axis=0))
-            if kk:
-                top_keys[h, start:stop], top_w[h, start:stop] = recompute.top_k(w, kk)
-            acc.add(h, start, w)
-    return lse, overview, top_keys, top_w
+    """summary.summarise_head for every head of a layer (q [H, Q, D], k [H_kv, K, D]), each block's weights also fed
+    to the per-head metrics (`acc`) so that they cost no second pass: -> lse [H, Q], overview [H, Sq, Sk]
+    (max-pooled weights), top-k keys [H, Q, k] and their weights."""
+    found = []
+    for h in range(q.shape[0]):
+        on_block = None if acc is None else functools.partial(acc.add_block, h)
+        found.append(summary.summarise_head(spec, q[h], k[h // spec.group], h, topk, on_block=on_block))
+    return tuple(
+        np.stack([getattr(f, name) for f in found]) for name in ("lse", "overview", "topk_keys", "topk_weights")
+    )

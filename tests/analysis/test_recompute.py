@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tb_attention.analysis import recompute
+from tb_attention.analysis import recompute, summary
 from tb_attention.capture.masks import to_additive
 from tb_attention.capture.weights import attention_probs
 
@@ -107,7 +107,7 @@ def test_summary_tiles_and_rows_from_lse_match_brute_force(monkeypatch):
     q, k = rng.normal(size=(n, D)).astype(np.float32), rng.normal(size=(n, D)).astype(np.float32)
     spec = recompute.Spec.from_layer({"scaling": 0.9, "mask": "causal", "offset": 0}, 1, 1)
     full = recompute.head_weights(spec, q, k, 0)
-    s = recompute.summarise_head(spec, q, k, 0, topk=3, size=64)
+    s = summary.summarise_head(spec, q, k, 0, topk=3, size=64)
     edges = recompute.pool_edges(n, 64)
     brute = np.array([[full[a:b, c:d].max() for c, d in zip(edges, edges[1:])] for a, b in zip(edges, edges[1:])])
     np.testing.assert_allclose(s.overview, brute, atol=3e-6)
@@ -139,6 +139,6 @@ def test_summary_skips_only_keys_no_row_sees(mask, monkeypatch):
     spec = recompute.Spec.from_layer({"scaling": 0.8, **mask}, H, G)
     for h in range(H):
         full = recompute.head_weights(spec, q[h], k[h // 2], h)
-        s = recompute.summarise_head(spec, q[h], k[h // 2], h, topk=K, size=256)
+        s = summary.summarise_head(spec, q[h], k[h // 2], h, topk=K, size=256)
         np.testing.assert_allclose(s.overview, full, atol=3e-6)  # overview at full size is the weights
         np.testing.assert_allclose(np.sort(s.topk_weights, axis=1), np.sort(full, axis=1), atol=3e-6)

@@ -3,7 +3,7 @@ analysis/recompute.py as the writer would, plus the full weights they stand for 
 
 import numpy as np
 
-from tb_attention.analysis import recompute
+from tb_attention.analysis import recompute, summary
 from tb_attention.format import codec, manifest, metadata
 
 CONTENT = {"version": metadata.VERSION, "kind": "probe"}
@@ -46,7 +46,7 @@ def qk_step(rng, layers=1, heads=2, kv_heads=1, q_len=300, k_len=None, d_head=8,
         if storage != "qk":
             slots.append(codec.compress(codec.attention_container(weights[lay])))
             continue
-        summaries = [recompute.summarise_head(spec, q[lay, h], k[lay, h // g], h, topk) for h in range(heads)]
+        summaries = [summary.summarise_head(spec, q[lay, h], k[lay, h // g], h, topk) for h in range(heads)]
         slots.append(
             codec.recompute_container(
                 np.stack([s.lse for s in summaries]),

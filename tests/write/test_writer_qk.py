@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tb_attention import AttentionWriter
-from tb_attention.analysis import recompute
+from tb_attention.analysis import recompute, summary
 from tb_attention.capture.masks import to_additive
 from tb_attention.capture.weights import attention_probs
 from tb_attention.write import qk_layers
@@ -200,6 +200,6 @@ def test_the_summary_pass_with_metrics_equals_summarise_head():
     plain = qk_layers.summarise_layer(spec, q[0].astype(np.float16), k[0].astype(np.float16), 4)
     for a, b in zip(got, plain):
         np.testing.assert_array_equal(a, b)
-    one = recompute.summarise_head(spec, q[0, 3].astype(np.float16), k[0, 1].astype(np.float16), 3, 4)
+    one = summary.summarise_head(spec, q[0, 3].astype(np.float16), k[0, 1].astype(np.float16), 3, 4)
     np.testing.assert_array_equal(got[1][3], one.overview)
     np.testing.assert_array_equal(got[2][3], one.topk_keys)
