@@ -13,8 +13,30 @@ import dataclasses
 
 import numpy as np
 
+from tb_attention.analysis import embedding_scores
+from tb_attention.analysis.embedding_scores import cosine_faithfulness, faithfulness, mixing  # noqa: F401 (API)
+
 METHODS = ("pca", "faithful", "tsne", "umap")
 NONLINEAR = ("faithful", "tsne", "umap")
+# Beyond this many query + key points a head is laid out on a deterministic sample of them (`point_sample`): the
+# faithful layout's pairs and a scatter's draw grow with the points, and 20,000 squares of 3 px already cover the
+# single-head canvas (620 px) several times over.
+MAX_POINTS = 20_000
+
+
+def point_sample(nq, nk, limit=None):
+    """(query indices, key indices) of a head's layout: None for nq + nk <= limit (every point), else about `limit`
+    points split between queries and keys in proportion, each evenly spaced (first and last included)."""
+    limit = MAX_POINTS if limit is None else limit
+    if nq + nk <= limit:
+        return None
+    sq = max(2, min(nq, round(limit * nq / (nq + nk))))
+    sk = max(2, min(nk, limit - sq))
+
+    def even(n, m):
+        return np.rint(np.arange(m) * ((n - 1) / max(m - 1, 1))).astype(np.int64) if m < n else np.arange(n)
+
+    return even(nq, sq), even(nk, sk)
 
 
 def one_blas_thread():
@@ -42,7 +64,8 @@ class Head:
     q: float [Nq, D]; k: float [Nk, D] (the key head this query head reads, GQA keys already selected);
     q_probe/k_probe: int [Nq]/[Nk], which probe each vector belongs to, vectors of one probe contiguous and in
     position order; masks: one bool [nq_p, nk_p] per probe (True = the query may attend to the key), or None
-    for "every key of the same probe".
+    for "every key of the same probe". index: which points of the whole head these are when they are a sample
+    (`point_sample`; queries first, keys numbered after every query), None for all of them.
     """
 
     q: np.ndarray
@@ -50,6 +73,7 @@ class Head:
     q_probe: np.ndarray
     k_probe: np.ndarray
     masks: list = None
+    index: "np.ndarray | None" = None
 
     def __post_init__(self):
         self.q = np.asarray(self.q, np.float32)
@@ -98,6 +122,17 @@ class Head:
     def groups(self):
         """[(query indices, key indices, mask or None)] per probe."""
         return self._groups
+
+    def subset(self, qsel, ksel):
+        """The head restricted to queries `qsel` and keys `ksel` (ascending indices), masks cut to match."""
+        masks = None
+        if self.masks is not None:
+            masks = []
+            for qi, ki, mask in self._groups:
+                rq, rk = np.flatnonzero(np.isin(qi, qsel)), np.flatnonzero(np.isin(ki, ksel))
+                if len(rq) or len(rk):  # a probe left with no point is no group of the subset
+                    masks.append(np.ones((len(rq), len(rk)), bool) if mask is None else mask[np.ix_(rq, rk)])
+        return Head(self.q[qsel], self.k[ksel], self.q_probe[qsel], self.k_probe[ksel], masks)
 
     def points(self, q=None, k=None):
         """[Nq + Nk, D]: queries first, then keys (the order of every layout)."""
@@ -204,18 +239,22 @@ def faithful(head, init, anchor=None, iters=100, anchor_weight=0.05, progress=No
     lr = 0.5 / (degree + lam + 1e-9)
     velocity = np.zeros_like(y)
     grad = np.empty_like(y)
+    # One contiguous array per coordinate: gathering rows of an [n, 2] array by index was 3/4 of an iteration.
+    cols = [np.ascontiguousarray(y[:, c]) for c in range(2)]
     for it in range(iters):
-        diff = y[qi] - y[kj]
-        d = np.sqrt(np.sum(diff * diff, 1)) + 1e-9
-        g = ((d - target) / d)[:, None] * diff
+        diff = [col[qi] - col[kj] for col in cols]
+        d = np.sqrt(diff[0] * diff[0] + diff[1] * diff[1]) + 1e-9
+        w = (d - target) / d
         for c in range(2):
-            grad[:, c] = np.bincount(qi, g[:, c], minlength=n) - np.bincount(kj, g[:, c], minlength=n)
-        grad += lam * (y - anchor)
+            g = w * diff[c]
+            grad[:, c] = np.bincount(qi, g, minlength=n) - np.bincount(kj, g, minlength=n)
+        grad += lam * (np.stack(cols, 1) - anchor)
         velocity = 0.8 * velocity - lr * grad
-        y += velocity
+        for c in range(2):
+            cols[c] += velocity[:, c]
         if progress is not None and it % 25 == 0:
             progress(it / iters)
-    return y
+    return np.stack(cols, 1)
 
 
 def tsne(points, init, perplexity=30.0, warm=False):
@@ -260,93 +299,6 @@ def umap(points, init, n_epochs=100):
         return model.fit_transform(np.asarray(points, np.float32))
 
 
-# -- scores ------------------------------------------------------------------------------------------------
-def _ranks(x):  # the inverse of one argsort, scattered: a second argsort was most of a score's time
-    order, ranks = np.argsort(x, -1), np.empty(x.shape, np.int64)
-    np.put_along_axis(ranks, order, np.broadcast_to(np.arange(x.shape[-1]), x.shape), -1)
-    return ranks
-
-
-def _row_spearman(s, d2, allowed):
-    """Per row of [..., m] blocks: Spearman between -d2 and s over allowed entries; NaN for rows with < 3."""
-    r_s, r_d = _ranks(np.where(allowed, -s, np.inf)), _ranks(np.where(allowed, d2, np.inf))
-    sq = np.where(allowed, (r_s - r_d).astype(np.float64) ** 2, 0).sum(-1)
-    c = allowed.sum(-1).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(c >= 3, 1 - 6 * sq / (c * (c * c - 1)), np.nan)
-
-
-def faithfulness(head, qpos, kpos, per_query=False, block=2_000_000):
-    """Mean over queries of the Spearman correlation between -distance(q_i, k_j) and q_i·k_j over the keys
-    q_i may attend to (its own probe, mask); rows with fewer than 3 keys are skipped. 1 = distance ranks every
-    query's keys exactly as attention does; 0 = unrelated. qpos/kpos: [Nq, d] and [Nk, d] in any dimension.
-    Short probes are padded into one [P, n, m] block (one vectorised argsort); long ones go in row blocks.
-    """
-    qpos = np.asarray(qpos, np.float64)
-    kpos = np.asarray(kpos, np.float64)
-    q64, k64 = head.q.astype(np.float64), head.k.astype(np.float64)
-
-    def block_rho(qi, ki, allowed):
-        s = np.einsum("...nd,...md->...nm", q64[qi], k64[ki])
-        a, b = qpos[qi], kpos[ki]
-        d2 = (
-            np.sum(a * a, -1)[..., :, None]
-            + np.sum(b * b, -1)[..., None, :]
-            - 2 * np.einsum("...nd,...md->...nm", a, b)
-        )
-        return _row_spearman(s, d2, allowed)
-
-    qi, ki, allowed = head.padded()
-    if not getattr(head, "_padded_too_big", False) and allowed.size <= block:
-        rho = block_rho(qi, ki, allowed)[head.padded_rows()]
-    else:
-        parts = []
-        for gq, gk, mask in head.groups:
-            step = max(1, block // max(len(gk), 1))
-            for lo in range(0, len(gq), step):
-                m = np.ones((len(gq[lo : lo + step]), len(gk)), bool) if mask is None else mask[lo : lo + step]
-                parts.append(block_rho(gq[lo : lo + step], gk, m))
-        rho = np.concatenate(parts) if parts else np.zeros(0)
-    rho = rho[np.isfinite(rho)]
-    if per_query:
-        return rho
-    return float(rho.mean()) if len(rho) else float("nan")
-
-
-def cosine_faithfulness(head, qn, kn):
-    """As `faithfulness`, with cosine distance (AttentionViz's metric) between the given vectors."""
-    qn = np.asarray(qn, np.float64)
-    kn = np.asarray(kn, np.float64)
-    qn = qn / (np.linalg.norm(qn, axis=1, keepdims=True) + 1e-12)
-    kn = kn / (np.linalg.norm(kn, axis=1, keepdims=True) + 1e-12)
-    return faithfulness(head, qn, kn)
-
-
-def mixing(y, nq, neighbours=10, max_points=600):
-    """How mixed queries and keys are in a layout: the mean fraction of each point's nearest neighbours that are
-    of the other kind, divided by the fraction expected if kinds were placed at random. ~1 = mixed, ~0 =
-    separate islands."""
-    y = np.asarray(y, np.float64)
-    kind = np.arange(len(y)) >= nq
-    if len(y) > max_points:  # deterministic subsample keeps this O(max_points^2)
-        idx = np.linspace(0, len(y) - 1, max_points).astype(np.int64)
-        y, kind = y[idx], kind[idx]
-    n = len(y)
-    kk = min(neighbours, n - 1)
-    if kk < 1 or kind.all() or not kind.any():
-        return float("nan")
-    sq = np.sum(y * y, 1)
-    other = np.empty(n)
-    for start in range(0, n, 1024):
-        block = sq[start : start + 1024, None] + sq[None, :] - 2 * y[start : start + 1024] @ y.T
-        block[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf
-        nn = np.argpartition(block, kk, axis=1)[:, :kk]
-        other[start : start + len(block)] = (kind[nn] != kind[start : start + len(block), None]).mean(1)
-    n_other = np.where(kind, (~kind).sum(), kind.sum()).astype(np.float64)
-    expected = n_other / (n - 1)
-    return float(np.mean(other) / np.mean(expected))
-
-
 # -- one head, one step ------------------------------------------------------------------------------------
 def layout(head, method="pca", translate=True, scale=True, reference=None, init=None, progress=None):
     """The 2-D layout of one head: [Nq + Nk, 2] (queries first), aligned to `reference` (the previous step's
@@ -382,14 +334,10 @@ def layout(head, method="pca", translate=True, scale=True, reference=None, init=
 
 
 def scores(head, y, translate=True, scale=True):
-    """{"faithfulness": 2-D score, "original": score in the normalised D-dim space, "mixing": q/k mixing}."""
-    nq = len(head.q)
+    """{"faithfulness": 2-D score, "original": score in the normalised D-dim space, "mixing": q/k mixing, and the
+    queries they were computed on} (embedding_scores.py)."""
     qn, kn, _ = normalise(head.q, head.k, translate, scale)
-    return {
-        "faithfulness": faithfulness(head, y[:nq], y[nq:]),
-        "original": faithfulness(head, qn, kn),
-        "mixing": mixing(y, nq),
-    }
+    return embedding_scores.scores(head, y, qn, kn)
 
 
 def compute(q, k, q_probe, k_probe, masks, method, translate, scale, reference, init):

@@ -17,7 +17,7 @@ import re
 
 import numpy as np
 
-from tb_attention.analysis import embedding
+from tb_attention.analysis import embedding, embedding_scores
 from tb_attention.format import codec
 
 PARAMS = {"method": "pca", "translate": "1", "scale": "1"}
@@ -197,7 +197,7 @@ def _matrix(xy, scores, nq, nk, step, base):
             q[li, hi], bbox[li, hi] = _quantise(xy[li, hi])
             for name, values in score.items():
                 values[li, hi] = scores[li, hi].get(name, np.nan)
-    meta = {"method": "pca", "num_queries": nq, "num_keys": nk, "step": step}
+    meta = {"method": "pca", "num_queries": nq, "num_keys": nk, "step": step, **embedding_scores.sample_info(nq)}
     body = codec.pack({"xy": q, "bbox": bbox, **score}, meta)
     return "embedding_matrix", dict(base, step=str(step)), "application/octet-stream", body, None
 

@@ -151,8 +151,17 @@ class BatchReader:
         return (codes != 0).any(0)
 
     def head(self, ctx, batch, layer, head, masks=True):
+        """One head over the batch; beyond `embedding.MAX_POINTS` points, the deterministic sample of them that
+        every layout is computed on (`head.index`: the sampled points' indices, queries first; None for all)."""
         q, k, q_probe, k_probe = self.qk(ctx, batch, layer)
         group = q.shape[0] // k.shape[0]
         if not masks:  # "every key of the same probe": enough for PCA, which reads the points only
-            return embedding.Head(q[head], k[head // group], q_probe, k_probe)
-        return embedding.Head(q[head], k[head // group], q_probe, k_probe, self.masks(ctx, batch, layer))
+            h = embedding.Head(q[head], k[head // group], q_probe, k_probe)
+        else:
+            h = embedding.Head(q[head], k[head // group], q_probe, k_probe, self.masks(ctx, batch, layer))
+        sample = embedding.point_sample(q.shape[1], k.shape[1])
+        if sample is None:
+            return h
+        sub = h.subset(*sample)
+        sub.index = np.concatenate([sample[0], q.shape[1] + sample[1]])
+        return sub

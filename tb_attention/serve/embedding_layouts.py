@@ -19,11 +19,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tb_attention.analysis import embedding
+from tb_attention.analysis import embedding, embedding_scores
 from tb_attention.serve import layout_cache
 
 _log = logging.getLogger(__name__)
-_CACHE_VERSION = 3  # 2: content hash and point count in the key, the key stored in the file; 3: hash of q/k only
+# 2: content hash and point count in the key, the key stored in the file; 3: hash of q/k only; 4: scores on a
+# sample of queries, layouts on a sample of points beyond embedding.MAX_POINTS (the point count is the sample's)
+_CACHE_VERSION = 4
 _MEMORY_ITEMS = 4096  # per-head layouts kept in memory (~17 KB each at 2,000 points)
 _DIGEST_ITEMS = 4096  # content hashes of decoded layers
 
@@ -78,7 +80,8 @@ class Layouts:
             a = np.ascontiguousarray(a)
             h.update(repr((a.dtype.str, a.shape)).encode())
             h.update(a.tobytes())
-        value = (h.hexdigest(), int(q.shape[1] + k.shape[1]))
+        sample = embedding.point_sample(q.shape[1], k.shape[1])  # the points every layout of this layer has
+        value = (h.hexdigest(), int(q.shape[1] + k.shape[1] if sample is None else len(sample[0]) + len(sample[1])))
         with self._lock:
             self._digests[memo] = value
             while len(self._digests) > _DIGEST_ITEMS:
@@ -145,7 +148,9 @@ class Layouts:
             if full:
                 info = dict(info, **embedding.scores(h, xy, translate, scale))
             else:
-                info = dict(info, faithfulness=embedding.faithfulness(h, xy[: len(h.q)], xy[len(h.q) :]))
+                rows = embedding_scores.score_rows(len(h.q))  # the same queries as the full scores
+                rho = embedding.faithfulness(h, xy[: len(h.q)], xy[len(h.q) :], rows=rows)
+                info = dict(info, faithfulness=rho, **embedding_scores.sample_info(len(h.q)))
             self._store(key, xy, info)
         return xy, info
 

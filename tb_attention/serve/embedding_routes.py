@@ -11,7 +11,7 @@ import re
 import numpy as np
 from tensorboard import errors, plugin_util
 
-from tb_attention.analysis import embedding
+from tb_attention.analysis import embedding, embedding_scores
 from tb_attention.format import codec
 from tb_attention.serve import embedding_batch, embedding_layouts, http, jobs
 from tb_attention.serve.params import int_param, param
@@ -174,8 +174,9 @@ class EmbeddingRoutes:
             head=head,
             kv_head=head // (batch.num_heads // (batch.num_kv_heads or batch.num_heads)),
         )
-        body = codec.pack({"xy": quantised, "norm": norms.astype(np.float16)}, meta)
-        return http.binary(request, body)
+        arrays = {"xy": quantised, "norm": norms.astype(np.float16)}
+        _say_sample(h.index, batch, meta, arrays)
+        return http.binary(request, codec.pack(arrays, meta))
 
     @http.route
     def _serve_matrix(self, request):
@@ -184,7 +185,8 @@ class EmbeddingRoutes:
 
     def _matrix_response(self, request):
         ctx, eid, batch, method, translate, scale = self._common(request)
-        heads = [(l, h) for l in range(batch.num_layers) for h in range(batch.num_heads)]
+        first, last = _layers(request, batch.num_layers)
+        heads = [(l, h) for l in range(first, last + 1) for h in range(batch.num_heads)]
         if method == "pca":
             layouts = [self._layouts.pca(ctx, batch, l, h, translate, scale, full=False) for l, h in heads]
         else:
@@ -198,15 +200,14 @@ class EmbeddingRoutes:
                         self._layouts.nonlinear(ctx, batch, l, h, method, translate, scale)
                         job.progress = (i + 1) / len(missing)
 
-                return self._pending(
-                    request, self._jobs.submit(("matrix", batch.fingerprint, method, int(translate), int(scale)), fn)
-                )
+                job_key = ("matrix", batch.fingerprint, method, int(translate), int(scale), first, last)
+                return self._pending(request, self._jobs.submit(job_key, fn))
         n = len(layouts[0][0])
         xy = np.empty((len(heads), n, 2), np.uint8)
         bboxes = np.empty((len(heads), 4), np.float32)
         for i, (pts, _) in enumerate(layouts):
             xy[i], bboxes[i] = _quantise(pts, 255, np.uint8)
-        shape = (batch.num_layers, batch.num_heads)
+        shape = (last + 1 - first, batch.num_heads)
         arrays = {
             "xy": xy.reshape(shape + (n, 2)),
             "bbox": bboxes.reshape(shape + (4,)),
@@ -215,9 +216,51 @@ class EmbeddingRoutes:
             "original": np.array([i.get("original", np.nan) for _, i in layouts], np.float32).reshape(shape),
             "mixing": np.array([i.get("mixing", np.nan) for _, i in layouts], np.float32).reshape(shape),
         }
-        nq = sum(m.query_len for m in batch.manifests)
+        total_q = sum(m.query_len for m in batch.manifests)
+        index = self._batches.head(ctx, batch, first, 0, masks=False).index  # the same sample for every head
+        nq = total_q if index is None else int(np.count_nonzero(index < total_q))
         meta = {"method": method, "num_queries": nq, "num_keys": n - nq, "step": batch.datums[0].step}
+        meta.update(embedding_scores.sample_info(total_q))
+        if request.args.get("layers"):
+            meta["layers"] = [first, last]
+        _say_sample(index, batch, meta, arrays)
         return http.binary(request, codec.pack(arrays, meta))
+
+
+_LAYERS = re.compile(r"([0-9]{1,9})(?:-([0-9]{1,9}))?")
+
+
+def _layers(request, num_layers):
+    """(first, last) of the `layers` parameter, `a` or `a-b` (inclusive), default every layer: the matrix for many
+    heads is asked for a few layers at a time, so it paints as they arrive (a 32 x 32-head matrix in 32 parts)."""
+    value = request.args.get("layers")
+    if value is None or value == "":
+        return 0, num_layers - 1
+    m = _LAYERS.fullmatch(value)
+    if m is None:
+        raise errors.InvalidArgumentError(
+            f"parameter 'layers' must be 'a' or 'a-b' (layer indices), got {value[:40]!r}"
+        )
+    first = int(m.group(1))
+    last = first if m.group(2) is None else int(m.group(2))
+    if last < first:
+        raise errors.InvalidArgumentError(f"parameter 'layers': {first}-{last} is an empty range")
+    if last >= num_layers:
+        raise errors.NotFoundError(f"layers {first}-{last} out of range: this probe has {num_layers} layers")
+    return first, last
+
+
+def _say_sample(index, batch, meta, arrays):
+    """A head beyond embedding.MAX_POINTS is laid out on a sample of its points: which ones (`index`, int32, into
+    the queries then the keys of the whole batch) and of how many (`total_queries`, `total_keys`)."""
+    if index is None:
+        return
+    arrays["index"] = index.astype(np.int32)
+    meta.update(
+        points_sampled=True,
+        total_queries=sum(m.query_len for m in batch.manifests),
+        total_keys=sum(m.key_len for m in batch.manifests),
+    )
 
 
 def _clean(info):

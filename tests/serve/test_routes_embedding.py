@@ -151,6 +151,81 @@ def test_matrix_serves_every_head_and_jobs_never_block_other_requests(logged, lo
     assert faithful["faithfulness"].mean() > arrays["faithfulness"].mean()
 
 
+@pytest.fixture
+def fresh(load, tmp_path_factory):
+    """load(logdir) with a cache folder of its own: what it serves is computed by that server, never read back."""
+
+    def _fresh(logdir):
+        loaded = load(logdir)
+        loaded.plugin._embedding._layouts.cache_dir = str(tmp_path_factory.mktemp("cache"))
+        return loaded
+
+    return _fresh
+
+
+def test_matrix_layers_are_the_rows_of_the_whole_matrix(logged, load):
+    loaded = load(logged)
+    whole_meta, whole = codec.unpack(loaded.get("embedding_matrix", run="a", tag="sents", step=20).get_data())
+    assert "layers" not in whole_meta
+    for layers, rows in (("1", [1]), ("0-1", [0, 1]), ("0-0", [0])):
+        resp = loaded.get("embedding_matrix", run="a", tag="sents", step=20, layers=layers)
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        meta, part = codec.unpack(resp.get_data())
+        assert meta["layers"] == [rows[0], rows[-1]] and meta["num_queries"] == whole_meta["num_queries"]
+        for name in ("xy", "bbox", "faithfulness"):
+            np.testing.assert_array_equal(part[name], whole[name][rows])
+    # A nonlinear layout of one layer is its own job: the other layer is not computed for it.
+    params = dict(run="a", tag="sents", step=20, method="faithful")
+    done = _until_done(loaded, "embedding_matrix", layers="1", **params)
+    assert codec.unpack(done.get_data())[1]["xy"].shape[:2] == (1, H)
+    assert loaded.get("embedding_matrix", layers="0", **params).status_code == 202
+
+
+def test_scores_beyond_the_limit_use_evenly_spaced_queries_and_say_so(logged, fresh, monkeypatch):
+    from tb_attention.analysis import embedding_scores
+
+    n = sum(LENGTHS)
+    loaded = fresh(logged)
+    params = dict(run="a", tag="sents", step=20, layer=1, head=2)
+    full, _, _ = _layout(loaded.get("embedding", **params))
+    assert full["score_sampled"] is False and full["score_queries"] == n
+    monkeypatch.setattr(embedding_scores, "SCORE_QUERIES", 20)
+    sampled_server = fresh(logged)
+    meta, _, _ = _layout(sampled_server.get("embedding", **params))
+    assert meta["score_sampled"] is True and meta["score_queries"] == 20
+    assert meta["faithfulness"] != full["faithfulness"] and -1 <= meta["faithfulness"] <= 1
+    again, _, _ = _layout(fresh(logged).get("embedding", **params))  # another server: the same sample
+    assert again["faithfulness"] == meta["faithfulness"] and again["original"] == meta["original"]
+    matrix_meta, _ = codec.unpack(sampled_server.get("embedding_matrix", run="a", tag="sents", step=20).get_data())
+    assert matrix_meta["score_sampled"] is True and matrix_meta["score_queries"] == 20
+
+
+def test_heads_beyond_the_point_limit_are_laid_out_on_a_deterministic_sample(logged, fresh, monkeypatch):
+    from tb_attention.analysis import embedding
+
+    n = sum(LENGTHS)
+    monkeypatch.setattr(embedding, "MAX_POINTS", 60)
+    loaded = fresh(logged)
+    params = dict(run="a", tag="sents", step=20, layer=0, head=1)
+    meta, arrays, xy = _layout(loaded.get("embedding", **params))
+    index = arrays["index"]
+    assert meta["points_sampled"] is True and (meta["total_queries"], meta["total_keys"]) == (n, n)
+    assert len(index) == len(xy) == len(arrays["norm"]) == meta["num_queries"] + meta["num_keys"] <= 60
+    assert index.dtype == np.int32 and (np.diff(index) > 0).all() and index[0] == 0 and index[-1] == 2 * n - 1
+    assert (index < n).sum() == meta["num_queries"]
+    _, other, other_xy = _layout(fresh(logged).get("embedding", **params))  # another server: the same points
+    np.testing.assert_array_equal(other["index"], index)
+    np.testing.assert_array_equal(other_xy, xy)
+    _, faithful, _ = _layout(_until_done(loaded, "embedding", method="faithful", **params))
+    np.testing.assert_array_equal(faithful["index"], index)
+    matrix_meta, matrix = codec.unpack(loaded.get("embedding_matrix", run="a", tag="sents", step=20).get_data())
+    assert matrix["xy"].shape == (L, H, len(index), 2) and matrix_meta["num_queries"] == meta["num_queries"]
+    np.testing.assert_array_equal(matrix["index"], index)
+    monkeypatch.setattr(embedding, "MAX_POINTS", 20_000)
+    whole_meta, whole, _ = _layout(fresh(logged).get("embedding", **params))
+    assert "index" not in whole and "points_sampled" not in whole_meta
+
+
 BAD_REQUESTS = [
     (
         "embedding",
@@ -173,6 +248,13 @@ BAD_REQUESTS = [
     ),
     ("embedding_matrix", {"tag": "sents", "step": "x"}, 400, "non-negative integer"),
     ("embedding_matrix", {"tag": "sents", "step": "0", "scale": "yes"}, 400, "must be 0 or 1"),
+    ("embedding_matrix", {"tag": "sents", "step": "0", "layers": "1-0"}, 400, "empty range"),
+    ("embedding_matrix", {"tag": "sents", "step": "0", "layers": "0-"}, 400, "'a' or 'a-b'"),
+    ("embedding_matrix", {"tag": "sents", "step": "0", "layers": "-1"}, 400, "'a' or 'a-b'"),
+    ("embedding_matrix", {"tag": "sents", "step": "0", "layers": "0,1"}, 400, "'a' or 'a-b'"),
+    ("embedding_matrix", {"tag": "sents", "step": "0", "layers": "١"}, 400, "'a' or 'a-b'"),
+    ("embedding_matrix", {"tag": "sents", "step": "0", "layers": "2"}, 404, "out of range"),
+    ("embedding_matrix", {"tag": "sents", "step": "0", "layers": "1-2"}, 404, "out of range"),
     ("embedding_info", {"tag": "nope"}, 404, "no probe or probe batch"),
     ("embedding_info", {}, 400, "missing parameter 'tag'"),
 ]

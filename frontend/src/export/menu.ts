@@ -168,7 +168,11 @@ async function exportHtml(host: ExportHost): Promise<void> {
     parts.push({ route: "embedding_info", params: { run, tag: batch } });
     for (const method of ["pca", "faithful"]) {
       const opts = { method, translate: "1", scale: "1" };
-      parts.push({ route: "embedding_matrix", params: { run, tag: batch, step: s.step, ...opts }, wait: true });
+      // A layer at a time, as the tab asks for it (views/embedding/matrix_loader.ts).
+      for (let layer = 0; layer < s.manifest.num_layers; layer++) {
+        const at = { run, tag: batch, step: s.step, ...opts, layers: String(layer) };
+        parts.push({ route: "embedding_matrix", params: at, wait: true });
+      }
       const [l, h] = (host.activeView().linkParams?.()["sel"] ?? "").split(":");
       const sl = storedLayer(s.manifest, l);
       const sh = sl === null ? null : storedHead(s.manifest, sl, h);

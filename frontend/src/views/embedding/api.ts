@@ -50,14 +50,25 @@ export interface HeadLayout extends Scores {
   numKeys: number;
   scale: number | null;
   aligned: boolean;
+  /** As MatrixLayout.scoreQueries. */
+  scoreQueries: number | null;
+  /** How many points the server laid out when it sampled them (the rest are NaN in `xy`), else null. */
+  shownPoints: number | null;
 }
 
 export interface MatrixLayout {
   method: Method;
+  /** The first layer of this part of the matrix (the view asks for a layer at a time) and how many it holds. */
+  layer0: number;
   L: number;
   H: number;
   N: number;
+  /** Queries among the N points (the first ones). */
   numQueries: number;
+  /** Beyond the server's point limit, the batch's point each of the N is (queries, then keys); null: all. */
+  index: Int32Array | null;
+  /** How many evenly spaced queries the scores use when they are a sample (meta.score_sampled), else null. */
+  scoreQueries: number | null;
   /** [L, H, N, 2] uint8 coordinates inside each head's own box. */
   xy: Uint8Array;
   faithfulness: Float32Array;
@@ -113,29 +124,47 @@ export async function fetchHead(
   if (!xyArr || !norm) throw new Error("embedding: unexpected payload");
   const bbox = c.meta["bbox"] as [number, number, number, number];
   const unit = xyArr.data as Float32Array;
-  const xy = new Float32Array(unit.length);
+  const index = c.arrays["index"]?.data as Int32Array | undefined;
+  // A head beyond the server's point limit comes as a sample (meta.points_sampled, `index`): the others are NaN,
+  // which the scatter skips, so point i stays the batch's point i for tokens, colours and lines.
+  const numQueries = Number(c.meta[index ? "total_queries" : "num_queries"]);
+  const numKeys = Number(c.meta[index ? "total_keys" : "num_keys"]);
+  const xy = new Float32Array(index ? 2 * (numQueries + numKeys) : unit.length).fill(NaN);
+  const norms = index ? new Float32Array(numQueries + numKeys).fill(NaN) : (norm.data as Float32Array);
   const sx = bbox[2] - bbox[0];
   const sy = bbox[3] - bbox[1];
-  for (let i = 0; i < unit.length; i += 2) {
-    xy[i] = bbox[0] + (unit[i] as number) * sx;
-    xy[i + 1] = bbox[1] + (unit[i + 1] as number) * sy;
+  for (let n = 0; n < unit.length / 2; n++) {
+    const i = index ? (index[n] as number) : n;
+    xy[2 * i] = bbox[0] + (unit[2 * n] as number) * sx;
+    xy[2 * i + 1] = bbox[1] + (unit[2 * n + 1] as number) * sy;
+    if (index) norms[i] = (norm.data as Float32Array)[n] as number;
   }
   return {
     method: c.meta["method"] as Method,
     xy,
-    norm: norm.data as Float32Array,
-    numQueries: Number(c.meta["num_queries"]),
-    numKeys: Number(c.meta["num_keys"]),
+    norm: norms,
+    numQueries,
+    numKeys,
     faithfulness: num(c.meta["faithfulness"]),
     original: num(c.meta["original"]),
     mixing: num(c.meta["mixing"]),
     scale: num(c.meta["scale"]),
     aligned: c.meta["aligned"] === true,
+    scoreQueries: c.meta["score_sampled"] === true ? Number(c.meta["score_queries"]) : null,
+    shownPoints: index ? index.length : null,
   };
 }
 
-export async function fetchMatrix(run: string, tag: string, step: number, o: Options): Promise<MatrixLayout | Pending> {
-  const res = await request("embedding_matrix", { run, tag, step, ...optionParams(o) });
+/** The matrix of layers `layers` = [first, last] (inclusive), or of every layer when null. */
+export async function fetchMatrix(
+  run: string,
+  tag: string,
+  step: number,
+  o: Options,
+  layers: [number, number] | null = null,
+): Promise<MatrixLayout | Pending> {
+  const part = layers ? { layers: layers[0] === layers[1] ? `${layers[0]}` : `${layers[0]}-${layers[1]}` } : {};
+  const res = await request("embedding_matrix", { run, tag, step, ...optionParams(o), ...part });
   if (res.status === 202) return { pending: true, ...((await res.json()) as { state: string; progress: number }) };
   const c = decodeContainer(await res.arrayBuffer());
   const xy = c.arrays["xy"];
@@ -146,10 +175,13 @@ export async function fetchMatrix(run: string, tag: string, step: number, o: Opt
   const [L, H, N] = xy.shape as [number, number, number, number];
   return {
     method: c.meta["method"] as Method,
+    layer0: layers ? layers[0] : 0,
     L,
     H,
     N,
     numQueries: Number(c.meta["num_queries"]),
+    index: (c.arrays["index"]?.data as Int32Array | undefined) ?? null,
+    scoreQueries: c.meta["score_sampled"] === true ? Number(c.meta["score_queries"]) : null,
     xy: xy.data as Uint8Array,
     faithfulness: f.data as Float32Array,
     original: orig.data as Float32Array,

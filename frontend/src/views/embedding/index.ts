@@ -13,7 +13,6 @@ import type { SharedState, View, ViewHost } from "../../shell/view";
 import {
   fetchBatchInfo,
   fetchHead,
-  fetchMatrix,
   isPending,
   offerSettings,
   METHOD_LABEL,
@@ -23,9 +22,11 @@ import {
   type MatrixLayout,
   type Method,
   type Options,
+  type Pending,
 } from "./api";
 import { el, installEmbeddingStyles } from "./dom";
 import { MatrixGrid } from "./matrix";
+import { loadMatrix } from "./matrix_loader";
 import { page } from "../../shell/page";
 import { batchOf, buildPoints, pointRgb, type ColorBy, type Points } from "./points";
 import { SingleHead } from "./single";
@@ -65,7 +66,8 @@ export class EmbeddingView implements View {
   private opts: Options = { method: "faithful", translate: true, scale: true };
   private gen = 0;
   private pendingSel: string | null = null;
-  private lastMatrix: MatrixLayout | null = null;
+  /** The parts of the matrix on screen (one per layer, of one method): repainted when the colouring changes. */
+  private lastMatrix: MatrixLayout[] = [];
 
   constructor() {
     installEmbeddingStyles();
@@ -133,7 +135,7 @@ export class EmbeddingView implements View {
     this.scaleBox.addEventListener("change", rerun);
     this.colorSelect.addEventListener("change", () => {
       this.single.setColorBy(this.colorSelect.value as ColorBy);
-      if (this.lastMatrix) this.paint(this.lastMatrix); // the Colour setting applies to every head's scatter too
+      for (const m of [...this.lastMatrix]) this.paint(m); // the Colour setting applies to every head's scatter
     });
     this.search.addEventListener("input", () => {
       this.single.updateSearch(this.search.value);
@@ -284,23 +286,44 @@ export class EmbeddingView implements View {
     const opts = { ...this.opts };
     const run = state.probe.run;
     const live = (): boolean => gen === this.gen && host.isCurrent(state);
-    const load = (
-      o: Options,
-    ): Promise<MatrixLayout | HeadLayout | { pending: true; state: string; progress: number }> =>
-      this.mode === "matrix"
-        ? fetchMatrix(run, info.tag, state.step, o)
-        : fetchHead(run, info.tag, state.step, this.selected.layer, this.selected.head, o);
-    // The matrix paints PCA first (milliseconds per head) and asks for the slower layout afterwards, so 72 heads
-    // are on screen before the server starts the background job.
-    const pcaFirst = this.mode === "matrix" && opts.method !== "pca";
-    if (pcaFirst) {
-      const pca = await load({ ...opts, method: "pca" });
-      if (!live()) return;
-      if (!isPending(pca)) this.paint(pca);
+    if (this.mode === "matrix") {
+      // PCA first, then the slower layout, a layer at a time (matrix_loader.ts): resolves on the first layer.
+      this.lastMatrix = [];
+      let painted = 0;
+      this.root.dataset["embLayersPainted"] = "0";
+      this.root.dataset["embPartMethod"] = "";
+      this.status.textContent = "";
+      await loadMatrix(
+        {
+          run,
+          tag: info.tag,
+          step: state.step,
+          layers: info.num_layers,
+          whole: info.only !== undefined,
+          live,
+          paint: (m) => {
+            if (m.method !== this.root.dataset["embPartMethod"]) painted = 0;
+            this.paint(m);
+            painted += m.L;
+            this.root.dataset["embPartMethod"] = m.method;
+            this.root.dataset["embLayersPainted"] = String(painted);
+          },
+          complete: (method) => {
+            this.status.textContent = "";
+            this.root.dataset["embMethod"] = method;
+          },
+          progress: (method, fraction) => this.setStatus(method, fraction),
+          fail: (e) => (this.status.textContent = e.message),
+        },
+        opts,
+      );
+      return;
     }
+    const load = (o: Options): Promise<HeadLayout | Pending> =>
+      fetchHead(run, info.tag, state.step, this.selected.layer, this.selected.head, o);
     let first = await load(opts);
     if (!live()) return;
-    const keepOld = !pcaFirst && this.mode === "single" && this.single.showing;
+    const keepOld = this.single.showing;
     if (keepOld) {
       // A head is on screen (e.g. the step changed): keep it until the new layout arrives, a fraction of a second
       // for "faithful", so the points animate once from the old step to the new one. Give up waiting after 2 s.
@@ -315,7 +338,7 @@ export class EmbeddingView implements View {
     }
     if (isPending(first)) {
       // Show PCA while the requested layout is computed (unless a head stays on screen, above).
-      if (!pcaFirst && !keepOld) {
+      if (!keepOld) {
         const pca = await load({ ...opts, method: "pca" });
         if (!live()) return;
         if (!isPending(pca)) this.paint(pca);
@@ -356,12 +379,13 @@ export class EmbeddingView implements View {
 
   private paint(layout: MatrixLayout | HeadLayout): void {
     if ("L" in layout) {
-      this.lastMatrix = layout;
+      this.lastMatrix = [...this.lastMatrix.filter((x) => x.layer0 !== layout.layer0), layout];
       const p = this.points;
       const by = this.colorSelect.value as ColorBy;
       // The matrix has no per-head norms: colour by norm there falls back to query / key (the legend says so).
       const rgbOf = p && by !== "kind" && by !== "norm" ? (i: number) => pointRgb(p, by, i) : null;
-      this.matrix.paint(layout, this.root, this.state?.manifest ?? {}, rgbOf, by === "norm");
+      const layers = this.info?.num_layers ?? layout.L;
+      this.matrix.paint(layout, layers, this.root, this.state?.manifest ?? {}, rgbOf, by === "norm");
     } else this.single.setLayout(layout);
   }
 }

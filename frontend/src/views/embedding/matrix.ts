@@ -15,6 +15,8 @@ export class MatrixGrid {
   private cells: HTMLCanvasElement[] = [];
   private cellScores: HTMLElement[] = [];
   private shape = "";
+  /** Faithfulness of every painted cell (NaN: not painted yet), for the mean the test hooks read. */
+  private scores = new Float32Array(0);
   /** Why the matrix does not show the chosen colouring (the view's root shows it above the grid). */
   readonly note = el("div", "emb-note-line");
 
@@ -23,6 +25,7 @@ export class MatrixGrid {
     const key = JSON.stringify([L, H, m.layers?.map((x) => [x.index, x.heads]) ?? null]);
     if (key === this.shape) return;
     this.shape = key;
+    this.scores = new Float32Array(L * H).fill(NaN);
     const dpr = window.devicePixelRatio || 1;
     this.el.style.gridTemplateColumns = `auto repeat(${H}, ${CELL + 2}px)`;
     const children: HTMLElement[] = [el("div")];
@@ -53,22 +56,30 @@ export class MatrixGrid {
     this.el.replaceChildren(...children);
   }
 
-  /** Paints every head's layout; the shell's test hooks read the timings and scores off `root`. */
-  /** `rgbOf`: colour of point i (the view's Colour setting), null: query green / key pink. */
+  /** Paints the heads of `m` (layers m.layer0 … in a grid of `layers` rows: the matrix arrives a few layers at a
+   * time); the shell's test hooks read the timings and scores off `root`. `rgbOf`: colour of point i (the view's
+   * Colour setting), null: query green / key pink. */
   paint(
     m: MatrixLayout,
+    layers: number,
     root: HTMLElement,
     names: Pick<Manifest, "layers">,
     rgbOf: ((i: number) => [number, number, number]) | null = null,
     noNorms = false,
   ): void {
-    this.build(m.L, m.H, names);
+    const sampled = m.scoreQueries;
+    this.build(Math.max(layers, m.layer0 + m.L), m.H, names);
     this.note.textContent =
       (rgbOf ? "Colour as chosen (keys as their queries' scheme)" : "Green: queries · pink: keys") +
-      " · ρ: faithfulness of the picture (1 = it ranks keys exactly as q·k does) · click a head to open it" +
+      " · ρ: faithfulness of the picture (1 = it ranks keys exactly as q·k does" +
+      (sampled ? `; on ${sampled} evenly spaced queries` : "") +
+      ") · click a head to open it" +
+      (m.index ? ` · ${m.N.toLocaleString("en-US")} sampled points per head` : "") +
       (noNorms ? " · colour by norm is shown in the single-head view" : "");
     const t0 = performance.now();
-    for (let c = 0; c < m.L * m.H; c++) {
+    const first = m.layer0 * m.H;
+    for (let p = 0; p < m.L * m.H; p++) {
+      const c = first + p;
       const canvas = this.cells[c];
       if (!canvas) continue;
       const ctx = canvas.getContext("2d");
@@ -78,13 +89,13 @@ export class MatrixGrid {
       const d = img.data;
       const pad = Math.round(W * 0.06);
       const span = W - 2 * pad - 2;
-      const base = c * m.N * 2;
+      const base = p * m.N * 2;
       const r = Math.max(1, Math.round(W / 70));
       for (let n = 0; n < m.N; n++) {
         const i = interleave(n, m.numQueries, m.N);
         const px = pad + Math.round(((m.xy[base + 2 * i] as number) / 255) * span);
         const py = pad + Math.round((1 - (m.xy[base + 2 * i + 1] as number) / 255) * span);
-        const rgb = rgbOf ? rgbOf(i) : i < m.numQueries ? Q_RGB : K_RGB;
+        const rgb = rgbOf ? rgbOf(m.index ? (m.index[i] as number) : i) : i < m.numQueries ? Q_RGB : K_RGB;
         for (let dy = 0; dy <= r; dy++) {
           let o = ((py + dy) * W + px) * 4;
           for (let dx = 0; dx <= r; dx++, o += 4) {
@@ -98,15 +109,17 @@ export class MatrixGrid {
       ctx.putImageData(img, 0, 0);
       const score = this.cellScores[c];
       if (score) {
-        score.textContent = `ρ ${fmt(m.faithfulness[c])}`;
+        score.textContent = `ρ ${fmt(m.faithfulness[p])}`;
         score.title =
-          `faithfulness (mean per-query Spearman of 2-D distance vs q·k): ${fmt(m.faithfulness[c])}; ` +
-          `original space ${fmt(m.original[c])}; q/k mixing ${fmt(m.mixing[c])}`;
+          `faithfulness (mean per-query Spearman of 2-D distance vs q·k` +
+          (sampled ? `, over ${sampled} evenly spaced queries` : "") +
+          `): ${fmt(m.faithfulness[p])}; original space ${fmt(m.original[p])}; q/k mixing ${fmt(m.mixing[p])}`;
       }
+      this.scores[c] = m.faithfulness[p] as number;
     }
-    root.dataset["embMethod"] = m.method;
     root.dataset["embPaintMs"] = (performance.now() - t0).toFixed(1);
-    const mean = Array.from(m.faithfulness).reduce((a, b) => a + b, 0) / Math.max(1, m.faithfulness.length);
+    const painted = Array.from(this.scores).filter((v) => Number.isFinite(v));
+    const mean = painted.reduce((a, b) => a + b, 0) / Math.max(1, painted.length);
     root.dataset["embMeanFaithfulness"] = mean.toFixed(3);
   }
 }

@@ -64,6 +64,7 @@ export function drawScatter(ctx: CanvasRenderingContext2D, s: Scatter): void {
   const buckets = new Map<string, number[]>();
   for (let o = 0; o < n; o++) {
     const i = interleave(o, p.numQueries, n);
+    if (!Number.isFinite(xy[2 * i] as number)) continue; // a point the server did not sample (api.ts fetchHead)
     const c = s.colorOf(i);
     let b = buckets.get(c);
     if (!b) buckets.set(c, (b = []));

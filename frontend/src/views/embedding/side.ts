@@ -46,6 +46,12 @@ export class SidePanel {
           (f !== null && f < 0.3 ? " · distances here say little about attention" : ""),
       ),
     );
+    // Large heads are scored on a sample of queries and laid out on a sample of points: say so where the score is.
+    const sample = [
+      layout.scoreQueries ? `scored on ${layout.scoreQueries} evenly spaced queries` : "",
+      layout.shownPoints ? `${layout.shownPoints.toLocaleString("en-US")} sampled points drawn` : "",
+    ].filter(Boolean);
+    if (sample.length) this.badge.append(el("br"), el("span", "emb-sample", sample.join(" · ")));
     this.badge.title =
       "Faithfulness: for each query, the Spearman correlation between closeness in this picture and q·k over " +
       "the keys it may attend to, averaged (1 = the picture ranks keys exactly as attention does). Original " +
