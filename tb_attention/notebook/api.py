@@ -4,7 +4,7 @@ expression of a cell and saves as a standalone HTML file."""
 
 import os
 
-from tb_attention.notebook import fragment, inputs, logdir, payload, qk_layouts
+from tb_attention.notebook import fragment, inputs, lod_parts, logdir, payload, qk_layouts
 
 
 class NotebookView:
@@ -41,6 +41,8 @@ class NotebookView:
             overhead=fragment.overhead(),
             keep_qk=view == "neuron",
             layouts=layouts,
+            # Past 512 tokens (or 144 heads) the views ask the level-of-detail routes: their answers, computed now.
+            lod=lod_parts.parts(probes, self.options["layer"]),
         )
         self.notes = list(notes) + lod_notes
         self._html = None

@@ -1,5 +1,6 @@
 """Probes -> the bytes a notebook output embeds: the plugin's route responses (runs, steps, tokens, attention, qk,
-image, head_stats) in one zlib stream, under a byte cap (docs/notebook.md, "Size").
+image, head_stats, and for long probes lod, topk and tile: lod_parts.py) in one zlib stream, under a byte cap
+(docs/notebook.md, "Size").
 
 Layout (read by frontend/src/notebook/payload.ts): zlib("TBN1" + u32 header length + JSON header + bodies), the
 header listing each response's route, parameters, content type and place in the bodies, plus the call's options.
@@ -9,6 +10,9 @@ the neuron view, which needs them), then each query's keys beyond its top 256, 1
 the top 8 beyond 192 tokens anyway), then steps (a logdir: evenly thinned, the last kept), then fewer top keys, then
 layers (the one shown is kept). The Q/K tab's layouts (qk_layouts.py) take at most a quarter of the budget: those of
 every step, else of the last step only, else none, and a coarser level when the attention does not fit beside them.
+Past 512 tokens the thumbnails, top-k and coarsest tiles are always embedded, finer tiles within a quarter of the
+budget and with what is left, and a layer's attention at top 8 keys or fewer is its `topk` answer (no bytes of its
+own).
 """
 
 import dataclasses
@@ -17,7 +21,7 @@ import struct
 import zlib
 from typing import Optional
 
-from tb_attention.notebook import qk_layouts
+from tb_attention.notebook import lod_parts, qk_layouts
 
 MAGIC = b"TBN1"
 DEFAULT_MAX_BYTES = 8 << 20  # of the whole fragment; a 2,048-token, 72-head probe fits at top 8 keys per query
@@ -62,22 +66,25 @@ def plans(probes, keep_qk):
     return out
 
 
-def _layer_bytes(layer, plan, sample):
+def _layer_bytes(layer, plan, sample, topk=None):
+    if topk is not None and lod_parts.from_topk(layer, plan.topk):
+        return 0  # the layer's `topk` answer, already counted with the level of detail
     if plan.topk is None or plan.topk >= layer.key_len:
         return layer.dense_bytes * sample["dense"]
     ratio = sample.get(plan.topk, 1.0)
     return layer.heads * layer.query_len * (plan.topk * 5 + 1) * ratio
 
 
-def estimate(probes, plan, layer_index, sample):
+def estimate(probes, plan, layer_index, sample, lod=None):
     total = 0.0
+    topks = {} if lod is None else lod.topk
     for p in probes:
         for step in _thin(sorted(p.steps), plan.steps):
             s = p.steps[step]
             for i, layer in enumerate(s.layers):
                 if plan.one_layer and i != min(layer_index, len(s.layers) - 1):
                     continue
-                total += _layer_bytes(layer, plan, sample)
+                total += _layer_bytes(layer, plan, sample, topks.get((p.run, p.tag, step, i)))
                 if plan.qk and s.qk:
                     total += len(s.qk[i]) * sample["qk"]
     return total * BASE64
@@ -107,12 +114,14 @@ def _json(v):
     return json.dumps(v, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
-def responses(probes, plan, layer_index, extra=()):
+def responses(probes, plan, layer_index, extra=(), lod=None):
     """-> ([(route, params, type, body, lod)], notes) for `plan`; `extra`: (item, needs) pairs (the Q/K layouts,
-    qk_layouts.py), each kept when the probe steps it `needs`, [(run, tag, step)], are embedded."""
+    qk_layouts.py, and the level of detail, lod_parts.py), each kept when the probe steps it `needs`,
+    [(run, tag, step)], are embedded; `lod`: the lod_parts.Parts whose `topk` answers serve long layers."""
     out: list = []
     notes: list = []
     masses: list = []
+    derived = False
     by_run: dict = {}
     for p in probes:
         by_run.setdefault(p.run, []).append(p.tag)
@@ -141,7 +150,12 @@ def responses(probes, plan, layer_index, extra=()):
                 if plan.one_layer and i != min(layer_index, len(s.layers) - 1):
                     continue
                 here = dict(at, layer=str(i))
-                if plan.topk is None or plan.topk >= layer.key_len:
+                topk = None if lod is None else lod.topk.get((p.run, p.tag, step, i))
+                if topk is not None and lod_parts.from_topk(layer, plan.topk):
+                    derived = True  # expanded in the browser (notebook/lod.ts): each query's top 8, the rest 0
+                    kind = {"lod": "from-topk", "key_len": layer.key_len}
+                    out.append(("attention", here, "application/octet-stream", topk, kind))
+                elif plan.topk is None or plan.topk >= layer.key_len:
                     out.append(("attention", here, "application/octet-stream", layer.dense(), None))
                 else:
                     container, mass = layer.topk(plan.topk)
@@ -157,6 +171,11 @@ def responses(probes, plan, layer_index, extra=()):
             f"each query's top {plan.topk} keys kept ({100 * sum(masses) / len(masses):.1f} % of the attention on "
             "average), the others drawn as 0, to stay under the size cap (pass max_bytes= for more)"
         )
+    if derived:
+        notes.append(
+            "past 512 tokens each query's top 8 keys kept for the views that read whole layers (the head view's "
+            "lines), the others drawn as 0, to stay under the size cap (pass max_bytes= for more)"
+        )
     if plan.one_layer:
         notes.append(
             f"only layer {layer_index} embedded, to stay under the size cap (pass max_bytes= or include_layers=)"
@@ -167,54 +186,96 @@ def responses(probes, plan, layer_index, extra=()):
 def encode(items, options):
     """The TBN1 payload (zlib-compressed) for response items and the call's options."""
     entries, bodies, offset = [], [], 0
+    placed: dict = {}  # id(body) -> offset: a body two entries share (a long layer's attention and topk) once
     for route, params, ctype, body, lod in items:
         entry = {"route": route, "params": {k: str(v) for k, v in params.items()}, "type": ctype}
-        entry.update(offset=offset, length=len(body))
-        if lod:
+        if id(body) not in placed:
+            placed[id(body)] = offset
+            bodies.append(body)
+            offset += len(body)
+        entry.update(offset=placed[id(body)], length=len(body))
+        if isinstance(lod, dict):
+            entry.update(lod)
+        elif lod:
             entry["lod"] = lod
         entries.append(entry)
-        bodies.append(body)
-        offset += len(body)
     header = _json({"entries": entries, "options": options})
     raw = b"".join([MAGIC, struct.pack("<I", len(header)), header, *bodies])
     return zlib.compress(raw, _LEVEL)
 
 
-def build(probes, options, *, max_bytes, overhead, keep_qk=False, layouts=()):
+def build(probes, options, *, max_bytes, overhead, keep_qk=False, layouts=(), lod=None):
     """-> (compressed payload, notes): the most detailed plan whose fragment (payload as base64 + `overhead`
     bytes) stays under `max_bytes`; ValueError when not even one layer at one key per query fits. `layouts`: the
     Q/K tab's levels (qk_layouts.levels), the most detailed one within its share of the budget first, a coarser one
-    when the attention does not fit beside it."""
+    when the attention does not fit beside it. `lod`: the level-of-detail answers of long probes (lod_parts.parts):
+    its thumbnails, top-k and coarsest tiles always, finer tiles within lod_parts.SHARE of the budget before the
+    attention gives up detail, then as many more as the bytes left allow."""
     layer_index = int(options.get("layer") or 0)
     budget = max_bytes - overhead
+    if lod is not None and lod.nbytes > budget / 2:
+        lod = lod.one_layer(layer_index)  # the top-k and coarsest tiles of every layer take most of the cap
+    fixed, fixed_bytes = ([], 0.0) if lod is None else lod.fixed(budget)
+    base = [] if lod is None else lod.base + [x for g in fixed for x in g.items]
+    base_bytes = 0.0 if lod is None else lod.nbytes + fixed_bytes + _MARGIN
     choices = list(layouts) or [None]
     for n, level in enumerate(choices):
         size = 0 if level is None else level.nbytes * BASE64
         if n < len(choices) - 1 and size > budget * qk_layouts.SHARE:
             continue
         opts = options if level is None else level.apply(options)
-        found = _fit(probes, opts, budget, size, layer_index, keep_qk, level)
+        found = _fit(probes, opts, budget, size + base_bytes, layer_index, keep_qk, level, base, lod)
         if found is not None:
-            return found
+            return found[:2] if lod is None else _more_tiles(found, budget, lod, fixed)
     raise ValueError(
         f"this view does not fit in max_bytes={max_bytes:,} even at one layer and one key per query; raise max_bytes"
     )
 
 
-def _fit(probes, options, budget, reserved, layer_index, keep_qk, level):
-    """The most detailed attention plan that fits in `budget` beside `reserved` bytes of the level's layouts."""
+_MARGIN = 8192  # bytes kept free for the level of detail's notes and 404 messages, added after the fit
+
+
+def _fit(probes, options, budget, reserved, layer_index, keep_qk, level, base=(), lod=None):
+    """The most detailed attention plan that fits in `budget` beside `reserved` bytes of the level's layouts and
+    the level of detail's `base` items: (payload, notes, items, options) or None."""
     candidates = plans(probes, keep_qk)
-    extra, extra_notes = ([], []) if level is None else (level.items, level.notes)
+    extra, extra_notes = ([], []) if level is None else (list(level.items), level.notes)
+    extra += base
     sample = None
     for i, plan in enumerate(candidates):
         dense = sum(x.dense_bytes for p in probes for s in p.steps.values() for x in s.layers) * BASE64
         if i > 0 or dense > budget - reserved:
             sample = sample or _sample(probes, layer_index)
-            if estimate(probes, plan, layer_index, sample) > budget - reserved and i < len(candidates) - 1:
+            if estimate(probes, plan, layer_index, sample, lod) > budget - reserved and i < len(candidates) - 1:
                 continue
-        items, notes = responses(probes, plan, layer_index, extra)
+        items, notes = responses(probes, plan, layer_index, extra, lod)
         notes += extra_notes
         payload = encode(items, dict(options, notes=list(options.get("notes", [])) + notes))
-        if len(payload) * BASE64 <= budget:
-            return payload, notes
+        if len(payload) * BASE64 <= budget - (_MARGIN if lod is not None else 0):
+            return payload, notes, items, options
     return None
+
+
+def _more_tiles(found, budget, lod, fixed):
+    """Adds the finer tiles the bytes left allow to a fitted payload, with the level of detail's notes and 404
+    messages; drops the last added zoom levels again if the built payload is over `budget`."""
+    _, notes, items, options = found
+    embedded = {(x[1]["run"], x[1]["tag"], int(x[1]["step"])) for x in items if x[0] == "tokens"}
+    kept = [g for g in fixed if set(g.needs) <= embedded]
+    room = budget - len(found[0]) * BASE64 - _MARGIN
+    added: list = []
+    for g in lod.groups[len(fixed) :]:
+        if not set(g.needs) <= embedded:
+            continue
+        if g.nbytes > room:
+            break  # in order: a zoom level is embedded for the shown layer and newest steps before the others
+        added.append(g)
+        room -= g.nbytes
+    options = dict(options, missing=dict(options.get("missing") or {}, **lod.missing()))
+    while True:
+        all_notes = notes + lod.notes(kept + added, embedded)
+        more = [item for g in added for item, _ in g.items]
+        payload = encode(items + more, dict(options, notes=list(options.get("notes", [])) + all_notes))
+        if len(payload) * BASE64 <= budget or not added:
+            return payload, all_notes
+        added.pop()

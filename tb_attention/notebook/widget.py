@@ -15,8 +15,8 @@ import traitlets
 
 from tb_attention.format import manifest as manifest_mod
 from tb_attention.format import metadata
+from tb_attention.notebook import lod_parts, payload
 from tb_attention.notebook import logdir as logdir_mod
-from tb_attention.notebook import payload
 
 _ESM = """
 export default {
@@ -126,6 +126,8 @@ class LogdirSource:
             if not s.qk:
                 raise KeyError("queries/keys were not logged for this step")
             return "application/octet-stream", s.qk[layer]
+        if route in ("lod", "topk", "tile"):  # long probes: what the views draw instead of whole layers
+            return "application/octet-stream", lod_parts.answer(s.layers[layer], route, q)
         raise KeyError(f"{route}: not available in a live notebook view")
 
     def _wanted(self, tag):

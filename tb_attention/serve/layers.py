@@ -1,5 +1,6 @@
 """One stored layer as a source of weights by rectangle, whatever its storage (docs/format.md, "Storage per layer"):
-decoded cbrt8 codes (`Weights`), or q/k plus the `recompute` container (`Recompute`, a "qk" layer).
+decoded cbrt8 codes (`Weights`), or q/k plus the `recompute` container (`Recompute`, a "qk" layer); the sources
+themselves are pure numpy (analysis/lod.py), this module reads and checks what they are built from.
 
 Every view that draws from a level of detail (tiles, thumbnails, top-k, one head, sampled rows) asks a source for a
 rectangle of one head, so no route ever needs a whole layer of float32 weights. Decoded sources are cached by bytes
@@ -13,12 +14,12 @@ import numpy as np
 from tensorboard import errors
 
 from tb_attention.analysis import recompute
+from tb_attention.analysis.lod import Recompute, Weights
 from tb_attention.format import codec, metadata
 from tb_attention.serve import lru
 from tb_attention.serve.probe_reader import CorruptDataError
 
 SOURCE_CACHE_BYTES = 512 << 20  # decoded layers kept (a 4,096-token layer of 32 heads is 512 MiB of codes)
-_LUT = ((np.arange(256, dtype=np.float64) / 255.0) ** 3).astype(np.float32)  # cbrt8 codes -> (code/255)^3
 
 
 class TooLargeError(errors.PublicError):
@@ -29,86 +30,6 @@ class TooLargeError(errors.PublicError):
 
 def _nbytes(source):
     return source.nbytes
-
-
-class Weights:
-    """A layer stored as cbrt8 codes [H, Q, K] and row exponents [H, Q]."""
-
-    kind = "weights"
-
-    def __init__(self, codes, row_exp):
-        self.codes, self.row_exp = codes, row_exp
-        self.num_heads, self.query_len, self.key_len = codes.shape
-        self.nbytes = codes.nbytes + row_exp.nbytes
-
-    def scale(self, head, r0, r1):
-        return np.exp2(-self.row_exp[head, r0:r1].astype(np.float32) / 8.0)
-
-    def block(self, head, r0, r1, c0, c1):
-        """float32 [r1 - r0, c1 - c0]: the stored weights of a rectangle."""
-        return _LUT[self.codes[head, r0:r1, c0:c1]] * self.scale(head, r0, r1)[:, None]
-
-    def rows(self, head, rows):
-        """float32 [len(rows), K]: whole rows."""
-        rows = np.asarray(rows)
-        return _LUT[self.codes[head, rows]] * np.exp2(-self.row_exp[head, rows].astype(np.float32) / 8.0)[:, None]
-
-    def col_pooled(self, head, r0, r1, c0, c1, starts):
-        """float32 [r1 - r0, len(starts)]: each row's largest weight over columns [starts[i], starts[i + 1]) of
-        [c0, c1) (offsets from c0). Within a row the decoded weight grows with the code (one scale per row), so the
-        codes are pooled first and only the pooled cells are decoded."""
-        codes = np.maximum.reduceat(self.codes[head, r0:r1, c0:c1], starts, axis=1)
-        return _LUT[codes] * self.scale(head, r0, r1)[:, None]
-
-    def top_k(self, head, r0, r1, k):
-        """(keys, weights) of each row's k largest weights, ranked by code (the same order as the weights)."""
-        idx, _ = recompute.top_k(self.codes[head, r0:r1].astype(np.float32), k)
-        return idx, _LUT[np.take_along_axis(self.codes[head, r0:r1], idx, axis=1)] * self.scale(head, r0, r1)[:, None]
-
-
-class Recompute:
-    """A "qk" layer: fp16 q [H, Q, D], k [H_kv, K, D], the per-row normalisers, overview, top-k and bias table."""
-
-    kind = "qk"
-
-    def __init__(self, spec, queries, keys, arrays, meta):
-        self.spec, self.queries, self.keys, self.meta = spec, queries, keys, meta
-        self.lse, self.overview = arrays["lse"], arrays["overview"]
-        self.topk_keys, self.topk_codes = arrays.get("topk_keys"), arrays.get("topk_codes")
-        self.bias = arrays.get("bias")
-        self.num_heads, self.query_len = self.lse.shape
-        self.key_len = keys.shape[1]
-        self.nbytes = queries.nbytes + keys.nbytes + sum(a.nbytes for a in arrays.values())
-
-    def kv_head(self, head):
-        return head // self.spec.group
-
-    def block(self, head, r0, r1, c0, c1):
-        if self.hidden(r0, r1, c0, c1):
-            return np.zeros((r1 - r0, c1 - c0), np.float32)
-        q, k = self.queries[head], self.keys[self.kv_head(head)]
-        return recompute.tile_weights(self.spec, q, k, head, self.lse[head], np.arange(r0, r1), np.arange(c0, c1))
-
-    def hidden(self, r0, r1, c0, c1):
-        """Whether the mask hides the whole rectangle: keys after the last row's position (causal family), or
-        before the first row's window (sliding). Such blocks are zeros; computing them would double a causal
-        head's coarse tile and make a sliding-window head's cost grow with Q² instead of Q · window."""
-        s = self.spec
-        if s.mask not in ("causal", "sliding", "chunked"):
-            return False
-        after = c0 > r1 - 1 + s.offset
-        before = s.mask == "sliding" and c1 - 1 <= r0 + s.offset - s.window
-        return after or before
-
-    def rows(self, head, rows):
-        q, k = self.queries[head], self.keys[self.kv_head(head)]
-        return recompute.head_weights(self.spec, q, k, head, rows=np.asarray(rows), lse=self.lse[head])
-
-    def col_pooled(self, head, r0, r1, c0, c1, starts):
-        return np.maximum.reduceat(self.block(head, r0, r1, c0, c1), starts, axis=1)
-
-    def top_k(self, head, r0, r1, k):
-        return recompute.top_k(self.block(head, r0, r1, 0, self.key_len), k)
 
 
 class LayerReader:

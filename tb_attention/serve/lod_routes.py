@@ -1,11 +1,12 @@
 """Routes that draw from a level of detail, whatever a layer stores (docs/http_api.md: `attention`, `qk`, `lod`,
-`topk`, `tile`). Reading and checking a layer is `layers`, the arithmetic `tiles`; this module parses parameters,
-caches answers by bytes and shapes responses. Each `*_route` only parses; its `*_impl` computes."""
+`topk`, `tile`). Reading and checking a layer is `layers`, the arithmetic and the answers analysis/lod.py (which
+notebook outputs embed too); this module parses parameters, caches answers by bytes and packs responses. Each
+`*_route` only parses; its `*_impl` computes."""
 
 import numpy as np
 from tensorboard import errors, plugin_util
 
-from tb_attention.analysis import recompute
+from tb_attention.analysis import lod, recompute
 from tb_attention.format import codec, metadata
 from tb_attention.serve import http, layers, lru, tiles
 from tb_attention.serve.layers import TooLargeError
@@ -141,16 +142,7 @@ class LodRoutes:
         return http.binary(request, self.cache.get((*layer.key, "lod", size), lambda: self.lod_impl(layer, size)))
 
     def lod_impl(self, layer, size):
-        source = layer.source()
-        thumbs, exact = tiles.lod(source, size)
-        meta = {
-            "query_len": source.query_len,
-            "key_len": source.key_len,
-            "size": size,
-            "source": "stored" if source.kind == "qk" else "weights",
-            "exact": exact,
-        }
-        return codec.pack({"thumbs": thumbs}, meta)
+        return codec.pack(*lod.lod_answer(layer.source(), size))
 
     # -- topk: each query's largest weights ---------------------------------------------------------------------------
     @http.route
@@ -160,21 +152,10 @@ class LodRoutes:
         return http.binary(request, self.cache.get((*layer.key, "topk", head), lambda: self.topk_impl(layer, head)))
 
     def topk_impl(self, layer, head):
-        source = layer.source()
-        heads = list(range(source.num_heads)) if head is None else [head]
-        if source.kind == "qk" and source.topk_keys is not None:
-            keys = source.topk_keys[heads].astype(np.int32)
-            codes, how = source.topk_codes[heads], "stored"
-        elif source.kind == "qk" and head is None:
-            raise errors.InvalidArgumentError(
-                f"layer {layer.layer} stores no top-k (query_len {source.query_len} > 8,192): it is recomputed "
-                "from q/k one head at a time, pass head="
-            )
-        else:
-            keys, codes = tiles.top_k(source, heads)
-            how = "weights" if source.kind == "weights" else "recomputed"
-        meta = {"k": int(keys.shape[-1]), "source": how, **({} if head is None else {"head": head})}
-        return codec.pack({"keys": keys, "codes": codes}, meta)
+        try:
+            return codec.pack(*lod.topk_answer(layer.source(), head, layer.layer))
+        except lod.NeedsHead as e:
+            raise errors.InvalidArgumentError(str(e)) from None
 
     # -- tile: one tile of the pyramid of one head --------------------------------------------------------------------
     @http.route
@@ -197,17 +178,4 @@ class LodRoutes:
         return http.binary(request, self.cache.get(key, lambda: self.tile_impl(layer, head, level, row, col)))
 
     def tile_impl(self, layer, head, level, row, col):
-        source = layer.source()
-        codes, how = tiles.tile(source, head, level, row, col)
-        meta = {
-            "head": head,
-            "level": level,
-            "row": row,
-            "col": col,
-            "tile": recompute.TILE,
-            "query_len": source.query_len,
-            "key_len": source.key_len,
-            "levels": recompute.levels(source.query_len, source.key_len),
-            "source": how,
-        }
-        return codec.pack({"codes": codes}, meta)
+        return codec.pack(*lod.tile_answer(layer.source(), head, level, row, col))

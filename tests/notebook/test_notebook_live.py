@@ -45,6 +45,11 @@ def test_the_kernel_answers_with_the_plugins_bytes(logdir):
         ("attention", {"run": "run", "tag": "probe/x", "step": 20, "layer": 1}),
         ("qk", {"run": "run", "tag": "probe/x", "step": 0, "layer": 0}),
         ("head_stats", {"run": "run", "tag": "probe/x"}),
+        # The level-of-detail routes the views ask for long probes (lod_parts.answer, analysis/lod.py).
+        ("lod", {"run": "run", "tag": "probe/x", "step": 10, "layer": 1, "size": 64}),
+        ("topk", {"run": "run", "tag": "probe/x", "step": 10, "layer": 0}),
+        ("topk", {"run": "run", "tag": "probe/x", "step": 10, "layer": 0, "head": 1}),
+        ("tile", {"run": "run", "tag": "probe/x", "step": 10, "layer": 1, "head": 1, "level": 0, "row": 0, "col": 0}),
     ]:
         query = "&".join(f"{k}={v}".replace("/", "%2F") for k, v in params.items())
         status, _, body = _ask(view, f"{route}?{query}")
@@ -56,6 +61,7 @@ def test_the_kernel_answers_with_the_plugins_bytes(logdir):
             assert body == served.get_data()
     assert _ask(view, "attention?run=run&tag=probe%2Fx&step=5&layer=0")[0] == 404
     assert _ask(view, "embedding_batch?run=run&tag=probe%2Fx")[0] == 404
+    assert _ask(view, "tile?run=run&tag=probe%2Fx&step=10&layer=0&head=0&level=0&row=1&col=0")[0] == 404
     with pytest.raises(ValueError, match="for a logdir"):
         tba.show(object(), live=True)
 

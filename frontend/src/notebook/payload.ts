@@ -4,7 +4,7 @@
 // the app's requests from it, so the views cannot tell a notebook from TensorBoard.
 
 import type { Transport } from "../data/transport";
-import { expandTopK } from "./lod";
+import { expandTopK, expandTopKAnswer, qkHeadOf } from "./lod";
 
 export interface Entry {
   route: string;
@@ -12,8 +12,12 @@ export interface Entry {
   type: string;
   offset: number;
   length: number;
-  /** "topk": an attention layer reduced to each query's top keys (level of detail, lod.ts), expanded on request. */
+  /**
+   * "topk": an attention layer reduced to each query's top keys (level of detail, lod.ts), expanded on request;
+   * "from-topk": a long layer's attention served from its `topk` answer (the same bytes), `key_len` keys a row.
+   */
   lod?: string;
+  key_len?: number;
 }
 
 /** What the Python call asked for, applied once the app is mounted (mount.ts). */
@@ -63,15 +67,17 @@ export async function decodePayload(base64: string): Promise<Payload> {
   return { entries: header.entries, options: header.options ?? {}, body: raw.subarray(8 + headerLen) };
 }
 
-// Route + its parameters but an attention request's `head` (a single head is sliced from the embedded layer:
-// shell/loaders.ts), sorted: the same rule as the HTML snapshot's key (export/snapshot.ts). The Q/K tab's
-// `embedding` route keeps it: each head's layout is a response of its own.
-function keyOf(route: string, params: Iterable<[string, string]>): string {
+// Route + its parameters, sorted, but an attention request's `head` (a single head is sliced from the embedded
+// layer: shell/loaders.ts). Every other route keeps it: the Q/K tab's `embedding` layouts and a long probe's `tile`
+// and `topk` answers are one response per head, and `qk?head=` is cut from the whole layer below.
+function keyOf(route: string, params: Iterable<[string, string]>, head = true): string {
   const entries = [...params]
-    .filter(([k]) => k !== "head" || route === "embedding")
+    .filter(([k]) => k !== "head" || (head && route !== "attention"))
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return JSON.stringify([route, entries]);
 }
+
+const notFound = (text: string): Response => new Response(text, { status: 404, statusText: "Not Found" });
 
 /** Answers the app's requests from the payload; anything not embedded is a 404 that says so. */
 export function payloadTransport(p: Payload): Transport {
@@ -83,18 +89,21 @@ export function payloadTransport(p: Payload): Transport {
     const route = u.pathname.replace(/^\/+/, "");
     const key = keyOf(route, u.searchParams);
     const e = byKey.get(key);
-    if (!e) {
-      return new Response(p.options.missing?.[route] ?? `${route}: not included in this notebook output`, {
-        status: 404,
-        statusText: "Not Found",
-      });
+    const missing = p.options.missing?.[route] ?? `${route}: not included in this notebook output`;
+    const head = u.searchParams.get("head");
+    if (!e && route === "qk" && head !== null) {
+      // One head's q/k (the neuron view past 512 tokens): cut from the embedded layer, as the plugin cuts it.
+      const layer = byKey.get(keyOf(route, u.searchParams, false));
+      const one = layer && qkHeadOf(p.body.subarray(layer.offset, layer.offset + layer.length), Number(head));
+      return one ? new Response(one, { status: 200, headers: { "Content-Type": layer.type } }) : notFound(missing);
     }
+    if (!e) return notFound(missing);
     const stored = p.body.subarray(e.offset, e.offset + e.length);
     let body: Uint8Array<ArrayBuffer> = stored;
-    if (e.lod === "topk") {
+    if (e.lod === "topk" || e.lod === "from-topk") {
       let x = expanded.get(key);
       if (!x) {
-        x = Promise.resolve(expandTopK(stored));
+        x = Promise.resolve(e.lod === "topk" ? expandTopK(stored) : expandTopKAnswer(stored, e.key_len ?? 0));
         expanded.set(key, x);
         while (expanded.size > 4) expanded.delete(expanded.keys().next().value as string); // the loaders cache
       }

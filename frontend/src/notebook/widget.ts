@@ -20,6 +20,9 @@ interface Reply {
   content_type: string;
 }
 
+/** How long a request waits for the kernel's reply (a long probe's top-k is computed on request: seconds). */
+export const REPLY_MS = 120_000;
+
 /** Requests as comm messages {type: "request", id, url}; replies {type: "response", id, status, content_type}. */
 export function commTransport(model: WidgetModel): Transport {
   const pending = new Map<number, (r: Response) => void>();
@@ -37,7 +40,16 @@ export function commTransport(model: WidgetModel): Transport {
   return (url) =>
     new Promise<Response>((resolve) => {
       const id = next++;
-      pending.set(id, resolve);
+      // A kernel that stopped (restarted, interrupted, shut down) never answers: the view must not wait forever.
+      const timer = setTimeout(() => {
+        if (!pending.delete(id)) return;
+        const text = `no answer from the kernel in ${REPLY_MS / 1000} s: is it still running? (run the cell again)`;
+        resolve(new Response(text, { status: 504, statusText: "Gateway Timeout" }));
+      }, REPLY_MS);
+      pending.set(id, (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
       model.send({ type: "request", id, url });
     });
 }
