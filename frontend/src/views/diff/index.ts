@@ -4,7 +4,7 @@
 // variation distance ½·Σ_k |Δ|, 0 = identical rows, 1 = disjoint). Click a ranking row to show that head.
 // The ranking table lives in ranking.ts.
 
-import { wholeLayerNote } from "../../data/scale";
+import { wholeLayerOk } from "../../data/scale";
 import { checkShape } from "../../data/api";
 import type { Scale } from "../../draw/colormap";
 import { mismatch } from "../../data/compare";
@@ -14,6 +14,7 @@ import { headIndex, layerHeadLabel } from "../../data/labels";
 import type { Manifest } from "../../data/api";
 import { storedHead } from "../../shell/deepLink";
 import type { ProbeRef, SharedState, View, ViewHost } from "../../shell/view";
+import { ONE_HEAD_WEIGHTS, rankLong } from "./long";
 import { Ranking } from "./ranking";
 
 export class DiffView implements View {
@@ -101,12 +102,22 @@ export class DiffView implements View {
     if (bad) return this.message(`${bad[0]?.toUpperCase()}${bad.slice(1)}.`);
     const h = Number(this.head.value);
     // A long probe or a "qk" layer: no whole layers (hundreds of MB, or a 413); say so rather than stall.
-    const big = wholeLayerNote(m, state.layer, "The diff of a head and the ranking of every head");
-    if (big) return this.message(`${big} The Evolution tab ranks heads by their metrics at any size.`);
-    const [a, b] = await Promise.all([
-      host.attention(state.step, state.layer),
-      host.attention(ref.step, state.layer, ref.probe),
-    ]);
+    const long = !wholeLayerOk(m, state.layer);
+    if (long && m.query_len * m.key_len > ONE_HEAD_WEIGHTS) {
+      const why = `one head of ${m.query_len.toLocaleString("en-US")} × ${m.key_len.toLocaleString("en-US")}`;
+      this.message(`The Δ of ${why} weights is past the server's limit for a head; the ranking is below.`);
+      this.content.style.display = "";
+      this.panel.root.style.display = "none"; // no stale Δ of another head or step beside the ranking
+      return rankLong(host, state, ref, this.rank, () => h);
+    }
+    // A long probe or a "qk" layer: one head at each step (never a whole layer) and the server's sampled ranking.
+    const [a, b] = long
+      ? await Promise.all([
+          host.attentionHead(state.step, state.layer, h),
+          host.attentionHead(ref.step, state.layer, h, ref.probe),
+        ])
+      : await Promise.all([host.attention(state.step, state.layer), host.attention(ref.step, state.layer, ref.probe)]);
+    const off = long ? 0 : h;
     if (!host.isCurrent(state)) return;
     const left = m.tokens;
     const right = m.key_tokens ?? m.tokens;
@@ -116,12 +127,13 @@ export class DiffView implements View {
     const delta = new Float32Array(n);
     let vmax = 0;
     for (let i = 0; i < n; i++) {
-      const d = (a.weights[h * n + i] as number) - (b.weights[h * n + i] as number);
+      const d = (a.weights[off * n + i] as number) - (b.weights[off * n + i] as number);
       delta[i] = d;
       vmax = Math.max(vmax, Math.abs(d));
     }
     this.note.textContent = "";
     this.content.style.display = "";
+    this.panel.root.style.display = "";
     this.panel.set({
       values: delta,
       off: 0,
@@ -144,7 +156,8 @@ export class DiffView implements View {
         `purple: less · colour range ±${vmax.toPrecision(3)}` +
         (tokensDiffer ? " · NOTE: the tokens differ" : ""),
     );
-    await this.rank.show(host, state, ref, a, () => Number(this.head.value));
+    if (long) await rankLong(host, state, ref, this.rank, () => Number(this.head.value));
+    else await this.rank.show(host, state, ref, a, () => Number(this.head.value));
   }
 
   linkParams(): Record<string, string> {

@@ -18,6 +18,7 @@ export function totalVariation(a: Float32Array, b: Float32Array, h: number, Q: n
 export class Ranking {
   readonly el = document.createElement("div");
   private readonly table = document.createElement("table");
+  private readonly title = document.createElement("div");
 
   constructor(onPick: (layer: number, head: number) => void) {
     this.table.className = "diff-rank";
@@ -27,10 +28,8 @@ export class Ranking {
       if (tr) onPick(Number(tr.dataset["layer"]), Number(tr.dataset["head"]));
     });
     this.el.className = "diff-side";
-    const title = document.createElement("div");
-    title.className = "hm-title";
-    title.textContent = "Heads that changed most (mean total variation per query row)";
-    this.el.append(title, this.table);
+    this.title.className = "hm-title";
+    this.el.append(this.title, this.table);
   }
 
   /** Ranks every layer × head; `currentHead` (read once the layers are in) marks the head shown. */
@@ -55,6 +54,17 @@ export class Ranking {
       }),
     );
     if (!host.isCurrent(state)) return;
+    this.showRows(state, rows, "Heads that changed most (mean total variation per query row)", currentHead);
+  }
+
+  /** Ranks given per-head scores (e.g. the server's Jensen–Shannon divergences of a long probe). */
+  showRows(
+    state: SharedState,
+    rows: { layer: number; head: number; tv: number }[],
+    title: string,
+    currentHead: () => number,
+  ): void {
+    this.title.textContent = title;
     rows.sort((x, y) => y.tv - x.tv);
     const head = document.createElement("tr");
     for (const t of ["#", "layer", "head", "change", ""]) {
