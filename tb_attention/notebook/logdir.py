@@ -92,6 +92,12 @@ def step_from_blobs(blobs, where):
         manifest = manifest_mod.decode(blobs[metadata.MANIFEST_INDEX])
         if len(blobs) != manifest.blob_count():
             raise ValueError(f"step has {len(blobs)} blobs, its manifest describes {manifest.blob_count()}")
+        qk_only = [i for i in range(manifest.num_layers) if not manifest.weights_stored(i)]
+        if qk_only:
+            raise NotImplementedError(
+                f"{where}: layers {qk_only} were stored as queries and keys only (store='qk'); notebook outputs of "
+                "such steps are not supported yet: open them in TensorBoard, or log them with store='both'"
+            )
         layers = [StoredLayer(codec.decompress(blobs[metadata.attention_index(i)])) for i in range(manifest.num_layers)]
         qk = None
         if manifest.has_qk:

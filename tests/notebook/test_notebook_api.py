@@ -198,3 +198,18 @@ def test_a_logdir_over_the_cap_keeps_fewer_steps_and_the_last(tmp_path, rng):
     steps = json.loads(response(responses, "steps", run=".", tag="p"))["steps"]
     assert 1 < len(steps) < 8 and steps[-1] == 7
     assert any(f"{len(steps)} of the 8 chosen steps kept" in n for n in header["options"]["notes"])
+
+
+def test_a_logdir_of_qk_only_layers_is_refused_with_what_to_do(tmp_path):
+    import numpy as np
+
+    from tb_attention import AttentionWriter
+    from tb_attention import notebook as tba
+
+    rng = np.random.default_rng(0)
+    q, k = rng.normal(size=(1, 2, 8, 4)).astype(np.float32), rng.normal(size=(1, 1, 8, 4)).astype(np.float32)
+    spec = [{"index": 0, "scaling": 0.5, "mask": "causal", "offset": 0, "bias": "none"}]
+    with AttentionWriter(str(tmp_path / "run")) as w:
+        w.add_attention("p", None, tokens=list("abcdefgh"), step=0, queries=q, keys=k, layers=spec)
+    with pytest.raises(NotImplementedError, match=r"layers \[0\] were stored as queries and keys only.*store='both'"):
+        tba.show(str(tmp_path), probe="p")
