@@ -89,6 +89,8 @@ export interface QK {
   /** [H_kv, K, D] row-major; not repeated for grouped-query attention. */
   keys: Float32Array;
   meta: Record<string, unknown>;
+  /** One head of a "qk" layer with `bias: "relative"` (`qk?head=`): [Q + K − 1], key j of query i adds bias[j − i + Q − 1]. */
+  bias?: Float32Array;
 }
 
 export interface HeadStats {

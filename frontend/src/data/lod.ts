@@ -95,5 +95,9 @@ export async function fetchQKHead(k: LodKey, head: number): Promise<QK> {
   if (!q || !kk || q.shape.length !== 3 || kk.shape.length !== 3) throw new Error("qk: unexpected payload");
   const [H, Q, D] = q.shape as [number, number, number];
   const [Hkv, K] = kk.shape as [number, number, number];
-  return { H, Hkv, Q, K, D, queries: q.data as Float32Array, keys: kk.data as Float32Array, meta: c.meta };
+  const out: QK = { H, Hkv, Q, K, D, queries: q.data as Float32Array, keys: kk.data as Float32Array, meta: c.meta };
+  // A relative-bias layer's position term: the neuron view's softmax needs it to match the rebuilt weights.
+  const bias = c.arrays["bias"];
+  if (bias) out.bias = bias.data as Float32Array;
+  return out;
 }

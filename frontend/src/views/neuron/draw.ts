@@ -12,31 +12,38 @@ import type { Row } from "./math";
 export const POS = [33, 102, 172]; // blue: positive
 export const NEG = [178, 24, 43]; // red: negative
 
-/** rows × D cells at (x0, header), colour by sign, opacity |v| / scale; one putImageData per strip. */
+/**
+ * Rows [r0, r1) of a rows × D strip at x0, colour by sign, opacity |v| / scale; one putImageData per strip.
+ * `value(r, c)` gives a cell (q⊙k is computed only for the rows drawn). Only the rows drawn cost anything: the
+ * canvas covers a window of rows at thousands of tokens (draw/headView/window.ts).
+ */
 export function strips(
   ctx: CanvasRenderingContext2D,
   lay: Layout,
-  v: Float32Array,
-  off: number,
-  rows: number,
+  value: (r: number, c: number) => number,
+  r0: number,
+  r1: number,
   D: number,
   x0: number,
   scale: number,
   mask?: (r: number) => boolean,
 ): void {
-  const dpr = ctx.getTransform().a;
+  if (r1 <= r0) return;
+  const t = ctx.getTransform(); // putImageData ignores the transform: place the image in device pixels
+  const dpr = t.a;
   const w = Math.max(1, Math.round(lay.stripW * dpr));
   const rh = lay.rowH * dpr;
-  const hgt = Math.max(1, Math.round(rows * rh));
+  const y0Dev = Math.round((lay.headerH + r0 * lay.rowH) * dpr + t.f);
+  const hgt = Math.max(1, Math.round((r1 - r0) * rh));
   const img = ctx.createImageData(w, hgt);
   const px = img.data;
   const inv = scale > 0 ? 1 / scale : 0;
-  for (let r = 0; r < rows; r++) {
+  for (let r = r0; r < r1; r++) {
     if (mask && mask(r)) continue;
-    const y0 = Math.round(r * rh + 1);
-    const y1 = Math.max(y0 + 1, Math.round((r + 1) * rh - 1));
+    const y0 = Math.round((r - r0) * rh + 1);
+    const y1 = Math.max(y0 + 1, Math.round((r - r0 + 1) * rh - 1));
     for (let c = 0; c < D; c++) {
-      const val = v[off + r * D + c] as number;
+      const val = value(r, c);
       const a = Math.min(1, Math.abs(val) * inv);
       const col = val >= 0 ? POS : NEG;
       const xa = Math.round((c * w) / D);
@@ -52,12 +59,13 @@ export function strips(
       }
     }
   }
-  ctx.putImageData(img, Math.round(x0 * dpr), Math.round(lay.headerH * dpr));
+  ctx.putImageData(img, Math.round(x0 * dpr + t.e), y0Dev);
 }
 
 /**
- * The number columns for every key of one query: now (`cur`) and, when comparing, the reference and Δ. Masked
- * keys are greyed. Returns the largest |Δ softmax| (0 when not comparing).
+ * The number columns of keys [r0, r1) of one query: now (`cur`) and, when comparing, the reference and Δ; the
+ * shades scale to every key's. Masked keys are greyed, and the logged column when no weights were loaded.
+ * Returns the largest |Δ softmax| (0 when not comparing).
  */
 export function numberColumns(
   ctx: CanvasRenderingContext2D,
@@ -65,6 +73,8 @@ export function numberColumns(
   K: number,
   cur: Row,
   ref: Row | null,
+  r0 = 0,
+  r1 = K,
 ): number {
   const x = lay.x;
   const top = lay.headerH;
@@ -93,13 +103,14 @@ export function numberColumns(
   };
   const scoreCell = (x0: number, y: number, s: number): void =>
     cell(ctx, x0, y, rh, s >= 0 ? POS : NEG, sMax > 0 ? Math.abs(s) / sMax : 0, s.toFixed(2), font);
-  for (let j = 0; j < K; j++) {
+  for (let j = r0; j < Math.min(r1, K); j++) {
     const y = top + j * rh;
     if (masked(j)) grey(x.score, x.attn + CELL, y);
     else {
       scoreCell(x.score, y, score[j] as number);
       cell(ctx, x.soft, y, rh, POS, soft[j] as number, (soft[j] as number).toFixed(3), font);
-      cell(ctx, x.attn, y, rh, POS, aRow[j] as number, (aRow[j] as number).toFixed(3), font);
+      if (cur.logged) cell(ctx, x.attn, y, rh, POS, aRow[j] as number, (aRow[j] as number).toFixed(3), font);
+      else grey(x.attn, x.attn + CELL, y);
     }
     if (!ref) continue;
     if (ref.masked(j)) grey(x.rScore, x.rSoft + CELL, y);
@@ -118,7 +129,7 @@ export function numberColumns(
 
 /**
  * Connector lines from query row i to each key in the head's colour (as in the head and model views), opacity =
- * logged attention (as BertViz, tanh(1.8·w)).
+ * logged attention (as BertViz, tanh(1.8·w)); only those crossing view px [y0, y1) (the canvas window) are stroked.
  */
 export function connectors(
   ctx: CanvasRenderingContext2D,
@@ -126,6 +137,8 @@ export function connectors(
   i: number,
   aRow: Float32Array,
   color: string,
+  y0 = -Infinity,
+  y1 = Infinity,
 ): void {
   const x = lay.x;
   const top = lay.headerH;
@@ -136,6 +149,8 @@ export function connectors(
   for (let j = 0; j < aRow.length; j++) {
     const a = Math.tanh(1.8 * (aRow[j] as number));
     if (a < 1 / 255) continue;
+    const yk = top + (j + 0.5) * rh;
+    if (Math.max(yq, yk) < y0 || Math.min(yq, yk) > y1) continue;
     ctx.globalAlpha = a;
     ctx.beginPath();
     ctx.moveTo(x.gap + 4, yq);

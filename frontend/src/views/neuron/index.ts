@@ -6,15 +6,15 @@
 // With the toolbar's "Compare with" set, the reference's q·k·s and softmax for the same layer/head/query and
 // Δ = current − reference are added as columns (Δ on the PuOr diverging map of the other views).
 // This file loads the data and follows the query token; layout.ts places the columns, draw.ts paints them,
-// math.ts recomputes the scores and softmax.
+// math.ts recomputes the scores and softmax, rows.ts keeps only the rows near the screen in the DOM and on the canvas.
 
 import { HoverLock } from "../../controls/hoverLock";
 import { checkShape, HttpError, type Attention, type Manifest, type QK } from "../../data/api";
 import { deltaSummary } from "../../data/compare";
-import { displayText } from "../../draw/tokens";
 import type { View, ViewHost } from "../../shell/view";
 import { connectors, numberColumns, strips } from "./draw";
-import { fillLegend, StripBars, verdict } from "./notes";
+import { NeuronRows } from "./rows";
+import { fillLegend, keyNumbers, StripBars, verdict } from "./notes";
 import { headColor } from "../../draw/palette";
 import { columnLayout, headings, INITIAL_LAYOUT, type Layout } from "./layout";
 import { describe, kvHeadOf, maxAbs, recomputeOf, rowOf, type Recompute, type Row } from "./math";
@@ -22,13 +22,14 @@ import { headIndex, kvHeadIndex, layerLabel } from "../../data/labels";
 import { setHeadOptions } from "../../controls/widgets";
 import { linkInt, storedHead } from "../../shell/deepLink";
 import { lodLoaders } from "../../shell/lodLoaders";
-import { loadData, loadRef, oneHead, type Ref } from "./load";
+import { headWeightsOk, loadData, loadRef, oneHead, type Ref } from "./load";
 
 interface Data {
   m: Manifest;
   layer: number;
   qk: QK;
-  attn: Attention;
+  /** null: one head past 2^26 weights (the server refuses it): the softmax is rebuilt here only (math.ts). */
+  attn: Attention | null;
   rc: Recompute;
   /** The "Compare with" reference at the same layer, when it has q/k of the same shape. */
   ref: Ref | null;
@@ -43,10 +44,8 @@ export class NeuronView implements View {
   private readonly headSelect = document.createElement("select");
   private readonly info = document.createElement("div");
   private readonly body = document.createElement("div");
-  private readonly canvas = document.createElement("canvas");
   private readonly header = document.createElement("div");
-  private readonly qCol = document.createElement("div");
-  private readonly kCol = document.createElement("div");
+  private readonly rows = new NeuronRows(this.body, () => this.drawRows());
   private readonly note = document.createElement("div");
   private readonly cmp = document.createElement("div"); // which reference Δ is against, or why there is none
   private readonly verdict = document.createElement("div"); // recomputed softmax vs logged, and why they may differ
@@ -90,18 +89,17 @@ export class NeuronView implements View {
     this.verdict.style.marginBottom = "6px";
     this.body.className = "nv-body";
     this.header.className = "nv-header";
-    this.qCol.className = "token-col nv-q";
-    this.kCol.className = "token-col nv-k";
-    this.body.append(this.canvas, this.header, this.qCol, this.kCol);
+    this.body.append(this.header);
     this.legend.className = "tba-legend-line nv-legend";
     this.root.append(bar, this.legend, this.cmp, this.verdict, this.note, this.body);
-    this.qCol.addEventListener("mouseover", (e) => this.query.hover(indexOf(e)));
-    this.qCol.addEventListener("mouseleave", () => this.query.hover(null));
-    this.qCol.addEventListener("click", (e) => {
+    const qCol = this.rows.q.el;
+    qCol.addEventListener("mouseover", (e) => this.query.hover(indexOf(e)));
+    qCol.addEventListener("mouseleave", () => this.query.hover(null));
+    qCol.addEventListener("click", (e) => {
       const i = indexOf(e);
       if (i !== null) this.query.click(i);
     });
-    this.kCol.addEventListener("mouseover", (e) => {
+    this.rows.k.el.addEventListener("mouseover", (e) => {
       const j = indexOf(e);
       if (j !== null) this.keyTitle(e.target as HTMLElement, j);
     });
@@ -119,7 +117,7 @@ export class NeuronView implements View {
       return;
     }
     let qk: QK;
-    let attn: Attention;
+    let attn: Attention | null;
     const one = oneHead(state);
     const link = this.pendingLink;
     this.pendingLink = null;
@@ -138,26 +136,32 @@ export class NeuronView implements View {
       throw e;
     }
     if (!host.isCurrent(state)) return;
-    checkShape(attn, m.tokens.length, (m.key_tokens ?? m.tokens).length);
-    if (qk.Q !== attn.Q || qk.K !== attn.K || qk.H !== attn.H) {
-      throw new Error(`q/k are ${qk.H}×${qk.Q}/${qk.K} but attention is ${attn.H}×${attn.Q}×${attn.K}`);
+    if (attn) {
+      checkShape(attn, m.tokens.length, (m.key_tokens ?? m.tokens).length);
+      if (qk.Q !== attn.Q || qk.K !== attn.K || qk.H !== attn.H)
+        throw new Error(`q/k are ${qk.H}×${qk.Q}/${qk.K} but attention is ${attn.H}×${attn.Q}×${attn.K}`);
+    } else if (qk.Q !== m.tokens.length || qk.K !== (m.key_tokens ?? m.tokens).length) {
+      throw new Error(`q/k are ${qk.Q}/${qk.K} tokens but the step has ${m.tokens.length}`);
     }
     let ref = await refP;
     if (!host.isCurrent(state)) return;
     if (ref && typeof ref !== "string") {
       const a = [qk.H, qk.Hkv, qk.Q, qk.K, qk.D];
       const b = [ref.qk.H, ref.qk.Hkv, ref.qk.Q, ref.qk.K, ref.qk.D];
-      if (a.join() !== b.join() || ref.attn.Q !== attn.Q || ref.attn.K !== attn.K) {
+      if (a.join() !== b.join() || ref.attn.Q !== qk.Q || ref.attn.K !== qk.K) {
         ref = `cannot compare with ${ref.ref.label}: q/k shapes differ ([H, H_kv, Q, K, D] ${a.join("×")} vs ${b.join("×")})`;
       }
     }
     this.step = state.step;
+    const rc = recomputeOf(m, state.layer, qk.D);
+    rc.biasTable = rc.bias === "relative" && !!qk.bias && qk.bias.length === qk.Q + qk.K - 1;
+    this.scores = null;
     this.data = {
       m,
       layer: state.layer,
       qk,
       attn,
-      rc: recomputeOf(m, state.layer, qk.D),
+      rc,
       ref: ref && typeof ref !== "string" ? ref : null,
       one,
     };
@@ -196,51 +200,29 @@ export class NeuronView implements View {
     const left = d.m.tokens;
     const right = d.m.key_tokens ?? d.m.tokens;
     const n = Math.max(left.length, right.length);
-    const ctx = this.canvas.getContext("2d") as CanvasRenderingContext2D;
+    const ctx = this.rows.win.ctx;
     const { fontPx, ...lay } = columnLayout(ctx, left, right, d.qk.D, d.ref !== null);
     this.lay = lay;
     const { x, rowH, headerH } = lay;
     const key = JSON.stringify([left, right, rowH, headerH]);
-    const height = headerH + n * rowH;
     this.body.style.width = `${x.end}px`;
-    this.body.style.height = `${height}px`;
+    this.body.style.height = `${headerH + n * rowH}px`;
     this.body.style.setProperty("--row-h", `${rowH}px`);
     this.body.style.setProperty("--font-px", `${fontPx}px`);
-    const dpr = Math.max(1, Math.min(window.devicePixelRatio || 1, 32767 / height));
-    this.canvas.width = Math.round(x.end * dpr);
-    this.canvas.height = Math.round(height * dpr);
-    this.canvas.style.width = `${x.end}px`;
-    this.canvas.style.height = `${height}px`;
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    this.rows.setLayout(lay);
     if (key !== this.tokensKey) {
       this.tokensKey = key;
-      this.fill(this.qCol, left, x.qTok, "query");
-      this.fill(this.kCol, right, x.kTok, "key");
+      this.rows.setTokens(left, right, lay);
       if (this.query.current !== null && this.query.current >= left.length) this.query.reset();
     }
+    this.rows.sync(true);
   }
 
-  private fill(col: HTMLElement, tokens: string[], x: number, what: string): void {
-    col.style.left = `${x}px`;
-    col.style.top = `${this.lay.headerH}px`;
-    col.style.width = `${this.lay.tokW}px`;
-    const frag = document.createDocumentFragment();
-    tokens.forEach((t, i) => {
-      const el = document.createElement("div");
-      el.className = `token ${what === "query" ? "left" : "right"}`;
-      el.dataset["index"] = String(i);
-      el.style.top = `${i * this.lay.rowH}px`;
-      el.textContent = displayText(t); // untrusted: text only
-      el.title = `${what} ${i}: ${t}`;
-      frag.appendChild(el);
-    });
-    col.replaceChildren(frag);
-  }
-
-  /** Headings (DOM text) and the static strips (every query and key vector of the head). */
+  /** Headings (DOM text), the info line and legend, then every row of the canvas window. */
   private paint(): void {
     const d = this.data;
     if (!d) return;
+    const t0 = performance.now();
     const { qk } = d;
     const h = this.head;
     const H = d.m.num_heads;
@@ -255,28 +237,45 @@ export class NeuronView implements View {
     this.info.textContent = `${rope} · ${describe(d.rc, qk.D)}${shared}`;
     this.root.dataset["scaling"] = d.rc.scaling.toPrecision(6);
     this.root.dataset["scalingFrom"] = d.rc.scalingFrom;
-    const lay = this.lay;
-    const x = lay.x;
-    this.header.replaceChildren(...headings(lay, qk, khName, d.ref ? d.ref.ref : null, this.step));
-    const ctx = this.canvas.getContext("2d") as CanvasRenderingContext2D;
-    ctx.clearRect(0, 0, x.end, lay.headerH + Math.max(qk.Q, qk.K) * lay.rowH);
-    // Column scales are per head, so rows are comparable within a column.
+    this.header.replaceChildren(...headings(this.lay, qk, khName, d.ref ? d.ref.ref : null, this.step));
+    // Column scales are per head (every row, not the drawn ones), so rows are comparable within a column.
     const qOff = d.one ? 0 : h * qk.Q * qk.D;
     const kOff = d.one ? 0 : kh * qk.K * qk.D;
     const qMax = maxAbs(qk.queries, qOff, qk.Q * qk.D);
-    const kMax = maxAbs(qk.keys, kOff, qk.K * qk.D);
-    strips(ctx, lay, qk.queries, qOff, qk.Q, qk.D, x.qVec, qMax);
-    strips(ctx, lay, qk.keys, kOff, qk.K, qk.D, x.kVec, kMax);
-    fillLegend(this.legend, this.bars, qMax, kMax);
+    this.scales = { d, qOff, kOff, qMax, kMax: maxAbs(qk.keys, kOff, qk.K * qk.D) };
+    fillLegend(this.legend, this.bars, this.scales.qMax, this.scales.kMax);
     this.root.dataset["head"] = String(h);
     this.root.dataset["headLabel"] = String(model(h));
+    this.drawRows();
+    this.root.dataset["paintMs"] = (performance.now() - t0).toFixed(1);
+  }
+
+  /** Per head, set by paint(): until then (a linked query locked in show()) nothing is drawn. */
+  private scales: { d: Data; qOff: number; kOff: number; qMax: number; kMax: number } | null = null;
+
+  /** The q and k strips of the rows in the canvas window, then the query's columns (on scroll, after paint()). */
+  private drawRows(): void {
+    const d = this.data;
+    const sc = this.scales;
+    if (!d || sc?.d !== d) return;
+    const { qk } = d;
+    const { qOff, kOff, qMax, kMax } = sc;
+    const x = this.lay.x;
+    const [r0, r1] = this.rows.range();
+    const ctx = this.rows.win.ctx;
+    this.rows.win.clear(x.end);
+    const D = qk.D;
+    strips(ctx, this.lay, (r, c) => qk.queries[qOff + r * D + c] as number, r0, Math.min(r1, qk.Q), D, x.qVec, qMax);
+    strips(ctx, this.lay, (r, c) => qk.keys[kOff + r * D + c] as number, r0, Math.min(r1, qk.K), D, x.kVec, kMax);
     this.drawQuery();
   }
 
   /** Everything that depends on the query token: q⊙k, scores, softmax, logged weights, connector lines. */
   private drawQuery(): void {
     const d = this.data;
-    if (!d) return;
+    const sc = this.scales;
+    if (!d || sc?.d !== d) return;
+    const t0 = performance.now();
     const { qk, attn } = d;
     const lay = this.lay;
     const x = lay.x;
@@ -284,35 +283,43 @@ export class NeuronView implements View {
     const i = Math.min(this.query.current ?? 0, qk.Q - 1);
     const D = qk.D;
     const K = qk.K;
-    const ctx = this.canvas.getContext("2d") as CanvasRenderingContext2D;
-    const top = lay.headerH;
-    const height = Math.max(qk.Q, K) * lay.rowH;
+    const win = this.rows.win;
+    const ctx = win.ctx;
+    const top = Math.max(lay.headerH, win.top);
+    const height = win.top + win.height - top;
     ctx.clearRect(x.gap, top, x.kTok - x.gap, height);
     ctx.clearRect(x.prod - 2, top, x.end - x.prod + 2, height);
     ctx.clearRect(0, top, x.qVec, height); // query highlight lives behind the query tokens
-    const prod = new Float32Array(K * D);
-    const cur = rowOf(qk, attn, d.one ? 0 : h, i, d.rc, prod);
-    // The reference row: same head and query, its own q/k, scaling and mask.
-    const ref = d.ref ? rowOf(d.ref.qk, d.ref.attn, h, i, d.ref.rc) : null;
-    strips(ctx, lay, prod, 0, K, D, x.prod, maxAbs(prod, 0, K * D), cur.masked);
-    const dpMax = numberColumns(ctx, lay, K, cur, ref);
-    connectors(ctx, lay, i, cur.aRow, headColor(this.head));
-    this.qCol.querySelectorAll(".token.hovered").forEach((el) => el.classList.remove("hovered", "locked"));
-    const el = this.qCol.querySelector<HTMLElement>(`.token[data-index="${i}"]`);
-    el?.classList.add("hovered");
-    if (this.query.isLocked) el?.classList.add("locked");
+    // One query's row costs K × D multiply-adds: computed on hover, reused while scrolling.
+    let s = this.scores;
+    if (!s || s.d !== d || s.h !== h || s.i !== i) {
+      const cur = rowOf(qk, attn, d.one ? 0 : h, i, d.rc);
+      // The reference row: same head and query, its own q/k, scaling and mask.
+      const ref = d.ref ? rowOf(d.ref.qk, d.ref.attn, h, i, d.ref.rc) : null;
+      s = this.scores = { cur, ref, i, h, d };
+    }
+    const { cur, ref } = s;
+    const [r0, r1] = this.rows.range();
+    const k1 = Math.min(r1, K);
+    const qo = ((d.one ? 0 : h) * qk.Q + i) * D;
+    const ko = sc.kOff;
+    const prod = (j: number, c: number): number => (qk.queries[qo + c] as number) * (qk.keys[ko + j * D + c] as number);
+    strips(ctx, lay, prod, r0, k1, D, x.prod, cur.prodMax, cur.masked);
+    const dpMax = numberColumns(ctx, lay, K, cur, ref, r0, k1);
+    connectors(ctx, lay, i, cur.aRow, headColor(this.head), win.top, win.top + win.height);
+    this.rows.mark(i, this.query.isLocked);
     this.root.dataset["query"] = String(i);
     this.root.dataset["locked"] = String(this.query.isLocked);
     // Largest |Δ softmax| of this query (test/benchmark hook; "" when not comparing).
     this.root.dataset["deltaMax"] = ref ? dpMax.toPrecision(4) : "";
     // How the recomputed softmax compares with the logged weights (test hook and the line under the columns).
-    this.root.dataset["recomputeDiff"] = cur.maxDiff.toPrecision(4);
-    this.root.dataset["recompute"] = cur.withinStorage ? "agrees" : "differs";
+    this.root.dataset["recomputeDiff"] = cur.logged ? cur.maxDiff.toPrecision(4) : "";
+    this.root.dataset["recompute"] = !cur.logged ? "rebuilt" : cur.withinStorage ? "agrees" : "differs";
     this.verdict.textContent = verdict(cur, d.rc);
-    this.scores = { cur, ref, i };
+    this.root.dataset["queryMs"] = (performance.now() - t0).toFixed(2); // hover → drawn (benchmark hook)
   }
 
-  private scores: { cur: Row; ref: Row | null; i: number } | null = null;
+  private scores: { cur: Row; ref: Row | null; i: number; h: number; d: Data } | null = null;
 
   /** Exact numbers as the key token's tooltip (computed on hover; the canvas shows rounded ones). */
   private keyTitle(el: HTMLElement, j: number): void {
@@ -320,19 +327,8 @@ export class NeuronView implements View {
     const d = this.data;
     if (!s || !d) return;
     const right = d.m.key_tokens ?? d.m.tokens;
-    const { score, soft, aRow, tol } = s.cur;
-    let t =
-      `key ${j}: ${right[j] ?? ""}\nquery ${s.i}: ${d.m.tokens[s.i] ?? ""}\n` +
-      `q·k·s = ${(score[j] as number).toPrecision(5)}\nsoftmax (recomputed) = ${(soft[j] as number).toPrecision(4)}\n` +
-      `logged attention = ${(aRow[j] as number).toPrecision(4)} (storage precision ±${(tol[j] as number).toPrecision(2)})`;
-    if (s.ref && d.ref) {
-      const rs = s.ref.score[j] as number;
-      const rp = s.ref.soft[j] as number;
-      t +=
-        `\n${d.ref.ref.label}: q·k·s = ${rs.toPrecision(5)}, softmax = ${rp.toPrecision(4)}` +
-        `\nΔ q·k·s = ${((score[j] as number) - rs).toPrecision(4)}, Δ softmax = ${((soft[j] as number) - rp).toPrecision(4)}`;
-    }
-    el.title = t;
+    const who = `key ${j}: ${right[j] ?? ""}\nquery ${s.i}: ${d.m.tokens[s.i] ?? ""}\n`;
+    el.title = who + keyNumbers(j, s.cur, s.ref, d.ref ? d.ref.ref.label : "");
   }
 
   linkParams(): Record<string, string> {
@@ -351,7 +347,7 @@ export class NeuronView implements View {
     if (!host.state.manifest.has_qk) return;
     if (oneHead(host.state)) {
       lodLoaders.qkHead(host.state.probe, step, host.state.layer, this.head).catch(() => undefined);
-      host.attentionHead(step, host.state.layer, this.head).catch(() => undefined);
+      if (headWeightsOk(host.state)) host.attentionHead(step, host.state.layer, this.head).catch(() => undefined);
       return;
     }
     host.qk(step, host.state.layer).catch(() => undefined);

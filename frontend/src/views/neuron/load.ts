@@ -3,7 +3,7 @@
 
 import { HttpError, type Attention, type QK } from "../../data/api";
 import { compareTarget } from "../../data/compare";
-import { usesTopK } from "../../data/scale";
+import { QK_LAYER_WEIGHTS, usesTopK } from "../../data/scale";
 import { lodLoaders } from "../../shell/lodLoaders";
 import type { CompareRef, SharedState, ViewHost } from "../../shell/view";
 import { recomputeOf, type Recompute } from "./math";
@@ -20,20 +20,31 @@ export function oneHead(state: SharedState): boolean {
   return usesTopK(state.manifest, state.layer);
 }
 
-/** The q/k and weights the view draws: head `head` alone ([1, …]) when `one`, else the whole layer. */
+/**
+ * Whether one head's weights are loaded: the server rebuilds a "qk" head only up to 2^26 weights (413 above), and a
+ * stored head that size is 256 MB of float32 in the page. Past it the view rebuilds the shown query's row from q/k.
+ */
+export function headWeightsOk(state: SharedState): boolean {
+  return state.manifest.query_len * state.manifest.key_len <= QK_LAYER_WEIGHTS;
+}
+
+/**
+ * The q/k and weights the view draws: head `head` alone ([1, …]) when `one`, else the whole layer; weights null
+ * when one head is too large to load (headWeightsOk).
+ */
 export async function loadData(
   host: ViewHost,
   state: SharedState,
   one: boolean,
   head: number,
-): Promise<[QK, Attention]> {
+): Promise<[QK, Attention | null]> {
   const { step, layer } = state;
   if (!one) return Promise.all([host.qk(step, layer), host.attention(step, layer)]);
   const [qk, attn] = await Promise.all([
     lodLoaders.qkHead(state.probe, step, layer, head),
-    host.attentionHead(step, layer, head),
+    headWeightsOk(state) ? host.attentionHead(step, layer, head) : null,
   ]);
-  if (qk.Q !== attn.Q || qk.K !== attn.K) {
+  if (attn && (qk.Q !== attn.Q || qk.K !== attn.K)) {
     throw new Error(
       "the token subset (Special tokens, search filter) is not applied to one head's queries and keys at this " +
         "length: set Special tokens to show",

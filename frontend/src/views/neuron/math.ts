@@ -23,6 +23,8 @@ export interface Recompute {
   prefix: number;
   /** null: unknown; "none": no additive term; anything else: a term the q/k do not carry. */
   bias: string | null;
+  /** A "relative" bias whose table came with the q/k (`qk?head=`): added to the scores, so the softmax has it. */
+  biasTable?: boolean;
   /** Probe positions of the query / key tokens shown (special tokens hidden), for the mask; null: all. */
   qpos: number[] | null;
   kpos: number[] | null;
@@ -85,7 +87,9 @@ export function kvHeadOf(h: number, H: number, Hkv: number): number {
 export interface Row {
   score: Float64Array;
   soft: Float64Array;
+  /** The logged (or server-rebuilt) weights; the softmax itself when none were loaded (`logged` false). */
   aRow: Float32Array;
+  logged: boolean;
   masked: (j: number) => boolean;
   /** Per key: how far softmax and logged may differ from storage alone (8-bit weights, fp16 q/k). */
   tol: Float64Array;
@@ -94,60 +98,94 @@ export interface Row {
   withinStorage: boolean;
   /** The sink's share of the row (0 without sinks). */
   sinkMass: number;
+  /** Largest |q_c k_c| over every key: the q⊙k strip's scale (the strip is computed for the rows drawn only). */
+  prodMax: number;
 }
 
 const FP16 = 2 ** -11; // relative rounding of each stored q/k component
 
 /**
- * Scores q·k·s (softcapped when the layer was), their softmax over the allowed keys (plus the sink logit), and
- * how they compare with the logged weights, for query i of head h; `prod`, when given, receives q⊙k ([K, D]).
+ * Scores q·k·s (softcapped when the layer was, plus a relative-bias layer's position term), their softmax over the
+ * allowed keys (plus the sink logit), and how they compare with the logged weights, for query i of head h. `attn`
+ * null: no weights loaded (one head past 2^26 weights, which the server refuses): the softmax is the only weight.
  */
-export function rowOf(qk: QK, attn: Attention, h: number, i: number, r: Recompute, prod?: Float32Array): Row {
+export function rowOf(qk: QK, attn: Attention | null, h: number, i: number, r: Recompute): Row {
   const { D, K } = qk;
   const qOff = (h * qk.Q + i) * D;
-  const kOff = kvHeadOf(h, qk.H, qk.Hkv) * K * D;
-  const aRow = attn.weights.subarray((h * attn.Q + i) * K, (h * attn.Q + i + 1) * K);
+  const kh = kvHeadOf(h, qk.H, qk.Hkv);
+  const kOff = kh * K * D;
   const score = new Float64Array(K);
-  const spread = new Float64Array(K); // Σ|q_c k_c|·s: bounds the fp16 error of the score
+  const q = qk.queries.subarray(qOff, qOff + D);
+  const keys = qk.keys;
+  const aRow = attn ? attn.weights.subarray((h * attn.Q + i) * K, (h * attn.Q + i + 1) * K) : new Float32Array(K);
+  // Once per row: the loops below and the drawing ask for every key several times (32,768 keys at long probes).
+  // Without weights an unknown mask cannot be inferred: every key counts (describe() says the mask is unknown).
+  const isMasked = new Uint8Array(K);
   for (let j = 0; j < K; j++) {
-    let sum = 0;
-    let abs = 0;
-    for (let c = 0; c < D; c++) {
-      const p = (qk.queries[qOff + c] as number) * (qk.keys[kOff + j * D + c] as number);
-      if (prod) prod[j * D + c] = p;
-      sum += p;
-      abs += Math.abs(p);
-    }
-    let s = sum * r.scaling;
-    if (r.softcap) s = r.softcap * Math.tanh(s / r.softcap);
-    score[j] = s;
-    spread[j] = abs * r.scaling;
+    const a = allowed(r, i, j);
+    isMasked[j] = (a === null ? attn !== null && (aRow[j] as number) === 0 : !a) ? 1 : 0;
   }
-  const known = (j: number): boolean | null => allowed(r, i, j);
-  const masked = (j: number): boolean => {
-    const a = known(j);
-    return a === null ? (aRow[j] as number) === 0 : !a;
-  };
+  const masked = (j: number): boolean => isMasked[j] === 1;
+  const ks = keyStats(qk, kh);
+  let qNorm = 0;
+  let prodMax = 0; // max over keys and c of |q_c k_c| = max_c |q_c| · max_j |k_jc|
+  for (let c = 0; c < D; c++) {
+    const v = q[c] as number;
+    qNorm += v * v;
+    prodMax = Math.max(prodMax, Math.abs(v) * (ks.colMax[c] as number));
+  }
+  qNorm = Math.sqrt(qNorm);
+  // Key j of query i adds bias[j − i + Q − 1] (docs/format.md, after the softcap), when its table came with q/k.
+  const bias = r.biasTable ? (qk.bias ?? null) : null;
+  // q·k over K keys × D: the hover's cost (4M multiply-adds at 32,768 × 128), so four sums per key, masked keys
+  // skipped (their cells are greyed; the tooltip says masked).
+  for (let j = 0; j < K; j++) {
+    if (isMasked[j]) {
+      score[j] = NaN;
+      continue;
+    }
+    const o = kOff + j * D;
+    let s0 = 0;
+    let s1 = 0;
+    let s2 = 0;
+    let s3 = 0;
+    let c = 0;
+    for (; c + 3 < D; c += 4) {
+      s0 += (q[c] as number) * (keys[o + c] as number);
+      s1 += (q[c + 1] as number) * (keys[o + c + 1] as number);
+      s2 += (q[c + 2] as number) * (keys[o + c + 2] as number);
+      s3 += (q[c + 3] as number) * (keys[o + c + 3] as number);
+    }
+    for (; c < D; c++) s0 += (q[c] as number) * (keys[o + c] as number);
+    let sc = (s0 + s1 + s2 + s3) * r.scaling;
+    if (r.softcap) sc = r.softcap * Math.tanh(sc / r.softcap);
+    if (bias) sc += bias[j - i + qk.Q - 1] as number;
+    score[j] = sc;
+  }
+  const soft = new Float64Array(K);
   const sink = r.sinks ? (r.sinks[h] ?? null) : null;
   let mx = sink ?? -Infinity;
   for (let j = 0; j < K; j++) if (!masked(j)) mx = Math.max(mx, score[j] as number);
-  const soft = new Float64Array(K);
   let z = sink === null ? 0 : Math.exp(sink - mx);
   const sinkTerm = z;
   for (let j = 0; j < K; j++) if (!masked(j)) z += soft[j] = Math.exp((score[j] as number) - mx);
   for (let j = 0; j < K; j++) soft[j] = z > 0 ? (soft[j] as number) / z : 0;
+  if (!attn) aRow.set(soft);
   // Storage precision (docs/format.md): the cbrt8 bound on the logged weight, plus the softmax's response to the
   // fp16 rounding of q and k (a score error e moves p by at most about 2·p·e).
   let m = 0;
   for (let j = 0; j < K; j++) m = Math.max(m, aRow[j] as number);
   const tol = new Float64Array(K);
+  const cm = Math.cbrt(m);
   let maxDiff = 0;
   let within = true;
   for (let j = 0; j < K; j++) {
     const w = aRow[j] as number;
     const p = soft[j] as number;
-    const e = 2 * FP16 * (spread[j] as number) * 1.5;
-    tol[j] = 0.00606 * Math.cbrt(m) * Math.pow(w, 2 / 3) + 1.23e-5 * m + 2 * p * e + 1e-6;
+    // fp16 rounding moves the score by about 2^-10 · s · ‖q‖‖k‖ (docs/format.md, "Recompute bound").
+    const e = 2 * FP16 * r.scaling * qNorm * (ks.norm[j] as number) * 1.5;
+    const stored = attn ? (w > 0 ? 0.00606 * cm * Math.pow(w, 2 / 3) : 0) + 1.23e-5 * m : 0;
+    tol[j] = stored + 2 * p * e + 1e-6;
     if (masked(j)) {
       if (w > tol[j]) within = false; // the model attended where the logged mask says it cannot
       continue;
@@ -156,7 +194,33 @@ export function rowOf(qk: QK, attn: Attention, h: number, i: number, r: Recomput
     maxDiff = Math.max(maxDiff, diff);
     if (diff > (tol[j] as number)) within = false;
   }
-  return { score, soft, aRow, masked, tol, maxDiff, withinStorage: within, sinkMass: z > 0 ? sinkTerm / z : 0 };
+  const sinkMass = z > 0 ? sinkTerm / z : 0;
+  return { score, soft, aRow, logged: attn !== null, masked, tol, maxDiff, withinStorage: within, sinkMass, prodMax };
+}
+
+/** Per key head of a q/k array: each key's norm and each component's largest |k|, computed once (not per hover). */
+const statsCache = new WeakMap<Float32Array, Map<number, { norm: Float64Array; colMax: Float64Array }>>();
+
+function keyStats(qk: QK, kh: number): { norm: Float64Array; colMax: Float64Array } {
+  let byHead = statsCache.get(qk.keys);
+  if (!byHead) statsCache.set(qk.keys, (byHead = new Map()));
+  const hit = byHead.get(kh);
+  if (hit) return hit;
+  const { K, D } = qk;
+  const norm = new Float64Array(K);
+  const colMax = new Float64Array(D);
+  for (let j = 0; j < K; j++) {
+    let n = 0;
+    for (let c = 0; c < D; c++) {
+      const v = qk.keys[(kh * K + j) * D + c] as number;
+      n += v * v;
+      if (Math.abs(v) > (colMax[c] as number)) colMax[c] = Math.abs(v);
+    }
+    norm[j] = Math.sqrt(n);
+  }
+  const out = { norm, colMax };
+  byHead.set(kh, out);
+  return out;
 }
 
 export function maxAbs(v: Float32Array, off: number, n: number): number {
@@ -191,6 +255,7 @@ export function describe(r: Recompute, d: number): string {
                 : `${r.mask} mask`,
   );
   if (r.bias === null) parts.push("additive position bias unknown");
+  else if (r.bias === "relative" && r.biasTable) parts.push("relative position bias (the stored table, in q·k·s)");
   else if (r.bias !== "none") parts.push(`an additive ${r.bias} bias q·k do not carry (softmax ≠ logged)`);
   return parts.join(" · ");
 }

@@ -1,6 +1,7 @@
 // The neuron view's explanations: the legend line (what each colour and shade means) and the verdict comparing the
 // recomputed softmax with the logged weight, against what storage alone explains.
 
+import { QK_LAYER_WEIGHTS } from "../../data/scale";
 import { ColorBar } from "../../draw/legend";
 import { tokenColor } from "../../shell/theme";
 import { NEG, POS } from "./draw";
@@ -11,15 +12,45 @@ export function verdict(r: Row, rc: Recompute): string {
   const why =
     "softmax is recomputed here from the logged fp16 q/k; logged is the stored weight (8-bit, error ≤ 0.62 % of the " +
     "row maximum)";
+  if (!r.logged) {
+    return (
+      "softmax is rebuilt here from the logged fp16 q/k and the layer's recompute parameters (as the server rebuilds " +
+      `a "qk" layer); the weights are not loaded: one head is past ${QK_LAYER_WEIGHTS.toLocaleString("en-US")} ` +
+      "weights, so the logged column shows the same softmax" +
+      sinkText(r)
+    );
+  }
   const diff = `max |softmax − logged| = ${r.maxDiff.toPrecision(2)} for this query`;
   if (r.withinStorage) return `${diff}: agrees within storage precision (${why})` + sinkText(r);
   const cause =
-    rc.bias && rc.bias !== "none"
+    rc.bias && rc.bias !== "none" && !rc.biasTable
       ? `the model adds ${rc.bias} position terms to the scores that q·k do not carry`
       : rc.scalingFrom === "assumed" || rc.mask === null || rc.bias === null
         ? "this probe did not log every recompute parameter (see above)"
         : "the model used something the logged q/k and parameters do not capture";
   return `${diff}: DIFFERS beyond storage precision: ${cause} (${why})` + sinkText(r);
+}
+
+/** Key j's exact numbers for its tooltip: now (`cur`) and, when comparing, the reference `ref` (named `label`). */
+export function keyNumbers(j: number, cur: Row, ref: Row | null, label: string): string {
+  // A masked key's score is not computed (NaN, math.ts): say so rather than print NaN.
+  const num = (v: number, digits: number): string => (Number.isNaN(v) ? "masked" : v.toPrecision(digits));
+  const score = cur.score[j] as number;
+  const soft = cur.soft[j] as number;
+  let t =
+    `q·k·s = ${num(score, 5)}\nsoftmax (recomputed) = ${soft.toPrecision(4)}\n` +
+    (cur.logged
+      ? `logged attention = ${(cur.aRow[j] as number).toPrecision(4)} ` +
+        `(storage precision ±${(cur.tol[j] as number).toPrecision(2)})`
+      : "logged attention: not loaded (one head is past 2^26 weights; softmax is rebuilt here)");
+  if (ref) {
+    const rs = ref.score[j] as number;
+    const rp = ref.soft[j] as number;
+    t +=
+      `\n${label}: q·k·s = ${num(rs, 5)}, softmax = ${rp.toPrecision(4)}` +
+      `\nΔ q·k·s = ${num(score - rs, 4)}, Δ softmax = ${(soft - rp).toPrecision(4)}`;
+  }
+  return t;
 }
 
 function sinkText(r: Row): string {
