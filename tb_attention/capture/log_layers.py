@@ -64,12 +64,24 @@ def _row_mask(r, row: int, probe) -> tuple[dict, torch.Tensor | None]:
             return {"mask": "none"}, None
         allowed = r.mask[min(row, r.mask.shape[0] - 1)]
     else:
+        if len(probe.query_positions) == q_len and len(probe.key_positions) == k_len:
+            # No padding in this row: the stored tokens are the model's, so the description the capture found is
+            # already in stored coordinates (classifying again cost 2 s per layer at 4,096 tokens); the mask
+            # itself only matters to a position term's check.
+            needed = r.position_bias is not None
+            kept = allowed_mask(r.mask_kind, r.mask_params, r.key_valid, q_len, k_len)[row][None] if needed else None
+            return _described(r.mask_kind, r.mask_params, row), kept
         allowed = allowed_mask(r.mask_kind, r.mask_params, r.key_valid, q_len, k_len)[row]
     q_keep = torch.as_tensor(probe.query_positions, dtype=torch.long)
     k_keep = torch.as_tensor(probe.key_positions, dtype=torch.long)
     kept = allowed.bool()[:, q_keep][:, :, k_keep][None]  # [1, 1|heads, q, k]
     ones_q, ones_k = torch.ones(1, len(q_keep), dtype=torch.bool), torch.ones(1, len(k_keep), dtype=torch.bool)
     kind, params = classify(kept, ones_q, ones_k, r.extras.get("sliding_window"))
+    return _described(kind, params, 0), kept
+
+
+def _described(kind: str, params: dict, row: int) -> dict:
+    """A mask description as the manifest stores it (`prefix` is per batch row in masks.py's parameters)."""
     out: dict = {"mask": kind}
     if kind not in ("none", "tensor"):
         out["offset"] = int(params["offset"])
@@ -78,5 +90,5 @@ def _row_mask(r, row: int, probe) -> tuple[dict, torch.Tensor | None]:
     if kind == "chunked":
         out["chunk"] = int(params["chunk"])
     if kind == "prefix":
-        out["prefix"] = int(params["prefix"][0])
-    return out, kept
+        out["prefix"] = int(params["prefix"][row])
+    return out
