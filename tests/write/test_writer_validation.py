@@ -111,3 +111,14 @@ def test_every_file_stays_readable_after_a_refusal(refused, load):
         run = f"run{i:02d}"
         assert loaded.get("steps", run=run, tag="probe").get_json()["steps"] == [5, 9], BAD_INPUTS[i][0]
         assert loaded.get("attention", run=run, tag="probe", step=9, layer=1).status_code == 200
+
+
+@pytest.mark.parametrize("where", [0, (1 << 16) - 1, 1 << 16, 3 * (1 << 16) + 5, -1])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 70000.0])
+def test_a_non_finite_half_is_found_in_any_chunk(where, bad):
+    from tb_attention.write.validation import _any_nonfinite_half
+
+    x = np.random.default_rng(0).normal(size=3 * (1 << 16) + 9).astype(np.float16)
+    assert not _any_nonfinite_half(x)
+    x[where] = bad  # 70000 overflows float16 to Inf
+    assert _any_nonfinite_half(x.reshape(1, -1, 3))
