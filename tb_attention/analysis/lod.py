@@ -59,14 +59,27 @@ class Recompute:
 
     kind = "qk"
 
-    def __init__(self, spec, queries, keys, arrays, meta):
-        self.spec, self.queries, self.keys, self.meta = spec, queries, keys, meta
+    def __init__(self, spec, queries, keys, arrays, meta, key_len=None):
+        """`queries`/`keys` are arrays, or both one callable returning (queries, keys) when first needed (with
+        `key_len` given): thumbnails and stored top-k need only the small container, not the layer's q/k (42 MB at
+        4,096 tokens), which a reader may then keep in its own bounded cache."""
+        self.spec, self.meta = spec, meta
+        self._qk = queries if callable(queries) else (lambda: (queries, keys))
         self.lse, self.overview = arrays["lse"], arrays["overview"]
         self.topk_keys, self.topk_codes = arrays.get("topk_keys"), arrays.get("topk_codes")
         self.bias = arrays.get("bias")
         self.num_heads, self.query_len = self.lse.shape
-        self.key_len = keys.shape[1]
-        self.nbytes = queries.nbytes + keys.nbytes + sum(a.nbytes for a in arrays.values())
+        self.key_len = key_len if callable(queries) else keys.shape[1]
+        held = 0 if callable(queries) else queries.nbytes + keys.nbytes
+        self.nbytes = held + sum(a.nbytes for a in arrays.values())
+
+    @property
+    def queries(self):
+        return self._qk()[0]
+
+    @property
+    def keys(self):
+        return self._qk()[1]
 
     def kv_head(self, head):
         return head // self.spec.group

@@ -77,7 +77,11 @@ class LayerReader:
             if row_exp.shape != shape[:2]:
                 raise CorruptDataError(f"layer {layer}: row_exp {list(row_exp.shape)}, expected {list(shape[:2])}")
             return Weights(codes, row_exp)
-        _, q, k = self.qk(ctx, blobs, m, layer)
+        qk_key = (blobs[metadata.qk_index(layer, m.num_layers)].blob_key, "qk")
+
+        def load_qk():  # only when a tile or a head is rebuilt; kept in the same byte-bounded cache
+            return self.cache.get(qk_key, lambda: _QK(*self.qk(ctx, blobs, m, layer)[1:])).pair
+
         try:
             blob = codec.decompress(self.reader.read_blob(ctx, blobs[metadata.attention_index(layer)]))
             meta, arrays = codec.decode_recompute(blob, m.num_heads, m.query_len, m.key_len)
@@ -87,7 +91,13 @@ class LayerReader:
                 raise ValueError(f"sinks has {spec.sinks.size} values for {m.num_heads} heads")
         except ValueError as e:  # recompute.NotRecomputable is one
             raise CorruptDataError(f"layer {layer}: the q/k-only layer cannot be rebuilt: {e}") from None
-        return Recompute(spec, q, k, arrays, meta)
+        return Recompute(spec, load_qk, None, arrays, meta, key_len=m.key_len)
+
+
+class _QK:
+    def __init__(self, queries, keys):
+        self.pair = (queries, keys)
+        self.nbytes = queries.nbytes + keys.nbytes
 
 
 def sample_rows(query_len: int, count: Optional[int]) -> np.ndarray:

@@ -108,7 +108,8 @@ export class DiffView implements View {
       this.message(`The Δ of ${why} weights is past the server's limit for a head; the ranking is below.`);
       this.content.style.display = "";
       this.panel.root.style.display = "none"; // no stale Δ of another head or step beside the ranking
-      return rankLong(host, state, ref, this.rank, () => h);
+      void rankLong(host, state, ref, this.rank, () => h);
+      return;
     }
     // A long probe or a "qk" layer: one head at each step (never a whole layer) and the server's sampled ranking.
     const [a, b] = long
@@ -156,7 +157,9 @@ export class DiffView implements View {
         `purple: less · colour range ±${vmax.toPrecision(3)}` +
         (tokensDiffer ? " · NOTE: the tokens differ" : ""),
     );
-    if (long) await rankLong(host, state, ref, this.rank, () => Number(this.head.value));
+    // The server's ranking of a long probe reads every head at both steps (seconds): the Δ is the first paint,
+    // the table follows when it arrives (its title says so meanwhile).
+    if (long) void rankLong(host, state, ref, this.rank, () => Number(this.head.value));
     else await this.rank.show(host, state, ref, a, () => Number(this.head.value));
   }
 

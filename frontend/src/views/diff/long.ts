@@ -17,7 +17,14 @@ export async function rankLong(
   currentHead: () => number,
 ): Promise<void> {
   const { probe, step, manifest: m } = state;
-  const jsd = await fetchJsd(probe.run, probe.tag, step, ref.probe.run, ref.probe.tag, ref.step);
+  rank.showRows(state, [], "Ranking every head (the server compares sampled rows of both steps)…", currentHead);
+  let jsd: Float32Array;
+  try {
+    jsd = await fetchJsd(probe.run, probe.tag, step, ref.probe.run, ref.probe.tag, ref.step);
+  } catch (e) {
+    if (host.isCurrent(state)) rank.showRows(state, [], `No ranking: ${(e as Error).message}`, currentHead);
+    return;
+  }
   if (!host.isCurrent(state)) return;
   const rows = [];
   for (let l = 0; l < m.num_layers; l++)
