@@ -104,24 +104,58 @@ async function get(route, params = {}) {
   const query = new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)])).toString();
   const res = await request(query ? `${route}?${query}` : route);
   if (!res.ok) {
-    const text = (await res.text().catch(() => "")).trim().slice(0, 500);
-    throw new HttpError(res.status, `${route}: ${text || res.statusText || "request failed"} (HTTP ${res.status})`);
+    const text4 = (await res.text().catch(() => "")).trim().slice(0, 500);
+    throw new HttpError(res.status, `${route}: ${text4 || res.statusText || "request failed"} (HTTP ${res.status})`);
   }
   return res;
 }
 async function getContainer(route, params) {
   return decodeContainer(await (await get(route, params)).arrayBuffer());
 }
+var metricsOnly = /* @__PURE__ */ new Map();
+var runTag = (run, tag) => `${run}\0${tag}`;
 async function fetchRuns() {
   const body = await (await get("runs")).json();
+  metricsOnly.clear();
+  for (const r of body.runs) {
+    for (const tag of r.metrics_only ?? []) metricsOnly.set(runTag(r.run, tag), null);
+    r.probes = [...r.probes, ...r.metrics_only ?? []];
+  }
   return body.runs;
 }
+function metricsOf(run, tag) {
+  const k = runTag(run, tag);
+  if (!metricsOnly.has(k)) return null;
+  let p = metricsOnly.get(k);
+  if (!p) metricsOnly.set(k, p = fetchHeadStats(run, tag));
+  return p;
+}
 async function fetchSteps(run, tag) {
+  const stats = metricsOf(run, tag);
+  if (stats) return Array.from((await stats).steps);
   const body = await (await get("steps", { run, tag })).json();
   return body.steps;
 }
 async function fetchManifest(run, tag, step) {
+  const stats = metricsOf(run, tag);
+  if (stats) return metricsManifest(await stats);
   return await (await get("tokens", { run, tag, step })).json();
+}
+function metricsManifest(s) {
+  return {
+    version: 0,
+    tokens: [],
+    key_tokens: null,
+    num_layers: s.numLayers,
+    num_heads: s.numHeads,
+    query_len: 0,
+    key_len: 0,
+    has_qk: false,
+    num_kv_heads: null,
+    d_head: null,
+    layers: s.layers,
+    metricsOnly: true
+  };
 }
 async function fetchAttention(run, tag, step, layer, head) {
   const params = { run, tag, step, layer };
@@ -142,7 +176,8 @@ async function fetchHeadStats(run, tag) {
   const entropy = c.arrays["entropy"];
   if (!steps || !entropy || entropy.shape.length !== 3) throw new Error("head_stats: unexpected payload");
   const [, numLayers, numHeads] = entropy.shape;
-  return { steps: steps.data, entropy: entropy.data, numLayers, numHeads };
+  const layers = Array.isArray(c.meta["layers"]) ? c.meta["layers"] : null;
+  return { steps: steps.data, entropy: entropy.data, numLayers, numHeads, layers };
 }
 async function fetchQK(run, tag, step, layer) {
   const c = await getContainer("qk", { run, tag, step, layer });
@@ -236,11 +271,11 @@ function deltaSummary(state, ref) {
 }
 
 // src/controls/widgets.ts
-function labelled(text, control) {
+function labelled(text4, control) {
   const label2 = document.createElement("label");
   label2.className = "control";
   const span = document.createElement("span");
-  span.textContent = text;
+  span.textContent = text4;
   label2.append(span, control);
   return label2;
 }
@@ -324,9 +359,9 @@ var LayerSelect = class {
   /** Options are stored layers 0..L-1, labelled with the model's layer numbers (`label`, data/labels.ts). */
   set(numLayers, layer, label2 = String) {
     const texts = Array.from({ length: numLayers }, (_, l) => label2(l));
-    const key2 = texts.join(",");
-    if (key2 !== this.labels) {
-      this.labels = key2;
+    const key3 = texts.join(",");
+    if (key3 !== this.labels) {
+      this.labels = key3;
       this.select.replaceChildren(
         ...texts.map((t, l) => {
           const o = document.createElement("option");
@@ -416,10 +451,10 @@ var CompareControl = class {
     this.choices = options.map(([c]) => c);
     this.choice = this.choices[idx];
     this.select.replaceChildren(
-      ...options.map(([c, text], i) => {
+      ...options.map(([c, text4], i) => {
         const o = document.createElement("option");
         o.value = String(i);
-        o.textContent = text;
+        o.textContent = text4;
         if (c.kind === "probe") o.dataset["probe"] = JSON.stringify([c.probe.run, c.probe.tag]);
         return o;
       })
@@ -445,8 +480,8 @@ var CompareControl = class {
           why = e instanceof Error ? e.message : String(e);
         }
         if (ticket !== this.checks || why === null) return;
-        const key2 = JSON.stringify([p.run, p.tag]);
-        const o = Array.from(this.select.options).find((x) => x.dataset["probe"] === key2);
+        const key3 = JSON.stringify([p.run, p.tag]);
+        const o = Array.from(this.select.options).find((x) => x.dataset["probe"] === key3);
         if (!o) return;
         o.hidden = o.disabled = true;
         o.title = why;
@@ -583,15 +618,20 @@ var SearchControl = class {
     const q = this.input.value.trim().toLowerCase();
     const root = this.root();
     if (!root) return;
+    let virtual = 0;
+    for (const el2 of Array.from(root.querySelectorAll("[data-tba-search]"))) {
+      if (el2.tbaSearch) virtual += el2.tbaSearch(q, scroll, next);
+    }
     const hits = [];
     for (const el2 of Array.from(root.querySelectorAll(".token, .tba-token-label"))) {
+      if (el2.closest("[data-tba-search]")) continue;
       const hit = q !== "" && (el2.textContent ?? "").toLowerCase().includes(q);
       el2.classList.toggle("match", hit);
       if (hit) hits.push(el2);
     }
-    this.count.textContent = q ? `${hits.length} found` : "";
-    page().root.dataset["searchHits"] = String(hits.length);
-    if (!scroll || hits.length === 0) return;
+    this.count.textContent = q ? `${hits.length + virtual} found` : "";
+    page().root.dataset["searchHits"] = String(hits.length + virtual);
+    if (!scroll || hits.length === 0 || virtual > 0) return;
     this.index = next ? (this.index + 1) % hits.length : 0;
     hits[this.index]?.scrollIntoView({ block: "center" });
   }
@@ -647,10 +687,10 @@ function readLink() {
   for (const part of hashParts((parent ?? window).location.hash)) {
     const eq = part.indexOf("=");
     if (eq < 0) continue;
-    const key2 = decodeURIComponent(part.slice(0, eq));
+    const key3 = decodeURIComponent(part.slice(0, eq));
     const value = decodeURIComponent(part.slice(eq + 1).replace(/\+/g, " "));
-    if (parent && !key2.startsWith(PREFIX)) continue;
-    out[parent ? key2.slice(PREFIX.length) : key2] = value;
+    if (parent && !key3.startsWith(PREFIX)) continue;
+    out[parent ? key3.slice(PREFIX.length) : key3] = value;
   }
   return out;
 }
@@ -658,14 +698,14 @@ function writeLink(params) {
   if (page().embedded) return;
   const parent = parentWindow();
   const target = parent ?? window;
-  const enc = (k, v) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`;
+  const enc2 = (k, v) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`;
   const ours = Object.entries(params).filter(([, v]) => v !== "");
   let parts;
   if (parent) {
     const keep = hashParts(parent.location.hash).filter((p) => !decodeURIComponent(p).startsWith(PREFIX));
-    parts = [...keep.length ? keep : ["attention"], ...ours.map(([k, v]) => enc(PREFIX + k, v))];
+    parts = [...keep.length ? keep : ["attention"], ...ours.map(([k, v]) => enc2(PREFIX + k, v))];
   } else {
-    parts = ours.map(([k, v]) => enc(k, v));
+    parts = ours.map(([k, v]) => enc2(k, v));
   }
   const hash = `#${parts.join("&")}`;
   if (target.location.hash === hash) return;
@@ -815,6 +855,52 @@ function npzBlob(arrays) {
   return new Blob([writeNpz(arrays)], { type: "application/zip" });
 }
 
+// src/export/vector.ts
+function paintShapes(ctx, shapes2) {
+  let alpha = -1;
+  let stroke = "";
+  let fill = "";
+  let width = -1;
+  let dash = "";
+  let font = "";
+  let align = "";
+  ctx.textBaseline = "middle";
+  for (const v of shapes2) {
+    if (v.alpha !== alpha) ctx.globalAlpha = alpha = v.alpha;
+    if (v.line || v.path) {
+      const p = v.path ?? v.line;
+      if (v.color !== stroke) ctx.strokeStyle = stroke = v.color;
+      if ((v.width ?? 1) !== width) ctx.lineWidth = width = v.width ?? 1;
+      const d = v.dash ? v.dash.join(",") : "";
+      if (d !== dash) {
+        ctx.setLineDash(v.dash ?? []);
+        dash = d;
+      }
+      ctx.beginPath();
+      ctx.moveTo(p[0], p[1]);
+      for (let i = 2; i + 1 < p.length; i += 2) ctx.lineTo(p[i], p[i + 1]);
+      ctx.stroke();
+    } else if (v.rect) {
+      if (v.color !== fill) ctx.fillStyle = fill = v.color;
+      ctx.fillRect(v.rect[0], v.rect[1], v.rect[2], v.rect[3]);
+    } else if (v.text !== void 0 && v.at) {
+      const f = v.font ?? "10px sans-serif";
+      if (f !== font) ctx.font = font = f;
+      if ((v.align ?? "left") !== align) ctx.textAlign = align = v.align ?? "left";
+      if (v.color !== fill) ctx.fillStyle = fill = v.color;
+      ctx.fillText(v.text, v.at[0], v.at[1]);
+    }
+  }
+  ctx.setLineDash([]);
+  ctx.globalAlpha = 1;
+}
+var measurer = null;
+function textWidth(v) {
+  measurer ?? (measurer = document.createElement("canvas").getContext("2d"));
+  measurer.font = v.font ?? "10px sans-serif";
+  return measurer.measureText(v.text ?? "").width;
+}
+
 // src/export/picture.ts
 var SKIP = "select, option, button, input, script, style, .tba-viewbar, .hm-tip, .emb-tip, .emb-controls";
 var MARGIN = 10;
@@ -873,10 +959,10 @@ function collect(root) {
         items.push({ ...box, canvas: el2 });
         return;
       }
-      const text = Array.from(el2.childNodes).filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.textContent ?? "").join("").trim();
-      const glyphs = text ? textBox(el2) : null;
+      const text4 = Array.from(el2.childNodes).filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.textContent ?? "").join("").trim();
+      const glyphs = text4 ? textBox(el2) : null;
       const lineH = parseFloat(cs.fontSize) * 1.6;
-      if (text && glyphs && !cs.writingMode.startsWith("vertical") && glyphs.height > lineH) {
+      if (text4 && glyphs && !cs.writingMode.startsWith("vertical") && glyphs.height > lineH) {
         for (const line of textLines(el2)) {
           const font = `${cs.fontWeight} ${cs.fontSize} ${cs.fontFamily}`;
           items.push({
@@ -889,11 +975,11 @@ function collect(root) {
             color: cs.color
           });
         }
-      } else if (text && glyphs) {
+      } else if (text4 && glyphs) {
         const vertical = cs.writingMode.startsWith("vertical");
         items.push({
           ...vertical ? { x: glyphs.left - r0.left, y: glyphs.top - r0.top, w: glyphs.width, h: glyphs.height } : { ...box, x: glyphs.left - r0.left - 2, w: glyphs.width + 4 },
-          text,
+          text: text4,
           font: `${cs.fontWeight} ${cs.fontSize} ${cs.fontFamily}`,
           color: cs.color,
           vertical
@@ -954,7 +1040,7 @@ function viewToCanvas(root, fig) {
       ctx.save();
       ctx.translate(it.x, it.y);
       ctx.scale(sx, sy);
-      for (const v of vec) drawShape(ctx, v);
+      paintShapes(ctx, vec);
       ctx.restore();
     } else if (it.canvas) {
       ctx.imageSmoothingEnabled = false;
@@ -977,24 +1063,6 @@ function viewToCanvas(root, fig) {
   }
   return out;
 }
-function drawShape(ctx, v) {
-  if (v.line) {
-    const [a, b, c, d] = v.line;
-    ctx.globalAlpha = v.alpha;
-    ctx.strokeStyle = v.color;
-    ctx.lineWidth = v.width ?? 1;
-    ctx.beginPath();
-    ctx.moveTo(a, b);
-    ctx.lineTo(c, d);
-    ctx.stroke();
-  } else if (v.rect) {
-    const [x, y, w, h] = v.rect;
-    ctx.globalAlpha = v.alpha;
-    ctx.fillStyle = v.color;
-    ctx.fillRect(x, y, w, h);
-  }
-  ctx.globalAlpha = 1;
-}
 function viewToSvg(root, fig) {
   const { items, w, h } = collect(root);
   const NS = "http://www.w3.org/2000/svg";
@@ -1008,73 +1076,91 @@ function viewToSvg(root, fig) {
   bg.setAttribute("height", "100%");
   bg.setAttribute("fill", background());
   svg.appendChild(bg);
-  const num2 = (v) => String(Math.round(v * 1e3) / 1e3);
-  const text = (x, y, s, font, color) => {
+  const num3 = (v) => String(Math.round(v * 1e3) / 1e3);
+  const text4 = (x, y, s, font, color) => {
     const t = document.createElementNS(NS, "text");
     t.setAttribute("style", `font: ${font}`);
     t.setAttribute("fill", color);
     t.setAttribute("dominant-baseline", "central");
-    t.setAttribute("x", num2(x));
-    t.setAttribute("y", num2(y));
+    t.setAttribute("x", num3(x));
+    t.setAttribute("y", num3(y));
     t.textContent = s;
     return t;
   };
   const tf = titleFont();
-  const title = text(MARGIN, MARGIN + TITLE_H / 2 - 2, fig.title, tf.font, tf.color);
+  const title = text4(MARGIN, MARGIN + TITLE_H / 2 - 2, fig.title, tf.font, tf.color);
   title.setAttribute("class", "tba-title");
   svg.appendChild(title);
   for (const it of items) {
     const vec = it.canvas ? vectorOf(it.canvas) : null;
     if (it.fill) {
       const r = document.createElementNS(NS, "rect");
-      r.setAttribute("x", num2(it.x));
-      r.setAttribute("y", num2(it.y));
-      r.setAttribute("width", num2(it.w));
-      r.setAttribute("height", num2(it.h));
+      r.setAttribute("x", num3(it.x));
+      r.setAttribute("y", num3(it.y));
+      r.setAttribute("width", num3(it.w));
+      r.setAttribute("height", num3(it.h));
       r.setAttribute("fill", it.fill);
       svg.appendChild(r);
     } else if (vec && it.canvas) {
       const g = document.createElementNS(NS, "g");
       const sx = it.w / (it.canvas.clientWidth || it.w);
       const sy = it.h / (it.canvas.clientHeight || it.h);
-      g.setAttribute("transform", `translate(${num2(it.x)} ${num2(it.y)}) scale(${num2(sx)} ${num2(sy)})`);
+      g.setAttribute("transform", `translate(${num3(it.x)} ${num3(it.y)}) scale(${num3(sx)} ${num3(sy)})`);
       g.setAttribute("shape-rendering", vec.some((v) => v.rect) ? "crispEdges" : "auto");
       for (const v of vec) {
+        if (v.text !== void 0 && v.at) {
+          g.appendChild(text4(v.at[0], v.at[1], v.text, v.font ?? "10px sans-serif", v.color));
+          const anchor = { left: "start", center: "middle", right: "end" }[v.align ?? "left"];
+          g.lastChild.setAttribute("text-anchor", anchor);
+          continue;
+        }
+        if (v.path) {
+          const el3 = document.createElementNS(NS, "polyline");
+          el3.setAttribute("points", v.path.map(num3).join(" "));
+          el3.setAttribute("fill", "none");
+          el3.setAttribute("stroke", v.color);
+          el3.setAttribute("stroke-width", String(v.width ?? 1));
+          if (v.alpha < 1) el3.setAttribute("stroke-opacity", num3(v.alpha));
+          if (v.dash) el3.setAttribute("stroke-dasharray", v.dash.join(" "));
+          g.appendChild(el3);
+          continue;
+        }
         const el2 = document.createElementNS(NS, v.line ? "line" : "rect");
         const [a, b, c, d] = v.line ?? v.rect;
         if (v.line) {
-          el2.setAttribute("x1", num2(a));
-          el2.setAttribute("y1", num2(b));
-          el2.setAttribute("x2", num2(c));
-          el2.setAttribute("y2", num2(d));
+          if (v.dash) el2.setAttribute("stroke-dasharray", v.dash.join(" "));
+          el2.setAttribute("x1", num3(a));
+          el2.setAttribute("y1", num3(b));
+          el2.setAttribute("x2", num3(c));
+          el2.setAttribute("y2", num3(d));
           el2.setAttribute("stroke", v.color);
-          el2.setAttribute("stroke-opacity", num2(v.alpha));
+          el2.setAttribute("stroke-opacity", num3(v.alpha));
           el2.setAttribute("stroke-width", String(v.width ?? 1));
         } else {
-          el2.setAttribute("x", num2(a));
-          el2.setAttribute("y", num2(b));
-          el2.setAttribute("width", num2(c));
-          el2.setAttribute("height", num2(d));
+          el2.setAttribute("x", num3(a));
+          el2.setAttribute("y", num3(b));
+          el2.setAttribute("width", num3(c));
+          el2.setAttribute("height", num3(d));
           el2.setAttribute("fill", v.color);
-          if (v.alpha < 1) el2.setAttribute("fill-opacity", num2(v.alpha));
+          if (v.alpha < 1) el2.setAttribute("fill-opacity", num3(v.alpha));
         }
         g.appendChild(el2);
       }
       svg.appendChild(g);
     } else if (it.canvas) {
       const img = document.createElementNS(NS, "image");
-      img.setAttribute("x", num2(it.x));
-      img.setAttribute("y", num2(it.y));
-      img.setAttribute("width", num2(it.w));
-      img.setAttribute("height", num2(it.h));
+      img.setAttribute("x", num3(it.x));
+      img.setAttribute("y", num3(it.y));
+      img.setAttribute("width", num3(it.w));
+      img.setAttribute("height", num3(it.h));
       img.setAttribute("href", it.canvas.toDataURL("image/png"));
       svg.appendChild(img);
     } else if (it.text) {
-      const t = text(it.x + 2, it.y + it.h / 2, it.text, it.font, it.color);
+      const t = text4(it.x + 2, it.y + it.h / 2, it.text, it.font, it.color);
       if (it.vertical) {
         t.removeAttribute("x");
         t.removeAttribute("y");
-        t.setAttribute("transform", `translate(${num2(it.x + it.w / 2)} ${num2(it.y + it.h)}) rotate(-90)`);
+        t.setAttribute("transform", `translate(${num3(it.x + it.w / 2)} ${num3(it.y + it.h)}) rotate(-90)`);
       }
       svg.appendChild(t);
     }
@@ -1087,6 +1173,354 @@ function pngBlob(c) {
   );
 }
 
+// src/export/pdfDoc.ts
+var enc = new TextEncoder();
+function num(v) {
+  const r = Math.round(v * 1e3) / 1e3;
+  return Object.is(r, -0) ? "0" : String(r);
+}
+var WIN_ANSI = {
+  "€": 128,
+  "…": 133,
+  "‘": 145,
+  "’": 146,
+  "“": 147,
+  "”": 148,
+  "•": 149,
+  "–": 150,
+  "—": 151,
+  "™": 153
+};
+var GREEK = "ΑΒΓΔΕΖΗΘΙΚΛΜΝΞΟΠΡ ΣΤΥΦΧΨΩ";
+var GREEK_SYM = "ABGDEZHQIKLMNXOPR STUFCYW";
+var greek = "αβγδεζηθικλμνξοπρςστυφχψω";
+var greek_sym = "abgdezhqiklmnxoprVstufcyw";
+var SYMBOL = {
+  "←": 172,
+  "↑": 173,
+  "→": 174,
+  "↓": 175,
+  "↔": 171,
+  "≤": 163,
+  "≥": 179,
+  "≠": 185,
+  "≈": 187,
+  "∞": 165,
+  "−": 45,
+  "√": 214,
+  "∑": 229
+};
+for (let i = 0; i < GREEK.length; i++) if (GREEK[i] !== " ") SYMBOL[GREEK[i]] = GREEK_SYM.charCodeAt(i);
+for (let i = 0; i < greek.length; i++) SYMBOL[greek[i]] = greek_sym.charCodeAt(i);
+var HELVETICA = "278,278,355,556,556,889,667,191,333,333,389,584,278,333,278,278,556,556,556,556,556,556,556,556,556,556,278,278,584,584,584,556,1015,667,667,722,722,667,611,778,722,278,500,667,556,833,722,778,667,778,722,667,611,722,667,944,667,667,611,278,278,278,469,556,333,556,556,500,556,556,278,556,556,222,222,500,222,833,556,556,556,556,333,500,278,556,500,722,500,500,500,334,260,334,584";
+var WIDTHS = HELVETICA.split(",").map(Number);
+function encodeText(s) {
+  const runs = [];
+  let em = 0;
+  for (const ch of s) {
+    const c = ch.codePointAt(0);
+    let font = "text";
+    let b;
+    if (c >= 32 && c <= 126) b = c;
+    else if (c >= 160 && c <= 255) b = c;
+    else if (WIN_ANSI[ch] !== void 0) b = WIN_ANSI[ch];
+    else if (SYMBOL[ch] !== void 0) {
+      font = "symbol";
+      b = SYMBOL[ch];
+    }
+    if (b === void 0) return null;
+    em += (font === "text" && b <= 126 ? WIDTHS[b - 32] : font === "symbol" && b >= 171 ? 987 : 556) / 1e3;
+    const last = runs[runs.length - 1];
+    if (last && last.font === font) last.bytes.push(b);
+    else runs.push({ font, bytes: [b] });
+  }
+  return { runs, em };
+}
+function literal(bytes) {
+  let out = "(";
+  for (const b of bytes) {
+    if (b === 40 || b === 41 || b === 92) out += "\\" + String.fromCharCode(b);
+    else if (b >= 32 && b <= 126) out += String.fromCharCode(b);
+    else out += "\\" + b.toString(8).padStart(3, "0");
+  }
+  return out + ")";
+}
+function utf16(s) {
+  let hex = "<FEFF";
+  for (let i = 0; i < s.length; i++) hex += s.charCodeAt(i).toString(16).padStart(4, "0").toUpperCase();
+  return hex + ">";
+}
+async function deflate(bytes) {
+  const stream = new Blob([bytes]).stream().pipeThrough(new CompressionStream("deflate"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+var PdfDoc = class {
+  constructor() {
+    this.bodies = [];
+  }
+  add() {
+    this.bodies.push(null);
+    return this.bodies.length;
+  }
+  set(id, dict) {
+    this.bodies[id - 1] = enc.encode(dict);
+  }
+  /** A deflated stream object; `dict` holds its other entries (without << >>). */
+  async stream(id, dict, data) {
+    const z = await deflate(data);
+    const head = enc.encode(`<< ${dict} /Filter /FlateDecode /Length ${z.length} >>
+stream
+`);
+    const tail = enc.encode("\nendstream");
+    const out = new Uint8Array(head.length + z.length + tail.length);
+    out.set(head);
+    out.set(z, head.length);
+    out.set(tail, head.length + z.length);
+    this.bodies[id - 1] = out;
+  }
+  /** An RGB image [h, w] from RGBA pixels, with a soft mask when any pixel is not opaque; returns its id. */
+  async image(rgba2, w, h) {
+    const rgb = new Uint8Array(w * h * 3);
+    const alpha = new Uint8Array(w * h);
+    let opaque = true;
+    for (let i = 0, j = 0; i < w * h; i++, j += 3) {
+      rgb[j] = rgba2[i * 4];
+      rgb[j + 1] = rgba2[i * 4 + 1];
+      rgb[j + 2] = rgba2[i * 4 + 2];
+      alpha[i] = rgba2[i * 4 + 3];
+      if (alpha[i] !== 255) opaque = false;
+    }
+    const base = `/Type /XObject /Subtype /Image /Width ${w} /Height ${h} /BitsPerComponent 8`;
+    let mask = "";
+    if (!opaque) {
+      const m = this.add();
+      await this.stream(m, `${base} /ColorSpace /DeviceGray`, alpha);
+      mask = ` /SMask ${m} 0 R`;
+    }
+    const id = this.add();
+    await this.stream(id, `${base} /ColorSpace /DeviceRGB${mask}`, rgb);
+    return id;
+  }
+  /** The whole file, with `root` as the catalog and `info` as the document information dictionary. */
+  bytes(root, info) {
+    const parts = [enc.encode("%PDF-1.7\n%âãÏÓ\n")];
+    let at = parts[0]?.length ?? 0;
+    const offsets = [];
+    this.bodies.forEach((body, i) => {
+      offsets.push(at);
+      const head = enc.encode(`${i + 1} 0 obj
+`);
+      const tail = enc.encode("\nendobj\n");
+      parts.push(head, body ?? enc.encode("null"), tail);
+      at += head.length + (body ?? enc.encode("null")).length + tail.length;
+    });
+    const xref = `xref
+0 ${offsets.length + 1}
+0000000000 65535 f 
+` + offsets.map((o) => `${String(o).padStart(10, "0")} 00000 n 
+`).join("") + `trailer
+<< /Size ${offsets.length + 1} /Root ${root} 0 R /Info ${info} 0 R >>
+startxref
+${at}
+%%EOF
+`;
+    parts.push(enc.encode(xref));
+    return new Blob(parts, { type: "application/pdf" });
+  }
+};
+
+// src/export/pdf.ts
+var PT = 0.75;
+var FONTS = { text: "/F1", bold: "/F2", symbol: "/F3" };
+var parser = null;
+function rgba(css) {
+  parser ?? (parser = document.createElement("canvas").getContext("2d"));
+  parser.fillStyle = "#000000";
+  parser.fillStyle = css;
+  const v = String(parser.fillStyle);
+  const m = v.startsWith("#") ? [1, 3, 5].map((i) => parseInt(v.slice(i, i + 2), 16)) : v.match(/[\d.]+/g)?.map(Number) ?? [0, 0, 0];
+  return [(m[0] ?? 0) / 255, (m[1] ?? 0) / 255, (m[2] ?? 0) / 255, m[3] ?? 1];
+}
+function parseFont(font) {
+  const size = Number(/([\d.]+)px/.exec(font)?.[1] ?? 12);
+  const w = font.trim().split(/\s+/)[0] ?? "400";
+  return { size, bold: w === "bold" || Number(w) >= 600 };
+}
+var Page = class {
+  constructor() {
+    this.ops = [];
+    this.alphas = /* @__PURE__ */ new Map();
+    this.images = [];
+    this.fill = "";
+    this.stroke = "";
+    this.alpha = "";
+  }
+  setAlpha(a) {
+    const key3 = `GS${Math.round(Math.max(0, Math.min(1, a)) * 100)}`;
+    if (key3 === this.alpha) return;
+    this.alphas.set(key3, Math.round(Math.max(0, Math.min(1, a)) * 100) / 100);
+    this.ops.push(`/${key3} gs`);
+    this.alpha = key3;
+  }
+  setFill(css, alpha = 1) {
+    const [r, g, b, a] = rgba(css);
+    const op = `${num(r)} ${num(g)} ${num(b)} rg`;
+    if (op !== this.fill) this.ops.push(op);
+    this.fill = op;
+    this.setAlpha(a * alpha);
+  }
+  setStroke(css, alpha = 1) {
+    const [r, g, b, a] = rgba(css);
+    const op = `${num(r)} ${num(g)} ${num(b)} RG`;
+    if (op !== this.stroke) this.ops.push(op);
+    this.stroke = op;
+    this.setAlpha(a * alpha);
+  }
+  /** After a Q: the colour and alpha in force are unknown. */
+  reset() {
+    this.fill = this.stroke = this.alpha = "";
+  }
+  rect(x, y, w, h, css, alpha = 1) {
+    this.setFill(css, alpha);
+    this.ops.push(`${num(x)} ${num(y)} ${num(w)} ${num(h)} re f`);
+  }
+  image(id, x, y, w, h) {
+    this.images.push(id);
+    this.ops.push(`q ${num(w)} 0 0 ${num(-h)} ${num(x)} ${num(y + h)} cm /Im${id} Do Q`);
+  }
+};
+async function shapes(doc, p, it, vec) {
+  const canvas2 = it.canvas;
+  const sx = it.w / (canvas2.clientWidth || it.w);
+  const sy = it.h / (canvas2.clientHeight || it.h);
+  p.ops.push("q", `${num(sx)} 0 0 ${num(sy)} ${num(it.x)} ${num(it.y)} cm`);
+  let width = -1;
+  let dash = "";
+  for (const v of vec) {
+    if (v.line || v.path) {
+      const pts = v.path ?? v.line;
+      if ((v.width ?? 1) !== width) p.ops.push(`${num(width = v.width ?? 1)} w`);
+      const d = `[${(v.dash ?? []).map(num).join(" ")}] 0 d`;
+      if (d !== dash) p.ops.push(dash = d);
+      p.setStroke(v.color, v.alpha);
+      const segs = [];
+      for (let i = 0; i + 1 < pts.length; i += 2) {
+        segs.push(`${num(pts[i])} ${num(pts[i + 1])} ${i ? "l" : "m"}`);
+      }
+      p.ops.push(`${segs.join(" ")} S`);
+    } else if (v.rect) p.rect(v.rect[0], v.rect[1], v.rect[2], v.rect[3], v.color, v.alpha);
+    else if (v.text !== void 0 && v.at) {
+      const font = v.font ?? "10px sans-serif";
+      const tw = textWidth(v);
+      const left = v.at[0] - tw * { left: 0, center: 0.5, right: 1 }[v.align ?? "left"];
+      const h = parseFont(font).size * 1.4;
+      await textItem(doc, p, { x: left - 2, y: v.at[1] - h / 2, w: tw + 4, h, text: v.text, font, color: v.color });
+    }
+  }
+  p.ops.push("Q");
+  p.reset();
+}
+async function textItem(doc, p, it) {
+  const s = it.text;
+  if (encodeText(s)) {
+    text(p, it, s, it.font, it.color);
+    return;
+  }
+  const px = textBitmap(it);
+  p.image(await doc.image(px.data, px.width, px.height), it.x, it.y, it.w, it.h);
+  text(p, it, s, it.font, it.color, true);
+}
+function pixels(c) {
+  const t = document.createElement("canvas");
+  t.width = c.width;
+  t.height = c.height;
+  const ctx = t.getContext("2d");
+  ctx.drawImage(c, 0, 0);
+  return ctx.getImageData(0, 0, c.width, c.height);
+}
+function textBitmap(it) {
+  const k = 4;
+  const t = document.createElement("canvas");
+  t.width = Math.max(1, Math.ceil(it.w * k));
+  t.height = Math.max(1, Math.ceil(it.h * k));
+  const ctx = t.getContext("2d");
+  ctx.scale(k, k);
+  ctx.font = it.font ?? "12px sans-serif";
+  ctx.fillStyle = it.color ?? "#000";
+  ctx.textBaseline = "middle";
+  if (it.vertical) {
+    ctx.translate(it.w / 2, it.h);
+    ctx.rotate(-Math.PI / 2);
+    ctx.fillText(it.text ?? "", 0, 0);
+  } else ctx.fillText(it.text ?? "", 2, it.h / 2);
+  return ctx.getImageData(0, 0, t.width, t.height);
+}
+function text(p, it, s, font, color, invisible = false) {
+  const { size, bold } = parseFont(font);
+  const coded = encodeText(s) ?? encodeText(s.replace(/[^\x20-\x7e]/gu, "?"));
+  if (!coded) return;
+  const natural = coded.em * size;
+  const target = it.vertical ? it.h : it.w - 4;
+  const stretch = natural > 0 && target > 0 ? Math.max(50, Math.min(200, 100 * target / natural)) : 100;
+  const shift = 0.35 * size;
+  const m = it.vertical ? `0 -1 -1 0 ${num(it.x + it.w / 2 + shift)} ${num(it.y + it.h)}` : `1 0 0 -1 ${num(it.x + 2)} ${num(it.y + it.h / 2 + shift)}`;
+  p.setFill(color);
+  const plain = coded.runs.every((r) => r.font === "text") && /^[\x20-\x7e\u00a0-\u00ff]*$/u.test(s);
+  if (!plain) p.ops.push(`/Span << /ActualText ${utf16(s)} >> BDC`);
+  const runs = coded.runs.map((r) => {
+    const f = r.font === "symbol" ? FONTS.symbol : bold ? FONTS.bold : FONTS.text;
+    return `${f} ${num(size)} Tf ${literal(r.bytes)} Tj`;
+  });
+  p.ops.push(`BT ${invisible ? 3 : 0} Tr ${num(stretch)} Tz ${m} Tm ${runs.join(" ")} ET`);
+  if (!plain) p.ops.push("EMC");
+}
+async function viewToPdf(root, fig) {
+  const { items, w, h } = collect(root);
+  const doc = new PdfDoc();
+  const p = new Page();
+  p.rect(0, 0, w, h, background());
+  const tf = titleFont();
+  text(p, { x: MARGIN - 2, y: MARGIN - 2, w: 0, h: TITLE_H }, fig.title, tf.font, tf.color);
+  for (const it of items) {
+    const vec = it.canvas ? vectorOf(it.canvas) : null;
+    if (it.fill) p.rect(it.x, it.y, it.w, it.h, it.fill);
+    else if (vec && it.canvas) await shapes(doc, p, it, vec);
+    else if (it.canvas) {
+      const px = pixels(it.canvas);
+      p.image(await doc.image(px.data, px.width, px.height), it.x, it.y, it.w, it.h);
+    } else if (it.text) await textItem(doc, p, it);
+  }
+  const fonts = [
+    ["F1", "Helvetica", true],
+    ["F2", "Helvetica-Bold", true],
+    ["F3", "Symbol", false]
+  ];
+  const fontIds = fonts.map(([, base, ansi]) => {
+    const id = doc.add();
+    doc.set(id, `<< /Type /Font /Subtype /Type1 /BaseFont /${base}${ansi ? " /Encoding /WinAnsiEncoding" : ""} >>`);
+    return id;
+  });
+  const states = [...p.alphas].map(([k, a]) => `/${k} << /Type /ExtGState /ca ${num(a)} /CA ${num(a)} >>`);
+  const content = doc.add();
+  const ops = `${num(PT)} 0 0 ${num(-PT)} 0 ${num(h * PT)} cm
+${p.ops.join("\n")}
+`;
+  await doc.stream(content, "", new TextEncoder().encode(ops));
+  const pages = doc.add();
+  const pageId = doc.add();
+  const resources = `<< /Font << ${fonts.map(([k], i) => `/${k} ${fontIds[i]} 0 R`).join(" ")} >> /ExtGState << ${states.join(" ")} >> /XObject << ${p.images.map((id) => `/Im${id} ${id} 0 R`).join(" ")} >> >>`;
+  doc.set(
+    pageId,
+    `<< /Type /Page /Parent ${pages} 0 R /MediaBox [0 0 ${num(w * PT)} ${num(h * PT)}] /Resources ${resources} /Contents ${content} 0 R >>`
+  );
+  doc.set(pages, `<< /Type /Pages /Kids [${pageId} 0 R] /Count 1 >>`);
+  const catalog = doc.add();
+  doc.set(catalog, `<< /Type /Catalog /Pages ${pages} 0 R >>`);
+  const info = doc.add();
+  doc.set(info, `<< /Title ${utf16(fig.title)} /Producer (tb-attention) >>`);
+  return doc.bytes(catalog, info);
+}
+
 // src/export/snapshot.ts
 function base64(bytes) {
   let s = "";
@@ -1094,7 +1528,7 @@ function base64(bytes) {
   return btoa(s);
 }
 function snapshotKey(route, params) {
-  const entries = Object.entries(params).filter(([k]) => k !== "head").map(([k, v]) => [k, String(v)]).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
+  const entries = Object.entries(params).map(([k, v]) => [k, String(v)]).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
   return `${route}?${new URLSearchParams(entries).toString()}`;
 }
 var LOADER = `
@@ -1103,12 +1537,13 @@ window.__tbaSnapshot = true;
 const bytes = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
 window.fetch = async (url) => {
   const u = new URL(String(url), "http://snapshot.invalid/");
-  const entries = [...u.searchParams].filter(([k]) => k !== "head").sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const entries = [...u.searchParams].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const hit = data.responses[u.pathname.slice(1) + "?" + new URLSearchParams(entries).toString()];
   if (!hit) {
     const what = u.pathname.slice(1);
     const text = "not included in this HTML snapshot (" + what + "): it holds this step's attention, q/k, metrics, " +
-      "rollout and the Q/K layouts that were ready; open TensorBoard for the rest";
+      "rollout and the Q/K layouts that were ready; of a long or q/k-only layer only what was on screen (the " +
+      "shown head, its coarsest tiles, top-k lines, thumbnails); open TensorBoard for the rest";
     return new Response(text, { status: 404, statusText: "Not Found" });
   }
   return new Response(bytes(hit.body), { status: 200, headers: { "Content-Type": hit.type } });
@@ -1404,6 +1839,270 @@ function pointRgb(p, colorBy, i) {
   return [ch(h + 1 / 3), ch(h), ch(h - 1 / 3)];
 }
 
+// src/data/lod.ts
+var CODE_WEIGHT = Float32Array.from({ length: 256 }, (_, c) => (c / 255) ** 3);
+var text2 = (v) => typeof v === "string" ? v : "";
+async function fetchLod(k, size = 64) {
+  const c = await getContainer("lod", { ...k, size });
+  const t = c.arrays["thumbs"];
+  if (!t || t.dtype !== "uint8" || t.shape.length !== 3) throw new Error("lod: unexpected payload");
+  const [H, Sq, Sk] = t.shape;
+  const Q = Number(c.meta["query_len"]);
+  const K = Number(c.meta["key_len"]);
+  return { H, Sq, Sk, thumbs: t.data, Q, K, source: text2(c.meta["source"]) };
+}
+async function fetchTopK(k, head) {
+  const c = await getContainer("topk", head === void 0 ? { ...k } : { ...k, head });
+  const keys = c.arrays["keys"];
+  const codes = c.arrays["codes"];
+  if (!keys || !codes || keys.shape.length !== 3 || codes.data.length !== keys.data.length)
+    throw new Error("topk: unexpected payload");
+  const [H, Q, n] = keys.shape;
+  const kk = keys.data instanceof Int32Array ? keys.data : Int32Array.from(keys.data);
+  return { H, Q, k: n, keys: kk, codes: codes.data, source: text2(c.meta["source"]) };
+}
+async function fetchTile(k, head, level, row, col) {
+  const c = await getContainer("tile", { ...k, head, level, row, col });
+  const codes = c.arrays["codes"];
+  if (!codes || codes.dtype !== "uint8" || codes.shape.length !== 2) throw new Error("tile: unexpected payload");
+  const [h, w] = codes.shape;
+  const levels = Number(c.meta["levels"]);
+  return { level, row, col, h, w, codes: codes.data, levels, source: text2(c.meta["source"]) };
+}
+async function fetchQKHead(k, head) {
+  const c = await getContainer("qk", { ...k, head });
+  const q = c.arrays["queries"];
+  const kk = c.arrays["keys"];
+  if (!q || !kk || q.shape.length !== 3 || kk.shape.length !== 3) throw new Error("qk: unexpected payload");
+  const [H, Q, D] = q.shape;
+  const [Hkv, K] = kk.shape;
+  const out = { H, Hkv, Q, K, D, queries: q.data, keys: kk.data, meta: c.meta };
+  const bias = c.arrays["bias"];
+  if (bias) out.bias = bias.data;
+  return out;
+}
+
+// src/data/scale.ts
+var TILE_WEIGHTS = 1024 * 1024;
+var LONG_QUERIES = 512;
+var MANY_HEADS = 144;
+var QK_LAYER_WEIGHTS = 2 ** 26;
+function storageOf(m, layer) {
+  return m.storage?.[layer] ?? "weights";
+}
+function isQkLayer(m, layer) {
+  return storageOf(m, layer) === "qk";
+}
+function anyQkLayer(m) {
+  return !!m.storage?.includes("qk");
+}
+function usesTiles(m, layer) {
+  return m.query_len * m.key_len > TILE_WEIGHTS || isQkLayer(m, layer);
+}
+function usesTopK(m, layer) {
+  return m.query_len > LONG_QUERIES || isQkLayer(m, layer);
+}
+function usesThumbnails(m) {
+  return m.num_layers * m.num_heads > MANY_HEADS || m.query_len > LONG_QUERIES || anyQkLayer(m);
+}
+function wholeLayerOk(m, layer) {
+  const n = m.num_heads * m.query_len * m.key_len;
+  return m.query_len <= LONG_QUERIES && (!isQkLayer(m, layer) || n <= QK_LAYER_WEIGHTS);
+}
+
+// src/data/cache.ts
+var LruCache = class {
+  constructor(maxEntries, maxBytes, sizeOf) {
+    this.maxEntries = maxEntries;
+    this.maxBytes = maxBytes;
+    this.sizeOf = sizeOf;
+    this.map = /* @__PURE__ */ new Map();
+  }
+  get(key3, load) {
+    const hit = this.map.get(key3);
+    if (hit) {
+      this.map.delete(key3);
+      this.map.set(key3, hit);
+      return hit.value;
+    }
+    const entry = { value: load(), bytes: 0 };
+    this.map.set(key3, entry);
+    entry.value.then(
+      (v) => {
+        entry.bytes = this.sizeOf(v);
+        this.evict();
+      },
+      // Failures are not cached: the next request retries.
+      () => {
+        if (this.map.get(key3) === entry) this.map.delete(key3);
+      }
+    );
+    this.evict();
+    return entry.value;
+  }
+  has(key3) {
+    return this.map.has(key3);
+  }
+  clear() {
+    this.map.clear();
+  }
+  evict() {
+    let bytes = 0;
+    for (const e of this.map.values()) bytes += e.bytes;
+    for (const [key3, e] of this.map) {
+      if (this.map.size <= 1 || this.map.size <= this.maxEntries && bytes <= this.maxBytes) break;
+      this.map.delete(key3);
+      bytes -= e.bytes;
+    }
+  }
+};
+
+// src/shell/lodLoaders.ts
+var key = (...parts) => JSON.stringify(parts);
+var TILE_CACHE = 256;
+var LodLoaders = class {
+  constructor() {
+    this.lods = new LruCache(256, 64 << 20, (x) => x.thumbs.byteLength);
+    this.topks = new LruCache(16, 96 << 20, (x) => x.keys.byteLength + x.codes.byteLength);
+    this.tiles = new LruCache(TILE_CACHE, Infinity, () => 0);
+    this.qkHeads = new LruCache(8, 96 << 20, (x) => x.queries.byteLength + x.keys.byteLength);
+    this.manifests = new LruCache(16, Infinity, () => 0);
+  }
+  /** The step's manifest without any token subset (the positions the routes below use). */
+  manifest(probe, step) {
+    return this.manifests.get(key(probe.run, probe.tag, step), () => fetchManifest(probe.run, probe.tag, step));
+  }
+  lod(probe, step, layer, size = 64) {
+    const { run, tag } = probe;
+    return this.lods.get(key(run, tag, step, layer, size), () => fetchLod({ run, tag, step, layer }, size));
+  }
+  /** Every head's top-k (head undefined), or one head's (a "qk" layer must be asked one head at a time). */
+  topk(probe, step, layer, head) {
+    const { run, tag } = probe;
+    return this.topks.get(key(run, tag, step, layer, head ?? -1), () => fetchTopK({ run, tag, step, layer }, head));
+  }
+  tile(probe, step, layer, head, level, row, col) {
+    const { run, tag } = probe;
+    return this.tiles.get(
+      key(run, tag, step, layer, head, level, row, col),
+      () => fetchTile({ run, tag, step, layer }, head, level, row, col)
+    );
+  }
+  /** Whether a tile is cached (or on its way): the matrix view asks before it queues a request. */
+  hasTile(probe, step, layer, head, level, row, col) {
+    return this.tiles.has(key(probe.run, probe.tag, step, layer, head, level, row, col));
+  }
+  qkHead(probe, step, layer, head) {
+    const { run, tag } = probe;
+    return this.qkHeads.get(key(run, tag, step, layer, head), () => fetchQKHead({ run, tag, step, layer }, head));
+  }
+};
+var lodLoaders = new LodLoaders();
+
+// src/draw/tileGrid.ts
+var TILE = 256;
+function coarsestLevel(Q, K) {
+  let l = 0;
+  while (TILE * 2 ** l < Math.max(Q, K)) l++;
+  return l;
+}
+function levelFor(s, dpr, levels) {
+  const want = Math.ceil(Math.log2(1 / (s * dpr)) - 1e-6);
+  return Math.max(0, Math.min(levels, want));
+}
+function tileSpan(level, a, b, n) {
+  const side = TILE * 2 ** level;
+  const lo = Math.max(0, a);
+  const hi = Math.min(n, b);
+  if (hi <= lo) return [0, -1];
+  return [Math.floor(lo / side), Math.floor((hi - 1e-9) / side)];
+}
+function tileCells(level, row, col, Q, K) {
+  const cell2 = 2 ** level;
+  const h = Math.min(TILE, Math.ceil(Q / cell2) - row * TILE);
+  const w = Math.min(TILE, Math.ceil(K / cell2) - col * TILE);
+  return { h: Math.max(0, h), w: Math.max(0, w) };
+}
+function codeColors(map, vmax, scale) {
+  const out = new Uint8ClampedArray(256 * 4);
+  const inv = vmax > 0 ? 1 / vmax : 0;
+  for (let c = 0; c < 256; c++) {
+    const i = Math.min(255, Math.max(0, Math.round(scaled(CODE_WEIGHT[c] * inv, scale) * 255))) * 3;
+    out.set([map[i], map[i + 1], map[i + 2], 255], c * 4);
+  }
+  return out;
+}
+function tileCanvas(codes, h, w, colors) {
+  const c = document.createElement("canvas");
+  c.width = Math.max(1, w);
+  c.height = Math.max(1, h);
+  const ctx = c.getContext("2d");
+  if (!ctx || w === 0 || h === 0) return c;
+  const img = ctx.createImageData(w, h);
+  const px = new Uint32Array(img.data.buffer);
+  const lut2 = new Uint32Array(colors.buffer, colors.byteOffset, 256);
+  for (let i = 0; i < w * h; i++) px[i] = lut2[codes[i]];
+  ctx.putImageData(img, 0, 0);
+  return c;
+}
+function maxCode(codes) {
+  let m = 0;
+  for (let i = 0; i < codes.length; i++) if (codes[i] > m) m = codes[i];
+  return m;
+}
+
+// src/export/longParts.ts
+function shownHead(m, layer, view) {
+  return storedHead(m, layer, view.linkParams?.()["head"] ?? "") ?? 0;
+}
+function headOk(m) {
+  return m.query_len * m.key_len <= QK_LAYER_WEIGHTS;
+}
+function partialLayers(m) {
+  return Array.from({ length: m.num_layers }, (_, l) => l).filter((l) => !wholeLayerOk(m, l));
+}
+function lodParts(state, view) {
+  const m = state.manifest;
+  const { run, tag } = state.probe;
+  const at = { run, tag, step: state.step };
+  const l = state.layer;
+  const parts = [];
+  if (usesThumbnails(m)) {
+    for (let i = 0; i < m.num_layers; i++) parts.push({ route: "lod", params: { ...at, layer: i, size: 64 } });
+  }
+  const heads = Array.from({ length: m.num_heads }, (_, h) => h);
+  if (usesTopK(m, l)) {
+    parts.push({ route: "topk", params: { ...at, layer: l } });
+    for (const h of heads) parts.push({ route: "topk", params: { ...at, layer: l, head: h } });
+  }
+  const shown = shownHead(m, l, view);
+  if (usesTiles(m, l)) {
+    const top = coarsestLevel(m.query_len, m.key_len);
+    for (const h of heads)
+      parts.push({ route: "tile", params: { ...at, layer: l, head: h, level: top, row: 0, col: 0 } });
+    const tiles = view.id === "matrix" ? page().hooks.__tbaTiles?.requested ?? [] : [];
+    for (const t of new Set(tiles)) {
+      const [level, row, col] = t.split("/").map(Number);
+      if (level === top && row === 0 && col === 0) continue;
+      parts.push({
+        route: "tile",
+        params: { ...at, layer: l, head: shown, level, row, col }
+      });
+    }
+  }
+  if (!wholeLayerOk(m, l)) {
+    if (m.has_qk) parts.push({ route: "qk", params: { ...at, layer: l, head: shown } });
+    if (headOk(m)) parts.push({ route: "attention", params: { ...at, layer: l, head: shown } });
+  }
+  return parts;
+}
+function npzNote(m, partial, head) {
+  if (!partial.length) return "";
+  const why = `layers ${partial.join(", ")} (stored positions) are not exported whole: ${m.query_len.toLocaleString("en-US")} tokens` + (partial.some((l) => m.storage?.[l] === "qk") ? " and/or weights stored as queries and keys only" : "") + " (a whole layer is hundreds of MB, or refused by the server); `attention` holds the other layers (`attention_layers`)";
+  const one = head ? `; attention_head holds stored layer ${head.layer}, head ${head.head} [Q, K] (the head shown)` : "; no single head either (more than 2^26 weights)";
+  return why + one + "; top-k keys per query: the `topk` route; queries/keys (when logged) are complete";
+}
+
 // src/export/menu.ts
 function figureTitle(host) {
   const s = host.state;
@@ -1442,20 +2141,29 @@ function fileStem(host) {
 async function exportNpz(host) {
   const s = host.state;
   const m = s.manifest;
-  const layers = await Promise.all(Array.from({ length: m.num_layers }, (_, l) => host.attention(s.step, l)));
-  const a0 = layers[0];
+  const all = Array.from({ length: m.num_layers }, (_, l) => l);
+  const partial = partialLayers(m);
+  const whole = all.filter((l) => !partial.includes(l));
+  const layers = await Promise.all(whole.map((l) => host.attention(s.step, l)));
+  const [H, Q, K] = layers[0] ? [layers[0].H, layers[0].Q, layers[0].K] : [m.num_heads, m.tokens.length, 0];
   const arrays = {
-    attention: { dtype: "<f4", shape: [m.num_layers, a0.H, a0.Q, a0.K], data: stack(layers.map((a) => a.weights)) },
     tokens: { dtype: "<U", shape: [m.tokens.length], data: m.tokens },
     step: { dtype: "<i8", shape: [1], data: [s.step] },
     // The model's layer / head numbers of the stored ones: a logged subset (layers=[0, -1]) is not renumbered.
-    layer_index: { dtype: "<i8", shape: [m.num_layers], data: layers.map((_, l) => layerIndex(m, l)) },
+    layer_index: { dtype: "<i8", shape: [m.num_layers], data: all.map((l) => layerIndex(m, l)) },
     head_index: {
       dtype: "<i8",
-      shape: [m.num_layers, a0.H],
-      data: layers.flatMap((_, l) => Array.from({ length: a0.H }, (_2, h) => headIndex(m, l, h)))
+      shape: [m.num_layers, m.num_heads],
+      data: all.flatMap((l) => Array.from({ length: m.num_heads }, (_, h) => headIndex(m, l, h)))
     }
   };
+  if (layers.length) {
+    arrays["attention"] = { dtype: "<f4", shape: [layers.length, H, Q, K], data: stack(layers.map((a) => a.weights)) };
+  }
+  if (partial.length) {
+    arrays["attention_layers"] = { dtype: "<i8", shape: [whole.length], data: whole };
+    Object.assign(arrays, await partialArrays(host, partial));
+  }
   if (m.key_tokens) arrays["key_tokens"] = { dtype: "<U", shape: [m.key_tokens.length], data: m.key_tokens };
   if (m.has_qk) {
     const qks = await Promise.all(Array.from({ length: m.num_layers }, (_, l) => host.qk(s.step, l)));
@@ -1468,6 +2176,31 @@ async function exportNpz(host) {
     arrays["keys"] = { dtype: "<f4", shape: [m.num_layers, q0.Hkv, q0.K, q0.D], data: stack(qks.map((q) => q.keys)) };
   }
   download(`${fileStem(host)}.npz`, npzBlob(arrays));
+}
+async function partialArrays(host, partial) {
+  const s = host.state;
+  const m = s.manifest;
+  const layer = partial.includes(s.layer) ? s.layer : partial[0];
+  const head = shownHead(m, layer, host.activeView());
+  const out = {};
+  const one = headOk(m) ? await host.attentionHead(s.step, layer, head) : null;
+  if (one) out["attention_head"] = { dtype: "<f4", shape: [one.Q, one.K], data: one.weights };
+  const tk = await lodLoaders.topk(s.probe, s.step, layer).catch(
+    () => Promise.all(Array.from({ length: m.num_heads }, (_, h) => lodLoaders.topk(s.probe, s.step, layer, h)))
+  );
+  const parts = Array.isArray(tk) ? tk : [tk];
+  const first = parts[0];
+  const keys = parts.flatMap((p) => Array.from(p.keys.subarray(0, p.H * p.Q * p.k)));
+  const weights = Float32Array.from(
+    parts.flatMap((p) => Array.from(p.codes.subarray(0, p.H * p.Q * p.k))),
+    (c) => CODE_WEIGHT[c]
+  );
+  const shape = [m.num_heads, first.Q, first.k];
+  out["topk_keys"] = { dtype: "<i8", shape, data: keys };
+  out["topk_weights"] = { dtype: "<f4", shape, data: weights };
+  out["partial_layer"] = { dtype: "<i8", shape: [2], data: [layer, head] };
+  out["note"] = { dtype: "<U", shape: [1], data: [npzNote(m, partial, one ? { layer, head } : null)] };
+  return out;
 }
 async function exportHtml(host) {
   const s = host.state;
@@ -1485,9 +2218,11 @@ async function exportHtml(host) {
     { route: "head_stats", params: { run, tag } }
   ];
   for (let l = 0; l < s.manifest.num_layers; l++) {
+    if (!wholeLayerOk(s.manifest, l)) continue;
     parts.push({ route: "attention", params: { run, tag, step: s.step, layer: l } });
     if (s.manifest.has_qk) parts.push({ route: "qk", params: { run, tag, step: s.step, layer: l } });
   }
+  parts.push(...lodParts(s, host.activeView()));
   if (s.manifest.image) parts.push({ route: "image", params: { run, tag, step: s.step } });
   if (!s.manifest.key_tokens) {
     parts.push({ route: "rollout", params: { run, tag, step: s.step, fusion: "mean", residual: 0.5 } });
@@ -1497,7 +2232,10 @@ async function exportHtml(host) {
     parts.push({ route: "embedding_info", params: { run, tag: batch } });
     for (const method of ["pca", "faithful"]) {
       const opts = { method, translate: "1", scale: "1" };
-      parts.push({ route: "embedding_matrix", params: { run, tag: batch, step: s.step, ...opts }, wait: true });
+      for (let layer = 0; layer < s.manifest.num_layers; layer++) {
+        const at = { run, tag: batch, step: s.step, ...opts, layers: String(layer) };
+        parts.push({ route: "embedding_matrix", params: at, wait: true });
+      }
       const [l, h] = (host.activeView().linkParams?.()["sel"] ?? "").split(":");
       const sl = storedLayer(s.manifest, l);
       const sh = sl === null ? null : storedHead(s.manifest, sl, h);
@@ -1519,11 +2257,11 @@ function exportMenu(host) {
   const span = document.createElement("span");
   span.textContent = "Export";
   el2.appendChild(span);
-  const add = (id, text, title, run) => {
+  const add = (id, text4, title, run) => {
     const b = document.createElement("button");
     b.type = "button";
     b.id = id;
-    b.textContent = text;
+    b.textContent = text4;
     b.title = title;
     b.addEventListener("click", () => {
       b.disabled = true;
@@ -1556,6 +2294,14 @@ function exportMenu(host) {
     }
   );
   add(
+    "export-pdf",
+    "PDF",
+    "The current view as a vector PDF page, as the SVG: text as text, lines and heatmap cells as vector shapes",
+    async () => {
+      download(`${fileStem(host)}.pdf`, await viewToPdf(host.activeView().root, { title: figureTitle(host) }));
+    }
+  );
+  add(
     "export-html",
     "HTML",
     "A standalone offline HTML snapshot of this step (all views, no server)",
@@ -1564,7 +2310,7 @@ function exportMenu(host) {
   add(
     "export-npz",
     "npz",
-    "The raw arrays of this step for NumPy: attention [L,H,Q,K], tokens, q/k",
+    "The raw arrays of this step for NumPy: attention [L,H,Q,K], tokens, q/k (of a long or q/k-only layer: the shown head, its top-k and a note)",
     () => exportNpz(host)
   );
   return el2;
@@ -1589,53 +2335,6 @@ function onHostReload(callback) {
   };
   window.parent.postMessage("experimental.bootstrap", "*", [channel.port2]);
 }
-
-// src/data/cache.ts
-var LruCache = class {
-  constructor(maxEntries, maxBytes, sizeOf) {
-    this.maxEntries = maxEntries;
-    this.maxBytes = maxBytes;
-    this.sizeOf = sizeOf;
-    this.map = /* @__PURE__ */ new Map();
-  }
-  get(key2, load) {
-    const hit = this.map.get(key2);
-    if (hit) {
-      this.map.delete(key2);
-      this.map.set(key2, hit);
-      return hit.value;
-    }
-    const entry = { value: load(), bytes: 0 };
-    this.map.set(key2, entry);
-    entry.value.then(
-      (v) => {
-        entry.bytes = this.sizeOf(v);
-        this.evict();
-      },
-      // Failures are not cached: the next request retries.
-      () => {
-        if (this.map.get(key2) === entry) this.map.delete(key2);
-      }
-    );
-    this.evict();
-    return entry.value;
-  }
-  has(key2) {
-    return this.map.has(key2);
-  }
-  clear() {
-    this.map.clear();
-  }
-  evict() {
-    let bytes = 0;
-    for (const e of this.map.values()) bytes += e.bytes;
-    for (const [key2, e] of this.map) {
-      if (this.map.size <= 1 || this.map.size <= this.maxEntries && bytes <= this.maxBytes) break;
-      this.map.delete(key2);
-      bytes -= e.bytes;
-    }
-  }
-};
 
 // src/data/tokenFilter.ts
 var SPECIAL = /^(\[(CLS|SEP|PAD|MASK|UNK|BOS|EOS)\]|<\/?s>|<(pad|unk|mask|bos|eos|cls|sep)>|<\|[^|\s]{1,40}\|>)$/i;
@@ -1701,8 +2400,8 @@ function subsetQK(x, s) {
     keys: rows(x.keys, x.Hkv, x.K, s.k)
   };
 }
-function queryFilter(m, s, text) {
-  const needle = text.trim().toLowerCase();
+function queryFilter(m, s, text4) {
+  const needle = text4.trim().toLowerCase();
   if (!needle) return s;
   const base = s?.q ?? range(m.tokens.length);
   const hits = base.filter((i) => m.tokens[i].toLowerCase().includes(needle));
@@ -1714,7 +2413,7 @@ function range(n) {
 }
 
 // src/shell/loaders.ts
-var key = (...parts) => JSON.stringify(parts);
+var key2 = (...parts) => JSON.stringify(parts);
 var Loaders = class {
   constructor(tokens) {
     this.tokens = tokens;
@@ -1722,14 +2421,35 @@ var Loaders = class {
     this.qkCache = new LruCache(24, 128 << 20, (q) => q.queries.byteLength + q.keys.byteLength);
     this.manifests = new LruCache(64, Infinity, () => 0);
     this.stats = new LruCache(8, Infinity, () => 0);
+    // The last manifest seen per probe: whether a whole layer is worth warming before its step's manifest is here.
+    this.lastShape = /* @__PURE__ */ new Map();
   }
   // Raw loads (no subset): the shell prefetches these, so they warm the cache whatever the token choice.
   rawManifest(step, probe) {
-    return this.manifests.get(key(probe.run, probe.tag, step), () => fetchManifest(probe.run, probe.tag, step));
+    return this.manifests.get(
+      key2(probe.run, probe.tag, step),
+      () => fetchManifest(probe.run, probe.tag, step).then((m) => {
+        this.lastShape.set(key2(probe.run, probe.tag), m);
+        return m;
+      })
+    );
+  }
+  /**
+   * Warms a whole layer (the shell's prefetch and early start) unless it is one the views would not load whole: a
+   * long probe or a "qk" layer (data/scale.ts), hundreds of MB or a 413. Unknown shape: after its manifest.
+   */
+  warmLayer(step, layer, probe) {
+    const warm = (m) => {
+      if (m.metricsOnly) return;
+      if (layer < m.num_layers && wholeLayerOk(m, layer)) this.rawAttention(step, layer, probe).catch(() => void 0);
+    };
+    const known = this.lastShape.get(key2(probe.run, probe.tag));
+    if (known) warm(known);
+    else this.rawManifest(step, probe).then(warm, () => void 0);
   }
   rawAttention(step, layer, probe) {
     return this.attentionCache.get(
-      key(probe.run, probe.tag, step, layer),
+      key2(probe.run, probe.tag, step, layer),
       () => fetchAttention(probe.run, probe.tag, step, layer)
     );
   }
@@ -1747,16 +2467,18 @@ var Loaders = class {
     return subsetAttention(a, s);
   }
   async attentionHead(step, layer, head, probe) {
-    const layerKey = key(probe.run, probe.tag, step, layer);
+    const layerKey = key2(probe.run, probe.tag, step, layer);
     let one;
-    if (this.attentionCache.has(layerKey) || window.__tbaSnapshot || page().embedded) {
+    const known = this.lastShape.get(key2(probe.run, probe.tag));
+    const snapshotWhole = window.__tbaSnapshot && (!known || wholeLayerOk(known, layer));
+    if (this.attentionCache.has(layerKey) || snapshotWhole || page().embedded) {
       const a = await this.rawAttention(step, layer, probe);
       if (head >= a.H) throw new Error(`head ${head} out of range (${a.H} heads)`);
       const n = a.Q * a.K;
       one = { H: 1, Q: a.Q, K: a.K, weights: a.weights.subarray(head * n, (head + 1) * n) };
     } else {
       one = await this.attentionCache.get(
-        key(probe.run, probe.tag, step, layer, "h", head),
+        key2(probe.run, probe.tag, step, layer, "h", head),
         () => fetchAttention(probe.run, probe.tag, step, layer, head)
       );
     }
@@ -1764,14 +2486,14 @@ var Loaders = class {
   }
   async qk(step, layer, probe) {
     const raw = this.qkCache.get(
-      key(probe.run, probe.tag, step, layer),
+      key2(probe.run, probe.tag, step, layer),
       () => fetchQK(probe.run, probe.tag, step, layer)
     );
     const [x, s] = await Promise.all([raw, this.subset(step, probe)]);
     return subsetQK(x, s);
   }
   headStats(probe) {
-    return this.stats.get(key(probe.run, probe.tag), () => fetchHeadStats(probe.run, probe.tag).catch(() => null));
+    return this.stats.get(key2(probe.run, probe.tag), () => fetchHeadStats(probe.run, probe.tag).catch(() => null));
   }
   /** New steps change the statistics series (Reload). */
   clearStats() {
@@ -1915,8 +2637,8 @@ function positionTicks(n, count = 6) {
   return niceTicks(0, n - 1, count).filter((v) => Number.isInteger(v) && v >= 0 && v < n);
 }
 function fillPositionAxis(el2, n, px, horizontal, title) {
-  const ticks = positionTicks(n, Math.max(2, Math.floor(px / 60)));
-  const nodes = ticks.map((t) => {
+  const ticks2 = positionTicks(n, Math.max(2, Math.floor(px / 60)));
+  const nodes = ticks2.map((t) => {
     const d = document.createElement("div");
     d.className = "hm-tick";
     d.textContent = String(t);
@@ -2328,9 +3050,9 @@ var HeatmapPanel = class {
   }
   labels(z) {
     const d = this.data;
-    const key2 = JSON.stringify([z, this.cell, d.left.length, d.right.length, d.left[z.q0], d.right[z.k0]]);
-    if (key2 === this.labelsKey) return;
-    this.labelsKey = key2;
+    const key3 = JSON.stringify([z, this.cell, d.left.length, d.right.length, d.left[z.q0], d.right[z.k0]]);
+    if (key3 === this.labelsKey) return;
+    this.labelsKey = key3;
     fillTokenLabels(this.qLabels, d.left, z.q0, z.q1, this.cell, "query");
     fillTokenLabels(this.kLabels, d.right, z.k0, z.k1, this.cell, "key");
   }
@@ -2367,6 +3089,97 @@ function clamp(v, lo, hi) {
   return Math.max(lo, Math.min(hi, v));
 }
 
+// src/views/evolution/api.ts
+var METRICS = [
+  { name: "induction", label: "induction score", range: [0, 1] },
+  { name: "prev_token", label: "previous-token score", range: [0, 1] },
+  { name: "entropy", label: "entropy (nats)" },
+  { name: "entropy_norm", label: "entropy / log(keys)", range: [0, 1] },
+  { name: "distance", label: "mean attention distance (tokens)" },
+  { name: "max_weight", label: "max weight", range: [0, 1] },
+  { name: "topk_mass", label: "top-3 mass", range: [0, 1] },
+  { name: "sink_mass", label: "first-token (sink) mass", range: [0, 1] },
+  { name: "diagonal", label: "diagonal (self) score", range: [0, 1] }
+];
+async function container(route, params) {
+  const query = new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)])).toString();
+  const res = await request(`${route}?${query}`);
+  if (res.status === 404 && route === "head_stats") return null;
+  if (!res.ok) {
+    const text4 = (await res.text().catch(() => "")).trim().slice(0, 300);
+    throw new Error(`${route}: ${text4 || res.statusText} (HTTP ${res.status})`);
+  }
+  return decodeContainer(await res.arrayBuffer());
+}
+async function fetchMetrics(run, tag) {
+  const c = await container("head_stats", { run, tag });
+  if (!c) return null;
+  const steps = c.arrays["steps"];
+  if (!steps) throw new Error("head_stats: no steps");
+  const data = /* @__PURE__ */ new Map();
+  let L = 0;
+  let H = 0;
+  for (const [name, arr] of Object.entries(c.arrays)) {
+    if (name === "steps" || name === "wall_times" || arr.shape.length !== 3) continue;
+    L = arr.shape[1];
+    H = arr.shape[2];
+    data.set(name, arr.data);
+  }
+  const known = METRICS.map((m) => m.name).filter((n) => data.has(n));
+  const other = [...data.keys()].filter((n) => !known.includes(n)).sort();
+  const layers = Array.isArray(c.meta["layers"]) ? c.meta["layers"] : null;
+  return { steps: steps.data, names: [...known, ...other], data, L, H, layers };
+}
+async function fetchJsd(run, tag, step, runB, tagB, stepB) {
+  const c = await container("head_diff", { run, tag, step, run_b: runB, tag_b: tagB, step_b: stepB });
+  const jsd = c?.arrays["jsd"];
+  if (!jsd) throw new Error("head_diff: no jsd");
+  return jsd.data;
+}
+async function fetchRollout(run, tag, step, fusion, residual) {
+  const c = await container("rollout", { run, tag, step, fusion, residual });
+  const r = c?.arrays["rollout"];
+  if (!r || r.shape.length !== 3) throw new Error("rollout: unexpected payload");
+  return { L: r.shape[0], T: r.shape[1], data: r.data };
+}
+function stepIndexAtOrBefore(steps, step) {
+  let lo = 0;
+  let hi = steps.length - 1;
+  let best = -1;
+  while (lo <= hi) {
+    const mid = lo + hi >> 1;
+    if (steps[mid] <= step) {
+      best = mid;
+      lo = mid + 1;
+    } else hi = mid - 1;
+  }
+  return best;
+}
+
+// src/views/diff/long.ts
+var ONE_HEAD_WEIGHTS = 2 ** 26;
+async function rankLong(host, state, ref, rank, currentHead) {
+  const { probe, step, manifest: m } = state;
+  rank.showRows(state, [], "Ranking every head (the server compares sampled rows of both steps)…", currentHead);
+  let jsd;
+  try {
+    jsd = await fetchJsd(probe.run, probe.tag, step, ref.probe.run, ref.probe.tag, ref.step);
+  } catch (e) {
+    if (host.isCurrent(state)) rank.showRows(state, [], `No ranking: ${e.message}`, currentHead);
+    return;
+  }
+  if (!host.isCurrent(state)) return;
+  const rows = [];
+  for (let l = 0; l < m.num_layers; l++)
+    for (let h = 0; h < m.num_heads; h++) rows.push({ layer: l, head: h, tv: jsd[l * m.num_heads + h] });
+  rank.showRows(
+    state,
+    rows,
+    "Heads that changed most (Jensen–Shannon divergence in bits, sampled query rows)",
+    currentHead
+  );
+}
+
 // src/views/diff/ranking.ts
 var RANK_ROWS = 12;
 function totalVariation(a, b, h, Q, K) {
@@ -2379,6 +3192,7 @@ var Ranking = class {
   constructor(onPick) {
     this.el = document.createElement("div");
     this.table = document.createElement("table");
+    this.title = document.createElement("div");
     this.table.className = "diff-rank";
     this.table.id = "diff-ranking";
     this.table.addEventListener("click", (e) => {
@@ -2386,10 +3200,8 @@ var Ranking = class {
       if (tr) onPick(Number(tr.dataset["layer"]), Number(tr.dataset["head"]));
     });
     this.el.className = "diff-side";
-    const title = document.createElement("div");
-    title.className = "hm-title";
-    title.textContent = "Heads that changed most (mean total variation per query row)";
-    this.el.append(title, this.table);
+    this.title.className = "hm-title";
+    this.el.append(this.title, this.table);
   }
   /** Ranks every layer × head; `currentHead` (read once the layers are in) marks the head shown. */
   async show(host, state, ref, cur, currentHead) {
@@ -2402,11 +3214,16 @@ var Ranking = class {
           host.attention(ref.step, l, ref.probe)
         ]);
         if (!host.isCurrent(state) || a.H !== b.H || a.Q !== b.Q || a.K !== b.K) return;
-        for (let h2 = 0; h2 < a.H; h2++)
-          rows.push({ layer: l, head: h2, tv: totalVariation(a.weights, b.weights, h2, a.Q, a.K) });
+        for (let h = 0; h < a.H; h++)
+          rows.push({ layer: l, head: h, tv: totalVariation(a.weights, b.weights, h, a.Q, a.K) });
       })
     );
     if (!host.isCurrent(state)) return;
+    this.showRows(state, rows, "Heads that changed most (mean total variation per query row)", currentHead);
+  }
+  /** Ranks given per-head scores (e.g. the server's Jensen–Shannon divergences of a long probe). */
+  showRows(state, rows, title, currentHead) {
+    this.title.textContent = title;
     rows.sort((x, y) => y.tv - x.tv);
     const head = document.createElement("tr");
     for (const t of ["#", "layer", "head", "change", ""]) {
@@ -2528,10 +3345,20 @@ var DiffView = class {
     const bad = mismatch(m, refManifest);
     if (bad) return this.message(`${bad[0]?.toUpperCase()}${bad.slice(1)}.`);
     const h = Number(this.head.value);
-    const [a, b] = await Promise.all([
-      host.attention(state.step, state.layer),
-      host.attention(ref.step, state.layer, ref.probe)
-    ]);
+    const long = !wholeLayerOk(m, state.layer);
+    if (long && m.query_len * m.key_len > ONE_HEAD_WEIGHTS) {
+      const why = `one head of ${m.query_len.toLocaleString("en-US")} × ${m.key_len.toLocaleString("en-US")}`;
+      this.message(`The Δ of ${why} weights is past the server's limit for a head; the ranking is below.`);
+      this.content.style.display = "";
+      this.panel.root.style.display = "none";
+      void rankLong(host, state, ref, this.rank, () => h);
+      return;
+    }
+    const [a, b] = long ? await Promise.all([
+      host.attentionHead(state.step, state.layer, h),
+      host.attentionHead(ref.step, state.layer, h, ref.probe)
+    ]) : await Promise.all([host.attention(state.step, state.layer), host.attention(ref.step, state.layer, ref.probe)]);
+    const off = long ? 0 : h;
     if (!host.isCurrent(state)) return;
     const left = m.tokens;
     const right = m.key_tokens ?? m.tokens;
@@ -2541,12 +3368,13 @@ var DiffView = class {
     const delta = new Float32Array(n);
     let vmax = 0;
     for (let i = 0; i < n; i++) {
-      const d = a.weights[h * n + i] - b.weights[h * n + i];
+      const d = a.weights[off * n + i] - b.weights[off * n + i];
       delta[i] = d;
       vmax = Math.max(vmax, Math.abs(d));
     }
     this.note.textContent = "";
     this.content.style.display = "";
+    this.panel.root.style.display = "";
     this.panel.set({
       values: delta,
       off: 0,
@@ -2567,7 +3395,8 @@ var DiffView = class {
     host.setSummary(
       `Δ = step ${state.step} − ${ref.label} · ${layerHeadLabel(m, state.layer, h)} · orange: more attention now, purple: less · colour range ±${vmax.toPrecision(3)}` + (tokensDiffer ? " · NOTE: the tokens differ" : "")
     );
-    await this.rank.show(host, state, ref, a, () => Number(this.head.value));
+    if (long) void rankLong(host, state, ref, this.rank, () => Number(this.head.value));
+    else await this.rank.show(host, state, ref, a, () => Number(this.head.value));
   }
   linkParams() {
     const s = this.shown;
@@ -2576,8 +3405,8 @@ var DiffView = class {
   restoreLink(params) {
     this.pendingLink = params;
   }
-  message(text) {
-    this.note.textContent = text;
+  message(text4) {
+    this.note.textContent = text4;
     this.content.style.display = "none";
   }
   onKey(e) {
@@ -2607,8 +3436,8 @@ function url(route, params) {
 async function request2(route, params) {
   const res = await request(url(route, params));
   if (!res.ok) {
-    const text = (await res.text().catch(() => "")).trim().slice(0, 500);
-    throw new HttpError(res.status, `${route}: ${text || res.statusText || "request failed"} (HTTP ${res.status})`);
+    const text4 = (await res.text().catch(() => "")).trim().slice(0, 500);
+    throw new HttpError(res.status, `${route}: ${text4 || res.statusText || "request failed"} (HTTP ${res.status})`);
   }
   return res;
 }
@@ -2618,7 +3447,7 @@ async function fetchBatchInfo(run, tag) {
 function optionParams(o) {
   return { method: o.method, translate: o.translate ? "1" : "0", scale: o.scale ? "1" : "0" };
 }
-function num(v) {
+function num2(v) {
   return typeof v === "number" && Number.isFinite(v) ? v : null;
 }
 async function fetchHead(run, tag, step, layer, head, o) {
@@ -2630,28 +3459,37 @@ async function fetchHead(run, tag, step, layer, head, o) {
   if (!xyArr || !norm) throw new Error("embedding: unexpected payload");
   const bbox = c.meta["bbox"];
   const unit = xyArr.data;
-  const xy = new Float32Array(unit.length);
+  const index = c.arrays["index"]?.data;
+  const numQueries = Number(c.meta[index ? "total_queries" : "num_queries"]);
+  const numKeys = Number(c.meta[index ? "total_keys" : "num_keys"]);
+  const xy = new Float32Array(index ? 2 * (numQueries + numKeys) : unit.length).fill(NaN);
+  const norms = index ? new Float32Array(numQueries + numKeys).fill(NaN) : norm.data;
   const sx = bbox[2] - bbox[0];
   const sy = bbox[3] - bbox[1];
-  for (let i = 0; i < unit.length; i += 2) {
-    xy[i] = bbox[0] + unit[i] * sx;
-    xy[i + 1] = bbox[1] + unit[i + 1] * sy;
+  for (let n = 0; n < unit.length / 2; n++) {
+    const i = index ? index[n] : n;
+    xy[2 * i] = bbox[0] + unit[2 * n] * sx;
+    xy[2 * i + 1] = bbox[1] + unit[2 * n + 1] * sy;
+    if (index) norms[i] = norm.data[n];
   }
   return {
     method: c.meta["method"],
     xy,
-    norm: norm.data,
-    numQueries: Number(c.meta["num_queries"]),
-    numKeys: Number(c.meta["num_keys"]),
-    faithfulness: num(c.meta["faithfulness"]),
-    original: num(c.meta["original"]),
-    mixing: num(c.meta["mixing"]),
-    scale: num(c.meta["scale"]),
-    aligned: c.meta["aligned"] === true
+    norm: norms,
+    numQueries,
+    numKeys,
+    faithfulness: num2(c.meta["faithfulness"]),
+    original: num2(c.meta["original"]),
+    mixing: num2(c.meta["mixing"]),
+    scale: num2(c.meta["scale"]),
+    aligned: c.meta["aligned"] === true,
+    scoreQueries: c.meta["score_sampled"] === true ? Number(c.meta["score_queries"]) : null,
+    shownPoints: index ? index.length : null
   };
 }
-async function fetchMatrix(run, tag, step, o) {
-  const res = await request2("embedding_matrix", { run, tag, step, ...optionParams(o) });
+async function fetchMatrix(run, tag, step, o, layers = null) {
+  const part = layers ? { layers: layers[0] === layers[1] ? `${layers[0]}` : `${layers[0]}-${layers[1]}` } : {};
+  const res = await request2("embedding_matrix", { run, tag, step, ...optionParams(o), ...part });
   if (res.status === 202) return { pending: true, ...await res.json() };
   const c = decodeContainer(await res.arrayBuffer());
   const xy = c.arrays["xy"];
@@ -2662,16 +3500,37 @@ async function fetchMatrix(run, tag, step, o) {
   const [L, H, N] = xy.shape;
   return {
     method: c.meta["method"],
+    layer0: layers ? layers[0] : 0,
     L,
     H,
     N,
     numQueries: Number(c.meta["num_queries"]),
+    index: c.arrays["index"]?.data ?? null,
+    scoreQueries: c.meta["score_sampled"] === true ? Number(c.meta["score_queries"]) : null,
     xy: xy.data,
     faithfulness: f.data,
     original: orig.data,
     mixing: mix.data
   };
 }
+function offerSettings(info, method, translate, scale, current2) {
+  const only = info.only;
+  for (const m of METHODS) {
+    const o = method.querySelector(`option[value=${m}]`);
+    if (!o) continue;
+    const ok = only ? m === only.method : info.methods[m];
+    o.disabled = !ok;
+    o.title = ok ? "" : only ? NOTEBOOK_ONLY : "not installed on the TensorBoard server";
+  }
+  translate.disabled = scale.disabled = only !== void 0;
+  translate.title = scale.title = only ? NOTEBOOK_ONLY : "";
+  if (!only) return current2;
+  method.value = only.method;
+  translate.checked = only.translate;
+  scale.checked = only.scale;
+  return { ...only };
+}
+var NOTEBOOK_ONLY = "a notebook output embeds one layout per head (PCA, keys centred, equal spread); TensorBoard computes the others";
 function isPending(x) {
   return typeof x === "object" && x !== null && x.pending === true;
 }
@@ -2719,10 +3578,10 @@ function installEmbeddingStyles() {
 `;
   page().styles.appendChild(style);
 }
-function el(tag, cls, text) {
+function el(tag, cls, text4) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
-  if (text !== void 0) e.textContent = text;
+  if (text4 !== void 0) e.textContent = text4;
   return e;
 }
 function fmt(x) {
@@ -2737,14 +3596,17 @@ var MatrixGrid = class {
     this.cells = [];
     this.cellScores = [];
     this.shape = "";
+    /** Faithfulness of every painted cell (NaN: not painted yet), for the mean the test hooks read. */
+    this.scores = new Float32Array(0);
     /** Why the matrix does not show the chosen colouring (the view's root shows it above the grid). */
     this.note = el("div", "emb-note-line");
   }
   /** `m`: the probe's manifest, for the model's layer / head numbers (a logged subset is not renumbered). */
   build(L, H, m) {
-    const key2 = JSON.stringify([L, H, m.layers?.map((x) => [x.index, x.heads]) ?? null]);
-    if (key2 === this.shape) return;
-    this.shape = key2;
+    const key3 = JSON.stringify([L, H, m.layers?.map((x) => [x.index, x.heads]) ?? null]);
+    if (key3 === this.shape) return;
+    this.shape = key3;
+    this.scores = new Float32Array(L * H).fill(NaN);
     const dpr = window.devicePixelRatio || 1;
     this.el.style.gridTemplateColumns = `auto repeat(${H}, ${CELL + 2}px)`;
     const children = [el("div")];
@@ -2774,13 +3636,17 @@ var MatrixGrid = class {
     }
     this.el.replaceChildren(...children);
   }
-  /** Paints every head's layout; the shell's test hooks read the timings and scores off `root`. */
-  /** `rgbOf`: colour of point i (the view's Colour setting), null: query green / key pink. */
-  paint(m, root, names, rgbOf = null, noNorms = false) {
-    this.build(m.L, m.H, names);
-    this.note.textContent = (rgbOf ? "Colour as chosen (keys as their queries' scheme)" : "Green: queries · pink: keys") + " · ρ: faithfulness of the picture (1 = it ranks keys exactly as q·k does) · click a head to open it" + (noNorms ? " · colour by norm is shown in the single-head view" : "");
+  /** Paints the heads of `m` (layers m.layer0 … in a grid of `layers` rows: the matrix arrives a few layers at a
+   * time); the shell's test hooks read the timings and scores off `root`. `rgbOf`: colour of point i (the view's
+   * Colour setting), null: query green / key pink. */
+  paint(m, layers, root, names, rgbOf = null, noNorms = false) {
+    const sampled = m.scoreQueries;
+    this.build(Math.max(layers, m.layer0 + m.L), m.H, names);
+    this.note.textContent = (rgbOf ? "Colour as chosen (keys as their queries' scheme)" : "Green: queries · pink: keys") + " · ρ: faithfulness of the picture (1 = it ranks keys exactly as q·k does" + (sampled ? `; on ${sampled} evenly spaced queries` : "") + ") · click a head to open it" + (m.index ? ` · ${m.N.toLocaleString("en-US")} sampled points per head` : "") + (noNorms ? " · colour by norm is shown in the single-head view" : "");
     const t0 = performance.now();
-    for (let c = 0; c < m.L * m.H; c++) {
+    const first = m.layer0 * m.H;
+    for (let p = 0; p < m.L * m.H; p++) {
+      const c = first + p;
       const canvas2 = this.cells[c];
       if (!canvas2) continue;
       const ctx = canvas2.getContext("2d");
@@ -2790,13 +3656,13 @@ var MatrixGrid = class {
       const d = img.data;
       const pad = Math.round(W * 0.06);
       const span = W - 2 * pad - 2;
-      const base = c * m.N * 2;
+      const base = p * m.N * 2;
       const r = Math.max(1, Math.round(W / 70));
       for (let n = 0; n < m.N; n++) {
         const i = interleave(n, m.numQueries, m.N);
         const px = pad + Math.round(m.xy[base + 2 * i] / 255 * span);
         const py = pad + Math.round((1 - m.xy[base + 2 * i + 1] / 255) * span);
-        const rgb = rgbOf ? rgbOf(i) : i < m.numQueries ? Q_RGB : K_RGB;
+        const rgb = rgbOf ? rgbOf(m.index ? m.index[i] : i) : i < m.numQueries ? Q_RGB : K_RGB;
         for (let dy = 0; dy <= r; dy++) {
           let o = ((py + dy) * W + px) * 4;
           for (let dx = 0; dx <= r; dx++, o += 4) {
@@ -2810,16 +3676,67 @@ var MatrixGrid = class {
       ctx.putImageData(img, 0, 0);
       const score = this.cellScores[c];
       if (score) {
-        score.textContent = `ρ ${fmt(m.faithfulness[c])}`;
-        score.title = `faithfulness (mean per-query Spearman of 2-D distance vs q·k): ${fmt(m.faithfulness[c])}; original space ${fmt(m.original[c])}; q/k mixing ${fmt(m.mixing[c])}`;
+        score.textContent = `ρ ${fmt(m.faithfulness[p])}`;
+        score.title = `faithfulness (mean per-query Spearman of 2-D distance vs q·k` + (sampled ? `, over ${sampled} evenly spaced queries` : "") + `): ${fmt(m.faithfulness[p])}; original space ${fmt(m.original[p])}; q/k mixing ${fmt(m.mixing[p])}`;
       }
+      this.scores[c] = m.faithfulness[p];
     }
-    root.dataset["embMethod"] = m.method;
     root.dataset["embPaintMs"] = (performance.now() - t0).toFixed(1);
-    const mean = Array.from(m.faithfulness).reduce((a, b) => a + b, 0) / Math.max(1, m.faithfulness.length);
+    const painted = Array.from(this.scores).filter((v) => Number.isFinite(v));
+    const mean = painted.reduce((a, b) => a + b, 0) / Math.max(1, painted.length);
     root.dataset["embMeanFaithfulness"] = mean.toFixed(3);
   }
 };
+
+// src/views/embedding/matrix_loader.ts
+var IN_FLIGHT = 3;
+var POLL_MS = 400;
+async function pass(job, o, painted) {
+  const parts = job.whole ? [null] : [];
+  if (!job.whole) for (let l = 0; l < job.layers; l++) parts.push([l, l]);
+  let next = 0;
+  let done = 0;
+  const one = async (part) => {
+    for (; ; ) {
+      const m = await fetchMatrix(job.run, job.tag, job.step, o, part);
+      if (!job.live()) return;
+      if (!isPending(m)) {
+        job.paint(m);
+        done++;
+        painted();
+        return;
+      }
+      job.progress(o.method, (done + m.progress) / parts.length);
+      await new Promise((r) => window.setTimeout(r, POLL_MS));
+      if (!job.live()) return;
+    }
+  };
+  const worker = async () => {
+    while (next < parts.length && job.live()) await one(parts[next++] ?? null);
+  };
+  if (parts.length) await one(parts[next++] ?? null);
+  await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, parts.length - next) }, worker));
+  if (job.live() && done === parts.length) job.complete(o.method);
+}
+function loadMatrix(job, o) {
+  return new Promise((resolve, reject) => {
+    let first = false;
+    const painted = () => {
+      if (!first) resolve();
+      first = true;
+    };
+    const run = async () => {
+      if (o.method !== "pca") await pass(job, { ...o, method: "pca" }, painted);
+      if (job.live()) await pass(job, o, painted);
+      painted();
+    };
+    run().catch((e) => {
+      if (!first) reject(e);
+      else if (job.live()) job.fail(e);
+      first = true;
+    });
+  });
+}
 
 // src/views/embedding/scatter.ts
 var SINGLE = 620;
@@ -2847,6 +3764,7 @@ function drawScatter(ctx, s) {
   const buckets = /* @__PURE__ */ new Map();
   for (let o = 0; o < n; o++) {
     const i = interleave(o, p.numQueries, n);
+    if (!Number.isFinite(xy[2 * i])) continue;
     const c = s.colorOf(i);
     let b = buckets.get(c);
     if (!b) buckets.set(c, b = []);
@@ -2877,8 +3795,8 @@ function drawScatter(ctx, s) {
   if (s.query >= 0 && s.lines.length) {
     const [qx, qy] = toScreen(s.view, xy, s.query);
     const wmax = Math.max(...s.lines.map((l) => l.w));
-    for (const { key: key2, w } of s.lines) {
-      const [kx, ky] = toScreen(s.view, xy, key2);
+    for (const { key: key3, w } of s.lines) {
+      const [kx, ky] = toScreen(s.view, xy, key3);
       ctx.strokeStyle = tokenColor("--tba-fg");
       ctx.globalAlpha = 0.25 + 0.75 * (w / wmax);
       ctx.lineWidth = 0.5 + 4 * (w / wmax);
@@ -2935,10 +3853,15 @@ var SidePanel = class {
         `original space ${fmt(layout.original)} · q/k mixing ${fmt(layout.mixing)}` + (f !== null && f < 0.3 ? " · distances here say little about attention" : "")
       )
     );
+    const sample = [
+      layout.scoreQueries ? `scored on ${layout.scoreQueries} evenly spaced queries` : "",
+      layout.shownPoints ? `${layout.shownPoints.toLocaleString("en-US")} sampled points drawn` : ""
+    ].filter(Boolean);
+    if (sample.length) this.badge.append(el("br"), el("span", "emb-sample", sample.join(" · ")));
     this.badge.title = "Faithfulness: for each query, the Spearman correlation between closeness in this picture and q·k over the keys it may attend to, averaged (1 = the picture ranks keys exactly as attention does). Original space: the same score for distances in the normalised d_head-dimensional space. Mixing: 1 = queries and keys interleave, 0 = separate islands.";
   }
   setLegend(colorBy) {
-    const text = {
+    const text4 = {
       kind: "",
       position: "light → dark: first → last token (green queries, pink keys)",
       token: "one hue per token string; keys hollow",
@@ -2954,7 +3877,7 @@ var SidePanel = class {
       document.createTextNode("query"),
       k,
       document.createTextNode("key  "),
-      document.createTextNode(text[colorBy]),
+      document.createTextNode(text4[colorBy]),
       el("br"),
       document.createTextNode(
         "Hover: token and its input · click a query: lines to its top keys (attention) · Esc: all heads"
@@ -2979,13 +3902,13 @@ var SidePanel = class {
     const wmax = Math.max(...lines.map((l) => l.w), 1e-9);
     this.keyList.replaceChildren(
       el("div", void 0, `Query ${JSON.stringify(p.token[i] ?? "")} attends to (${where}):`),
-      ...lines.map(({ key: key2, w }) => {
+      ...lines.map(({ key: key3, w }) => {
         const row = el("div");
         const bar = el("span", "bar");
         bar.style.width = `${Math.round(60 * (w / wmax))}px`;
         row.append(
           bar,
-          el("span", void 0, `${w.toFixed(3)} ${JSON.stringify(p.token[key2] ?? "")} (position ${p.pos[key2]})`)
+          el("span", void 0, `${w.toFixed(3)} ${JSON.stringify(p.token[key3] ?? "")} (position ${p.pos[key3]})`)
         );
         return row;
       })
@@ -3120,8 +4043,8 @@ var SingleHead = class {
     this.root.dataset["embDrawMs"] = (performance.now() - t0).toFixed(1);
   }
   /** Search: highlight points whose token contains `text` (case-insensitive); call draw() after. */
-  updateSearch(text) {
-    const q = text.trim().toLowerCase();
+  updateSearch(text4) {
+    const q = text4.trim().toLowerCase();
     const p = this.batch().points;
     if (!q || !p) {
       this.matches = null;
@@ -3207,11 +4130,13 @@ var SingleHead = class {
     const probe = p.probe[i];
     const ref = { run: state.probe.run, tag: info.probes[probe] ?? "" };
     const { layer, head } = selected;
-    const attn = await host.attention(state.step, layer, ref);
+    const one = !wholeLayerOk(state.manifest, layer);
+    const attn = one ? await host.attentionHead(state.step, layer, head, ref) : await host.attention(state.step, layer, ref);
     const now = this.batch();
     if (this.query !== i || now.state !== state || now.selected.layer !== layer || now.selected.head !== head) return;
     const pos = p.pos[i];
-    const row = attn.weights.subarray((head * attn.Q + pos) * attn.K, (head * attn.Q + pos + 1) * attn.K);
+    const slot = one ? 0 : head;
+    const row = attn.weights.subarray((slot * attn.Q + pos) * attn.K, (slot * attn.Q + pos + 1) * attn.K);
     const order = Array.from(row.keys()).sort((a, b) => row[b] - row[a]);
     const top = order.slice(0, 8).filter((j, n) => n === 0 || row[j] >= 0.02);
     const start = p.keyStart[probe];
@@ -3223,7 +4148,7 @@ var SingleHead = class {
 };
 
 // src/views/embedding/index.ts
-var POLL_MS = 400;
+var POLL_MS2 = 400;
 var EmbeddingView = class {
   constructor() {
     this.id = "embedding";
@@ -3256,7 +4181,8 @@ var EmbeddingView = class {
     this.opts = { method: "faithful", translate: true, scale: true };
     this.gen = 0;
     this.pendingSel = null;
-    this.lastMatrix = null;
+    /** The parts of the matrix on screen (one per layer, of one method): repainted when the colouring changes. */
+    this.lastMatrix = [];
     installEmbeddingStyles();
     this.root.dataset["embMode"] = "matrix";
     const controls = el("div", "emb-controls");
@@ -3290,11 +4216,11 @@ var EmbeddingView = class {
     this.search.className = "emb-search";
     this.backButton.type = "button";
     this.backButton.style.display = "none";
-    const lab = (text, input, title) => {
+    const lab = (text4, input, title) => {
       const l = el("label");
       l.title = title;
-      if (input instanceof HTMLSelectElement) l.append(document.createTextNode(text), input);
-      else l.append(input, document.createTextNode(text));
+      if (input instanceof HTMLSelectElement) l.append(document.createTextNode(text4), input);
+      else l.append(input, document.createTextNode(text4));
       return l;
     };
     controls.append(
@@ -3321,7 +4247,7 @@ var EmbeddingView = class {
     this.scaleBox.addEventListener("change", rerun);
     this.colorSelect.addEventListener("change", () => {
       this.single.setColorBy(this.colorSelect.value);
-      if (this.lastMatrix) this.paint(this.lastMatrix);
+      for (const m of [...this.lastMatrix]) this.paint(m);
     });
     this.search.addEventListener("input", () => {
       this.single.updateSearch(this.search.value);
@@ -3361,9 +4287,9 @@ var EmbeddingView = class {
       throw e;
     }
   }
-  message(text) {
+  message(text4) {
     this.gen++;
-    this.note.textContent = text;
+    this.note.textContent = text4;
     this.note.style.display = "";
     this.matrix.el.style.display = "none";
     this.single.el.style.display = "none";
@@ -3372,21 +4298,15 @@ var EmbeddingView = class {
     this.note.style.display = "none";
     const run = state.probe.run;
     const tag = batchOf(state.probe.tag);
-    const key2 = `${run}\0${tag}`;
-    if (key2 !== this.infoKey || !this.info) {
+    const key3 = `${run}\0${tag}`;
+    if (key3 !== this.infoKey || !this.info) {
       const info2 = await fetchBatchInfo(run, tag);
       if (!host.isCurrent(state)) return;
       this.info = info2;
-      this.infoKey = key2;
+      this.infoKey = key3;
       this.points = buildPoints(info2);
       this.single.reset();
-      for (const m of METHODS) {
-        const o = this.methodSelect.querySelector(`option[value=${m}]`);
-        if (o) {
-          o.disabled = !info2.methods[m];
-          o.title = info2.methods[m] ? "" : "not installed on the TensorBoard server";
-        }
-      }
+      this.opts = offerSettings(info2, this.methodSelect, this.translateBox, this.scaleBox, this.opts);
     }
     const info = this.info;
     if (!info.has_qk) {
@@ -3464,16 +4384,42 @@ var EmbeddingView = class {
     const opts = { ...this.opts };
     const run = state.probe.run;
     const live = () => gen === this.gen && host.isCurrent(state);
-    const load = (o) => this.mode === "matrix" ? fetchMatrix(run, info.tag, state.step, o) : fetchHead(run, info.tag, state.step, this.selected.layer, this.selected.head, o);
-    const pcaFirst = this.mode === "matrix" && opts.method !== "pca";
-    if (pcaFirst) {
-      const pca = await load({ ...opts, method: "pca" });
-      if (!live()) return;
-      if (!isPending(pca)) this.paint(pca);
+    if (this.mode === "matrix") {
+      this.lastMatrix = [];
+      let painted = 0;
+      this.root.dataset["embLayersPainted"] = "0";
+      this.root.dataset["embPartMethod"] = "";
+      this.status.textContent = "";
+      await loadMatrix(
+        {
+          run,
+          tag: info.tag,
+          step: state.step,
+          layers: info.num_layers,
+          whole: info.only !== void 0,
+          live,
+          paint: (m) => {
+            if (m.method !== this.root.dataset["embPartMethod"]) painted = 0;
+            this.paint(m);
+            painted += m.L;
+            this.root.dataset["embPartMethod"] = m.method;
+            this.root.dataset["embLayersPainted"] = String(painted);
+          },
+          complete: (method) => {
+            this.status.textContent = "";
+            this.root.dataset["embMethod"] = method;
+          },
+          progress: (method, fraction) => this.setStatus(method, fraction),
+          fail: (e) => this.status.textContent = e.message
+        },
+        opts
+      );
+      return;
     }
+    const load = (o) => fetchHead(run, info.tag, state.step, this.selected.layer, this.selected.head, o);
     let first = await load(opts);
     if (!live()) return;
-    const keepOld = !pcaFirst && this.mode === "single" && this.single.showing;
+    const keepOld = this.single.showing;
     if (keepOld) {
       const deadline = performance.now() + 2e3;
       while (isPending(first) && performance.now() < deadline) {
@@ -3485,7 +4431,7 @@ var EmbeddingView = class {
       }
     }
     if (isPending(first)) {
-      if (!pcaFirst && !keepOld) {
+      if (!keepOld) {
         const pca = await load({ ...opts, method: "pca" });
         if (!live()) return;
         if (!isPending(pca)) this.paint(pca);
@@ -3503,13 +4449,13 @@ var EmbeddingView = class {
         if (!live()) return;
         if (isPending(next)) {
           this.setStatus(opts.method, next.progress);
-          window.setTimeout(() => void poll(), POLL_MS);
+          window.setTimeout(() => void poll(), POLL_MS2);
         } else {
           this.status.textContent = "";
           this.paint(next);
         }
       };
-      window.setTimeout(() => void poll(), POLL_MS);
+      window.setTimeout(() => void poll(), POLL_MS2);
       return;
     }
     this.status.textContent = "";
@@ -3524,80 +4470,15 @@ var EmbeddingView = class {
   }
   paint(layout) {
     if ("L" in layout) {
-      this.lastMatrix = layout;
+      this.lastMatrix = [...this.lastMatrix.filter((x) => x.layer0 !== layout.layer0), layout];
       const p = this.points;
       const by = this.colorSelect.value;
       const rgbOf = p && by !== "kind" && by !== "norm" ? (i) => pointRgb(p, by, i) : null;
-      this.matrix.paint(layout, this.root, this.state?.manifest ?? {}, rgbOf, by === "norm");
+      const layers = this.info?.num_layers ?? layout.L;
+      this.matrix.paint(layout, layers, this.root, this.state?.manifest ?? {}, rgbOf, by === "norm");
     } else this.single.setLayout(layout);
   }
 };
-
-// src/views/evolution/api.ts
-var METRICS = [
-  { name: "induction", label: "induction score", range: [0, 1] },
-  { name: "prev_token", label: "previous-token score", range: [0, 1] },
-  { name: "entropy", label: "entropy (nats)" },
-  { name: "entropy_norm", label: "entropy / log(keys)", range: [0, 1] },
-  { name: "distance", label: "mean attention distance (tokens)" },
-  { name: "max_weight", label: "max weight", range: [0, 1] },
-  { name: "topk_mass", label: "top-3 mass", range: [0, 1] },
-  { name: "sink_mass", label: "first-token (sink) mass", range: [0, 1] },
-  { name: "diagonal", label: "diagonal (self) score", range: [0, 1] }
-];
-async function container(route, params) {
-  const query = new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)])).toString();
-  const res = await request(`${route}?${query}`);
-  if (res.status === 404 && route === "head_stats") return null;
-  if (!res.ok) {
-    const text = (await res.text().catch(() => "")).trim().slice(0, 300);
-    throw new Error(`${route}: ${text || res.statusText} (HTTP ${res.status})`);
-  }
-  return decodeContainer(await res.arrayBuffer());
-}
-async function fetchMetrics(run, tag) {
-  const c = await container("head_stats", { run, tag });
-  if (!c) return null;
-  const steps = c.arrays["steps"];
-  if (!steps) throw new Error("head_stats: no steps");
-  const data = /* @__PURE__ */ new Map();
-  let L = 0;
-  let H = 0;
-  for (const [name, arr] of Object.entries(c.arrays)) {
-    if (name === "steps" || name === "wall_times" || arr.shape.length !== 3) continue;
-    L = arr.shape[1];
-    H = arr.shape[2];
-    data.set(name, arr.data);
-  }
-  const known = METRICS.map((m) => m.name).filter((n) => data.has(n));
-  const other = [...data.keys()].filter((n) => !known.includes(n)).sort();
-  return { steps: steps.data, names: [...known, ...other], data, L, H };
-}
-async function fetchJsd(run, tag, step, runB, tagB, stepB) {
-  const c = await container("head_diff", { run, tag, step, run_b: runB, tag_b: tagB, step_b: stepB });
-  const jsd = c?.arrays["jsd"];
-  if (!jsd) throw new Error("head_diff: no jsd");
-  return jsd.data;
-}
-async function fetchRollout(run, tag, step, fusion, residual) {
-  const c = await container("rollout", { run, tag, step, fusion, residual });
-  const r = c?.arrays["rollout"];
-  if (!r || r.shape.length !== 3) throw new Error("rollout: unexpected payload");
-  return { L: r.shape[0], T: r.shape[1], data: r.data };
-}
-function stepIndexAtOrBefore(steps, step) {
-  let lo = 0;
-  let hi = steps.length - 1;
-  let best = -1;
-  while (lo <= hi) {
-    const mid = lo + hi >> 1;
-    if (steps[mid] <= step) {
-      best = mid;
-      lo = mid + 1;
-    } else hi = mid - 1;
-  }
-  return best;
-}
 
 // src/views/evolution/layout.ts
 var CSS3 = `
@@ -3681,28 +4562,35 @@ var GridPanel = class {
     this.legend.textContent = "grey = undefined for that head · click a head to open it in the head view";
     if (!ctx) return;
     const v = s.values;
-    ctx.font = "11px sans-serif";
-    ctx.fillStyle = tokenColor("--tba-muted");
-    ctx.textBaseline = "middle";
-    ctx.textAlign = "right";
-    for (let l = 0; l < L; l++) ctx.fillText(`L${s.names.layer(l)}`, x0 - 6, y0 + l * cell2 + cell2 / 2);
-    ctx.textAlign = "center";
-    ctx.fillText("head →", x0 + H * cell2 / 2, 7);
+    const out = [];
+    const fg = tokenColor("--tba-muted");
+    const label2 = (t, x, y, align) => {
+      out.push({ text: t, at: [x, y], font: "11px sans-serif", align, color: fg, alpha: 1 });
+    };
+    for (let l = 0; l < L; l++) label2(`L${s.names.layer(l)}`, x0 - 6, y0 + l * cell2 + cell2 / 2, "right");
+    label2("head →", x0 + H * cell2 / 2, 7, "center");
     const every = Math.ceil(14 / cell2);
-    for (let h = 0; h < H; h += every) ctx.fillText(`${s.names.head(0, h)}`, x0 + h * cell2 + cell2 / 2, y0 - 8);
+    for (let h = 0; h < H; h += every) label2(`${s.names.head(0, h)}`, x0 + h * cell2 + cell2 / 2, y0 - 8, "center");
     const undefinedColor = tokenColor("--tba-undefined");
     for (let l = 0; l < L; l++) {
       for (let h = 0; h < H; h++) {
         const x = v[(s.index * L + l) * H + h];
-        ctx.fillStyle = Number.isFinite(x) ? cssColor(VIRIDIS, (x - lo) / (hi - lo) * 255) : undefinedColor;
-        ctx.fillRect(x0 + h * cell2, y0 + l * cell2, cell2 - 1, cell2 - 1);
+        const color = Number.isFinite(x) ? cssColor(VIRIDIS, (x - lo) / (hi - lo) * 255) : undefinedColor;
+        out.push({ rect: [x0 + h * cell2, y0 + l * cell2, cell2 - 1, cell2 - 1], color, alpha: 1 });
       }
     }
     if (s.hover) {
-      ctx.strokeStyle = tokenColor("--tba-cursor");
-      ctx.lineWidth = 2;
-      ctx.strokeRect(x0 + s.hover.head * cell2 - 1, y0 + s.hover.layer * cell2 - 1, cell2 + 1, cell2 + 1);
+      const [ax, ay] = [x0 + s.hover.head * cell2 - 1, y0 + s.hover.layer * cell2 - 1];
+      const [bx, by] = [ax + cell2 + 1, ay + cell2 + 1];
+      out.push({
+        path: [ax, ay, bx, ay, bx, by, ax, by, ax, ay],
+        color: tokenColor("--tba-cursor"),
+        alpha: 1,
+        width: 2
+      });
     }
+    paintShapes(ctx, out);
+    this.canvas.tbaVector = () => out;
   }
   /** The head under the mouse, as last drawn. */
   cellAt(e, m) {
@@ -3732,13 +4620,13 @@ var RankPanel = class {
     });
   }
   probeSteps(probe) {
-    const key2 = `${probe.run}\0${probe.tag}`;
-    let p = this.stepsCache.get(key2);
+    const key3 = `${probe.run}\0${probe.tag}`;
+    let p = this.stepsCache.get(key3);
     if (!p) {
       const query = new URLSearchParams({ run: probe.run, tag: probe.tag }).toString();
       p = request(`steps?${query}`).then(async (r) => r.ok ? (await r.json()).steps : []);
-      p.catch(() => this.stepsCache.delete(key2));
-      this.stepsCache.set(key2, p);
+      p.catch(() => this.stepsCache.delete(key3));
+      this.stepsCache.set(key3, p);
     }
     return p;
   }
@@ -3854,17 +4742,27 @@ var RolloutPanel = class {
     if (!Number.isFinite(residual) || residual < 0 || residual > 1) residual = 0.5;
     const man = state.manifest;
     this.title.textContent = `Attention rollout after ${layerLabel(man, state.layer)} (approximation)`;
+    if (man.metricsOnly) {
+      sizeCanvas(this.canvas, 1, 1);
+      this.note.textContent = "Rollout needs attention weights; this tag has metrics only.";
+      return;
+    }
     if (man.key_tokens) {
       sizeCanvas(this.canvas, 1, 1);
       this.note.textContent = "Rollout needs self-attention; this probe is cross-attention.";
       return;
     }
-    const key2 = `${state.probe.run}\0${state.probe.tag}\0${state.step}\0${fusion}\0${residual}`;
-    let p = this.cache.get(key2);
+    if (man.query_len > LONG_QUERIES || anyQkLayer(man)) {
+      sizeCanvas(this.canvas, 1, 1);
+      this.note.textContent = `Rollout is not drawn at this size (${man.query_len.toLocaleString("en-US")} tokens` + (anyQkLayer(man) ? ", layers stored as queries and keys only" : "") + `): it needs every weight of every layer. The metrics above are complete.`;
+      return;
+    }
+    const key3 = `${state.probe.run}\0${state.probe.tag}\0${state.step}\0${fusion}\0${residual}`;
+    let p = this.cache.get(key3);
     if (!p) {
       p = fetchRollout(state.probe.run, state.probe.tag, state.step, fusion, residual);
-      p.catch(() => this.cache.delete(key2));
-      this.cache.set(key2, p);
+      p.catch(() => this.cache.delete(key3));
+      this.cache.set(key3, p);
       while (this.cache.size > 16) this.cache.delete(this.cache.keys().next().value);
     }
     let r;
@@ -3918,6 +4816,7 @@ var RolloutPanel = class {
 var X0 = 64;
 var Y0 = 18;
 var BOTTOM = 30;
+var MAX_VECTOR_POINTS = 25e4;
 var SeriesPanel = class {
   constructor() {
     this.canvas = canvas("evo-series", "evo-series");
@@ -3947,38 +4846,37 @@ var SeriesPanel = class {
     const xOf = (step) => (step - first) / span * (w - 2) + 1;
     const scaleY = (h - 4) / (hi - lo);
     const yOf = (x) => h - 2 - (Math.min(hi, Math.max(lo, x)) - lo) * scaleY;
-    ctx.font = "10px sans-serif";
-    ctx.textBaseline = "middle";
-    ctx.fillStyle = fg;
-    ctx.textAlign = "center";
+    const out = [];
+    const FONT = "10px sans-serif";
+    const label2 = (t, x, y, align) => {
+      out.push({ text: t, at: [x, y], font: FONT, align, color: fg, alpha: 1 });
+    };
+    const tick = (x, y, tw, th) => {
+      out.push({ rect: [x, y, tw, th], color: fg, alpha: 1 });
+    };
     const every = Math.ceil(24 / (w + gap));
-    for (let hd = 0; hd < H; hd += every) ctx.fillText(`H${s.names.head(0, hd)}`, X0 + hd * (w + gap) + w / 2, Y0 - 9);
+    for (let hd = 0; hd < H; hd += every)
+      label2(`H${s.names.head(0, hd)}`, X0 + hd * (w + gap) + w / 2, Y0 - 9, "center");
     const vTicks = niceTicks(lo, hi, h >= 56 ? 3 : 2).filter((t) => t >= lo && t <= hi);
     for (let l = 0; l < L; l++) {
       const oy = Y0 + l * (h + gap);
-      ctx.textAlign = "left";
-      ctx.fillText(`L${s.names.layer(l)}`, 2, oy + h / 2);
-      ctx.textAlign = "right";
+      label2(`L${s.names.layer(l)}`, 2, oy + h / 2, "left");
       for (const t of vTicks) {
-        ctx.fillText(tickText(t), X0 - 6, oy + yOf(t));
-        ctx.fillRect(X0 - 4, Math.round(oy + yOf(t)), 3, 1);
+        label2(tickText(t), X0 - 6, oy + yOf(t), "right");
+        tick(X0 - 4, Math.round(oy + yOf(t)), 3, 1);
       }
     }
     const sTicks = niceTicks(first, last, w >= 90 ? 3 : 2).filter((t) => t >= first && t <= last);
     const by = Y0 + L * (h + gap) - gap;
-    ctx.textAlign = "center";
     for (let hd = 0; hd < H; hd++) {
       const ox = X0 + hd * (w + gap);
       for (const t of sTicks) {
         const x = xOf(t);
-        ctx.fillRect(Math.round(ox + x), by + 1, 1, 3);
-        ctx.textAlign = x < 12 ? "left" : x > w - 12 ? "right" : "center";
-        ctx.fillText(tickText(t), ox + x, by + 10);
+        tick(Math.round(ox + x), by + 1, 1, 3);
+        label2(tickText(t), ox + x, by + 10, x < 12 ? "left" : x > w - 12 ? "right" : "center");
       }
-      ctx.textAlign = "center";
     }
-    ctx.fillText("training step →", X0 + H * (w + gap) / 2, by + 23);
-    ctx.lineWidth = 1;
+    label2("training step →", X0 + H * (w + gap) / 2, by + 23, "center");
     const plotBg = tokenColor("--tba-plot-bg");
     const border = tokenColor("--tba-border");
     const accent = tokenColor("--tba-accent-line");
@@ -3987,45 +4885,33 @@ var SeriesPanel = class {
         const ox = X0 + hd * (w + gap);
         const oy = Y0 + l * (h + gap);
         const hovered = s.hover && s.hover.layer === l && s.hover.head === hd;
-        ctx.fillStyle = plotBg;
-        ctx.fillRect(ox, oy, w, h);
-        ctx.strokeStyle = hovered ? accent : border;
-        ctx.strokeRect(ox + 0.5, oy + 0.5, w - 1, h - 1);
-        ctx.strokeStyle = hovered ? accent : line;
-        ctx.lineWidth = hovered ? 1.5 : 1;
-        ctx.beginPath();
-        let pen = false;
+        out.push({ rect: [ox, oy, w, h], color: plotBg, alpha: 1 });
+        const [bx, by0, bx1, by1] = [ox + 0.5, oy + 0.5, ox + w - 0.5, oy + h - 0.5];
+        out.push({ path: [bx, by0, bx1, by0, bx1, by1, bx, by1, bx, by0], color: hovered ? accent : border, alpha: 1 });
+        let path = [];
+        const flush = () => {
+          if (path.length >= 4) out.push({ path, color: hovered ? accent : line, alpha: 1, width: hovered ? 1.5 : 1 });
+          path = [];
+        };
         for (let i = 0; i < S; i++) {
           const x = v[(i * L + l) * H + hd];
-          if (!Number.isFinite(x)) {
-            pen = false;
-            continue;
-          }
-          const px = ox + xOf(steps[i]);
-          const py = oy + yOf(x);
-          if (pen) ctx.lineTo(px, py);
-          else ctx.moveTo(px, py);
-          pen = true;
+          if (!Number.isFinite(x)) flush();
+          else path.push(ox + xOf(steps[i]), oy + yOf(x));
         }
-        ctx.stroke();
-        ctx.lineWidth = 1;
+        flush();
       }
     }
-    ctx.strokeStyle = tokenColor("--tba-cursor");
-    ctx.lineWidth = 1.5;
-    ctx.setLineDash([3, 2]);
-    ctx.beginPath();
+    const cursor = tokenColor("--tba-cursor");
     const cx = xOf(s.step);
     for (let l = 0; l < L; l++) {
       for (let hd = 0; hd < H; hd++) {
         const px = Math.round(X0 + hd * (w + gap) + cx) + 0.5;
         const oy = Y0 + l * (h + gap);
-        ctx.moveTo(px, oy + 1);
-        ctx.lineTo(px, oy + h - 1);
+        out.push({ path: [px, oy + 1, px, oy + h - 1], color: cursor, alpha: 1, width: 1.5, dash: [3, 2] });
       }
     }
-    ctx.stroke();
-    ctx.setLineDash([]);
+    paintShapes(ctx, out);
+    this.canvas.tbaVector = () => S * L * H <= MAX_VECTOR_POINTS ? out : null;
   }
   /** The plot under the mouse, as last drawn, and where along its step axis (0..1). */
   cellAt(e, m) {
@@ -4128,7 +5014,7 @@ var EvolutionView = class {
   }
   /** Opens the head view at `layer` (same step) with `head` soloed, through the head view's own double-click. */
   openHead(layer, head) {
-    if (!this.host) return;
+    if (!this.host || this.state?.manifest.metricsOnly) return;
     this.host.select({ view: "head", layer });
     const deadline = performance.now() + 5e3;
     const solo = () => {
@@ -4148,12 +5034,12 @@ var EvolutionView = class {
   }
   // -- data ------------------------------------------------------------------------------------------------
   loadMetrics(probe, state) {
-    const key2 = `${probe.run}\0${probe.tag}\0${state.steps.length}\0${state.steps[state.steps.length - 1]}`;
-    let p = this.cache.get(key2);
+    const key3 = `${probe.run}\0${probe.tag}\0${state.steps.length}\0${state.steps[state.steps.length - 1]}`;
+    let p = this.cache.get(key3);
     if (!p) {
       p = fetchMetrics(probe.run, probe.tag);
-      p.catch(() => this.cache.delete(key2));
-      this.cache.set(key2, p);
+      p.catch(() => this.cache.delete(key3));
+      this.cache.set(key3, p);
       while (this.cache.size > 8) this.cache.delete(this.cache.keys().next().value);
     }
     return p;
@@ -4207,7 +5093,7 @@ var EvolutionView = class {
     page().hooks.__tbaEvolution = { loadMs, drawMs, series: metrics.L * metrics.H, steps: metrics.steps.length };
     this.root.dataset["drawMs"] = drawMs.toFixed(1);
     host.setSummary(
-      `${metrics.L} layers × ${metrics.H} heads · metrics at ${metrics.steps.length} steps (${metrics.steps[0]}–${metrics.steps[metrics.steps.length - 1]}) · click a head to open it in the head view, a time series to move the step`
+      `${metrics.L} layers × ${metrics.H} heads · metrics at ${metrics.steps.length} steps (${metrics.steps[0]}–${metrics.steps[metrics.steps.length - 1]}) · ` + (state.manifest.metricsOnly ? "metrics only (no attention logged for this tag: the other tabs have nothing to draw)" : "click a head to open it in the head view, a time series to move the step")
     );
     const rank = {
       ref: this.refSelect.value || "prev",
@@ -4259,11 +5145,16 @@ var EvolutionView = class {
       names: this.names()
     };
   }
-  /** Metrics are [L, H] of the stored layers and heads: name them as the probe's manifest does when it matches. */
+  /**
+   * Metrics are [L, H] of the stored layers and heads: named by the series' own numbering (head_stats meta.layers,
+   * the only one a metrics-only tag has), else as the probe's manifest does when it matches, else by position.
+   */
   names() {
-    const m = this.state.manifest;
     const s = this.metrics;
-    if (m.num_layers !== s.L || m.num_heads !== s.H) return { layer: (l) => l, head: (_, h) => h };
+    const man = this.state.manifest;
+    const matches = man.num_layers === s.L && man.num_heads === s.H;
+    const m = s.layers ? { layers: s.layers } : matches ? man : null;
+    if (!m) return { layer: (l) => l, head: (_, h) => h };
     return { layer: (l) => layerIndex(m, l), head: (l, h) => headIndex(m, l, h) };
   }
   draw() {
@@ -4414,11 +5305,11 @@ var HeadToggles = class {
       this.update(this.active.map((_, i) => onlyThis || i === h));
     });
   }
-  button(id, text, next) {
+  button(id, text4, next) {
     const b = document.createElement("button");
     b.type = "button";
     b.id = id;
-    b.textContent = text;
+    b.textContent = text4;
     b.addEventListener("click", () => this.update(next()));
     return b;
   }
@@ -4567,7 +5458,7 @@ function buildLinePaths(s) {
   const nA = heads.length / s.gain;
   const minW = MIN_ALPHA * nA;
   const x0 = s.leftW + LINE_INSET;
-  const x1 = s.leftW + LINE_GAP - LINE_INSET;
+  const x1 = s.leftW + (s.gap ?? LINE_GAP) - LINE_INSET;
   const rowH = s.rowH;
   const paths = new Array(BUCKETS);
   for (const h of heads) {
@@ -4605,8 +5496,8 @@ function drawHoverLines(ctx, s, hv) {
   const nA = heads.length;
   const rowH = s.rowH;
   const x0 = s.leftW + LINE_INSET;
-  const x1 = s.leftW + LINE_GAP - LINE_INSET;
-  const boxX = hv.side === "left" ? s.leftW + LINE_GAP : 0;
+  const x1 = s.leftW + (s.gap ?? LINE_GAP) - LINE_INSET;
+  const boxX = hv.side === "left" ? s.leftW + (s.gap ?? LINE_GAP) : 0;
   const boxW = (hv.side === "left" ? s.rightW : s.leftW) / Math.max(1, nA);
   const n = hv.side === "left" ? K : Q;
   const yh = (hv.index + 0.5) * rowH;
@@ -4641,7 +5532,7 @@ function vectorShapes(s, hv, top, maxShapes) {
   const heads = s.heads;
   const rowH = s.rowH;
   const x0 = s.leftW + LINE_INSET;
-  const x1 = s.leftW + LINE_GAP - LINE_INSET;
+  const x1 = s.leftW + (s.gap ?? LINE_GAP) - LINE_INSET;
   const out = [];
   const width = lineWidth(rowH);
   if (!hv) {
@@ -4663,7 +5554,7 @@ function vectorShapes(s, hv, top, maxShapes) {
     return out;
   }
   const nA = heads.length;
-  const boxX = hv.side === "left" ? s.leftW + LINE_GAP : 0;
+  const boxX = hv.side === "left" ? s.leftW + (s.gap ?? LINE_GAP) : 0;
   const boxW = (hv.side === "left" ? s.rightW : s.leftW) / Math.max(1, nA);
   const n = hv.side === "left" ? K : Q;
   const yh = (hv.index + 0.5) * rowH - top;
@@ -4770,6 +5661,8 @@ function visibleRows(root, height) {
 }
 
 // src/draw/headView/index.ts
+var MIN_GAP = 160;
+var MAX_GAP = 900;
 var HeadView = class {
   constructor(canvasId = "head-canvas") {
     /** Called after every hover change with the time the redraw took (ms), for benchmarks. */
@@ -4797,6 +5690,8 @@ var HeadView = class {
     this.rightW = 0;
     this.width = 0;
     this.height = 0;
+    this.gap = LINE_GAP;
+    this.fit = null;
     /** Lines per query in the full view: 0 = all, else only each query's k strongest keys (long sequences). */
     this.topK = 0;
     /** Line opacity = weight ÷ active heads × gain (1 = BertViz). */
@@ -4849,9 +5744,9 @@ var HeadView = class {
   setData(data, active) {
     this.data = data;
     this.active = active.slice();
-    const key2 = JSON.stringify([data.left, data.right]);
-    if (key2 !== this.layoutKey) {
-      this.layoutKey = key2;
+    const key3 = JSON.stringify([data.left, data.right]);
+    if (key3 !== this.layoutKey) {
+      this.layoutKey = key3;
       this.layout(data.left, data.right);
     }
     if (this.hover && this.hover.index >= (this.hover.side === "left" ? data.left.length : data.right.length)) {
@@ -4905,7 +5800,8 @@ var HeadView = class {
     };
     this.leftW = colWidth(left);
     this.rightW = colWidth(right);
-    this.width = this.leftW + LINE_GAP + this.rightW;
+    this.gap = this.bandWidth();
+    this.width = this.leftW + this.gap + this.rightW;
     this.height = n * this.rowH;
     this.win.setWidth(this.width);
     this.root.style.width = `${this.width}px`;
@@ -4913,9 +5809,23 @@ var HeadView = class {
     this.root.style.setProperty("--row-h", `${this.rowH}px`);
     this.root.style.setProperty("--font-px", `${fontPx}px`);
     this.fillColumn(this.leftCol, left, 0, this.leftW, "left");
-    this.fillColumn(this.rightCol, right, this.leftW + LINE_GAP, this.rightW, "right");
+    this.fillColumn(this.rightCol, right, this.leftW + this.gap, this.rightW, "right");
     this.hoveredEl = null;
     this.win.baseValid = false;
+  }
+  /** Lets the line band take the width `avail()` leaves beside the token columns (MIN_GAP–MAX_GAP px), refitted
+   * when `el` (the element that decides that width) is resized; without it the band is LINE_GAP wide. */
+  fitTo(el2, avail) {
+    this.fit = avail;
+    new ResizeObserver(() => {
+      if (!this.data || !el2.clientWidth || Math.abs(this.bandWidth() - this.gap) < 1) return;
+      this.layout(this.data.left, this.data.right);
+      this.paint();
+    }).observe(el2);
+  }
+  bandWidth() {
+    const avail = this.fit?.() ?? 0;
+    return avail > 0 ? Math.round(Math.max(MIN_GAP, Math.min(MAX_GAP, avail - this.leftW - this.rightW))) : LINE_GAP;
   }
   fillColumn(col, tokens, x, w, side) {
     col.style.left = `${x}px`;
@@ -4940,8 +5850,8 @@ var HeadView = class {
   }
   /** The current data and settings, as the line functions take them. */
   scene(data) {
-    const { topK, gain, colorOf, leftW, rightW, rowH } = this;
-    return { attn: data.attn, heads: this.activeHeads(), gain, topK, colorOf, leftW, rightW, rowH };
+    const { topK, gain, colorOf, leftW, rightW, rowH, gap } = this;
+    return { attn: data.attn, heads: this.activeHeads(), gain, topK, colorOf, leftW, rightW, rowH, gap };
   }
   /** Full repaint (all lines of all active heads), then re-applies the hover if any. */
   paint() {
@@ -5009,16 +5919,16 @@ var HeadView = class {
 var TARGET = 256;
 var images = /* @__PURE__ */ new Map();
 function loadImage(probe, step) {
-  const key2 = JSON.stringify([probe.run, probe.tag, step]);
-  let p = images.get(key2);
+  const key3 = JSON.stringify([probe.run, probe.tag, step]);
+  let p = images.get(key3);
   if (!p) {
     const q = new URLSearchParams({ run: probe.run, tag: probe.tag, step: String(step) });
     p = request(`image?${q}`).then(async (res) => {
       if (!res.ok) throw new Error(`image: ${(await res.text()).slice(0, 300)} (HTTP ${res.status})`);
       return createImageBitmap(await res.blob());
     });
-    images.set(key2, p);
-    p.catch(() => images.get(key2) === p && images.delete(key2));
+    images.set(key3, p);
+    p.catch(() => images.get(key3) === p && images.delete(key3));
     while (images.size > 8) images.delete(images.keys().next().value);
   }
   return p;
@@ -5178,6 +6088,406 @@ var ImageOverlay = class {
   }
 };
 
+// src/draw/headView/virtualRows.ts
+var MARGIN2 = 60;
+var VirtualColumn = class {
+  constructor(side) {
+    this.side = side;
+    this.el = document.createElement("div");
+    this.tokens = [];
+    this.rowH = 12;
+    this.first = 0;
+    this.last = -1;
+    /** Lower-cased search text: rows containing it get `.match`. */
+    this.search = "";
+    /** The hovered / locked row, re-marked when rebuilt. */
+    this.marked = null;
+    this.el.className = `token-col ${side} virtual`;
+  }
+  set(tokens, rowH, x, w) {
+    this.tokens = tokens;
+    this.rowH = rowH;
+    this.el.style.left = `${x}px`;
+    this.el.style.width = `${w}px`;
+    this.el.style.height = `${tokens.length * rowH}px`;
+    this.first = 0;
+    this.last = -1;
+    this.el.replaceChildren();
+  }
+  /** Builds the rows covering view px [top, bottom) when they are not built yet; true when it rebuilt. */
+  update(top, bottom, force = false) {
+    const a = Math.max(0, Math.floor(top / this.rowH));
+    const b = Math.min(this.tokens.length - 1, Math.ceil(bottom / this.rowH));
+    if (!force && a >= this.first && b <= this.last) return false;
+    this.build(Math.max(0, a - MARGIN2), Math.min(this.tokens.length - 1, b + MARGIN2));
+    return true;
+  }
+  /** The row element of token `i`, building the rows around it first (search jumps, hover from outside). */
+  ensure(i) {
+    if (i < this.first || i > this.last)
+      this.build(Math.max(0, i - MARGIN2), Math.min(this.tokens.length - 1, i + MARGIN2));
+    return this.row(i);
+  }
+  row(i) {
+    if (i < this.first || i > this.last) return null;
+    return this.el.children[i - this.first] ?? null;
+  }
+  /** Token positions containing `q` (lower case), ascending. */
+  matches(q) {
+    if (!q) return [];
+    const out = [];
+    this.tokens.forEach((t, i) => {
+      if (t.toLowerCase().includes(q)) out.push(i);
+    });
+    return out;
+  }
+  /** Re-marks the built rows after the search text changed. */
+  remark() {
+    for (let i = this.first; i <= this.last; i++) this.mark(this.row(i), i);
+  }
+  mark(el2, i) {
+    if (!el2) return;
+    el2.classList.toggle("match", this.search !== "" && (this.tokens[i] ?? "").toLowerCase().includes(this.search));
+    const m = this.marked;
+    el2.classList.toggle("hovered", !!m && m.index === i);
+    el2.classList.toggle("locked", !!m && m.index === i && m.locked);
+  }
+  build(a, b) {
+    const frag = document.createDocumentFragment();
+    const kind = this.side === "left" ? "query" : "key";
+    for (let i = a; i <= b; i++) {
+      const t = this.tokens[i] ?? "";
+      const el2 = document.createElement("div");
+      el2.className = `token ${this.side}`;
+      el2.dataset["index"] = String(i);
+      el2.style.top = `${i * this.rowH}px`;
+      el2.textContent = displayText(t);
+      el2.title = `${kind} ${i}: ${t}`;
+      this.mark(el2, i);
+      frag.appendChild(el2);
+    }
+    this.first = a;
+    this.last = b;
+    this.el.replaceChildren(frag);
+  }
+};
+
+// src/draw/headView/sparse.ts
+var HOVER_LINES = 4e3;
+var SparseHeadView = class {
+  constructor() {
+    this.root = document.createElement("div");
+    this.win = new CanvasWindow("head-canvas");
+    this.leftCol = new VirtualColumn("left");
+    this.rightCol = new VirtualColumn("right");
+    this.lock = new HoverLock(
+      (cur, locked) => this.setHover(cur, locked),
+      (a, b) => a.side === b.side && a.index === b.index
+    );
+    this.data = null;
+    this.active = [];
+    this.hover = null;
+    // For a hovered key: per slot, the queries whose top k holds each key (CSR), built on the first key hover.
+    this.byKey = null;
+    this.rowH = 12;
+    this.leftW = 120;
+    this.rightW = 120;
+    this.width = 0;
+    this.height = 0;
+    this.scheduled = false;
+    this.searchHits = [];
+    this.searchAt = 0;
+    /** Lines per query: at most the server's k (0: all k). */
+    this.topK = 0;
+    this.gain = 1;
+    this.colorOf = headColor;
+    this.onHoverDrawn = null;
+    this.onTokenChange = null;
+    this.root.className = "head-view sparse";
+    this.root.append(this.win.canvas, this.leftCol.el, this.rightCol.el);
+    const tokenOf = (e) => {
+      const el2 = e.target.closest(".token");
+      return el2 ? { side: el2.classList.contains("left") ? "left" : "right", index: Number(el2.dataset["index"]) } : null;
+    };
+    this.root.addEventListener("mouseover", (e) => {
+      const t = tokenOf(e);
+      if (t) this.lock.hover(t);
+    });
+    this.root.addEventListener("mouseout", (e) => {
+      const to = e.relatedTarget?.closest?.(".token");
+      if (!to || !this.root.contains(to)) this.lock.hover(null);
+    });
+    this.root.addEventListener("click", (e) => {
+      const t = tokenOf(e);
+      if (t) this.lock.click(t);
+    });
+    const onScroll = () => {
+      if (this.scheduled || !this.data || !this.root.isConnected) return;
+      this.scheduled = true;
+      requestAnimationFrame(() => {
+        this.scheduled = false;
+        this.sync(false);
+      });
+    };
+    window.addEventListener("scroll", onScroll, { passive: true, capture: true });
+    window.addEventListener("resize", onScroll, { passive: true });
+    this.root.dataset["tbaSearch"] = "1";
+    this.root.tbaSearch = (text4, scroll, next) => this.search(text4, scroll, next);
+  }
+  setData(data, active) {
+    const relayout = !this.data || this.data.left !== data.left || this.data.right !== data.right;
+    this.data = data;
+    this.active = active.slice();
+    this.byKey = null;
+    if (relayout) this.layout(data);
+    const h = this.hover;
+    if (h && h.index >= (h.side === "left" ? data.left.length : data.right.length)) this.lock.reset();
+  }
+  setActive(active) {
+    this.active = active.slice();
+  }
+  currentToken() {
+    return this.hover;
+  }
+  lockedToken() {
+    return this.lock.isLocked ? this.lock.current : null;
+  }
+  lockToken(t) {
+    const n = this.data ? t.side === "left" ? this.data.left.length : this.data.right.length : 0;
+    const cur = this.lockedToken();
+    if (t.index < n && !(cur && cur.side === t.side && cur.index === t.index)) this.lock.click(t);
+  }
+  unlock() {
+    return this.lock.unlock();
+  }
+  /** Rows in the DOM (tests: the columns are virtual). */
+  domRows() {
+    return this.root.querySelectorAll(".token").length;
+  }
+  layout(d) {
+    const n = Math.max(d.left.length, d.right.length);
+    this.rowH = rowHeightFor(n);
+    this.width = this.leftW + LINE_GAP + this.rightW;
+    this.height = n * this.rowH;
+    this.win.setWidth(this.width);
+    this.root.style.width = `${this.width}px`;
+    this.root.style.height = `${this.height}px`;
+    this.root.style.setProperty("--row-h", `${this.rowH}px`);
+    this.root.style.setProperty("--font-px", "10px");
+    this.leftCol.set(d.left, this.rowH, 0, this.leftW);
+    this.rightCol.set(d.right, this.rowH, this.leftW + LINE_GAP, this.rightW);
+  }
+  paint() {
+    this.sync(true);
+  }
+  /** Builds the rows on screen and redraws the canvas window when it moved (or `force`). */
+  sync(force) {
+    if (!this.data) return;
+    const r = this.root.getBoundingClientRect();
+    const vh = window.innerHeight || 800;
+    const top = Math.max(0, -r.top);
+    const bottom = Math.min(this.height, vh - r.top);
+    this.leftCol.update(top, bottom, force);
+    this.rightCol.update(top, bottom, force);
+    if (this.win.place(this.root, this.width, this.height, force) || force) this.draw();
+  }
+  slots() {
+    const out = [];
+    for (let h = 0; h < (this.data?.H ?? 0); h++) if (this.active[h] !== false) out.push(h);
+    return out;
+  }
+  draw() {
+    this.win.clear(this.width);
+    if (this.hover) this.drawHover(this.hover);
+    else this.drawBase();
+  }
+  /** Every line with an end inside the canvas window, bucketed by opacity, one stroke per bucket and head. */
+  drawBase() {
+    const d = this.data;
+    const ctx = this.win.ctx;
+    const slots = this.slots();
+    const nA = slots.length / this.gain;
+    const kk = this.topK > 0 ? Math.min(this.topK, d.k) : d.k;
+    const { rowH } = this;
+    const lo = Math.floor(this.win.top / rowH);
+    const hi = Math.ceil((this.win.top + this.win.height) / rowH);
+    const x0 = this.leftW + LINE_INSET;
+    const x1 = this.leftW + LINE_GAP - LINE_INSET;
+    ctx.lineWidth = lineWidth(rowH);
+    const paths = new Array(BUCKETS);
+    for (const h of slots) {
+      paths.fill(null);
+      for (let i = 0; i < d.Q; i++) {
+        const rowIn = i >= lo && i < hi;
+        const base = (h * d.Q + i) * d.k;
+        for (let t = 0; t < kk; t++) {
+          const j = d.keys[base + t];
+          if (!rowIn && (j < lo || j >= hi)) continue;
+          const w = CODE_WEIGHT[d.codes[base + t]];
+          if (w / nA < MIN_ALPHA) continue;
+          const b = bucketOf(w / nA);
+          const p = paths[b] ?? (paths[b] = new Path2D());
+          p.moveTo(x0, (i + 0.5) * rowH);
+          p.lineTo(x1, (j + 0.5) * rowH);
+        }
+      }
+      ctx.strokeStyle = this.colorOf(h);
+      paths.forEach((p, b) => {
+        if (!p) return;
+        ctx.globalAlpha = BUCKET_ALPHA[b];
+        ctx.stroke(p);
+      });
+    }
+    ctx.globalAlpha = 1;
+  }
+  keyIndex() {
+    if (this.byKey) return this.byKey;
+    const d = this.data;
+    const K = d.right.length;
+    const start = new Int32Array(d.H * K + 1);
+    for (let e = 0; e < d.keys.length; e++) {
+      const j = d.keys[e];
+      if (j >= 0 && j < K && d.codes[e]) start[Math.floor(e / (d.Q * d.k)) * K + j + 1]++;
+    }
+    for (let x = 1; x < start.length; x++) start[x] += start[x - 1];
+    const fill = start.slice(0, -1);
+    const rows = new Int32Array(start[start.length - 1]);
+    for (let e = 0; e < d.keys.length; e++) {
+      const j = d.keys[e];
+      if (j >= 0 && j < K && d.codes[e]) rows[fill[Math.floor(e / (d.Q * d.k)) * K + j]++] = e;
+    }
+    return this.byKey = { start, rows };
+  }
+  /** The hovered token's lines per head, and weight boxes behind the tokens on the other side. */
+  drawHover(hv) {
+    const d = this.data;
+    const ctx = this.win.ctx;
+    const slots = this.slots();
+    const nA = Math.max(1, slots.length);
+    const { rowH } = this;
+    const x0 = this.leftW + LINE_INSET;
+    const x1 = this.leftW + LINE_GAP - LINE_INSET;
+    const boxX = hv.side === "left" ? this.leftW + LINE_GAP : 0;
+    const boxW = (hv.side === "left" ? this.rightW : this.leftW) / nA;
+    const yh = (hv.index + 0.5) * rowH;
+    ctx.lineWidth = lineWidth(rowH);
+    const K = d.right.length;
+    const index = hv.side === "right" ? this.keyIndex() : null;
+    const perHead = Math.max(1, Math.floor(HOVER_LINES / nA));
+    slots.forEach((h, slot) => {
+      ctx.fillStyle = ctx.strokeStyle = this.colorOf(h);
+      const entries = [];
+      if (index) {
+        const a = index.start[h * K + hv.index];
+        const b = Math.min(index.start[h * K + hv.index + 1], a + perHead);
+        for (let x = a; x < b; x++) entries.push(index.rows[x]);
+      } else {
+        const base = (h * d.Q + hv.index) * d.k;
+        for (let t = 0; t < d.k; t++) entries.push(base + t);
+      }
+      for (const e of entries) {
+        const w = CODE_WEIGHT[d.codes[e]];
+        if (w < MIN_ALPHA) continue;
+        const other = index ? Math.floor(e / d.k) % d.Q : d.keys[e];
+        const yo = (other + 0.5) * rowH;
+        ctx.globalAlpha = Math.min(1, w);
+        ctx.fillRect(boxX + slot * boxW, other * rowH, boxW, rowH);
+        ctx.globalAlpha = Math.min(1, Math.max(MIN_ALPHA, w * this.gain / nA));
+        ctx.beginPath();
+        ctx.moveTo(x0, index ? yo : yh);
+        ctx.lineTo(x1, index ? yh : yo);
+        ctx.stroke();
+      }
+    });
+    ctx.globalAlpha = 1;
+  }
+  setHover(cur, locked) {
+    const t0 = performance.now();
+    for (const col of [this.leftCol, this.rightCol]) {
+      const was = col.marked;
+      col.marked = cur && cur.side === col.side ? { index: cur.index, locked } : null;
+      if (was) col.remark();
+      if (col.marked) col.remark();
+    }
+    this.hover = cur;
+    this.root.dataset["locked"] = locked && cur ? `${cur.side}:${cur.index}` : "";
+    if (this.data) this.draw();
+    this.onHoverDrawn?.(performance.now() - t0);
+    this.onTokenChange?.(cur);
+  }
+  search(text4, scroll, next) {
+    const q = text4.trim().toLowerCase();
+    this.leftCol.search = this.rightCol.search = q;
+    this.leftCol.remark();
+    this.rightCol.remark();
+    const hits = [
+      ...this.leftCol.matches(q).map((index) => ({ side: "left", index })),
+      ...this.rightCol.matches(q).map((index) => ({ side: "right", index }))
+    ];
+    this.searchHits = hits;
+    if (scroll && hits.length) {
+      this.searchAt = next ? (this.searchAt + 1) % hits.length : 0;
+      const hit = hits[this.searchAt];
+      const el2 = (hit.side === "left" ? this.leftCol : this.rightCol).ensure(hit.index);
+      el2?.scrollIntoView({ block: "center" });
+      this.root.dataset["searchAt"] = `${hit.side}:${hit.index}`;
+      this.sync(false);
+    }
+    return this.searchHits.length;
+  }
+};
+
+// src/views/head/long.ts
+async function loadTopK(state, H) {
+  const { probe, step, layer } = state;
+  try {
+    return await lodLoaders.topk(probe, step, layer);
+  } catch (e) {
+    if (!(e instanceof HttpError) || e.status !== 400) throw e;
+  }
+  const parts = await Promise.all(Array.from({ length: H }, (_, h) => lodLoaders.topk(probe, step, layer, h)));
+  const first = parts[0];
+  const n = first.Q * first.k;
+  const keys = new Int32Array(H * n);
+  const codes = new Uint8Array(H * n);
+  parts.forEach((p, h) => {
+    keys.set(p.keys.subarray(0, n), h * n);
+    codes.set(p.codes.subarray(0, n), h * n);
+  });
+  return { H, Q: first.Q, k: first.k, keys, codes, source: first.source };
+}
+var LongHead = class {
+  constructor() {
+    this.view = new SparseHeadView();
+    this.shownKey = "";
+  }
+  /** Loads and paints the layer's top-k lines; resolves with the summary line (null: a newer state came). */
+  async show(host, state, active) {
+    const raw = await lodLoaders.manifest(state.probe, state.step);
+    if (!host.isCurrent(state)) return null;
+    const H = raw.num_heads;
+    const topk = await loadTopK(state, H);
+    if (!host.isCurrent(state)) return null;
+    const left = raw.tokens;
+    const right = raw.key_tokens ?? raw.tokens;
+    if (topk.Q !== left.length) throw new Error(`top-k has ${topk.Q} queries but the step has ${left.length} tokens`);
+    const data = { left, right, H: topk.H, Q: topk.Q, k: topk.k, keys: topk.keys, codes: topk.codes };
+    this.view.setData(data, active);
+    this.shownKey = JSON.stringify([state.probe, state.step, state.layer]);
+    this.view.paint();
+    const m = state.manifest;
+    const notes = [];
+    if (state.compare) notes.push("Compare with is not drawn at this length");
+    if (m.kept && (m.kept.q || m.kept.k)) notes.push("the token subset is not applied at this length");
+    if (m.segments) notes.push("the sentence filter is off at this length");
+    return (notes.length ? `(${notes.join("; ")}) · ` : "") + `${layerLabel(raw, state.layer)} · ${raw.num_layers} layers · ${H} heads · ${left.length.toLocaleString("en-US")} tokens · top ${topk.k} keys per query from the server` + (isQkLayer(raw, state.layer) ? " (rebuilt from the stored queries and keys)" : "") + " · scroll for more tokens, hover a token to isolate its lines, click to lock it";
+  }
+  /** What is drawn, for prefetching: the next steps' top-k of the same layer. */
+  prefetch(state, step) {
+    if (this.shownKey) lodLoaders.topk(state.probe, step, state.layer).catch(() => void 0);
+  }
+};
+
 // src/views/head/index.ts
 function timings() {
   var _a;
@@ -5204,6 +6514,10 @@ var HeadTab = class {
     this.gainSelect = document.createElement("select");
     this.segControl = document.createElement("label");
     this.segKey = "";
+    // Beyond 512 queries and for "qk" layers: top-k lines from the server in virtual columns (long.ts).
+    this.long = null;
+    this.isLong = false;
+    this.body = document.createElement("div");
     const bar = document.createElement("div");
     bar.className = "tba-viewbar sticky";
     this.linesSelect.id = "lines-select";
@@ -5255,12 +6569,14 @@ var HeadTab = class {
     gainSpan.textContent = "Opacity";
     gain.append(gainSpan, this.gainSelect);
     bar.append(this.heads.el, lines, gain, this.segControl);
-    const body = document.createElement("div");
+    const body = this.body;
     body.className = "tba-head-body";
     body.style.cssText = "display: flex; flex-wrap: wrap; align-items: flex-start; gap: 24px;";
     this.view.root.style.flexShrink = "0";
     body.append(this.view.root, this.legend.el, this.overlay.root);
     this.root.append(bar, body);
+    const beside = (el2) => el2.offsetWidth ? el2.offsetWidth + 24 : 0;
+    this.view.fitTo(body, () => body.clientWidth - beside(this.legend.el) - beside(this.overlay.root) - 4);
     this.view.onHoverDrawn = (ms) => timings().hoverMs = ms;
     this.view.onTokenChange = (t) => {
       this.overlay.setQuery(t && t.side === "left" ? t.index : null);
@@ -5275,6 +6591,8 @@ var HeadTab = class {
       this.root.style.setProperty("--tba-toolbar-h", `${Math.ceil(toolbar.getBoundingClientRect().height)}px`);
     const state = host.state;
     const { step, layer, manifest } = state;
+    this.setLong(usesTopK(manifest, layer));
+    if (this.isLong) return this.showLong(host, state);
     const [full, target] = await Promise.all([host.attention(step, layer), compareTarget(host, state)]);
     if (!host.isCurrent(state)) return;
     const refFull = target && typeof target !== "string" ? await host.attention(target.ref.step, layer, target.ref.probe) : null;
@@ -5322,10 +6640,48 @@ var HeadTab = class {
     );
     void this.updateEntropyTitles(host, state, cur.H);
   }
+  /** Swaps the line view in the page (one canvas `#head-canvas` at a time). */
+  setLong(on) {
+    if (on && !this.long) {
+      this.long = new LongHead();
+      this.long.view.onHoverDrawn = (ms) => timings().hoverMs = ms;
+      this.long.view.onTokenChange = () => this.host?.updateLink();
+    }
+    if (on !== this.isLong) {
+      const [out, into] = on ? [this.view.root, this.long.view.root] : [this.long.view.root, this.view.root];
+      out.replaceWith(into);
+      this.overlay.root.style.display = on ? "none" : "";
+      if (on) this.shown = null;
+    }
+    this.isLong = on;
+    this.segControl.style.display = on ? "none" : this.segControl.style.display;
+  }
+  async showLong(host, state) {
+    const long = this.long;
+    const m = state.manifest;
+    this.heads.setCount(m.num_heads);
+    this.heads.setLabel((h) => headLabel(m, state.layer, h));
+    const link = this.pendingLink;
+    this.pendingLink = null;
+    if (link?.["heads"]) {
+      const on = new Set(link["heads"].split(",").map((x) => storedHead(m, state.layer, x)));
+      this.heads.setActive(Array.from({ length: m.num_heads }, (_, h) => on.has(h)));
+    }
+    this.applyLines();
+    const t0 = performance.now();
+    const summary = await long.show(host, state, this.heads.get());
+    if (summary === null || !host.isCurrent(state)) return;
+    timings().paintMs = performance.now() - t0;
+    this.shown = state;
+    const lock = /^(left|right):(\d+)$/.exec(link?.["lock"] ?? "");
+    if (lock) long.view.lockToken({ side: lock[1], index: Number(lock[2]) });
+    host.setSummary(summary);
+    void this.updateEntropyTitles(host, state, m.num_heads);
+  }
   linkParams() {
     const m = this.shown?.manifest;
     const active = this.heads.get();
-    const t = this.view.lockedToken();
+    const t = this.isLong && this.long ? this.long.view.lockedToken() : this.view.lockedToken();
     return {
       heads: !m || active.every(Boolean) ? "" : active.flatMap((on, h) => on ? [String(headIndex(m, this.shown?.layer ?? 0, h))] : []).join(","),
       lock: t ? `${t.side}:${t.index}` : ""
@@ -5338,9 +6694,9 @@ var HeadTab = class {
   segmentSubset(state) {
     const segs = state.manifest.key_tokens ? null : state.manifest.segments;
     const ids = segs ? [...new Set(segs)].sort((a2, b2) => a2 - b2) : [];
-    const key2 = JSON.stringify(ids);
-    if (key2 !== this.segKey) {
-      this.segKey = key2;
+    const key3 = JSON.stringify(ids);
+    if (key3 !== this.segKey) {
+      this.segKey = key3;
       const name = (s) => s < 26 ? `Sentence ${String.fromCharCode(65 + s)}` : `Segment ${s}`;
       const opts = [["all", "All"]];
       for (const a2 of ids) opts.push([`${a2},${a2}`, `${name(a2)} → ${name(a2)}`]);
@@ -5363,7 +6719,7 @@ var HeadTab = class {
     return { q: idx(a), k: idx(b), renorm: false };
   }
   onKey(e) {
-    if (e.key === "Escape") return this.view.unlock();
+    if (e.key === "Escape") return this.isLong && this.long ? this.long.view.unlock() : this.view.unlock();
     if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") return false;
     const active = this.heads.get();
     if (active.length === 0) return false;
@@ -5380,16 +6736,35 @@ var HeadTab = class {
   repaint() {
     if (!this.shown) return;
     const active = this.heads.get();
+    if (this.isLong && this.long) {
+      this.long.view.setActive(active);
+      this.applyLines();
+      this.long.view.paint();
+      return;
+    }
     this.view.setActive(this.expand(active, this.view.headCount()));
     this.paint();
     this.overlay.setActive(active);
   }
   paint() {
     const v = this.linesSelect.value;
+    this.applyLines();
+    this.view.topK = v === "auto" ? autoTopK(this.shown ? this.shown.manifest.key_len : 0) : Number(v);
+    const t0 = performance.now();
+    this.view.paint();
+    timings().paintMs = performance.now() - t0;
+  }
+  /** Line opacity and count from the selects, onto whichever line view is shown; sets the legend. */
+  applyLines() {
+    const v = this.linesSelect.value;
     const split = this.view.headCount() > this.heads.get().length ? 2 : 1;
     const nA = Math.max(1, this.heads.get().filter(Boolean).length);
     const factor = this.gainSelect.value === "auto" ? nA * Math.min(1, 2 / Math.sqrt(nA)) : Number(this.gainSelect.value) || 1;
     this.view.gain = factor * split;
+    if (this.long) {
+      this.long.view.gain = factor;
+      this.long.view.topK = v === "auto" ? 0 : Number(v);
+    }
     const comparing = split > 1;
     this.legend.set(
       {
@@ -5401,10 +6776,6 @@ var HeadTab = class {
       },
       110
     );
-    this.view.topK = v === "auto" ? autoTopK(this.shown ? this.shown.manifest.key_len : 0) : Number(v);
-    const t0 = performance.now();
-    this.view.paint();
-    timings().paintMs = performance.now() - t0;
   }
   async updateEntropyTitles(host, state, H) {
     const stats = await host.headStats().catch(() => null);
@@ -5419,6 +6790,448 @@ var HeadTab = class {
   }
 };
 
+// src/draw/tileAxes.ts
+var MIN_LABEL_PX2 = 10;
+var TileAxes = class {
+  constructor(canvas2) {
+    this.canvas = canvas2;
+    this.top = document.createElement("div");
+    this.side = document.createElement("div");
+    this.tip = document.createElement("div");
+    this.xTicks = document.createElement("div");
+    this.yTicks = document.createElement("div");
+    this.kLabels = document.createElement("div");
+    this.qLabels = document.createElement("div");
+    this.top.className = "hm-top tm-top";
+    this.side.className = "hm-side tm-side";
+    this.xTicks.className = "hm-xaxis tm-ticks";
+    this.yTicks.className = "hm-yaxis tm-ticks";
+    this.kLabels.className = "hm-klabels tm-labels";
+    this.qLabels.className = "hm-qlabels tm-labels";
+    this.tip.className = "hm-tip";
+    this.top.append(this.kLabels, this.xTicks);
+    this.side.append(this.qLabels, this.yTicks);
+  }
+  draw(src, w, view, W, H) {
+    const { x0, y0, s } = view;
+    this.xTicks.style.width = `${W}px`;
+    this.kLabels.style.width = `${W}px`;
+    this.yTicks.style.height = `${H}px`;
+    this.qLabels.style.height = `${H}px`;
+    ticks(this.xTicks, w.k0, w.k1, x0, s, Math.max(2, Math.floor(W / 70)), true, "key position →");
+    ticks(this.yTicks, w.q0, w.q1, y0, s, Math.max(2, Math.floor(H / 50)), false, "query ↓");
+    const readable = s >= MIN_LABEL_PX2;
+    this.kLabels.style.display = readable ? "" : "none";
+    this.qLabels.style.display = readable ? "" : "none";
+    this.top.dataset["labels"] = readable ? "1" : "0";
+    if (readable) {
+      labels(this.kLabels, src.right, w.k0, w.k1, x0, s, "key");
+      labels(this.qLabels, src.left, w.q0, w.q1, y0, s, "query");
+    }
+  }
+  showTip(e, src, i, j, c) {
+    const what = c === null ? "loading…" : c.level === 0 ? `weight ${c.weight.toPrecision(4)}` : `largest weight ${c.weight.toPrecision(4)} of queries ${c.q0}–${c.q1 - 1} × keys ${c.k0}–${c.k1 - 1}`;
+    this.tip.textContent = `query ${i}: ${displayText(src.left[i] ?? "")}
+key ${j}: ${displayText(src.right[j] ?? "")}
+${what}`;
+    this.tip.style.display = "block";
+    this.tip.style.left = `${e.clientX + 14}px`;
+    this.tip.style.top = `${e.clientY + 14}px`;
+    this.canvas.dataset["tipQuery"] = String(i);
+    this.canvas.dataset["tipKey"] = String(j);
+  }
+  hideTip() {
+    this.tip.style.display = "none";
+  }
+};
+function ticks(el2, a, b, x0, s, n, h, title) {
+  const values = b - a <= 1 ? [a] : niceTicks(a, b - 1, n).filter((v) => Number.isInteger(v) && v >= a && v < b);
+  const nodes = values.map((t) => {
+    const d = document.createElement("div");
+    d.className = "hm-tick";
+    d.textContent = String(t);
+    const at = `${(t + 0.5 - x0) * s}px`;
+    if (h) d.style.left = at;
+    else d.style.top = at;
+    return d;
+  });
+  const name = document.createElement("div");
+  name.className = "hm-axis-title";
+  name.textContent = title;
+  el2.replaceChildren(name, ...nodes);
+}
+function labels(el2, tokens, a, b, x0, s, what) {
+  const nodes = [];
+  for (let i = a; i < b; i++) {
+    const d = document.createElement("div");
+    d.className = "tba-token-label";
+    d.textContent = displayText(tokens[i] ?? "");
+    d.title = `${what} ${i}: ${tokens[i] ?? ""}`;
+    d.dataset["index"] = String(i);
+    const at = `${(i + 0.5 - x0) * s}px`;
+    if (what === "query") d.style.top = at;
+    else d.style.left = at;
+    nodes.push(d);
+  }
+  el2.replaceChildren(...nodes);
+}
+
+// src/draw/tileMap.ts
+var MAX_PX_PER_CELL = 32;
+var IN_FLIGHT2 = 4;
+var PAINTED_KEEP = 256;
+var TileMap = class {
+  constructor(prefix) {
+    this.root = document.createElement("div");
+    this.canvas = document.createElement("canvas");
+    this.caption = document.createElement("div");
+    this.src = null;
+    this.levels = 0;
+    this.scale = "sqrt";
+    this.vmax = 1;
+    this.colors = null;
+    // Painted tiles (canvas of one pixel per cell) by "level/row/col", in recency order.
+    this.ready = /* @__PURE__ */ new Map();
+    this.queue = [];
+    this.flying = /* @__PURE__ */ new Set();
+    this.view = { x0: 0, y0: 0, s: 1 };
+    this.W = 512;
+    this.H = 512;
+    this.drag = null;
+    this.frame = 0;
+    this.movedAt = 0;
+    this.nextPending = false;
+    this.coarseWaiters = [];
+    this.stats = { level: 0, painted: 0, requested: [], settled: false, settleMs: NaN, nextTileMs: NaN };
+    /** The user panned or zoomed (deep links follow). */
+    this.onMove = null;
+    this.onError = null;
+    this.root.className = "tm-root";
+    this.canvas.id = `${prefix}-tiles`;
+    this.canvas.className = "tm-canvas hm-plot";
+    this.bar = new ColorBar(`${prefix}-tiles-colorbar`);
+    this.axes = new TileAxes(this.canvas);
+    const frame = document.createElement("div");
+    frame.className = "hm-frame tm-frame";
+    frame.append(this.axes.top, this.axes.side, this.canvas, this.bar.el);
+    this.caption.className = "hm-caption";
+    this.root.append(frame, this.caption, this.axes.tip);
+    this.canvas.addEventListener("wheel", (e) => this.onWheel(e), { passive: false });
+    this.canvas.addEventListener("mousedown", (e) => {
+      this.drag = { x: e.clientX, y: e.clientY, x0: this.view.x0, y0: this.view.y0 };
+      e.preventDefault();
+    });
+    window.addEventListener("mousemove", (e) => {
+      if (!this.drag) return;
+      const s = this.view.s;
+      this.moveTo(this.drag.x0 - (e.clientX - this.drag.x) / s, this.drag.y0 - (e.clientY - this.drag.y) / s, s);
+    });
+    window.addEventListener("mouseup", () => this.drag = null);
+    this.canvas.addEventListener("dblclick", (e) => this.zoomAt(e, 2));
+    this.canvas.addEventListener("mousemove", (e) => this.hover(e));
+    this.canvas.addEventListener("mouseleave", () => this.axes.hideTip());
+  }
+  /** New head (or colour scale). Resolves when the coarsest tile is painted: the first paint. */
+  async set(src, scale, size) {
+    const n = Math.max(src.Q, src.K);
+    const W = Math.max(64, Math.round(size * src.K / n));
+    const H = Math.max(64, Math.round(size * src.Q / n));
+    const sameShape = this.src && this.src.Q === src.Q && this.src.K === src.K && this.W === W && this.H === H;
+    if (!this.src || this.src.key !== src.key) {
+      this.ready.clear();
+      this.queue.length = 0;
+    }
+    if (this.scale !== scale) this.ready.clear();
+    this.src = src;
+    this.scale = scale;
+    this.levels = coarsestLevel(src.Q, src.K);
+    this.W = W;
+    this.H = H;
+    const dpr = this.dpr();
+    this.canvas.width = Math.round(W * dpr);
+    this.canvas.height = Math.round(H * dpr);
+    this.canvas.style.width = `${W}px`;
+    this.canvas.style.height = `${H}px`;
+    if (!sameShape) this.fit();
+    const top = this.levels;
+    this.stats.requested.push(`${top}/0/0`);
+    const coarse = await src.load(top, 0, 0);
+    if (this.src !== src) return;
+    this.vmax = CODE_WEIGHT[maxCode(coarse.codes)] || 1e-9;
+    this.colors = codeColors(VIRIDIS, this.vmax, scale);
+    this.bar.set(
+      { map: VIRIDIS, lo: 0, hi: this.vmax, scale, title: "attention weight (largest in each cell)" },
+      this.H
+    );
+    this.store(coarse);
+    this.movedAt = performance.now();
+    this.nextPending = true;
+    this.paint();
+    await new Promise((r) => this.ready.has(`${top}/0/0`) ? r() : this.coarseWaiters.push(r));
+  }
+  /** The visible window, for deep links and the caption. */
+  window() {
+    const { x0, y0, s } = this.view;
+    const src = this.src;
+    const Q = src?.Q ?? 0;
+    const K = src?.K ?? 0;
+    const c = (v, n) => Math.max(0, Math.min(n, Math.round(v)));
+    return { q0: c(y0, Q), q1: c(y0 + this.H / s, Q), k0: c(x0, K), k1: c(x0 + this.W / s, K) };
+  }
+  /** Shows queries [q0, q1) × keys [k0, k1) as closely as the canvas' aspect allows (deep links, tests). */
+  zoomTo(w) {
+    const s = Math.min(this.W / Math.max(1, w.k1 - w.k0), this.H / Math.max(1, w.q1 - w.q0));
+    this.moveTo((w.k0 + w.k1) / 2 - this.W / (2 * s), (w.q0 + w.q1) / 2 - this.H / (2 * s), s);
+  }
+  /** The whole head; false when it was already shown whole. */
+  fit() {
+    const src = this.src;
+    if (!src) return false;
+    const s = Math.min(this.W / src.K, this.H / src.Q);
+    const was = this.view.s === s && this.view.x0 === 0 && this.view.y0 === 0;
+    this.view = { x0: 0, y0: 0, s };
+    if (!was) this.moved();
+    return !was;
+  }
+  get zoomed() {
+    const src = this.src;
+    return !!src && this.view.s > Math.min(this.W / src.K, this.H / src.Q) * 1.0001;
+  }
+  dpr() {
+    return Math.max(1, Math.min(2, window.devicePixelRatio || 1));
+  }
+  onWheel(e) {
+    e.preventDefault();
+    this.zoomAt(e, Math.exp(-e.deltaY * 15e-4));
+  }
+  zoomAt(e, factor) {
+    const r = this.canvas.getBoundingClientRect();
+    const px = e.clientX - r.left;
+    const py = e.clientY - r.top;
+    const { x0, y0, s } = this.view;
+    const s1 = this.clampScale(s * factor);
+    this.moveTo(x0 + px / s - px / s1, y0 + py / s - py / s1, s1);
+  }
+  clampScale(s) {
+    const src = this.src;
+    if (!src) return s;
+    return Math.max(Math.min(this.W / src.K, this.H / src.Q), Math.min(MAX_PX_PER_CELL, s));
+  }
+  moveTo(x0, y0, s) {
+    const src = this.src;
+    if (!src) return;
+    s = this.clampScale(s);
+    const clamp2 = (v, n, px) => Math.max(0, Math.min(Math.max(0, n - px / s), v));
+    this.view = { x0: clamp2(x0, src.K, this.W), y0: clamp2(y0, src.Q, this.H), s };
+    this.moved();
+    this.onMove?.();
+  }
+  moved() {
+    this.movedAt = performance.now();
+    this.nextPending = true;
+    this.stats.settled = false;
+    this.schedule();
+  }
+  schedule() {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      this.paint();
+    });
+  }
+  /** Draws every painted tile from the coarsest level down to the target one, and queues the missing ones. */
+  paint() {
+    const src = this.src;
+    const ctx = this.canvas.getContext("2d");
+    if (!src || !ctx || !this.colors) return;
+    const dpr = this.dpr();
+    const { x0, y0, s } = this.view;
+    const target = levelFor(s, dpr, this.levels);
+    this.stats.level = target;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.imageSmoothingEnabled = false;
+    ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
+    const k1 = x0 + this.W / s;
+    const q1 = y0 + this.H / s;
+    let missing = 0;
+    for (let lv = this.levels; lv >= target; lv--) {
+      const [r0, r1] = tileSpan(lv, y0, q1, src.Q);
+      const [c0, c1] = tileSpan(lv, x0, k1, src.K);
+      const side = TILE * 2 ** lv;
+      for (let r = r0; r <= r1; r++) {
+        for (let c = c0; c <= c1; c++) {
+          const t = this.ready.get(`${lv}/${r}/${c}`);
+          if (!t) {
+            if (lv === target) {
+              missing++;
+              this.want(lv, r, c);
+            }
+            continue;
+          }
+          const { h, w } = tileCells(lv, r, c, src.Q, src.K);
+          const cell3 = 2 ** lv;
+          const X = Math.round((c * side - x0) * s * dpr);
+          const Y = Math.round((r * side - y0) * s * dpr);
+          const X1 = Math.round((c * side + w * cell3 - x0) * s * dpr);
+          const Y1 = Math.round((r * side + h * cell3 - y0) * s * dpr);
+          ctx.drawImage(t.canvas, X, Y, X1 - X, Y1 - Y);
+        }
+      }
+    }
+    this.pump();
+    const win = this.window();
+    this.axes.draw(src, win, this.view, this.W, this.H);
+    const cell2 = 2 ** target;
+    this.caption.textContent = `${src.Q.toLocaleString("en-US")} × ${src.K.toLocaleString("en-US")} · level ${target}` + (cell2 > 1 ? ` (each cell the largest of ${cell2} × ${cell2} weights)` : " (one cell per weight)") + ` · queries ${win.q0}–${win.q1 - 1}, keys ${win.k0}–${win.k1 - 1} · wheel: zoom, drag: pan, double-click: zoom in` + (this.zoomed ? ", Esc: reset" : "");
+    const settled = missing === 0;
+    if (settled && !this.stats.settled) this.stats.settleMs = performance.now() - this.movedAt;
+    this.stats.settled = settled;
+    this.root.dataset["tileLevel"] = String(target);
+    this.root.dataset["tilesSettled"] = settled ? "1" : "0";
+    this.root.dataset["zoom"] = `${win.q0},${win.q1},${win.k0},${win.k1}`;
+  }
+  want(level, row, col) {
+    const id = `${level}/${row}/${col}`;
+    if (this.flying.has(id) || this.queue.some(([l, r, c]) => l === level && r === row && c === col)) return;
+    this.queue.push([level, row, col]);
+  }
+  /** Starts queued requests (at most IN_FLIGHT), skipping those the window no longer needs. */
+  pump() {
+    const src = this.src;
+    if (!src) return;
+    while (this.flying.size < IN_FLIGHT2 && this.queue.length) {
+      const [lv, r, c] = this.queue.shift();
+      if (!this.visible(lv, r, c)) continue;
+      const id = `${lv}/${r}/${c}`;
+      this.flying.add(id);
+      this.stats.requested.push(id);
+      if (this.stats.requested.length > 2e3) this.stats.requested.splice(0, 1e3);
+      src.load(lv, r, c).then(
+        (t) => {
+          this.flying.delete(id);
+          if (this.src !== src) return;
+          this.store(t);
+          if (lv === levelFor(this.view.s, this.dpr(), this.levels) && this.nextPending) {
+            this.nextPending = false;
+            this.stats.nextTileMs = performance.now() - this.movedAt;
+          }
+          this.stats.painted++;
+          this.schedule();
+        },
+        (e) => {
+          this.flying.delete(id);
+          if (this.src === src) this.onError?.(e);
+        }
+      );
+    }
+  }
+  visible(lv, r, c) {
+    const src = this.src;
+    const { x0, y0, s } = this.view;
+    if (lv !== levelFor(s, this.dpr(), this.levels)) return false;
+    const [r0, r1] = tileSpan(lv, y0, y0 + this.H / s, src.Q);
+    const [c0, c1] = tileSpan(lv, x0, x0 + this.W / s, src.K);
+    return r >= r0 && r <= r1 && c >= c0 && c <= c1;
+  }
+  store(t) {
+    const id = `${t.level}/${t.row}/${t.col}`;
+    this.ready.delete(id);
+    this.ready.set(id, { tile: t, canvas: tileCanvas(t.codes, t.h, t.w, this.colors) });
+    const top = `${this.levels}/0/0`;
+    for (const k of this.ready.keys()) {
+      if (this.ready.size <= PAINTED_KEEP) break;
+      if (k !== top) this.ready.delete(k);
+    }
+    if (id === top) for (const r of this.coarseWaiters.splice(0)) r();
+  }
+  /** The finest painted cell under weight (i, j), for the tooltip and tests. */
+  cellAt(i, j) {
+    const src = this.src;
+    if (!src) return null;
+    for (let lv = levelFor(this.view.s, this.dpr(), this.levels); lv <= this.levels; lv++) {
+      const cell2 = 2 ** lv;
+      const a = Math.floor(i / cell2);
+      const b = Math.floor(j / cell2);
+      const t = this.ready.get(`${lv}/${Math.floor(a / TILE)}/${Math.floor(b / TILE)}`);
+      if (!t) continue;
+      const code = t.tile.codes[a % TILE * t.tile.w + b % TILE];
+      const q0 = a * cell2;
+      const k0 = b * cell2;
+      return { level: lv, code, q0, q1: Math.min(src.Q, q0 + cell2), k0, k1: Math.min(src.K, k0 + cell2) };
+    }
+    return null;
+  }
+  hover(e) {
+    const src = this.src;
+    if (!src || this.drag) return;
+    const r = this.canvas.getBoundingClientRect();
+    const j = Math.floor(this.view.x0 + (e.clientX - r.left) / this.view.s);
+    const i = Math.floor(this.view.y0 + (e.clientY - r.top) / this.view.s);
+    if (i < 0 || j < 0 || i >= src.Q || j >= src.K) return this.axes.hideTip();
+    const c = this.cellAt(i, j);
+    this.axes.showTip(e, src, i, j, c && { ...c, weight: CODE_WEIGHT[c.code] });
+  }
+};
+
+// src/draw/scaleCss.ts
+var CSS4 = `
+.tm-top { display: flex; flex-direction: column; }
+.tm-side { display: flex; flex-direction: row; }
+.tm-top, .tm-side { overflow: hidden; }
+.tm-canvas { cursor: grab; display: block; touch-action: none; }
+.tm-canvas:active { cursor: grabbing; }
+.tm-labels { overflow: hidden; }
+.tm-root { display: flex; flex-direction: column; gap: 6px; }
+.mv-lod-body { display: flex; gap: 16px; align-items: flex-start; }
+.mv-lod-grid { display: grid; gap: 4px; align-items: center; }
+.mv-lod-thumb { display: block; image-rendering: pixelated; cursor: pointer; border: 1px solid var(--tba-border); }
+.mv-lod-thumb:hover { outline: 2px solid var(--tba-accent-line); }
+`;
+var installed = null;
+function installScaleCss() {
+  const where = page().styles;
+  if (installed === where) return;
+  installed = where;
+  const s = document.createElement("style");
+  s.textContent = CSS4;
+  where.appendChild(s);
+}
+
+// src/views/matrix/tiled.ts
+var TiledMatrix = class {
+  constructor() {
+    this.map = new TileMap("matrix");
+    this.root = this.map.root;
+    installScaleCss();
+    const map = this.map;
+    page().hooks.__tbaTiles = Object.assign(map.stats, {
+      cellAt: (i, j) => map.cellAt(i, j),
+      zoomTo: (w) => map.zoomTo(w),
+      window: () => map.window()
+    });
+  }
+  /** Draws head `h` of the state's layer; resolves once the coarsest tile is painted. Returns the summary. */
+  async show(state, h, scale, zoom, note) {
+    const { probe, step, layer } = state;
+    const raw = await lodLoaders.manifest(probe, step);
+    const src = {
+      key: JSON.stringify([probe.run, probe.tag, step, layer, h]),
+      Q: raw.query_len,
+      K: raw.key_len,
+      left: raw.tokens,
+      right: raw.key_tokens ?? raw.tokens,
+      load: (lv, r, c) => lodLoaders.tile(probe, step, layer, h, lv, r, c)
+    };
+    const vh = window.innerHeight || 900;
+    const size = Math.max(320, Math.min(720, (window.innerWidth || 1280) - 420, vh - 260));
+    await this.map.set(src, scale, size);
+    if (zoom) this.map.zoomTo(zoom);
+    const m = state.manifest;
+    const subset = m.kept && (m.kept.q || m.kept.k) ? " · the token subset is not applied to tiles" : "";
+    return (note ? `(${note}) · ` : "") + `${layerHeadLabel(raw, layer, h)} · ${raw.query_len.toLocaleString("en-US")} × ${raw.key_len.toLocaleString("en-US")} as tiles` + (isQkLayer(raw, layer) ? " rebuilt from the stored queries and keys" : "") + subset + " · wheel to zoom, drag to pan, hover for values";
+  }
+};
+
 // src/views/matrix/index.ts
 var MatrixView = class {
   constructor() {
@@ -5430,6 +7243,9 @@ var MatrixView = class {
     this.pendingLink = null;
     this.shownLayer = 0;
     this.shownManifest = null;
+    // Long heads and "qk" layers: a tile pyramid instead of the panel (built on first use).
+    this.tiled = null;
+    this.tiling = false;
     const bar = document.createElement("div");
     bar.className = "tba-viewbar";
     const { head, scale, range: range2, headLabel: headLabel2, scaleLabel, rangeLabel } = headAndScaleControls(
@@ -5440,11 +7256,12 @@ var MatrixView = class {
     this.head = head;
     this.scale = scale;
     this.range = range2;
+    this.rangeLabel = rangeLabel;
     const reset = document.createElement("button");
     reset.type = "button";
     reset.textContent = "Reset zoom";
     reset.id = "matrix-reset";
-    reset.addEventListener("click", () => this.panel.resetZoom());
+    reset.addEventListener("click", () => this.resetZoom());
     bar.append(headLabel2, scaleLabel, rangeLabel, reset);
     this.panel.onZoom = () => this.host?.updateLink();
     this.root.append(bar, this.panel.root);
@@ -5464,6 +7281,8 @@ var MatrixView = class {
     const h = Number(this.head.value);
     this.shownLayer = state.layer;
     this.shownManifest = m;
+    this.setTiling(usesTiles(m, state.layer));
+    if (this.tiling) return this.showTiles(host, state, h, link);
     const left = m.tokens;
     const right = m.key_tokens ?? m.tokens;
     const [attn, target] = await Promise.all([
@@ -5504,9 +7323,36 @@ var MatrixView = class {
       (ref ? deltaSummary(state, ref) + " · " : typeof target === "string" ? `(${target}) · ` : "") + `${layerHeadLabel(m, state.layer, h)} · ${attn.Q} × ${attn.K} · colour range ${ref ? "±" : "0–"}${vmax.toPrecision(3)} (the largest) · drag on the overview to zoom, hover for values`
     );
   }
+  setTiling(on) {
+    this.tiling = on;
+    if (on && !this.tiled) {
+      this.tiled = new TiledMatrix();
+      this.tiled.map.onMove = () => this.host?.updateLink();
+      this.root.append(this.tiled.root);
+    }
+    this.panel.root.style.display = on ? "none" : "";
+    if (this.tiled) this.tiled.root.style.display = on ? "" : "none";
+    this.rangeLabel.style.display = on ? "none" : "";
+  }
+  async showTiles(host, state, h, link) {
+    const tiled = this.tiled;
+    const z = (link?.["zoom"] ?? "").split(",").map(Number);
+    const zoom = z.length === 4 && z.every(Number.isInteger) ? { q0: z[0], q1: z[1], k0: z[2], k1: z[3] } : null;
+    const note = state.compare || state.compareNote ? "Compare with is not drawn at this size" : "";
+    tiled.map.onError = (e) => {
+      if (host.isCurrent(state)) host.setSummary(`a tile failed: ${e instanceof Error ? e.message : String(e)}`);
+    };
+    const summary = await tiled.show(state, h, this.scale.value, zoom, note);
+    if (!host.isCurrent(state) || summary === null) return;
+    host.setSummary(summary);
+  }
+  resetZoom() {
+    return this.tiling && this.tiled ? this.tiled.map.fit() : this.panel.resetZoom();
+  }
   linkParams() {
     const m = this.shownManifest;
-    const z = this.panel.zoomed;
+    const t = this.tiling && this.tiled?.map.zoomed ? this.tiled.map.window() : null;
+    const z = t ?? this.panel.zoomed;
     return {
       head: m ? String(headIndex(m, this.shownLayer, Number(this.head.value))) : "",
       zoom: z ? `${z.q0},${z.q1},${z.k0},${z.k1}` : ""
@@ -5517,10 +7363,11 @@ var MatrixView = class {
   }
   /** Only the head drawn (a 2,048-token layer of 12 heads would be 50 MB of codes per step). */
   prefetch(host, step) {
+    if (this.tiling) return;
     host.attentionHead(step, host.state.layer, Number(this.head.value)).catch(() => void 0);
   }
   onKey(e) {
-    if (e.key === "Escape") return this.panel.resetZoom();
+    if (e.key === "Escape") return this.resetZoom();
     if (e.key === "ArrowLeft" || e.key === "ArrowRight") {
       const H = this.head.options.length;
       if (H === 0) return false;
@@ -5579,6 +7426,147 @@ function drawLineThumb(ctx, weights, h, Q, K, w, hgt, color, topK) {
   ctx.globalAlpha = 1;
 }
 
+// src/views/model/thumbs.ts
+var IN_FLIGHT3 = 4;
+var ThumbGrid = class {
+  constructor() {
+    this.root = document.createElement("div");
+    this.grid = document.createElement("div");
+    this.legend = new ColorBar("model-thumbs-colorbar");
+    this.canvases = [];
+    this.shape = "";
+    this.shown = null;
+    this.host = null;
+    this.colors = codeColors(VIRIDIS, 1, "sqrt");
+    installScaleCss();
+    this.root.className = "mv-lod";
+    this.grid.className = "mv-lod-grid";
+    this.grid.id = "model-thumbs";
+    const [openLabel, open] = selectControl("model-open", "Click opens", [
+      ["matrix", "matrix view"],
+      ["head", "head view"]
+    ]);
+    this.open = open;
+    const bar = document.createElement("div");
+    bar.className = "tba-viewbar";
+    bar.append(openLabel);
+    const body = document.createElement("div");
+    body.className = "mv-lod-body";
+    body.append(this.grid, this.legend.el);
+    this.root.append(bar, body);
+    this.grid.addEventListener("click", (e) => {
+      const el2 = e.target.closest(".mv-lod-thumb");
+      const s = this.shown;
+      if (!el2 || !s || !this.host) return;
+      const layer = Number(el2.dataset["layer"]);
+      const head = Number(el2.dataset["head"]);
+      const h = String(headIndex(s.manifest, layer, head));
+      const view = this.open.value;
+      this.host.select({ view, layer, link: view === "head" ? { heads: h } : { head: h } });
+    });
+  }
+  layout(m, Sq, Sk) {
+    const L = m.num_layers;
+    const H = m.num_heads;
+    const key3 = JSON.stringify([L, H, Sq, Sk, m.layers?.map((x) => [x.index, x.heads]) ?? null]);
+    if (key3 === this.shape) return;
+    this.shape = key3;
+    const avail = Math.max(400, (window.innerWidth || 1280) - 240);
+    const tw = Math.max(24, Math.min(96, Math.floor(avail / H) - 4));
+    const th = Math.max(12, Math.round(tw * Sq / Sk));
+    this.grid.style.gridTemplateColumns = `auto repeat(${H}, ${tw}px)`;
+    const shared = sharedHeads(m);
+    const cells = [document.createElement("div")];
+    for (let h = 0; h < H; h++) cells.push(text3("mv-col-label", shared ? String(shared[h]) : `#${h}`));
+    this.canvases = [];
+    for (let l = 0; l < L; l++) {
+      cells.push(text3("mv-row-label", layerLabel(m, l, true)));
+      const row = [];
+      for (let h = 0; h < H; h++) {
+        const c = document.createElement("canvas");
+        c.className = "mv-lod-thumb";
+        c.width = Sk;
+        c.height = Sq;
+        c.style.width = `${tw}px`;
+        c.style.height = `${th}px`;
+        c.dataset["layer"] = String(l);
+        c.dataset["head"] = String(h);
+        c.dataset["label"] = `${layerLabel(m, l)}:${headIndex(m, l, h)}`;
+        c.title = `${layerLabel(m, l, true)}, ${headLabel(m, l, h)}: click to open`;
+        row.push(c);
+        cells.push(c);
+      }
+      this.canvases.push(row);
+    }
+    this.grid.replaceChildren(...cells);
+  }
+  /** Paints every layer's thumbnails; resolves once the layers on screen are painted (the rest follow). */
+  async show(host, state) {
+    this.host = host;
+    const m = state.manifest;
+    const { probe, step } = state;
+    const first = await lodLoaders.lod(probe, step, 0);
+    if (!host.isCurrent(state)) return null;
+    this.layout(m, first.Sq, first.Sk);
+    this.shown = state;
+    this.grid.dataset["painted"] = "0";
+    this.grid.dataset["done"] = "0";
+    let painted = 0;
+    const paint = (l, thumbs, Sq, Sk) => {
+      const row = this.canvases[l] ?? [];
+      row.forEach((c, h) => {
+        const ctx = c.getContext("2d");
+        if (!ctx || c.width !== Sk || c.height !== Sq) return;
+        const img = ctx.createImageData(Sk, Sq);
+        const px = new Uint32Array(img.data.buffer);
+        const lut2 = new Uint32Array(this.colors.buffer);
+        const off = h * Sq * Sk;
+        for (let i = 0; i < Sq * Sk; i++) px[i] = lut2[thumbs[off + i]];
+        ctx.putImageData(img, 0, 0);
+      });
+      this.grid.dataset["painted"] = String(++painted);
+    };
+    paint(0, first.thumbs, first.Sq, first.Sk);
+    this.legend.set(
+      { map: VIRIDIS, lo: 0, hi: 1, scale: "sqrt", title: "attention weight (largest in each cell)" },
+      160
+    );
+    const rowH = (this.canvases[0]?.[0]?.getBoundingClientRect().height ?? 40) + 4;
+    const top = this.grid.getBoundingClientRect().top;
+    const onScreen = Math.max(1, Math.ceil(((window.innerHeight || 900) - Math.max(0, top)) / rowH));
+    let next = 1;
+    const worker = async () => {
+      while (next < m.num_layers && host.isCurrent(state)) {
+        const l = next++;
+        const lod = await lodLoaders.lod(probe, step, l);
+        if (host.isCurrent(state)) paint(l, lod.thumbs, lod.Sq, lod.Sk);
+      }
+    };
+    const workers = Array.from({ length: IN_FLIGHT3 }, worker);
+    const all = Promise.all(workers).then(() => {
+      if (host.isCurrent(state)) this.grid.dataset["done"] = "1";
+    });
+    await new Promise((resolve, reject) => {
+      const check = () => {
+        if (painted >= Math.min(onScreen, m.num_layers) || !host.isCurrent(state)) resolve();
+        else requestAnimationFrame(check);
+      };
+      all.catch(reject);
+      check();
+    });
+    const notes = [];
+    if (state.compare) notes.push("Compare with is not drawn at this size");
+    if (m.kept && (m.kept.q || m.kept.k)) notes.push("the token subset is not applied to thumbnails");
+    return (notes.length ? `(${notes.join("; ")}) · ` : "") + `${m.num_layers} layers × ${m.num_heads} heads · ${first.Q.toLocaleString("en-US")} tokens · each thumbnail the largest weight of ${Math.ceil(first.Q / first.Sq)} × ${Math.ceil(first.K / first.Sk)} weights per cell · click a thumbnail to open that head`;
+  }
+};
+function text3(cls, t) {
+  const d = document.createElement("div");
+  d.className = cls;
+  d.textContent = t;
+  return d;
+}
+
 // src/views/model/index.ts
 var ModelView = class {
   constructor() {
@@ -5598,6 +7586,8 @@ var ModelView = class {
     this.ref = null;
     this.pendingSel = null;
     this.legend = new ColorBar("model-legend");
+    // LLM scale: server thumbnails instead of line diagrams (thumbs.ts), built on first use.
+    this.thumbGrid = null;
     this.root.className = "model-view";
     this.grid.className = "mv-grid";
     this.detailPanel.className = "mv-detail";
@@ -5633,9 +7623,9 @@ var ModelView = class {
     const L = m.num_layers;
     const H = m.num_heads;
     const shared = sharedHeads(m);
-    const key2 = JSON.stringify([L, H, n > 64, m.layers?.map((x) => [x.index, x.heads]) ?? null]);
-    if (key2 === this.shape) return;
-    this.shape = key2;
+    const key3 = JSON.stringify([L, H, n > 64, m.layers?.map((x) => [x.index, x.heads]) ?? null]);
+    if (key3 === this.shape) return;
+    this.shape = key3;
     const avail = Math.max(480, (window.innerWidth || 1280) - 32 - 80 - 500);
     const tw = Math.max(44, Math.min(96, Math.floor(avail / H) - 6));
     const th = Math.round(tw * (n > 64 ? 1.5 : 1.25));
@@ -5672,6 +7662,11 @@ var ModelView = class {
     this.host = host;
     const state = host.state;
     const m = state.manifest;
+    if (this.setThumbs(usesThumbnails(m))) {
+      const summary = await this.thumbGrid.show(host, state);
+      if (summary !== null && host.isCurrent(state)) host.setSummary(summary);
+      return;
+    }
     const Q = m.tokens.length;
     const K = (m.key_tokens ?? m.tokens).length;
     this.layout(m, Math.max(Q, K));
@@ -5733,6 +7728,17 @@ var ModelView = class {
       (ref ? deltaSummary(state, ref) + " · " : typeof target === "string" ? `(${target}) · ` : "") + `${m.num_layers} layers × ${m.num_heads} heads` + (subsetNote(m) ? ` (${subsetNote(m)})` : "") + ` · ${Q} tokens` + (topK ? ` · top ${topK} keys per query (long sequence)` : "") + " · click a thumbnail to enlarge it"
     );
     await this.showDetail();
+  }
+  /** Shows the thumbnail grid (true) or the line diagrams. */
+  setThumbs(on) {
+    if (on && !this.thumbGrid) {
+      this.thumbGrid = new ThumbGrid();
+      this.root.append(this.thumbGrid.root);
+    }
+    for (const el2 of [this.grid, this.legend.el]) el2.style.display = on ? "none" : "";
+    if (on) this.detailPanel.style.display = "none";
+    if (this.thumbGrid) this.thumbGrid.root.style.display = on ? "" : "none";
+    return on;
   }
   /** Each of `layers` is weights [H, Q, K] and the colour of head h's lines (the head's, or Δ's more/less). */
   paintRow(l, layers, H, Q, K, topK) {
@@ -5805,10 +7811,10 @@ var ModelView = class {
     return false;
   }
 };
-function label(cls, text) {
+function label(cls, text4) {
   const d = document.createElement("div");
   d.className = cls;
-  d.textContent = text;
+  d.textContent = text4;
   return d;
 }
 
@@ -5894,28 +7900,28 @@ function headings(lay, qk, kh, ref, step) {
       [x.dSoft, CELL2 + 16, "Δ softmax", "dsoft", `softmax now − ${rl}`]
     );
   }
-  const heading = (cls, left, width, text, title) => {
+  const heading = (cls, left, width, text4, title) => {
     const el2 = document.createElement("div");
     el2.className = cls;
     el2.style.left = `${left}px`;
     el2.style.width = `${width}px`;
-    el2.textContent = text;
+    el2.textContent = text4;
     if (title) el2.title = title;
     return el2;
   };
-  const els = cols.map(([left, width, text, col, title]) => {
-    const el2 = heading("nv-heading", left, width, text, title);
+  const els = cols.map(([left, width, text4, col, title]) => {
+    const el2 = heading("nv-heading", left, width, text4, title);
     el2.dataset["col"] = col;
     return el2;
   });
   if (ref) {
     const now = `now: step ${step}`;
-    for (const [left, right, text] of [
+    for (const [left, right, text4] of [
       [x.score, x.attn + CELL2, now],
       [x.rScore, x.rSoft + CELL2, `ref: ${rl}`],
       [x.dScore, x.end, "Δ = now − ref"]
     ]) {
-      const el2 = heading("nv-info nv-group", left, right - left, text, text);
+      const el2 = heading("nv-info nv-group", left, right - left, text4, text4);
       el2.style.cssText += "position: absolute; top: 28px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; border-top: 1px solid currentColor;";
       els.push(el2);
     }
@@ -5926,20 +7932,23 @@ function headings(lay, qk, kh, ref, step) {
 // src/views/neuron/draw.ts
 var POS = [33, 102, 172];
 var NEG = [178, 24, 43];
-function strips(ctx, lay, v, off, rows, D, x0, scale, mask) {
-  const dpr = ctx.getTransform().a;
+function strips(ctx, lay, value, r0, r1, D, x0, scale, mask) {
+  if (r1 <= r0) return;
+  const t = ctx.getTransform();
+  const dpr = t.a;
   const w = Math.max(1, Math.round(lay.stripW * dpr));
   const rh = lay.rowH * dpr;
-  const hgt = Math.max(1, Math.round(rows * rh));
+  const y0Dev = Math.round((lay.headerH + r0 * lay.rowH) * dpr + t.f);
+  const hgt = Math.max(1, Math.round((r1 - r0) * rh));
   const img = ctx.createImageData(w, hgt);
   const px = img.data;
   const inv = scale > 0 ? 1 / scale : 0;
-  for (let r = 0; r < rows; r++) {
+  for (let r = r0; r < r1; r++) {
     if (mask && mask(r)) continue;
-    const y0 = Math.round(r * rh + 1);
-    const y1 = Math.max(y0 + 1, Math.round((r + 1) * rh - 1));
+    const y0 = Math.round((r - r0) * rh + 1);
+    const y1 = Math.max(y0 + 1, Math.round((r - r0 + 1) * rh - 1));
     for (let c = 0; c < D; c++) {
-      const val = v[off + r * D + c];
+      const val = value(r, c);
       const a = Math.min(1, Math.abs(val) * inv);
       const col = val >= 0 ? POS : NEG;
       const xa = Math.round(c * w / D);
@@ -5955,9 +7964,9 @@ function strips(ctx, lay, v, off, rows, D, x0, scale, mask) {
       }
     }
   }
-  ctx.putImageData(img, Math.round(x0 * dpr), Math.round(lay.headerH * dpr));
+  ctx.putImageData(img, Math.round(x0 * dpr + t.e), y0Dev);
 }
-function numberColumns(ctx, lay, K, cur, ref) {
+function numberColumns(ctx, lay, K, cur, ref, r0 = 0, r1 = K) {
   const x = lay.x;
   const top = lay.headerH;
   const { score, soft, aRow, masked } = cur;
@@ -5983,13 +7992,14 @@ function numberColumns(ctx, lay, K, cur, ref) {
     ctx.fillRect(x0, y + 1, x1 - x0, rh - 2);
   };
   const scoreCell = (x0, y, s) => cell(ctx, x0, y, rh, s >= 0 ? POS : NEG, sMax > 0 ? Math.abs(s) / sMax : 0, s.toFixed(2), font);
-  for (let j = 0; j < K; j++) {
+  for (let j = r0; j < Math.min(r1, K); j++) {
     const y = top + j * rh;
     if (masked(j)) grey(x.score, x.attn + CELL2, y);
     else {
       scoreCell(x.score, y, score[j]);
       cell(ctx, x.soft, y, rh, POS, soft[j], soft[j].toFixed(3), font);
-      cell(ctx, x.attn, y, rh, POS, aRow[j], aRow[j].toFixed(3), font);
+      if (cur.logged) cell(ctx, x.attn, y, rh, POS, aRow[j], aRow[j].toFixed(3), font);
+      else grey(x.attn, x.attn + CELL2, y);
     }
     if (!ref) continue;
     if (ref.masked(j)) grey(x.rScore, x.rSoft + CELL2, y);
@@ -6005,7 +8015,7 @@ function numberColumns(ctx, lay, K, cur, ref) {
   }
   return dpMax;
 }
-function connectors(ctx, lay, i, aRow, color) {
+function connectors(ctx, lay, i, aRow, color, y0 = -Infinity, y1 = Infinity) {
   const x = lay.x;
   const top = lay.headerH;
   const rh = lay.rowH;
@@ -6015,6 +8025,8 @@ function connectors(ctx, lay, i, aRow, color) {
   for (let j = 0; j < aRow.length; j++) {
     const a = Math.tanh(1.8 * aRow[j]);
     if (a < 1 / 255) continue;
+    const yk = top + (j + 0.5) * rh;
+    if (Math.max(yq, yk) < y0 || Math.min(yq, yk) > y1) continue;
     ctx.globalAlpha = a;
     ctx.beginPath();
     ctx.moveTo(x.gap + 4, yq);
@@ -6023,13 +8035,13 @@ function connectors(ctx, lay, i, aRow, color) {
   }
   ctx.globalAlpha = 1;
 }
-function cell(ctx, x, y, rh, rgb, a, text, font) {
+function cell(ctx, x, y, rh, rgb, a, text4, font) {
   ctx.fillStyle = `rgba(${rgb.join(",")},${Math.min(1, Math.max(0, a)).toFixed(3)})`;
   ctx.fillRect(x, y + 1, CELL2, rh - 2);
   if (rh < 11) return;
   ctx.fillStyle = a > 0.55 ? "#fff" : canvasText();
   ctx.font = `${font}px system-ui, sans-serif`;
-  ctx.fillText(text, x + CELL2 - 3, y + rh / 2);
+  ctx.fillText(text4, x + CELL2 - 3, y + rh / 2);
 }
 function deltaCell(ctx, x, y, rh, v, vmax, digits, font) {
   const t = vmax > 0 ? Math.max(-1, Math.min(1, v / vmax)) : 0;
@@ -6042,52 +8054,188 @@ function deltaCell(ctx, x, y, rh, v, vmax, digits, font) {
   ctx.fillText((v > 0 ? "+" : "") + v.toFixed(digits), x + CELL2 - 3, y + rh / 2);
 }
 
+// src/views/neuron/rows.ts
+var NeuronRows = class {
+  /** `redraw` repaints every row of the canvas window (after it moved). */
+  constructor(body, redraw) {
+    this.body = body;
+    this.redraw = redraw;
+    this.win = new CanvasWindow("neuron-canvas");
+    this.q = new VirtualColumn("left");
+    this.k = new VirtualColumn("right");
+    this.lay = null;
+    this.n = 0;
+    this.scheduled = false;
+    this.hits = [];
+    this.at = 0;
+    this.q.el.classList.add("nv-q");
+    this.k.el.classList.add("nv-k");
+    body.append(this.win.canvas, this.q.el, this.k.el);
+    const onScroll = () => {
+      if (this.scheduled || !this.lay || !body.isConnected) return;
+      this.scheduled = true;
+      requestAnimationFrame(() => {
+        this.scheduled = false;
+        if (body.offsetParent !== null && this.sync(false)) this.redraw();
+      });
+    };
+    window.addEventListener("scroll", onScroll, { passive: true, capture: true });
+    window.addEventListener("resize", onScroll, { passive: true });
+    body.dataset["tbaSearch"] = "1";
+    body.tbaSearch = (text4, scroll, next) => this.search(text4, scroll, next);
+  }
+  /** New tokens or row geometry: the columns start empty and are built at the next sync(). */
+  setTokens(left, right, lay) {
+    this.n = Math.max(left.length, right.length);
+    for (const [col, tokens, x] of [
+      [this.q, left, lay.x.qTok],
+      [this.k, right, lay.x.kTok]
+    ]) {
+      col.set(tokens, lay.rowH, x, lay.tokW);
+      col.el.style.top = `${lay.headerH}px`;
+    }
+  }
+  /** The columns' widths changed (comparison on/off): the canvas is resized at the next sync(). */
+  setLayout(lay) {
+    this.lay = lay;
+    this.win.setWidth(lay.x.end);
+  }
+  /** Builds the rows on screen and moves the canvas window when needed; true when it moved (repaint it all). */
+  sync(force) {
+    const lay = this.lay;
+    if (!lay) return false;
+    const r = this.body.getBoundingClientRect();
+    const vh = window.innerHeight || 800;
+    const rowsH = this.n * lay.rowH;
+    const top = Math.max(0, -r.top - lay.headerH);
+    const bottom = Math.min(rowsH, vh - r.top - lay.headerH);
+    this.q.update(top, bottom, force);
+    this.k.update(top, bottom, force);
+    return this.win.place(this.body, lay.x.end, lay.headerH + rowsH, force);
+  }
+  /** Rows [r0, r1) the canvas window covers. */
+  range() {
+    const lay = this.lay;
+    if (!lay) return [0, 0];
+    const r0 = Math.max(0, Math.floor((this.win.top - lay.headerH) / lay.rowH));
+    const r1 = Math.min(this.n, Math.ceil((this.win.top + this.win.height - lay.headerH) / lay.rowH));
+    return [r0, Math.max(r0, r1)];
+  }
+  /** Marks query row i as hovered (and locked); null: none. */
+  mark(i, locked) {
+    this.q.marked = i === null ? null : { index: i, locked };
+    this.q.remark();
+  }
+  search(text4, scroll, next) {
+    const s = text4.trim().toLowerCase();
+    this.q.search = this.k.search = s;
+    this.q.remark();
+    this.k.remark();
+    this.hits = [
+      ...this.q.matches(s).map((index) => ({ col: this.q, index })),
+      ...this.k.matches(s).map((index) => ({ col: this.k, index }))
+    ];
+    if (scroll && this.hits.length) {
+      this.at = next ? (this.at + 1) % this.hits.length : 0;
+      const hit = this.hits[this.at];
+      hit.col.ensure(hit.index)?.scrollIntoView({ block: "center" });
+      this.body.dataset["searchAt"] = `${hit.col === this.q ? "query" : "key"}:${hit.index}`;
+      if (this.sync(false)) this.redraw();
+    }
+    return this.hits.length;
+  }
+};
+
 // src/views/neuron/notes.ts
-function swatch(rgb, label2) {
-  const s = document.createElement("span");
-  const box = document.createElement("span");
-  box.style.cssText = `display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px;background:rgb(${rgb.join(",")})`;
-  s.append(box, document.createTextNode(label2));
-  return s;
-}
 function verdict(r, rc) {
   const why = "softmax is recomputed here from the logged fp16 q/k; logged is the stored weight (8-bit, error ≤ 0.62 % of the row maximum)";
+  if (!r.logged) {
+    return `softmax is rebuilt here from the logged fp16 q/k and the layer's recompute parameters (as the server rebuilds a "qk" layer); the weights are not loaded: one head is past ${QK_LAYER_WEIGHTS.toLocaleString("en-US")} weights, so the logged column shows the same softmax` + sinkText(r);
+  }
   const diff = `max |softmax − logged| = ${r.maxDiff.toPrecision(2)} for this query`;
   if (r.withinStorage) return `${diff}: agrees within storage precision (${why})` + sinkText(r);
-  const cause = rc.bias && rc.bias !== "none" ? `the model adds ${rc.bias} position terms to the scores that q·k do not carry` : rc.scalingFrom === "assumed" || rc.mask === null || rc.bias === null ? "this probe did not log every recompute parameter (see above)" : "the model used something the logged q/k and parameters do not capture";
+  const cause = rc.bias && rc.bias !== "none" && !rc.biasTable ? `the model adds ${rc.bias} position terms to the scores that q·k do not carry` : rc.scalingFrom === "assumed" || rc.mask === null || rc.bias === null ? "this probe did not log every recompute parameter (see above)" : "the model used something the logged q/k and parameters do not capture";
   return `${diff}: DIFFERS beyond storage precision: ${cause} (${why})` + sinkText(r);
+}
+function keyNumbers(j, cur, ref, label2) {
+  const num3 = (v, digits) => Number.isNaN(v) ? "masked" : v.toPrecision(digits);
+  const score = cur.score[j];
+  const soft = cur.soft[j];
+  let t = `q·k·s = ${num3(score, 5)}
+softmax (recomputed) = ${soft.toPrecision(4)}
+` + (cur.logged ? `logged attention = ${cur.aRow[j].toPrecision(4)} (storage precision ±${cur.tol[j].toPrecision(2)})` : "logged attention: not loaded (one head is past 2^26 weights; softmax is rebuilt here)");
+  if (ref) {
+    const rs = ref.score[j];
+    const rp = ref.soft[j];
+    t += `
+${label2}: q·k·s = ${num3(rs, 5)}, softmax = ${rp.toPrecision(4)}
+Δ q·k·s = ${num3(score - rs, 4)}, Δ softmax = ${(soft - rp).toPrecision(4)}`;
+  }
+  return t;
 }
 function sinkText(r) {
   return r.sinkMass > 0 ? ` · the sink takes ${(100 * r.sinkMass).toFixed(1)} % of this row` : "";
 }
-function fillLegend(el2, qMax, kMax) {
-  const t = (v) => v.toPrecision(3);
-  el2.replaceChildren(
-    swatch(POS, "positive"),
-    swatch(NEG, "negative"),
-    document.createTextNode(
-      `· q, k, q⊙k: one cell per dimension, shade = |value| ÷ the column's largest (q ±${t(qMax)}, k ±${t(kMax)}) · q·k·s: shade = |score| ÷ the largest · softmax, logged: shade = weight (0 → 1) · lines: logged weight, in the head's colour`
-    )
-  );
+function stripMap(bg) {
+  const ctx = document.createElement("canvas").getContext("2d");
+  ctx.fillStyle = bg;
+  ctx.fillRect(0, 0, 1, 1);
+  const under = ctx.getImageData(0, 0, 1, 1).data;
+  const lut2 = new Uint8ClampedArray(256 * 3);
+  for (let i = 0; i < 256; i++) {
+    const v = i / 255 * 2 - 1;
+    const a = Math.abs(v);
+    const col = v >= 0 ? POS : NEG;
+    for (let c = 0; c < 3; c++) lut2[i * 3 + c] = under[c] * (1 - a) + col[c] * a;
+  }
+  return lut2;
+}
+var StripBars = class {
+  constructor() {
+    this.el = document.createElement("div");
+    this.q = new ColorBar("nv-q-colorbar");
+    this.k = new ColorBar("nv-k-colorbar");
+    this.el.className = "nv-bars";
+    this.el.style.cssText = "display: flex; gap: 18px;";
+    this.el.append(this.q.el, this.k.el);
+  }
+  set(qMax, kMax) {
+    const map = stripMap(tokenColor("--tba-bg"));
+    const ends = ["positive", "negative"];
+    for (const [bar, max, what] of [
+      [this.q, qMax, "q"],
+      [this.k, kMax, "k"]
+    ]) {
+      const m = max > 0 ? max : 1;
+      bar.set({ map, lo: -m, hi: m, signed: true, title: `${what} component`, ends }, 60);
+    }
+  }
+};
+function fillLegend(el2, bars, qMax, kMax) {
+  bars.set(qMax, kMax);
+  const text4 = document.createElement("span");
+  text4.style.cssText = "flex: 1 1 320px; max-width: 760px;";
+  text4.textContent = "q, k: one cell per dimension, blue = positive, red = negative, shade = |value| ÷ the column's largest (the bars' ends) · q⊙k: the same, ÷ its largest for this query · q·k·s: shade = |score| ÷ the largest · softmax, logged: shade = weight (0 → 1) · lines: logged weight, in the head's colour";
+  el2.replaceChildren(bars.el, text4);
 }
 
 // src/views/neuron/math.ts
 function recomputeOf(m, layer, d) {
   const info = layerInfo(m, layer);
   const old = Array.isArray(m.scaling) ? m.scaling[layer] : m.scaling;
-  const num2 = (v) => typeof v === "number" && Number.isFinite(v);
+  const num3 = (v) => typeof v === "number" && Number.isFinite(v);
   const logged = info?.scaling;
-  const [scaling, scalingFrom] = num2(logged) ? [logged, "logged"] : num2(old) ? [old, "manifest"] : [1 / Math.sqrt(d), "assumed"];
+  const [scaling, scalingFrom] = num3(logged) ? [logged, "logged"] : num3(old) ? [old, "manifest"] : [1 / Math.sqrt(d), "assumed"];
   return {
     scaling,
     scalingFrom,
-    softcap: num2(info?.softcap) ? info.softcap : null,
+    softcap: num3(info?.softcap) ? info.softcap : null,
     sinks: Array.isArray(info?.sinks) ? info.sinks : null,
     mask: info?.mask ?? null,
-    offset: num2(info?.offset) ? info.offset : 0,
-    window: num2(info?.window) ? info.window : 0,
-    chunk: num2(info?.chunk) && info.chunk > 0 ? info.chunk : 1,
-    prefix: num2(info?.prefix) ? info.prefix : 0,
+    offset: num3(info?.offset) ? info.offset : 0,
+    window: num3(info?.window) ? info.window : 0,
+    chunk: num3(info?.chunk) && info.chunk > 0 ? info.chunk : 1,
+    prefix: num3(info?.prefix) ? info.prefix : 0,
     bias: info ? info.bias ?? null : null,
     qpos: m.kept?.q ?? null,
     kpos: m.kept?.k ?? null
@@ -6117,50 +8265,75 @@ function kvHeadOf(h, H, Hkv) {
   return Math.floor(h / Math.max(1, H / Math.max(1, Hkv)));
 }
 var FP16 = 2 ** -11;
-function rowOf(qk, attn, h, i, r, prod) {
+function rowOf(qk, attn, h, i, r) {
   const { D, K } = qk;
   const qOff = (h * qk.Q + i) * D;
-  const kOff = kvHeadOf(h, qk.H, qk.Hkv) * K * D;
-  const aRow = attn.weights.subarray((h * attn.Q + i) * K, (h * attn.Q + i + 1) * K);
+  const kh = kvHeadOf(h, qk.H, qk.Hkv);
+  const kOff = kh * K * D;
   const score = new Float64Array(K);
-  const spread = new Float64Array(K);
+  const q = qk.queries.subarray(qOff, qOff + D);
+  const keys = qk.keys;
+  const aRow = attn ? attn.weights.subarray((h * attn.Q + i) * K, (h * attn.Q + i + 1) * K) : new Float32Array(K);
+  const isMasked = new Uint8Array(K);
   for (let j = 0; j < K; j++) {
-    let sum = 0;
-    let abs = 0;
-    for (let c = 0; c < D; c++) {
-      const p = qk.queries[qOff + c] * qk.keys[kOff + j * D + c];
-      if (prod) prod[j * D + c] = p;
-      sum += p;
-      abs += Math.abs(p);
-    }
-    let s = sum * r.scaling;
-    if (r.softcap) s = r.softcap * Math.tanh(s / r.softcap);
-    score[j] = s;
-    spread[j] = abs * r.scaling;
+    const a = allowed(r, i, j);
+    isMasked[j] = (a === null ? attn !== null && aRow[j] === 0 : !a) ? 1 : 0;
   }
-  const known = (j) => allowed(r, i, j);
-  const masked = (j) => {
-    const a = known(j);
-    return a === null ? aRow[j] === 0 : !a;
-  };
+  const masked = (j) => isMasked[j] === 1;
+  const ks = keyStats(qk, kh);
+  let qNorm = 0;
+  let prodMax = 0;
+  for (let c = 0; c < D; c++) {
+    const v = q[c];
+    qNorm += v * v;
+    prodMax = Math.max(prodMax, Math.abs(v) * ks.colMax[c]);
+  }
+  qNorm = Math.sqrt(qNorm);
+  const bias = r.biasTable ? qk.bias ?? null : null;
+  for (let j = 0; j < K; j++) {
+    if (isMasked[j]) {
+      score[j] = NaN;
+      continue;
+    }
+    const o = kOff + j * D;
+    let s0 = 0;
+    let s1 = 0;
+    let s2 = 0;
+    let s3 = 0;
+    let c = 0;
+    for (; c + 3 < D; c += 4) {
+      s0 += q[c] * keys[o + c];
+      s1 += q[c + 1] * keys[o + c + 1];
+      s2 += q[c + 2] * keys[o + c + 2];
+      s3 += q[c + 3] * keys[o + c + 3];
+    }
+    for (; c < D; c++) s0 += q[c] * keys[o + c];
+    let sc = (s0 + s1 + s2 + s3) * r.scaling;
+    if (r.softcap) sc = r.softcap * Math.tanh(sc / r.softcap);
+    if (bias) sc += bias[j - i + qk.Q - 1];
+    score[j] = sc;
+  }
+  const soft = new Float64Array(K);
   const sink = r.sinks ? r.sinks[h] ?? null : null;
   let mx = sink ?? -Infinity;
   for (let j = 0; j < K; j++) if (!masked(j)) mx = Math.max(mx, score[j]);
-  const soft = new Float64Array(K);
   let z = sink === null ? 0 : Math.exp(sink - mx);
   const sinkTerm = z;
   for (let j = 0; j < K; j++) if (!masked(j)) z += soft[j] = Math.exp(score[j] - mx);
   for (let j = 0; j < K; j++) soft[j] = z > 0 ? soft[j] / z : 0;
+  if (!attn) aRow.set(soft);
   let m = 0;
   for (let j = 0; j < K; j++) m = Math.max(m, aRow[j]);
   const tol = new Float64Array(K);
+  const cm = Math.cbrt(m);
   let maxDiff = 0;
   let within = true;
   for (let j = 0; j < K; j++) {
     const w = aRow[j];
     const p = soft[j];
-    const e = 2 * FP16 * spread[j] * 1.5;
-    tol[j] = 606e-5 * Math.cbrt(m) * Math.pow(w, 2 / 3) + 123e-7 * m + 2 * p * e + 1e-6;
+    const e = 2 * FP16 * r.scaling * qNorm * ks.norm[j] * 1.5;
+    const stored = attn ? (w > 0 ? 606e-5 * cm * Math.pow(w, 2 / 3) : 0) + 123e-7 * m : 0;
+    tol[j] = stored + 2 * p * e + 1e-6;
     if (masked(j)) {
       if (w > tol[j]) within = false;
       continue;
@@ -6169,7 +8342,30 @@ function rowOf(qk, attn, h, i, r, prod) {
     maxDiff = Math.max(maxDiff, diff);
     if (diff > tol[j]) within = false;
   }
-  return { score, soft, aRow, masked, tol, maxDiff, withinStorage: within, sinkMass: z > 0 ? sinkTerm / z : 0 };
+  const sinkMass = z > 0 ? sinkTerm / z : 0;
+  return { score, soft, aRow, logged: attn !== null, masked, tol, maxDiff, withinStorage: within, sinkMass, prodMax };
+}
+var statsCache = /* @__PURE__ */ new WeakMap();
+function keyStats(qk, kh) {
+  let byHead = statsCache.get(qk.keys);
+  if (!byHead) statsCache.set(qk.keys, byHead = /* @__PURE__ */ new Map());
+  const hit = byHead.get(kh);
+  if (hit) return hit;
+  const { K, D } = qk;
+  const norm = new Float64Array(K);
+  const colMax = new Float64Array(D);
+  for (let j = 0; j < K; j++) {
+    let n = 0;
+    for (let c = 0; c < D; c++) {
+      const v = qk.keys[(kh * K + j) * D + c];
+      n += v * v;
+      if (Math.abs(v) > colMax[c]) colMax[c] = Math.abs(v);
+    }
+    norm[j] = Math.sqrt(n);
+  }
+  const out = { norm, colMax };
+  byHead.set(kh, out);
+  return out;
 }
 function maxAbs(v, off, n) {
   let m = 0;
@@ -6187,8 +8383,47 @@ function describe(r, d) {
     r.mask === null ? "mask unknown (keys with logged weight 0 treated as masked)" : r.mask === "tensor" ? "custom mask (inferred from logged zeros)" : r.mask === "none" ? "no mask" : r.mask === "sliding" ? `sliding-window mask (window ${r.window})` : r.mask === "chunked" ? `chunked causal mask (chunks of ${r.chunk})` : r.mask === "band" ? `band mask (±${r.window} tokens)` : `${r.mask} mask`
   );
   if (r.bias === null) parts.push("additive position bias unknown");
+  else if (r.bias === "relative" && r.biasTable) parts.push("relative position bias (the stored table, in q·k·s)");
   else if (r.bias !== "none") parts.push(`an additive ${r.bias} bias q·k do not carry (softmax ≠ logged)`);
   return parts.join(" · ");
+}
+
+// src/views/neuron/load.ts
+function oneHead(state) {
+  return usesTopK(state.manifest, state.layer);
+}
+function headWeightsOk(state) {
+  return state.manifest.query_len * state.manifest.key_len <= QK_LAYER_WEIGHTS;
+}
+async function loadData(host, state, one, head) {
+  const { step, layer } = state;
+  if (!one) return Promise.all([host.qk(step, layer), host.attention(step, layer)]);
+  const [qk, attn] = await Promise.all([
+    lodLoaders.qkHead(state.probe, step, layer, head),
+    headWeightsOk(state) ? host.attentionHead(step, layer, head) : null
+  ]);
+  if (attn && (qk.Q !== attn.Q || qk.K !== attn.K)) {
+    throw new Error(
+      "the token subset (Special tokens, search filter) is not applied to one head's queries and keys at this length: set Special tokens to show"
+    );
+  }
+  return [qk, attn];
+}
+async function loadRef(host, state) {
+  try {
+    const t = await compareTarget(host, state);
+    if (t === null || typeof t === "string") return t;
+    if (!t.m.has_qk) return `queries and keys were not logged for ${t.ref.label}`;
+    const [qk, attn] = await Promise.all([
+      host.qk(t.ref.step, state.layer, t.ref.probe),
+      host.attention(t.ref.step, state.layer, t.ref.probe)
+    ]);
+    return { ref: t.ref, qk, attn, rc: recomputeOf(t.m, state.layer, qk.D) };
+  } catch (e) {
+    const ref = state.compare?.label ?? "the reference";
+    if (e instanceof HttpError && e.status === 404) return `queries and keys were not logged for ${ref}`;
+    return `${ref}: ${e instanceof Error ? e.message : String(e)}`;
+  }
 }
 
 // src/views/neuron/index.ts
@@ -6200,10 +8435,8 @@ var NeuronView = class {
     this.headSelect = document.createElement("select");
     this.info = document.createElement("div");
     this.body = document.createElement("div");
-    this.canvas = document.createElement("canvas");
     this.header = document.createElement("div");
-    this.qCol = document.createElement("div");
-    this.kCol = document.createElement("div");
+    this.rows = new NeuronRows(this.body, () => this.drawRows());
     this.note = document.createElement("div");
     this.cmp = document.createElement("div");
     // which reference Δ is against, or why there is none
@@ -6211,6 +8444,8 @@ var NeuronView = class {
     // recomputed softmax vs logged, and why they may differ
     this.legend = document.createElement("div");
     // what the cell colours and shades mean
+    this.bars = new StripBars();
+    // the q and k strips' colour bars, in the legend line
     this.head = 0;
     this.step = 0;
     this.data = null;
@@ -6222,6 +8457,8 @@ var NeuronView = class {
     this.host = null;
     this.pendingLink = null;
     this.lay = INITIAL_LAYOUT;
+    /** Per head, set by paint(): until then (a linked query locked in show()) nothing is drawn. */
+    this.scales = null;
     this.scores = null;
     this.root.className = "neuron-view";
     const bar = document.createElement("div");
@@ -6229,7 +8466,9 @@ var NeuronView = class {
     this.headSelect.id = "neuron-head";
     this.headSelect.addEventListener("change", () => {
       this.head = Number(this.headSelect.value);
-      this.paint();
+      if (this.data?.one)
+        this.host?.select({});
+      else this.paint();
       this.host?.updateLink();
     });
     const lab = document.createElement("label");
@@ -6246,18 +8485,17 @@ var NeuronView = class {
     this.verdict.style.marginBottom = "6px";
     this.body.className = "nv-body";
     this.header.className = "nv-header";
-    this.qCol.className = "token-col nv-q";
-    this.kCol.className = "token-col nv-k";
-    this.body.append(this.canvas, this.header, this.qCol, this.kCol);
+    this.body.append(this.header);
     this.legend.className = "tba-legend-line nv-legend";
     this.root.append(bar, this.legend, this.cmp, this.verdict, this.note, this.body);
-    this.qCol.addEventListener("mouseover", (e) => this.query.hover(indexOf(e)));
-    this.qCol.addEventListener("mouseleave", () => this.query.hover(null));
-    this.qCol.addEventListener("click", (e) => {
+    const qCol = this.rows.q.el;
+    qCol.addEventListener("mouseover", (e) => this.query.hover(indexOf(e)));
+    qCol.addEventListener("mouseleave", () => this.query.hover(null));
+    qCol.addEventListener("click", (e) => {
       const i = indexOf(e);
       if (i !== null) this.query.click(i);
     });
-    this.kCol.addEventListener("mouseover", (e) => {
+    this.rows.k.el.addEventListener("mouseover", (e) => {
       const j = indexOf(e);
       if (j !== null) this.keyTitle(e.target, j);
     });
@@ -6274,9 +8512,13 @@ var NeuronView = class {
     }
     let qk;
     let attn;
-    const refP = this.loadRef(host, state);
+    const one = oneHead(state);
+    const link = this.pendingLink;
+    this.pendingLink = null;
+    this.head = Math.min(storedHead(m, state.layer, link?.["head"]) ?? this.head, m.num_heads - 1);
+    const refP = one ? Promise.resolve(state.compare ? "Compare with is not drawn at this length" : null) : loadRef(host, state);
     try {
-      [qk, attn] = await Promise.all([host.qk(state.step, state.layer), host.attention(state.step, state.layer)]);
+      [qk, attn] = await loadData(host, state, one, this.head);
     } catch (e) {
       if (e instanceof HttpError && e.status === 404 && host.isCurrent(state)) {
         this.message("Queries and keys were not logged for this step.");
@@ -6285,68 +8527,55 @@ var NeuronView = class {
       throw e;
     }
     if (!host.isCurrent(state)) return;
-    checkShape(attn, m.tokens.length, (m.key_tokens ?? m.tokens).length);
-    if (qk.Q !== attn.Q || qk.K !== attn.K || qk.H !== attn.H) {
-      throw new Error(`q/k are ${qk.H}×${qk.Q}/${qk.K} but attention is ${attn.H}×${attn.Q}×${attn.K}`);
+    if (attn) {
+      checkShape(attn, m.tokens.length, (m.key_tokens ?? m.tokens).length);
+      if (qk.Q !== attn.Q || qk.K !== attn.K || qk.H !== attn.H)
+        throw new Error(`q/k are ${qk.H}×${qk.Q}/${qk.K} but attention is ${attn.H}×${attn.Q}×${attn.K}`);
+    } else if (qk.Q !== m.tokens.length || qk.K !== (m.key_tokens ?? m.tokens).length) {
+      throw new Error(`q/k are ${qk.Q}/${qk.K} tokens but the step has ${m.tokens.length}`);
     }
     let ref = await refP;
     if (!host.isCurrent(state)) return;
     if (ref && typeof ref !== "string") {
       const a = [qk.H, qk.Hkv, qk.Q, qk.K, qk.D];
       const b = [ref.qk.H, ref.qk.Hkv, ref.qk.Q, ref.qk.K, ref.qk.D];
-      if (a.join() !== b.join() || ref.attn.Q !== attn.Q || ref.attn.K !== attn.K) {
+      if (a.join() !== b.join() || ref.attn.Q !== qk.Q || ref.attn.K !== qk.K) {
         ref = `cannot compare with ${ref.ref.label}: q/k shapes differ ([H, H_kv, Q, K, D] ${a.join("×")} vs ${b.join("×")})`;
       }
     }
     this.step = state.step;
+    const rc = recomputeOf(m, state.layer, qk.D);
+    rc.biasTable = rc.bias === "relative" && !!qk.bias && qk.bias.length === qk.Q + qk.K - 1;
+    this.scores = null;
     this.data = {
       m,
       layer: state.layer,
       qk,
       attn,
-      rc: recomputeOf(m, state.layer, qk.D),
-      ref: ref && typeof ref !== "string" ? ref : null
+      rc,
+      ref: ref && typeof ref !== "string" ? ref : null,
+      one
     };
     const r = this.data.ref;
     this.cmp.textContent = r ? `Reference: ${r.ref.label} (columns "ref") · Δ = step ${state.step} − ${r.ref.label}: orange = higher now, purple = lower` : typeof ref === "string" ? `Compare: ${ref}` : "";
     this.root.dataset["compare"] = r ? r.ref.label : "";
     this.note.textContent = "";
     this.body.style.display = "";
-    setHeadOptions(this.headSelect, qk.H, (h) => String(headIndex(m, state.layer, h)));
-    const link = this.pendingLink;
-    this.pendingLink = null;
-    this.head = Math.min(storedHead(m, state.layer, link?.["head"]) ?? this.head, qk.H - 1);
+    setHeadOptions(this.headSelect, m.num_heads, (h) => String(headIndex(m, state.layer, h)));
     const q = linkInt(link?.["q"]);
     if (q !== null && q < qk.Q && this.query.current !== q) this.query.click(q);
     this.headSelect.value = String(this.head);
     this.layout();
     this.paint();
     host.setSummary(
-      (r ? deltaSummary(state, r.ref) + " · " : typeof ref === "string" ? `(${ref}) · ` : "") + `${layerLabel(m, state.layer)} · ${qk.H} query heads, ${qk.Hkv} key heads · d_head ${qk.D} · ${qk.Q} tokens · hover a query token to see its computation, click to lock it (Esc unlocks), ←/→ change head`
+      (r ? deltaSummary(state, r.ref) + " · " : typeof ref === "string" ? `(${ref}) · ` : "") + `${layerLabel(m, state.layer)} · ${m.num_heads} query heads, ${m.num_kv_heads ?? qk.Hkv} key heads · d_head ${qk.D} · ${qk.Q} tokens · hover a query token to see its computation, click to lock it (Esc unlocks), ←/→ change head`
     );
   }
-  /** The reference's q/k and attention, a reason why there is none (string), or null when comparison is off. */
-  async loadRef(host, state) {
-    try {
-      const t = await compareTarget(host, state);
-      if (t === null || typeof t === "string") return t;
-      if (!t.m.has_qk) return `queries and keys were not logged for ${t.ref.label}`;
-      const [qk, attn] = await Promise.all([
-        host.qk(t.ref.step, state.layer, t.ref.probe),
-        host.attention(t.ref.step, state.layer, t.ref.probe)
-      ]);
-      return { ref: t.ref, qk, attn, rc: recomputeOf(t.m, state.layer, qk.D) };
-    } catch (e) {
-      const ref = state.compare?.label ?? "the reference";
-      if (e instanceof HttpError && e.status === 404) return `queries and keys were not logged for ${ref}`;
-      return `${ref}: ${e instanceof Error ? e.message : String(e)}`;
-    }
-  }
-  message(text) {
+  message(text4) {
     this.data = null;
     this.cmp.textContent = "";
     this.root.dataset["compare"] = "";
-    this.note.textContent = text;
+    this.note.textContent = text4;
     this.body.style.display = "none";
   }
   layout() {
@@ -6354,81 +8583,75 @@ var NeuronView = class {
     const left = d.m.tokens;
     const right = d.m.key_tokens ?? d.m.tokens;
     const n = Math.max(left.length, right.length);
-    const ctx = this.canvas.getContext("2d");
+    const ctx = this.rows.win.ctx;
     const { fontPx, ...lay } = columnLayout(ctx, left, right, d.qk.D, d.ref !== null);
     this.lay = lay;
     const { x, rowH, headerH } = lay;
-    const key2 = JSON.stringify([left, right, rowH, headerH]);
-    const height = headerH + n * rowH;
+    const key3 = JSON.stringify([left, right, rowH, headerH]);
     this.body.style.width = `${x.end}px`;
-    this.body.style.height = `${height}px`;
+    this.body.style.height = `${headerH + n * rowH}px`;
     this.body.style.setProperty("--row-h", `${rowH}px`);
     this.body.style.setProperty("--font-px", `${fontPx}px`);
-    const dpr = Math.max(1, Math.min(window.devicePixelRatio || 1, 32767 / height));
-    this.canvas.width = Math.round(x.end * dpr);
-    this.canvas.height = Math.round(height * dpr);
-    this.canvas.style.width = `${x.end}px`;
-    this.canvas.style.height = `${height}px`;
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    if (key2 !== this.tokensKey) {
-      this.tokensKey = key2;
-      this.fill(this.qCol, left, x.qTok, "query");
-      this.fill(this.kCol, right, x.kTok, "key");
+    this.rows.setLayout(lay);
+    if (key3 !== this.tokensKey) {
+      this.tokensKey = key3;
+      this.rows.setTokens(left, right, lay);
       if (this.query.current !== null && this.query.current >= left.length) this.query.reset();
     }
+    this.rows.sync(true);
   }
-  fill(col, tokens, x, what) {
-    col.style.left = `${x}px`;
-    col.style.top = `${this.lay.headerH}px`;
-    col.style.width = `${this.lay.tokW}px`;
-    const frag = document.createDocumentFragment();
-    tokens.forEach((t, i) => {
-      const el2 = document.createElement("div");
-      el2.className = `token ${what === "query" ? "left" : "right"}`;
-      el2.dataset["index"] = String(i);
-      el2.style.top = `${i * this.lay.rowH}px`;
-      el2.textContent = displayText(t);
-      el2.title = `${what} ${i}: ${t}`;
-      frag.appendChild(el2);
-    });
-    col.replaceChildren(frag);
-  }
-  /** Headings (DOM text) and the static strips (every query and key vector of the head). */
+  /** Headings (DOM text), the info line and legend, then every row of the canvas window. */
   paint() {
     const d = this.data;
     if (!d) return;
+    const t0 = performance.now();
     const { qk } = d;
     const h = this.head;
-    const kh = kvHeadOf(h, qk.H, qk.Hkv);
-    const group = qk.H / Math.max(1, qk.Hkv);
+    const H = d.m.num_heads;
+    const Hkv = d.one ? d.m.num_kv_heads ?? H : qk.Hkv;
+    const kh = kvHeadOf(h, H, Hkv);
+    const group = H / Math.max(1, Hkv);
     const model = (q) => headIndex(d.m, d.layer, q);
     const khName = kvHeadIndex(d.m, d.layer, kh);
     const sharers = Array.from({ length: group }, (_, g) => model(kh * group + g)).join(", ");
-    const shared = qk.Hkv < qk.H ? ` · GQA: key head ${khName} is shared by query heads ${sharers}` : "";
+    const shared = Hkv < H ? ` · GQA: key head ${khName} is shared by query heads ${sharers}` : "";
     const rope = "q/k as the model used them (post-RoPE where the model applies RoPE; pre-RoPE is not logged)";
     this.info.textContent = `${rope} · ${describe(d.rc, qk.D)}${shared}`;
     this.root.dataset["scaling"] = d.rc.scaling.toPrecision(6);
     this.root.dataset["scalingFrom"] = d.rc.scalingFrom;
-    const lay = this.lay;
-    const x = lay.x;
-    this.header.replaceChildren(...headings(lay, qk, khName, d.ref ? d.ref.ref : null, this.step));
-    const ctx = this.canvas.getContext("2d");
-    ctx.clearRect(0, 0, x.end, lay.headerH + Math.max(qk.Q, qk.K) * lay.rowH);
-    const qOff = h * qk.Q * qk.D;
-    const kOff = kh * qk.K * qk.D;
+    this.header.replaceChildren(...headings(this.lay, qk, khName, d.ref ? d.ref.ref : null, this.step));
+    const qOff = d.one ? 0 : h * qk.Q * qk.D;
+    const kOff = d.one ? 0 : kh * qk.K * qk.D;
     const qMax = maxAbs(qk.queries, qOff, qk.Q * qk.D);
-    const kMax = maxAbs(qk.keys, kOff, qk.K * qk.D);
-    strips(ctx, lay, qk.queries, qOff, qk.Q, qk.D, x.qVec, qMax);
-    strips(ctx, lay, qk.keys, kOff, qk.K, qk.D, x.kVec, kMax);
-    fillLegend(this.legend, qMax, kMax);
+    this.scales = { d, qOff, kOff, qMax, kMax: maxAbs(qk.keys, kOff, qk.K * qk.D) };
+    fillLegend(this.legend, this.bars, this.scales.qMax, this.scales.kMax);
     this.root.dataset["head"] = String(h);
     this.root.dataset["headLabel"] = String(model(h));
+    this.drawRows();
+    this.root.dataset["paintMs"] = (performance.now() - t0).toFixed(1);
+  }
+  /** The q and k strips of the rows in the canvas window, then the query's columns (on scroll, after paint()). */
+  drawRows() {
+    const d = this.data;
+    const sc = this.scales;
+    if (!d || sc?.d !== d) return;
+    const { qk } = d;
+    const { qOff, kOff, qMax, kMax } = sc;
+    const x = this.lay.x;
+    const [r0, r1] = this.rows.range();
+    const ctx = this.rows.win.ctx;
+    this.rows.win.clear(x.end);
+    const D = qk.D;
+    strips(ctx, this.lay, (r, c) => qk.queries[qOff + r * D + c], r0, Math.min(r1, qk.Q), D, x.qVec, qMax);
+    strips(ctx, this.lay, (r, c) => qk.keys[kOff + r * D + c], r0, Math.min(r1, qk.K), D, x.kVec, kMax);
     this.drawQuery();
   }
   /** Everything that depends on the query token: q⊙k, scores, softmax, logged weights, connector lines. */
   drawQuery() {
     const d = this.data;
-    if (!d) return;
+    const sc = this.scales;
+    if (!d || sc?.d !== d) return;
+    const t0 = performance.now();
     const { qk, attn } = d;
     const lay = this.lay;
     const x = lay.x;
@@ -6436,29 +8659,36 @@ var NeuronView = class {
     const i = Math.min(this.query.current ?? 0, qk.Q - 1);
     const D = qk.D;
     const K = qk.K;
-    const ctx = this.canvas.getContext("2d");
-    const top = lay.headerH;
-    const height = Math.max(qk.Q, K) * lay.rowH;
+    const win = this.rows.win;
+    const ctx = win.ctx;
+    const top = Math.max(lay.headerH, win.top);
+    const height = win.top + win.height - top;
     ctx.clearRect(x.gap, top, x.kTok - x.gap, height);
     ctx.clearRect(x.prod - 2, top, x.end - x.prod + 2, height);
     ctx.clearRect(0, top, x.qVec, height);
-    const prod = new Float32Array(K * D);
-    const cur = rowOf(qk, attn, h, i, d.rc, prod);
-    const ref = d.ref ? rowOf(d.ref.qk, d.ref.attn, h, i, d.ref.rc) : null;
-    strips(ctx, lay, prod, 0, K, D, x.prod, maxAbs(prod, 0, K * D), cur.masked);
-    const dpMax = numberColumns(ctx, lay, K, cur, ref);
-    connectors(ctx, lay, i, cur.aRow, headColor(this.head));
-    this.qCol.querySelectorAll(".token.hovered").forEach((el3) => el3.classList.remove("hovered", "locked"));
-    const el2 = this.qCol.querySelector(`.token[data-index="${i}"]`);
-    el2?.classList.add("hovered");
-    if (this.query.isLocked) el2?.classList.add("locked");
+    let s = this.scores;
+    if (!s || s.d !== d || s.h !== h || s.i !== i) {
+      const cur2 = rowOf(qk, attn, d.one ? 0 : h, i, d.rc);
+      const ref2 = d.ref ? rowOf(d.ref.qk, d.ref.attn, h, i, d.ref.rc) : null;
+      s = this.scores = { cur: cur2, ref: ref2, i, h, d };
+    }
+    const { cur, ref } = s;
+    const [r0, r1] = this.rows.range();
+    const k1 = Math.min(r1, K);
+    const qo = ((d.one ? 0 : h) * qk.Q + i) * D;
+    const ko = sc.kOff;
+    const prod = (j, c) => qk.queries[qo + c] * qk.keys[ko + j * D + c];
+    strips(ctx, lay, prod, r0, k1, D, x.prod, cur.prodMax, cur.masked);
+    const dpMax = numberColumns(ctx, lay, K, cur, ref, r0, k1);
+    connectors(ctx, lay, i, cur.aRow, headColor(this.head), win.top, win.top + win.height);
+    this.rows.mark(i, this.query.isLocked);
     this.root.dataset["query"] = String(i);
     this.root.dataset["locked"] = String(this.query.isLocked);
     this.root.dataset["deltaMax"] = ref ? dpMax.toPrecision(4) : "";
-    this.root.dataset["recomputeDiff"] = cur.maxDiff.toPrecision(4);
-    this.root.dataset["recompute"] = cur.withinStorage ? "agrees" : "differs";
+    this.root.dataset["recomputeDiff"] = cur.logged ? cur.maxDiff.toPrecision(4) : "";
+    this.root.dataset["recompute"] = !cur.logged ? "rebuilt" : cur.withinStorage ? "agrees" : "differs";
     this.verdict.textContent = verdict(cur, d.rc);
-    this.scores = { cur, ref, i };
+    this.root.dataset["queryMs"] = (performance.now() - t0).toFixed(2);
   }
   /** Exact numbers as the key token's tooltip (computed on hover; the canvas shows rounded ones). */
   keyTitle(el2, j) {
@@ -6466,20 +8696,10 @@ var NeuronView = class {
     const d = this.data;
     if (!s || !d) return;
     const right = d.m.key_tokens ?? d.m.tokens;
-    const { score, soft, aRow, tol } = s.cur;
-    let t = `key ${j}: ${right[j] ?? ""}
+    const who = `key ${j}: ${right[j] ?? ""}
 query ${s.i}: ${d.m.tokens[s.i] ?? ""}
-q·k·s = ${score[j].toPrecision(5)}
-softmax (recomputed) = ${soft[j].toPrecision(4)}
-logged attention = ${aRow[j].toPrecision(4)} (storage precision ±${tol[j].toPrecision(2)})`;
-    if (s.ref && d.ref) {
-      const rs = s.ref.score[j];
-      const rp = s.ref.soft[j];
-      t += `
-${d.ref.ref.label}: q·k·s = ${rs.toPrecision(5)}, softmax = ${rp.toPrecision(4)}
-Δ q·k·s = ${(score[j] - rs).toPrecision(4)}, Δ softmax = ${(soft[j] - rp).toPrecision(4)}`;
-    }
-    el2.title = t;
+`;
+    el2.title = who + keyNumbers(j, s.cur, s.ref, d.ref ? d.ref.ref.label : "");
   }
   linkParams() {
     const d = this.data;
@@ -6493,16 +8713,22 @@ ${d.ref.ref.label}: q·k·s = ${rs.toPrecision(5)}, softmax = ${rp.toPrecision(4
   }
   prefetch(host, step) {
     if (!host.state.manifest.has_qk) return;
+    if (oneHead(host.state)) {
+      lodLoaders.qkHead(host.state.probe, step, host.state.layer, this.head).catch(() => void 0);
+      if (headWeightsOk(host.state)) host.attentionHead(step, host.state.layer, this.head).catch(() => void 0);
+      return;
+    }
     host.qk(step, host.state.layer).catch(() => void 0);
     host.attention(step, host.state.layer).catch(() => void 0);
   }
   onKey(e) {
     if (e.key === "Escape") return this.query.unlock();
     if ((e.key === "ArrowLeft" || e.key === "ArrowRight") && this.data) {
-      const H = this.data.qk.H;
+      const H = this.data.m.num_heads;
       this.head = (this.head + (e.key === "ArrowRight" ? 1 : H - 1)) % H;
       this.headSelect.value = String(this.head);
-      this.paint();
+      if (this.data.one) this.host?.select({});
+      else this.paint();
       this.host?.updateLink();
       return true;
     }
@@ -6665,6 +8891,7 @@ var App = class {
       const i = this.factories.findIndex((_, j) => this.view(j).id === sel.view);
       if (i >= 0 && i !== this.active) this.activate(i, false);
     }
+    if (sel.link) this.link = { ...sel.link, view: sel.view ?? this.view(this.active).id };
     if (sel.layer !== void 0) this.layer = sel.layer;
     if (sel.step !== void 0) {
       const i = this.steps.indexOf(sel.step);
@@ -6676,8 +8903,8 @@ var App = class {
     }
     void this.update();
   }
-  setSummary(text) {
-    this.summary.textContent = text;
+  setSummary(text4) {
+    this.summary.textContent = text4;
     this.summarySet = true;
   }
   /** What is shown, as a deep link (shell/deepLink.ts); null before the first state. */
@@ -6694,9 +8921,9 @@ var App = class {
     if (l && page().root.dataset["state"] === "ready") writeLink(l);
   }
   // -- loading -------------------------------------------------------------------------------------
-  setState(state, text = "") {
+  setState(state, text4 = "") {
     page().root.dataset["state"] = state;
-    this.message.textContent = text;
+    this.message.textContent = text4;
     this.message.classList.toggle("error", state === "error");
     const v = this.views[this.active];
     if (v) v.root.style.display = state === "error" || state === "empty" ? "none" : "";
@@ -6768,7 +8995,7 @@ var App = class {
     const step = this.steps[this.stepIndex];
     page().root.dataset["state"] = "loading";
     const v = this.view(this.active);
-    if (v.usesLayer !== false && !v.prefetch) this.data.rawAttention(step, this.layer, probe).catch(() => void 0);
+    if (v.usesLayer !== false && !v.prefetch) this.data.warmLayer(step, this.layer, probe);
     try {
       const manifest = await this.manifest(step, probe);
       if (ticket !== this.ticket) return;
@@ -6831,7 +9058,7 @@ var App = class {
         this.data.rawManifest(step, state.probe).catch(() => void 0);
         const v = this.view(this.active);
         if (v.prefetch) v.prefetch(this, step);
-        else if (v.usesLayer !== false) this.data.rawAttention(step, state.layer, state.probe).catch(() => void 0);
+        else if (v.usesLayer !== false) this.data.warmLayer(step, state.layer, state.probe);
       }
     }
   }
@@ -6842,11 +9069,11 @@ var App = class {
 
 // src/notebook/lod.ts
 var pad8 = (n) => (8 - n % 8) % 8;
-function packUint8(arrays, meta) {
+function packRaw(arrays, meta) {
   const specs = {};
   let offset = 0;
   for (const [name, a] of Object.entries(arrays)) {
-    specs[name] = { dtype: "uint8", shape: a.shape, offset };
+    specs[name] = { dtype: a.dtype, shape: a.shape, offset };
     offset += a.data.length + pad8(a.data.length);
   }
   let head = JSON.stringify({ meta, arrays: specs });
@@ -6862,6 +9089,34 @@ function packUint8(arrays, meta) {
     at += a.data.length + pad8(a.data.length);
   }
   return out;
+}
+function packUint8(arrays, meta) {
+  const raw = {};
+  for (const [name, a] of Object.entries(arrays)) raw[name] = { dtype: "uint8", ...a };
+  return packRaw(raw, meta);
+}
+var ITEM = { uint8: 1, float16: 2, float32: 4, float64: 8, int32: 4 };
+function qkHeadOf(stored, head) {
+  const n = new DataView(stored.buffer, stored.byteOffset, stored.byteLength).getUint32(4, true);
+  const header = JSON.parse(new TextDecoder().decode(stored.subarray(8, 8 + n)));
+  const { queries: q, keys: k } = header.arrays;
+  if (!q || !k || q.shape.length !== 3 || k.shape.length !== 3) throw new Error("qk: unexpected payload");
+  const [H, Q, D] = q.shape;
+  const [Hkv, K] = k.shape;
+  if (!Number.isInteger(head) || head < 0 || head >= H || !Hkv || H % Hkv) return null;
+  const kv = Math.floor(head / (H / Hkv));
+  const cut = (a, i, rows) => {
+    const size = rows * D * (ITEM[a.dtype] ?? 1);
+    const at = 8 + n + a.offset + i * size;
+    return stored.subarray(at, at + size);
+  };
+  return packRaw(
+    {
+      queries: { dtype: q.dtype, shape: [1, Q, D], data: cut(q, head, Q) },
+      keys: { dtype: k.dtype, shape: [1, K, D], data: cut(k, kv, K) }
+    },
+    { ...header.meta, head, kv_head: kv }
+  );
 }
 function expandTopK(stored) {
   const buf = stored.buffer.slice(stored.byteOffset, stored.byteOffset + stored.byteLength);
@@ -6881,8 +9136,8 @@ function expandTopK(stored) {
   for (let r = 0; r < H * Q; r++) {
     const base = r * K;
     for (let j = r * k; j < (r + 1) * k; j++) {
-      const key2 = idx[j];
-      if (key2 >= 0 && key2 < K) dense[base + key2] = val[j];
+      const key3 = idx[j];
+      if (key3 >= 0 && key3 < K) dense[base + key3] = val[j];
     }
   }
   return packUint8(
@@ -6890,10 +9145,35 @@ function expandTopK(stored) {
     { encoding: "cbrt8", lod: `top ${k} of ${K} keys per query` }
   );
 }
+function expandTopKAnswer(stored, K) {
+  const buf = stored.buffer.slice(stored.byteOffset, stored.byteOffset + stored.byteLength);
+  const c = decodeContainer(buf);
+  const keys = c.arrays["keys"];
+  const codes = c.arrays["codes"];
+  if (!keys || !codes || keys.shape.length !== 3 || codes.data.length !== keys.data.length) {
+    throw new Error("attention: unexpected top-k payload");
+  }
+  const [H, Q, k] = keys.shape;
+  if (!Number.isInteger(K) || K < k) throw new Error(`attention: bad key length ${K} for top ${k}`);
+  const dense = new Uint8Array(H * Q * K);
+  const idx = keys.data;
+  const val = codes.data;
+  for (let r = 0; r < H * Q; r++) {
+    for (let j = r * k; j < (r + 1) * k; j++) {
+      const key3 = idx[j];
+      const code = val[j];
+      if (code > 0 && key3 >= 0 && key3 < K) dense[r * K + key3] = code;
+    }
+  }
+  return packUint8(
+    { codes: { shape: [H, Q, K], data: dense }, row_exp: { shape: [H, Q], data: new Uint8Array(H * Q) } },
+    { encoding: "cbrt8", lod: `top ${k} of ${K} keys per query` }
+  );
+}
 
 // src/notebook/payload.ts
-function fromBase64(text) {
-  const bin = atob(text.replace(/\s+/g, ""));
+function fromBase64(text4) {
+  const bin = atob(text4.replace(/\s+/g, ""));
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
   return out;
@@ -6910,10 +9190,11 @@ async function decodePayload(base642) {
   const header = JSON.parse(new TextDecoder().decode(raw.subarray(8, 8 + headerLen)));
   return { entries: header.entries, options: header.options ?? {}, body: raw.subarray(8 + headerLen) };
 }
-function keyOf(route, params) {
-  const entries = [...params].filter(([k]) => k !== "head").sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
+function keyOf(route, params, head = true) {
+  const entries = [...params].filter(([k]) => k !== "head" || head && route !== "attention").sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
   return JSON.stringify([route, entries]);
 }
+var notFound = (text4) => new Response(text4, { status: 404, statusText: "Not Found" });
 function payloadTransport(p) {
   const byKey = /* @__PURE__ */ new Map();
   for (const e of p.entries) byKey.set(keyOf(e.route, Object.entries(e.params)), e);
@@ -6921,21 +9202,23 @@ function payloadTransport(p) {
   return async (url2) => {
     const u = new URL(url2, "http://notebook.invalid/");
     const route = u.pathname.replace(/^\/+/, "");
-    const key2 = keyOf(route, u.searchParams);
-    const e = byKey.get(key2);
-    if (!e) {
-      return new Response(`${route}: not included in this notebook output`, {
-        status: 404,
-        statusText: "Not Found"
-      });
+    const key3 = keyOf(route, u.searchParams);
+    const e = byKey.get(key3);
+    const missing = p.options.missing?.[route] ?? `${route}: not included in this notebook output`;
+    const head = u.searchParams.get("head");
+    if (!e && route === "qk" && head !== null) {
+      const layer = byKey.get(keyOf(route, u.searchParams, false));
+      const one = layer && qkHeadOf(p.body.subarray(layer.offset, layer.offset + layer.length), Number(head));
+      return one ? new Response(one, { status: 200, headers: { "Content-Type": layer.type } }) : notFound(missing);
     }
+    if (!e) return notFound(missing);
     const stored = p.body.subarray(e.offset, e.offset + e.length);
     let body = stored;
-    if (e.lod === "topk") {
-      let x = expanded.get(key2);
+    if (e.lod === "topk" || e.lod === "from-topk") {
+      let x = expanded.get(key3);
       if (!x) {
-        x = Promise.resolve(expandTopK(stored));
-        expanded.set(key2, x);
+        x = Promise.resolve(e.lod === "topk" ? expandTopK(stored) : expandTopKAnswer(stored, e.key_len ?? 0));
+        expanded.set(key3, x);
         while (expanded.size > 4) expanded.delete(expanded.keys().next().value);
       }
       body = await x;
@@ -7059,6 +9342,7 @@ async function mountNotebook(host, payloadText, bundle) {
 }
 
 // src/notebook/widget.ts
+var REPLY_MS = 12e4;
 function commTransport(model) {
   const pending = /* @__PURE__ */ new Map();
   let next = 1;
@@ -7074,7 +9358,15 @@ function commTransport(model) {
   });
   return (url2) => new Promise((resolve) => {
     const id = next++;
-    pending.set(id, resolve);
+    const timer = setTimeout(() => {
+      if (!pending.delete(id)) return;
+      const text4 = `no answer from the kernel in ${REPLY_MS / 1e3} s: is it still running? (run the cell again)`;
+      resolve(new Response(text4, { status: 504, statusText: "Gateway Timeout" }));
+    }, REPLY_MS);
+    pending.set(id, (r) => {
+      clearTimeout(timer);
+      resolve(r);
+    });
     model.send({ type: "request", id, url: url2 });
   });
 }
