@@ -264,6 +264,7 @@ def main():
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--full", action="store_true", help="32 query heads at 32,768 tokens (slow on a CPU)")
     ap.add_argument("--keep", help="write the logdir here and keep it")
+    ap.add_argument("--reuse", action="store_true", help="with --keep: browse the workloads already written there")
     args = ap.parse_args()
     torch.set_num_threads(2)
     only = args.only.split(",")
@@ -272,6 +273,8 @@ def main():
     logdir.mkdir(parents=True, exist_ok=True)
     results = {"writer": {}}
     for name in only:
+        if args.reuse and (logdir / name).exists():
+            continue
         t = time.perf_counter()
         if name == "minilm1k":
             results["writer"][name] = write_minilm1k(logdir)
