@@ -122,6 +122,7 @@ def test_pdf_is_vector_with_title_text_colour_bar_and_cells(server):
 def test_evolution_exports_its_plots_axes_and_labels_as_vectors(server):
     with plugin_page(server, downloads=True, hash_="#view=evolution&run=run&tag=probe%2Fp") as (page, *_):
         page.wait_for_selector("#evo-series")
+        page.wait_for_function("document.querySelector('#evo-rollout').width > 10")
         tree = ET.fromstring(_download(page, "#export-svg"))
         text, content, images, _ = _pdf_page(_download(page, "#export-pdf"))
     texts = [t.text or "" for t in tree.iter(f"{SVG}text")]
@@ -131,9 +132,12 @@ def test_evolution_exports_its_plots_axes_and_labels_as_vectors(server):
     assert {"0", "10"} <= set(texts)  # step ticks
     lines = list(tree.iter(f"{SVG}polyline"))
     assert len(lines) >= 3 * L * H and sum(bool(p.get("stroke-dasharray")) for p in lines) == L * H
-    # Only the rollout (token labels drawn in its canvas) is still a bitmap.
-    assert len([i for i in tree.iter(f"{SVG}image")]) <= 1
-    assert "training step" in text and "head" in text and len(images) <= 1 and "[3 2] 0 d" in content
+    # The rollout too: vector cells and token labels, the column labels turned a quarter (no bitmap left).
+    assert [i for i in tree.iter(f"{SVG}image")] == []
+    turned = [t for t in tree.iter(f"{SVG}text") if (t.get("transform") or "").startswith("rotate(-90")]
+    assert turned and {t.text for t in turned} <= set(texts)
+    assert "training step" in text and "head" in text and images == [] and "[3 2] 0 d" in content
+    assert "0 -1 -1 0" in content  # the PDF's turned text matrix
 
 
 def test_the_snapshot_draws_the_qk_and_evolution_tabs_from_the_file(server, tmp_path):

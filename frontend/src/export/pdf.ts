@@ -107,7 +107,13 @@ async function shapes(doc: PdfDoc, p: Page, it: Item, vec: VectorShape[]): Promi
       const tw = textWidth(v);
       const left = v.at[0] - tw * { left: 0, center: 0.5, right: 1 }[v.align ?? "left"];
       const h = parseFont(font).size * 1.4;
-      await textItem(doc, p, { x: left - 2, y: v.at[1] - h / 2, w: tw + 4, h, text: v.text, font, color: v.color });
+      if (v.vertical) {
+        // Turned a quarter left about `at`: the box runs up from the text's start, `align` along that line.
+        const start = v.at[1] + tw * { left: 0, center: 0.5, right: 1 }[v.align ?? "left"];
+        const box = { x: v.at[0] - h / 2, y: start - tw, w: h, h: tw, vertical: true };
+        await textItem(doc, p, { ...box, text: v.text, font, color: v.color });
+      } else
+        await textItem(doc, p, { x: left - 2, y: v.at[1] - h / 2, w: tw + 4, h, text: v.text, font, color: v.color });
     }
   }
   p.ops.push("Q");

@@ -269,6 +269,8 @@ export function viewToSvg(root: HTMLElement, fig: Figure): string {
           g.appendChild(text(v.at[0], v.at[1], v.text, v.font ?? "10px sans-serif", v.color));
           const anchor = { left: "start", center: "middle", right: "end" }[v.align ?? "left"];
           (g.lastChild as Element).setAttribute("text-anchor", anchor);
+          if (v.vertical)
+            (g.lastChild as Element).setAttribute("transform", `rotate(-90 ${num(v.at[0])} ${num(v.at[1])})`);
           continue;
         }
         if (v.path) {

@@ -16,6 +16,8 @@ export interface VectorShape {
   at?: [number, number];
   font?: string;
   align?: "left" | "center" | "right";
+  /** Text turned a quarter left about `at` (reads bottom to top, as axis labels under a matrix). */
+  vertical?: boolean;
   color: string;
   alpha: number;
   width?: number;
@@ -57,7 +59,13 @@ export function paintShapes(ctx: CanvasRenderingContext2D, shapes: VectorShape[]
       if (f !== font) ctx.font = font = f;
       if ((v.align ?? "left") !== align) ctx.textAlign = (align = v.align ?? "left") as CanvasTextAlign;
       if (v.color !== fill) ctx.fillStyle = fill = v.color;
-      ctx.fillText(v.text, v.at[0], v.at[1]);
+      if (v.vertical) {
+        ctx.save(); // restores the same font, fill and alignment: the cached values stay true
+        ctx.translate(v.at[0], v.at[1]);
+        ctx.rotate(-Math.PI / 2);
+        ctx.fillText(v.text, 0, 0);
+        ctx.restore();
+      } else ctx.fillText(v.text, v.at[0], v.at[1]);
     }
   }
   ctx.setLineDash([]);

@@ -10,6 +10,8 @@ import { layerLabel } from "../../data/labels";
 import { ColorBar } from "../../draw/legend";
 import { tokenColor } from "../../shell/theme";
 import { canvas, panel, sizeCanvas } from "./layout";
+import { paintShapes, type VectorCanvas, type VectorShape } from "../../export/vector";
+import { VECTOR_CELLS } from "../../draw/heatmapPaint";
 
 export class RolloutPanel {
   readonly el: HTMLDivElement;
@@ -86,30 +88,32 @@ export class RolloutPanel {
     let mx = 0;
     for (let i = 0; i < T * T; i++) mx = Math.max(mx, r.data[base + i] as number);
     this.bar.set({ map: VIRIDIS, lo: 0, hi: mx || 1, scale: "sqrt", title: "rollout weight" }, T * cell);
+    // Drawn from vector shapes, so the SVG and PDF exports get real cells (up to VECTOR_CELLS) and text labels.
+    // Beyond that many cells they are painted directly (no shape objects) and exported as a bitmap.
+    const vector = T * T <= VECTOR_CELLS;
+    const shapes: VectorShape[] = [];
     for (let i = 0; i < T; i++) {
       for (let j = 0; j < T; j++) {
         const x = (r.data[base + i * T + j] as number) / (mx || 1);
-        ctx.fillStyle = cssColor(VIRIDIS, Math.sqrt(x) * 255);
-        ctx.fillRect(lab + j * cell, i * cell, cell, cell);
+        const color = cssColor(VIRIDIS, Math.sqrt(x) * 255);
+        if (vector) shapes.push({ rect: [lab + j * cell, i * cell, cell, cell], color, alpha: 1 });
+        else {
+          ctx.fillStyle = color;
+          ctx.fillRect(lab + j * cell, i * cell, cell, cell);
+        }
       }
     }
     // Token labels (canvas text: never HTML).
     if (cell >= 7) {
-      ctx.font = `${Math.min(11, cell)}px sans-serif`;
-      ctx.fillStyle = tokenColor("--tba-fg");
-      ctx.textBaseline = "middle";
-      ctx.textAlign = "right";
-      man.tokens.forEach((t, i) => ctx.fillText(t.slice(0, 9), lab - 3, i * cell + cell / 2));
-      ctx.save();
-      ctx.textAlign = "right";
-      man.tokens.forEach((t, j) => {
-        ctx.save();
-        ctx.translate(lab + j * cell + cell / 2, T * cell + 3);
-        ctx.rotate(-Math.PI / 2);
-        ctx.fillText(t.slice(0, 9), 0, 0);
-        ctx.restore();
+      const font = `${Math.min(11, cell)}px sans-serif`;
+      const color = tokenColor("--tba-fg");
+      man.tokens.forEach((t, i) => {
+        shapes.push({ text: t.slice(0, 9), at: [lab - 3, i * cell + cell / 2], font, align: "right", color, alpha: 1 });
+        const at: [number, number] = [lab + i * cell + cell / 2, T * cell + 3];
+        shapes.push({ text: t.slice(0, 9), at, font, align: "right", vertical: true, color, alpha: 1 });
       });
-      ctx.restore();
     }
+    paintShapes(ctx, shapes);
+    (this.canvas as VectorCanvas).tbaVector = () => (vector ? shapes : null);
   }
 }
