@@ -53,3 +53,29 @@ def test_the_line_band_fills_the_width_and_follows_a_resize(tmp_path, tensorboar
     # The columns keep their width; the band takes the 300 px the window gained.
     assert (wide["leftW"], wide["rightW"]) == (narrow["leftW"], narrow["rightW"])
     assert abs((wide["band"] - narrow["band"]) - 300) <= 2, (narrow, wide)
+
+
+LONG_BAND_JS = """() => {
+  const l = document.querySelector('.head-view.sparse .token.left[data-index="0"]').getBoundingClientRect();
+  const r = document.querySelector('.head-view.sparse .token.right[data-index="0"]').getBoundingClientRect();
+  const root = document.querySelector('.head-view.sparse').parentElement.getBoundingClientRect();
+  return {band: r.left - l.right, right: r.right, bodyRight: root.right};
+}"""
+
+
+def test_the_long_probe_head_view_band_fills_the_width_too(tmp_path, tensorboard_server):
+    n = 600  # past 512 queries: the virtual head view with top-k lines
+    rng = np.random.default_rng(4)
+    with AttentionWriter(str(tmp_path / "run")) as w:
+        w.add_attention("p", softmax_attention(rng, 1, 1, n), tokens=[f"t{i}" for i in range(n)], step=0)
+    url = tensorboard_server(tmp_path, "--load_fast=false", "--reload_interval=0", "--reload_task=blocking")
+    with plugin_page(url, width=900, height=700) as (page, errors, _):
+        page.wait_for_selector(".head-view.sparse .token.right[data-index='0']")
+        narrow = page.evaluate(LONG_BAND_JS)
+        page.set_viewport_size({"width": 1300, "height": 700})
+        page.wait_for_function(f"({LONG_BAND_JS})().band > {narrow['band'] + 300}")
+        wide = page.evaluate(LONG_BAND_JS)
+        assert errors == []
+    for g in (narrow, wide):
+        assert 160 <= g["band"] <= 900 and g["right"] <= g["bodyRight"] + 1
+    assert abs((wide["band"] - narrow["band"]) - 400) <= 2, (narrow, wide)

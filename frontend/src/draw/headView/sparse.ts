@@ -47,6 +47,9 @@ export class SparseHeadView {
   private leftW = 120;
   private rightW = 120;
   private width = 0;
+  /** Width of the band the lines cross: what `fit` leaves beside the columns (the short view's rule), else LINE_GAP. */
+  private gap = LINE_GAP;
+  private fit: (() => number) | null = null;
   private height = 0;
   private scheduled = false;
   private searchHits: { side: "left" | "right"; index: number }[] = [];
@@ -124,6 +127,23 @@ export class SparseHeadView {
     return this.lock.unlock();
   }
 
+  /** Lets the line band take the width `avail()` leaves beside the token columns (160–900 px, as the short head
+   * view), refitted when `el` is resized. */
+  fitTo(el: HTMLElement, avail: () => number): void {
+    this.fit = avail;
+    new ResizeObserver(() => {
+      if (!this.data || !el.clientWidth) return; // (not while hidden: a tab switched away from has no width)
+      if (this.bandWidth() === this.gap) return; // a re-layout resets the virtual columns: only when it changes
+      this.layout(this.data);
+      this.sync(true);
+    }).observe(el);
+  }
+
+  private bandWidth(): number {
+    const avail = this.fit?.() ?? 0;
+    return avail > 0 ? Math.round(Math.max(160, Math.min(900, avail - this.leftW - this.rightW))) : LINE_GAP;
+  }
+
   /** Rows in the DOM (tests: the columns are virtual). */
   domRows(): number {
     return this.root.querySelectorAll(".token").length;
@@ -132,7 +152,8 @@ export class SparseHeadView {
   private layout(d: SparseData): void {
     const n = Math.max(d.left.length, d.right.length);
     this.rowH = rowHeightFor(n);
-    this.width = this.leftW + LINE_GAP + this.rightW;
+    this.gap = this.bandWidth();
+    this.width = this.leftW + this.gap + this.rightW;
     this.height = n * this.rowH;
     this.win.setWidth(this.width);
     this.root.style.width = `${this.width}px`;
@@ -140,7 +161,7 @@ export class SparseHeadView {
     this.root.style.setProperty("--row-h", `${this.rowH}px`);
     this.root.style.setProperty("--font-px", "10px");
     this.leftCol.set(d.left, this.rowH, 0, this.leftW);
-    this.rightCol.set(d.right, this.rowH, this.leftW + LINE_GAP, this.rightW);
+    this.rightCol.set(d.right, this.rowH, this.leftW + this.gap, this.rightW);
   }
 
   paint(): void {
@@ -182,7 +203,7 @@ export class SparseHeadView {
     const lo = Math.floor(this.win.top / rowH);
     const hi = Math.ceil((this.win.top + this.win.height) / rowH);
     const x0 = this.leftW + LINE_INSET;
-    const x1 = this.leftW + LINE_GAP - LINE_INSET;
+    const x1 = this.leftW + this.gap - LINE_INSET;
     ctx.lineWidth = lineWidth(rowH);
     const paths: (Path2D | null)[] = new Array(BUCKETS);
     for (const h of slots) {
@@ -239,8 +260,8 @@ export class SparseHeadView {
     const nA = Math.max(1, slots.length);
     const { rowH } = this;
     const x0 = this.leftW + LINE_INSET;
-    const x1 = this.leftW + LINE_GAP - LINE_INSET;
-    const boxX = hv.side === "left" ? this.leftW + LINE_GAP : 0;
+    const x1 = this.leftW + this.gap - LINE_INSET;
+    const boxX = hv.side === "left" ? this.leftW + this.gap : 0;
     const boxW = (hv.side === "left" ? this.rightW : this.leftW) / nA;
     const yh = (hv.index + 0.5) * rowH;
     ctx.lineWidth = lineWidth(rowH);

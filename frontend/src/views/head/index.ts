@@ -204,6 +204,9 @@ export class HeadTab implements View {
       this.long = new LongHead();
       this.long.view.onHoverDrawn = (ms) => (timings().hoverMs = ms);
       this.long.view.onTokenChange = () => this.host?.updateLink();
+      const body = this.view.root.parentElement as HTMLElement; // the row the short view fits itself to
+      const legend = (): number => (this.legend.el.offsetWidth ? this.legend.el.offsetWidth + 24 : 0);
+      this.long.view.fitTo(body, () => body.clientWidth - legend() - 4);
     }
     if (on !== this.isLong) {
       const [out, into] = on
