@@ -888,7 +888,13 @@ function paintShapes(ctx, shapes2) {
       if (f !== font) ctx.font = font = f;
       if ((v.align ?? "left") !== align) ctx.textAlign = align = v.align ?? "left";
       if (v.color !== fill) ctx.fillStyle = fill = v.color;
-      ctx.fillText(v.text, v.at[0], v.at[1]);
+      if (v.vertical) {
+        ctx.save();
+        ctx.translate(v.at[0], v.at[1]);
+        ctx.rotate(-Math.PI / 2);
+        ctx.fillText(v.text, 0, 0);
+        ctx.restore();
+      } else ctx.fillText(v.text, v.at[0], v.at[1]);
     }
   }
   ctx.setLineDash([]);
@@ -1112,6 +1118,8 @@ function viewToSvg(root, fig) {
           g.appendChild(text4(v.at[0], v.at[1], v.text, v.font ?? "10px sans-serif", v.color));
           const anchor = { left: "start", center: "middle", right: "end" }[v.align ?? "left"];
           g.lastChild.setAttribute("text-anchor", anchor);
+          if (v.vertical)
+            g.lastChild.setAttribute("transform", `rotate(-90 ${num3(v.at[0])} ${num3(v.at[1])})`);
           continue;
         }
         if (v.path) {
@@ -1414,7 +1422,12 @@ async function shapes(doc, p, it, vec) {
       const tw = textWidth(v);
       const left = v.at[0] - tw * { left: 0, center: 0.5, right: 1 }[v.align ?? "left"];
       const h = parseFont(font).size * 1.4;
-      await textItem(doc, p, { x: left - 2, y: v.at[1] - h / 2, w: tw + 4, h, text: v.text, font, color: v.color });
+      if (v.vertical) {
+        const start = v.at[1] + tw * { left: 0, center: 0.5, right: 1 }[v.align ?? "left"];
+        const box = { x: v.at[0] - h / 2, y: start - tw, w: h, h: tw, vertical: true };
+        await textItem(doc, p, { ...box, text: v.text, font, color: v.color });
+      } else
+        await textItem(doc, p, { x: left - 2, y: v.at[1] - h / 2, w: tw + 4, h, text: v.text, font, color: v.color });
     }
   }
   p.ops.push("Q");
@@ -4785,30 +4798,30 @@ var RolloutPanel = class {
     let mx = 0;
     for (let i = 0; i < T * T; i++) mx = Math.max(mx, r.data[base + i]);
     this.bar.set({ map: VIRIDIS, lo: 0, hi: mx || 1, scale: "sqrt", title: "rollout weight" }, T * cell2);
+    const vector = T * T <= VECTOR_CELLS;
+    const shapes2 = [];
     for (let i = 0; i < T; i++) {
       for (let j = 0; j < T; j++) {
         const x = r.data[base + i * T + j] / (mx || 1);
-        ctx.fillStyle = cssColor(VIRIDIS, Math.sqrt(x) * 255);
-        ctx.fillRect(lab + j * cell2, i * cell2, cell2, cell2);
+        const color = cssColor(VIRIDIS, Math.sqrt(x) * 255);
+        if (vector) shapes2.push({ rect: [lab + j * cell2, i * cell2, cell2, cell2], color, alpha: 1 });
+        else {
+          ctx.fillStyle = color;
+          ctx.fillRect(lab + j * cell2, i * cell2, cell2, cell2);
+        }
       }
     }
     if (cell2 >= 7) {
-      ctx.font = `${Math.min(11, cell2)}px sans-serif`;
-      ctx.fillStyle = tokenColor("--tba-fg");
-      ctx.textBaseline = "middle";
-      ctx.textAlign = "right";
-      man.tokens.forEach((t, i) => ctx.fillText(t.slice(0, 9), lab - 3, i * cell2 + cell2 / 2));
-      ctx.save();
-      ctx.textAlign = "right";
-      man.tokens.forEach((t, j) => {
-        ctx.save();
-        ctx.translate(lab + j * cell2 + cell2 / 2, T * cell2 + 3);
-        ctx.rotate(-Math.PI / 2);
-        ctx.fillText(t.slice(0, 9), 0, 0);
-        ctx.restore();
+      const font = `${Math.min(11, cell2)}px sans-serif`;
+      const color = tokenColor("--tba-fg");
+      man.tokens.forEach((t, i) => {
+        shapes2.push({ text: t.slice(0, 9), at: [lab - 3, i * cell2 + cell2 / 2], font, align: "right", color, alpha: 1 });
+        const at = [lab + i * cell2 + cell2 / 2, T * cell2 + 3];
+        shapes2.push({ text: t.slice(0, 9), at, font, align: "right", vertical: true, color, alpha: 1 });
       });
-      ctx.restore();
     }
+    paintShapes(ctx, shapes2);
+    this.canvas.tbaVector = () => vector ? shapes2 : null;
   }
 };
 
@@ -6193,6 +6206,9 @@ var SparseHeadView = class {
     this.leftW = 120;
     this.rightW = 120;
     this.width = 0;
+    /** Width of the band the lines cross: what `fit` leaves beside the columns (the short view's rule), else LINE_GAP. */
+    this.gap = LINE_GAP;
+    this.fit = null;
     this.height = 0;
     this.scheduled = false;
     this.searchHits = [];
@@ -6260,6 +6276,21 @@ var SparseHeadView = class {
   unlock() {
     return this.lock.unlock();
   }
+  /** Lets the line band take the width `avail()` leaves beside the token columns (160–900 px, as the short head
+   * view), refitted when `el` is resized. */
+  fitTo(el2, avail) {
+    this.fit = avail;
+    new ResizeObserver(() => {
+      if (!this.data || !el2.clientWidth) return;
+      if (this.bandWidth() === this.gap) return;
+      this.layout(this.data);
+      this.sync(true);
+    }).observe(el2);
+  }
+  bandWidth() {
+    const avail = this.fit?.() ?? 0;
+    return avail > 0 ? Math.round(Math.max(160, Math.min(900, avail - this.leftW - this.rightW))) : LINE_GAP;
+  }
   /** Rows in the DOM (tests: the columns are virtual). */
   domRows() {
     return this.root.querySelectorAll(".token").length;
@@ -6267,7 +6298,8 @@ var SparseHeadView = class {
   layout(d) {
     const n = Math.max(d.left.length, d.right.length);
     this.rowH = rowHeightFor(n);
-    this.width = this.leftW + LINE_GAP + this.rightW;
+    this.gap = this.bandWidth();
+    this.width = this.leftW + this.gap + this.rightW;
     this.height = n * this.rowH;
     this.win.setWidth(this.width);
     this.root.style.width = `${this.width}px`;
@@ -6275,7 +6307,7 @@ var SparseHeadView = class {
     this.root.style.setProperty("--row-h", `${this.rowH}px`);
     this.root.style.setProperty("--font-px", "10px");
     this.leftCol.set(d.left, this.rowH, 0, this.leftW);
-    this.rightCol.set(d.right, this.rowH, this.leftW + LINE_GAP, this.rightW);
+    this.rightCol.set(d.right, this.rowH, this.leftW + this.gap, this.rightW);
   }
   paint() {
     this.sync(true);
@@ -6312,7 +6344,7 @@ var SparseHeadView = class {
     const lo = Math.floor(this.win.top / rowH);
     const hi = Math.ceil((this.win.top + this.win.height) / rowH);
     const x0 = this.leftW + LINE_INSET;
-    const x1 = this.leftW + LINE_GAP - LINE_INSET;
+    const x1 = this.leftW + this.gap - LINE_INSET;
     ctx.lineWidth = lineWidth(rowH);
     const paths = new Array(BUCKETS);
     for (const h of slots) {
@@ -6366,8 +6398,8 @@ var SparseHeadView = class {
     const nA = Math.max(1, slots.length);
     const { rowH } = this;
     const x0 = this.leftW + LINE_INSET;
-    const x1 = this.leftW + LINE_GAP - LINE_INSET;
-    const boxX = hv.side === "left" ? this.leftW + LINE_GAP : 0;
+    const x1 = this.leftW + this.gap - LINE_INSET;
+    const boxX = hv.side === "left" ? this.leftW + this.gap : 0;
     const boxW = (hv.side === "left" ? this.rightW : this.leftW) / nA;
     const yh = (hv.index + 0.5) * rowH;
     ctx.lineWidth = lineWidth(rowH);
@@ -6646,6 +6678,9 @@ var HeadTab = class {
       this.long = new LongHead();
       this.long.view.onHoverDrawn = (ms) => timings().hoverMs = ms;
       this.long.view.onTokenChange = () => this.host?.updateLink();
+      const body = this.view.root.parentElement;
+      const legend = () => this.legend.el.offsetWidth ? this.legend.el.offsetWidth + 24 : 0;
+      this.long.view.fitTo(body, () => body.clientWidth - legend() - 4);
     }
     if (on !== this.isLong) {
       const [out, into] = on ? [this.view.root, this.long.view.root] : [this.long.view.root, this.view.root];
