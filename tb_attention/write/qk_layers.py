@@ -22,7 +22,10 @@ from tb_attention.analysis.head_metrics import HeadMetrics
 from tb_attention.format import codec
 
 TOPK = 4  # each query's strongest keys, for the head view's lines
-TOPK_MAX_QUERIES = 8192  # beyond this the head view computes lines on demand (format.md)
+TOPK_MAX_QUERIES = 8192  # beyond this only TOPK_LONG keys per query (format.md)
+# 2 keys at 32,768 tokens are 6.3 MB per 32-head layer: within its 350 MB budget, where 4 would not be; without any,
+# the head view had to rebuild each head whole (seconds per head) to draw its lines.
+TOPK_LONG = 2
 
 Slots = collections.namedtuple("Slots", "blobs storage layers metrics")
 
@@ -69,7 +72,7 @@ def attention_slots(job, compress):
             storage[i] = "both"
             blobs.append(compress(codec.attention_container(job.attention[i])))
             continue
-        topk = TOPK if query_len <= TOPK_MAX_QUERIES else 0
+        topk = TOPK if query_len <= TOPK_MAX_QUERIES else TOPK_LONG
         lse, overview, top_keys, top_w = summarise_layer(spec, q, k, topk, None if accs is None else accs[i])
         meta = {"k": top_keys.shape[-1], "checked_rows": len(rows), "max_error": float(error)}
         cbrt = recompute.cbrt_codes

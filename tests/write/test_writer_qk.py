@@ -91,7 +91,7 @@ def test_q_k_without_weights_is_rebuilt_within_the_bound(tmp_path, kind):
         np.testing.assert_allclose(metrics[name], expected[name], rtol=0.02, atol=2e-3, err_msg=name)
 
 
-def test_cross_attention_with_a_cache_offset_and_no_top_k_past_the_limit(tmp_path, monkeypatch):
+def test_cross_attention_with_a_cache_offset_and_fewer_top_k_past_the_limit(tmp_path, monkeypatch):
     q, k = _qk(q_len=6, k_len=11)
     entry = {**BASE, "offset": 5}
     monkeypatch.setattr(qk_layers, "TOPK_MAX_QUERIES", 5)  # 6 queries: past the limit, as 8,193 would be
@@ -107,7 +107,10 @@ def test_cross_attention_with_a_cache_offset_and_no_top_k_past_the_limit(tmp_pat
         )
     m, blobs = written(tmp_path)[0]["x"]
     meta, arrays = slot(m, blobs, 1)
-    assert meta["k"] == 0 and "topk_keys" not in arrays
+    assert meta["k"] == qk_layers.TOPK_LONG == 2 and arrays["topk_keys"].shape == (H, 6, 2)
+    full = _model_weights(q, k, entry)[1]
+    top = np.sort(full, axis=-1)[..., ::-1][..., :2]  # each query's two strongest keys, within their codes
+    np.testing.assert_allclose((arrays["topk_codes"] / 255.0) ** 3, top, atol=0.02)
     assert arrays["overview"].shape == (H, 6, 11)
     assert within_bound(rebuild(m, blobs, 1), _model_weights(q, k, entry)[1])
 
