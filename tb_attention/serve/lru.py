@@ -4,29 +4,6 @@ import collections
 import threading
 
 
-class Lru:
-    def __init__(self, size):
-        self._size = size
-        self._items = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self):
-        return len(self._items)
-
-    def get(self, key, make):
-        """The cached value for `key`, else `make()` (called without the lock held; exceptions are not cached)."""
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        value = make()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return value
-
-
 class ByteLru:
     """An LRU cache bounded by the bytes of its values (`nbytes(value)`), for tiles and decoded layers whose sizes
     differ by orders of magnitude; a value larger than the bound is returned but not kept."""
@@ -58,3 +35,14 @@ class ByteLru:
                 _, (_, dropped) = self._items.popitem(last=False)
                 self.bytes -= dropped
         return value
+
+
+class Lru(ByteLru):
+    """At most `size` entries, whatever their sizes (manifests, step indices)."""
+
+    def __init__(self, size):
+        super().__init__(size, _one)
+
+
+def _one(_value):
+    return 1

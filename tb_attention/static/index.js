@@ -2645,25 +2645,30 @@ function displayText(token) {
 
 // src/draw/heatmapAxes.ts
 var MIN_LABEL_PX = 10;
-function positionTicks(n, count = 6) {
-  if (n <= 1) return [0];
-  return niceTicks(0, n - 1, count).filter((v) => Number.isInteger(v) && v >= 0 && v < n);
+function rangeTicks(a, b, count = 6) {
+  if (b - a <= 1) return [a];
+  return niceTicks(a, b - 1, count).filter((v) => Number.isInteger(v) && v >= a && v < b);
 }
-function fillPositionAxis(el2, n, px, horizontal, title) {
-  const ticks2 = positionTicks(n, Math.max(2, Math.floor(px / 60)));
+function positionTicks(n, count = 6) {
+  return rangeTicks(0, n, count);
+}
+function fillTicks(el2, ticks2, at, horizontal, title) {
   const nodes = ticks2.map((t) => {
     const d = document.createElement("div");
     d.className = "hm-tick";
     d.textContent = String(t);
-    const at = `${(t + 0.5) / n * px}px`;
-    if (horizontal) d.style.left = at;
-    else d.style.top = at;
+    if (horizontal) d.style.left = `${at(t)}px`;
+    else d.style.top = `${at(t)}px`;
     return d;
   });
   const name = document.createElement("div");
   name.className = "hm-axis-title";
   name.textContent = title;
   el2.replaceChildren(name, ...nodes);
+}
+function fillPositionAxis(el2, n, px, horizontal, title) {
+  const ticks2 = positionTicks(n, Math.max(2, Math.floor(px / 60)));
+  fillTicks(el2, ticks2, (t) => (t + 0.5) / n * px, horizontal, title);
   if (horizontal) el2.style.width = `${px}px`;
   else el2.style.height = `${px}px`;
 }
@@ -5430,6 +5435,39 @@ var HoverLock = class {
   }
 };
 
+// src/draw/headView/events.ts
+function delegateTokens(root, lock) {
+  const tokenOf = (e) => {
+    const el2 = e.target.closest(".token");
+    return el2 ? { side: el2.classList.contains("left") ? "left" : "right", index: Number(el2.dataset["index"]) } : null;
+  };
+  root.addEventListener("mouseover", (e) => {
+    const t = tokenOf(e);
+    if (t) lock.hover(t);
+  });
+  root.addEventListener("mouseout", (e) => {
+    const to = e.relatedTarget?.closest?.(".token");
+    if (!to || !root.contains(to)) lock.hover(null);
+  });
+  root.addEventListener("click", (e) => {
+    const t = tokenOf(e);
+    if (t) lock.click(t);
+  });
+}
+function onPageScroll(ready, run) {
+  let scheduled = false;
+  const on = () => {
+    if (scheduled || !ready()) return;
+    scheduled = true;
+    requestAnimationFrame(() => {
+      scheduled = false;
+      run();
+    });
+  };
+  window.addEventListener("scroll", on, { passive: true, capture: true });
+  window.addEventListener("resize", on, { passive: true });
+}
+
 // src/draw/topk.ts
 function kthLargest(row, base, K, k) {
   if (k <= 0 || K <= k) return 0;
@@ -5695,7 +5733,6 @@ var HeadView = class {
     this.hoveredEl = null;
     // Built once per data / head selection; re-stroked for every window position.
     this.linePaths = [];
-    this.scrollScheduled = false;
     // Layout of the current token columns.
     this.layoutKey = "";
     this.rowH = 20;
@@ -5720,32 +5757,13 @@ var HeadView = class {
     this.root.appendChild(this.win.canvas);
     this.leftCol = this.column("left");
     this.rightCol = this.column("right");
-    const tokenOf = (e) => {
-      const el2 = e.target.closest(".token");
-      return el2 ? { side: el2.classList.contains("left") ? "left" : "right", index: Number(el2.dataset["index"]) } : null;
-    };
-    this.root.addEventListener("mouseover", (e) => {
-      const t = tokenOf(e);
-      if (t) this.lock.hover(t);
-    });
-    this.root.addEventListener("mouseout", (e) => {
-      const to = e.relatedTarget?.closest?.(".token");
-      if (!to || !this.root.contains(to)) this.lock.hover(null);
-    });
-    this.root.addEventListener("click", (e) => {
-      const t = tokenOf(e);
-      if (t) this.lock.click(t);
-    });
-    const onScroll = () => {
-      if (this.scrollScheduled) return;
-      this.scrollScheduled = true;
-      requestAnimationFrame(() => {
-        this.scrollScheduled = false;
+    delegateTokens(this.root, this.lock);
+    onPageScroll(
+      () => true,
+      () => {
         if (this.data && this.placeWindow(false)) this.drawWindow();
-      });
-    };
-    window.addEventListener("scroll", onScroll, { passive: true, capture: true });
-    window.addEventListener("resize", onScroll, { passive: true });
+      }
+    );
   }
   column(side) {
     const col = document.createElement("div");
@@ -6210,7 +6228,6 @@ var SparseHeadView = class {
     this.gap = LINE_GAP;
     this.fit = null;
     this.height = 0;
-    this.scheduled = false;
     this.searchHits = [];
     this.searchAt = 0;
     /** Lines per query: at most the server's k (0: all k). */
@@ -6221,32 +6238,11 @@ var SparseHeadView = class {
     this.onTokenChange = null;
     this.root.className = "head-view sparse";
     this.root.append(this.win.canvas, this.leftCol.el, this.rightCol.el);
-    const tokenOf = (e) => {
-      const el2 = e.target.closest(".token");
-      return el2 ? { side: el2.classList.contains("left") ? "left" : "right", index: Number(el2.dataset["index"]) } : null;
-    };
-    this.root.addEventListener("mouseover", (e) => {
-      const t = tokenOf(e);
-      if (t) this.lock.hover(t);
-    });
-    this.root.addEventListener("mouseout", (e) => {
-      const to = e.relatedTarget?.closest?.(".token");
-      if (!to || !this.root.contains(to)) this.lock.hover(null);
-    });
-    this.root.addEventListener("click", (e) => {
-      const t = tokenOf(e);
-      if (t) this.lock.click(t);
-    });
-    const onScroll = () => {
-      if (this.scheduled || !this.data || !this.root.isConnected) return;
-      this.scheduled = true;
-      requestAnimationFrame(() => {
-        this.scheduled = false;
-        this.sync(false);
-      });
-    };
-    window.addEventListener("scroll", onScroll, { passive: true, capture: true });
-    window.addEventListener("resize", onScroll, { passive: true });
+    delegateTokens(this.root, this.lock);
+    onPageScroll(
+      () => !!this.data && this.root.isConnected,
+      () => this.sync(false)
+    );
     this.root.dataset["tbaSearch"] = "1";
     this.root.tbaSearch = (text4, scroll, next) => this.search(text4, scroll, next);
   }
@@ -6880,20 +6876,7 @@ ${what}`;
   }
 };
 function ticks(el2, a, b, x0, s, n, h, title) {
-  const values = b - a <= 1 ? [a] : niceTicks(a, b - 1, n).filter((v) => Number.isInteger(v) && v >= a && v < b);
-  const nodes = values.map((t) => {
-    const d = document.createElement("div");
-    d.className = "hm-tick";
-    d.textContent = String(t);
-    const at = `${(t + 0.5 - x0) * s}px`;
-    if (h) d.style.left = at;
-    else d.style.top = at;
-    return d;
-  });
-  const name = document.createElement("div");
-  name.className = "hm-axis-title";
-  name.textContent = title;
-  el2.replaceChildren(name, ...nodes);
+  fillTicks(el2, rangeTicks(a, b, n), (t) => (t + 0.5 - x0) * s, h, title);
 }
 function labels(el2, tokens, a, b, x0, s, what) {
   const nodes = [];
@@ -8100,22 +8083,17 @@ var NeuronRows = class {
     this.k = new VirtualColumn("right");
     this.lay = null;
     this.n = 0;
-    this.scheduled = false;
     this.hits = [];
     this.at = 0;
     this.q.el.classList.add("nv-q");
     this.k.el.classList.add("nv-k");
     body.append(this.win.canvas, this.q.el, this.k.el);
-    const onScroll = () => {
-      if (this.scheduled || !this.lay || !body.isConnected) return;
-      this.scheduled = true;
-      requestAnimationFrame(() => {
-        this.scheduled = false;
+    onPageScroll(
+      () => !!this.lay && body.isConnected,
+      () => {
         if (body.offsetParent !== null && this.sync(false)) this.redraw();
-      });
-    };
-    window.addEventListener("scroll", onScroll, { passive: true, capture: true });
-    window.addEventListener("resize", onScroll, { passive: true });
+      }
+    );
     body.dataset["tbaSearch"] = "1";
     body.tbaSearch = (text4, scroll, next) => this.search(text4, scroll, next);
   }

@@ -7,28 +7,43 @@ import { displayText } from "./tokens";
 
 const MIN_LABEL_PX = 10; // spacing below which labels overlap (9 px text)
 
-/** Integer tick positions in [0, n): round numbers, at most about `count` of them. */
-export function positionTicks(n: number, count = 6): number[] {
-  if (n <= 1) return [0];
-  return niceTicks(0, n - 1, count).filter((v) => Number.isInteger(v) && v >= 0 && v < n);
+/** Integer tick positions in [a, b): round numbers, at most about `count` of them. */
+export function rangeTicks(a: number, b: number, count = 6): number[] {
+  if (b - a <= 1) return [a];
+  return niceTicks(a, b - 1, count).filter((v) => Number.isInteger(v) && v >= a && v < b);
 }
 
-/** Fills an axis element with position ticks: `horizontal` along the top (keys), else down the side (queries). */
-export function fillPositionAxis(el: HTMLElement, n: number, px: number, horizontal: boolean, title: string): void {
-  const ticks = positionTicks(n, Math.max(2, Math.floor(px / 60)));
+/** Integer tick positions in [0, n). */
+export function positionTicks(n: number, count = 6): number[] {
+  return rangeTicks(0, n, count);
+}
+
+/** Fills an axis element with its title and ticks at `at(t)` px: `horizontal` along the top, else down the side. */
+export function fillTicks(
+  el: HTMLElement,
+  ticks: number[],
+  at: (t: number) => number,
+  horizontal: boolean,
+  title: string,
+) {
   const nodes: HTMLElement[] = ticks.map((t) => {
     const d = document.createElement("div");
     d.className = "hm-tick";
     d.textContent = String(t);
-    const at = `${((t + 0.5) / n) * px}px`;
-    if (horizontal) d.style.left = at;
-    else d.style.top = at;
+    if (horizontal) d.style.left = `${at(t)}px`;
+    else d.style.top = `${at(t)}px`;
     return d;
   });
   const name = document.createElement("div");
   name.className = "hm-axis-title";
   name.textContent = title;
   el.replaceChildren(name, ...nodes);
+}
+
+/** Fills an axis element with position ticks: `horizontal` along the top (keys), else down the side (queries). */
+export function fillPositionAxis(el: HTMLElement, n: number, px: number, horizontal: boolean, title: string): void {
+  const ticks = positionTicks(n, Math.max(2, Math.floor(px / 60)));
+  fillTicks(el, ticks, (t) => ((t + 0.5) / n) * px, horizontal, title);
   if (horizontal) el.style.width = `${px}px`;
   else el.style.height = `${px}px`;
 }

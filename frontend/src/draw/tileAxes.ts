@@ -2,7 +2,7 @@
 // down the side (queries), and each token's label once a cell is wide enough to read one (≥ 10 px). DOM text, so
 // the export writes it as text; token strings are untrusted and set with textContent only.
 
-import { niceTicks } from "./legend";
+import { fillTicks, rangeTicks } from "./heatmapAxes";
 import { displayText } from "./tokens";
 
 const MIN_LABEL_PX = 10;
@@ -91,20 +91,7 @@ export class TileAxes {
 
 /** Round positions in [a, b), placed at their cell's centre on screen. */
 function ticks(el: HTMLElement, a: number, b: number, x0: number, s: number, n: number, h: boolean, title: string) {
-  const values = b - a <= 1 ? [a] : niceTicks(a, b - 1, n).filter((v) => Number.isInteger(v) && v >= a && v < b);
-  const nodes = values.map((t) => {
-    const d = document.createElement("div");
-    d.className = "hm-tick";
-    d.textContent = String(t);
-    const at = `${(t + 0.5 - x0) * s}px`;
-    if (h) d.style.left = at;
-    else d.style.top = at;
-    return d;
-  });
-  const name = document.createElement("div");
-  name.className = "hm-axis-title";
-  name.textContent = title;
-  el.replaceChildren(name, ...nodes);
+  fillTicks(el, rangeTicks(a, b, n), (t) => (t + 0.5 - x0) * s, h, title);
 }
 
 function labels(el: HTMLElement, tokens: string[], a: number, b: number, x0: number, s: number, what: string) {

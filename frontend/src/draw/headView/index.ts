@@ -5,6 +5,7 @@
 
 import type { Attention } from "../../data/api";
 import { HoverLock } from "../../controls/hoverLock";
+import { delegateTokens, onPageScroll } from "./events";
 import type { VectorCanvas, VectorShape } from "../../export/vector";
 import { headColor } from "../palette";
 import { displayText, rowHeightFor } from "../tokens";
@@ -57,7 +58,6 @@ export class HeadView {
   private hoveredEl: HTMLElement | null = null;
   // Built once per data / head selection; re-stroked for every window position.
   private linePaths: LinePath[] = [];
-  private scrollScheduled = false;
 
   // Layout of the current token columns.
   private layoutKey = "";
@@ -86,35 +86,14 @@ export class HeadView {
     this.leftCol = this.column("left");
     this.rightCol = this.column("right");
 
-    // Delegated hover: one listener pair instead of two per token. Click locks the token (Esc unlocks).
-    const tokenOf = (e: Event): Hover | null => {
-      const el = (e.target as Element).closest<HTMLElement>(".token");
-      return el ? { side: el.classList.contains("left") ? "left" : "right", index: Number(el.dataset["index"]) } : null;
-    };
-    this.root.addEventListener("mouseover", (e) => {
-      const t = tokenOf(e);
-      if (t) this.lock.hover(t);
-    });
-    this.root.addEventListener("mouseout", (e) => {
-      const to = (e.relatedTarget as Element | null)?.closest?.(".token");
-      if (!to || !this.root.contains(to)) this.lock.hover(null);
-    });
-    this.root.addEventListener("click", (e) => {
-      const t = tokenOf(e);
-      if (t) this.lock.click(t);
-    });
-    const onScroll = (): void => {
-      if (this.scrollScheduled) return;
-      this.scrollScheduled = true;
-      requestAnimationFrame(() => {
-        this.scrollScheduled = false;
+    // Delegated hover: one listener set instead of two per token. Click locks the token (Esc unlocks).
+    delegateTokens(this.root, this.lock);
+    onPageScroll(
+      () => true,
+      () => {
         if (this.data && this.placeWindow(false)) this.drawWindow();
-      });
-    };
-    // Capture: in a notebook the page scrolls inside an element (JupyterLab's panel), whose scroll events do not
-    // bubble to window.
-    window.addEventListener("scroll", onScroll, { passive: true, capture: true });
-    window.addEventListener("resize", onScroll, { passive: true });
+      },
+    );
   }
 
   private column(side: Side): HTMLDivElement {

@@ -5,6 +5,7 @@
 // for matches through `tbaSearch` on its root, since most rows are not in the DOM.
 
 import { HoverLock } from "../../controls/hoverLock";
+import { delegateTokens, onPageScroll } from "./events";
 import { CODE_WEIGHT } from "../../data/lod";
 import { headColor } from "../palette";
 import { rowHeightFor } from "../tokens";
@@ -51,7 +52,6 @@ export class SparseHeadView {
   private gap = LINE_GAP;
   private fit: (() => number) | null = null;
   private height = 0;
-  private scheduled = false;
   private searchHits: { side: "left" | "right"; index: number }[] = [];
   private searchAt = 0;
   /** Lines per query: at most the server's k (0: all k). */
@@ -64,32 +64,11 @@ export class SparseHeadView {
   constructor() {
     this.root.className = "head-view sparse";
     this.root.append(this.win.canvas, this.leftCol.el, this.rightCol.el);
-    const tokenOf = (e: Event): Hover | null => {
-      const el = (e.target as Element).closest<HTMLElement>(".token");
-      return el ? { side: el.classList.contains("left") ? "left" : "right", index: Number(el.dataset["index"]) } : null;
-    };
-    this.root.addEventListener("mouseover", (e) => {
-      const t = tokenOf(e);
-      if (t) this.lock.hover(t);
-    });
-    this.root.addEventListener("mouseout", (e) => {
-      const to = (e.relatedTarget as Element | null)?.closest?.(".token");
-      if (!to || !this.root.contains(to)) this.lock.hover(null);
-    });
-    this.root.addEventListener("click", (e) => {
-      const t = tokenOf(e);
-      if (t) this.lock.click(t);
-    });
-    const onScroll = (): void => {
-      if (this.scheduled || !this.data || !this.root.isConnected) return;
-      this.scheduled = true;
-      requestAnimationFrame(() => {
-        this.scheduled = false;
-        this.sync(false);
-      });
-    };
-    window.addEventListener("scroll", onScroll, { passive: true, capture: true });
-    window.addEventListener("resize", onScroll, { passive: true });
+    delegateTokens(this.root, this.lock);
+    onPageScroll(
+      () => !!this.data && this.root.isConnected,
+      () => this.sync(false),
+    );
     this.root.dataset["tbaSearch"] = "1";
     (this.root as HTMLElement & { tbaSearch?: SearchHook }).tbaSearch = (text, scroll, next) =>
       this.search(text, scroll, next);

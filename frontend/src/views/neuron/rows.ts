@@ -6,6 +6,7 @@
 // rows are not in the DOM, and jumps to a match off screen.
 
 import { CanvasWindow } from "../../draw/headView/window";
+import { onPageScroll } from "../../draw/headView/events";
 import { VirtualColumn } from "../../draw/headView/virtualRows";
 import type { SearchHook } from "../../draw/headView/sparse";
 import type { Layout } from "./layout";
@@ -16,7 +17,6 @@ export class NeuronRows {
   readonly k = new VirtualColumn("right");
   private lay: Layout | null = null;
   private n = 0;
-  private scheduled = false;
   private hits: { col: VirtualColumn; index: number }[] = [];
   private at = 0;
 
@@ -28,16 +28,12 @@ export class NeuronRows {
     this.q.el.classList.add("nv-q");
     this.k.el.classList.add("nv-k");
     body.append(this.win.canvas, this.q.el, this.k.el);
-    const onScroll = (): void => {
-      if (this.scheduled || !this.lay || !body.isConnected) return;
-      this.scheduled = true;
-      requestAnimationFrame(() => {
-        this.scheduled = false;
+    onPageScroll(
+      () => !!this.lay && body.isConnected,
+      () => {
         if (body.offsetParent !== null && this.sync(false)) this.redraw(); // hidden views wait for show()
-      });
-    };
-    window.addEventListener("scroll", onScroll, { passive: true, capture: true });
-    window.addEventListener("resize", onScroll, { passive: true });
+      },
+    );
     body.dataset["tbaSearch"] = "1";
     (body as HTMLElement & { tbaSearch?: SearchHook }).tbaSearch = (text, scroll, next) =>
       this.search(text, scroll, next);
